@@ -1,0 +1,3 @@
+"""pqike: a post-quantum hybrid IKEv2 daemon and command-line tool."""
+
+__version__ = "0.1.0"
