@@ -13,6 +13,9 @@ from enum import IntEnum
 from kem.ids import KeMethod
 
 __all__ = [
+    "ADDKE_TYPES",
+    "IKEV2_VERSION",
+    "IKE_HEADER_LEN",
     "AuthMethod",
     "CertEncoding",
     "CfgAttr",
@@ -21,6 +24,7 @@ __all__ = [
     "EsnId",
     "ExchangeType",
     "HashAlgorithm",
+    "HeaderFlag",
     "IdType",
     "IntegId",
     "KeMethod",
@@ -31,10 +35,6 @@ __all__ = [
     "TransformAttr",
     "TransformType",
     "TsType",
-    "ADDKE_TYPES",
-    "IKE_HEADER_LEN",
-    "IKEV2_VERSION",
-    "HeaderFlag",
 ]
 
 IKE_HEADER_LEN = 28
