@@ -1,0 +1,119 @@
+"""charon-style logging: subsystems, levels -1..4, and per-IKE_SA context.
+
+A line reads like charon's with ``ike_name = yes``::
+
+    08:14:27.123 [ENC] <home|1> generating IKE_INTERMEDIATE request 2 [ KE ]
+
+Levels follow charon: -1 silent, 0 basic, 1 audit (default), 2 control, 3 raw data,
+4 private (keys). Each subsystem has its own level, so ``enc=2`` shows payload details
+without drowning the log in key material.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Logger", "Subsystem", "configure", "get_logger"]
+
+
+class Subsystem(StrEnum):
+    DMN = "DMN"  # daemon
+    MGR = "MGR"  # SA manager
+    IKE = "IKE"  # IKE_SA state and tasks
+    CHD = "CHD"  # CHILD_SA
+    JOB = "JOB"  # timers
+    CFG = "CFG"  # configuration, proposals
+    KNL = "KNL"  # kernel backend
+    NET = "NET"  # sockets, packets
+    ASN = "ASN"  # certificates
+    ENC = "ENC"  # message encoding, fragments
+    LIB = "LIB"  # crypto providers
+    ESP = "ESP"  # userspace ESP data plane
+
+
+DEFAULT_LEVEL = 1
+_ROOT = "pqike"
+
+
+def _py_level(charon_level: int) -> int:
+    # charon 0..4 onto Python levels: 0 -> 25 ... 4 -> 5; -1 silences the subsystem.
+    if charon_level < 0:
+        return logging.CRITICAL + 10
+    return 25 - 5 * min(charon_level, 4)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = self.formatTime(record, "%H:%M:%S") + f".{int(record.msecs):03d}"
+        sa = getattr(record, "sa", "")
+        ctx = f"<{sa}> " if sa else ""
+        return f"{ts} [{record.name.rsplit('.', 1)[-1]}] {ctx}{record.getMessage()}"
+
+
+class Logger:
+    """A subsystem logger, optionally bound to an IKE_SA (``home|1``)."""
+
+    __slots__ = ("_log", "sa")
+
+    def __init__(self, subsystem: Subsystem, sa: str = "") -> None:
+        self._log = logging.getLogger(f"{_ROOT}.{subsystem.value}")
+        self.sa = sa
+
+    def bind(self, sa: str) -> Logger:
+        return Logger(Subsystem(self._log.name.rsplit(".", 1)[-1]), sa)
+
+    def enabled(self, level: int) -> bool:
+        return self._log.isEnabledFor(_py_level(level))
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        py = _py_level(level)
+        if self._log.isEnabledFor(py):
+            self._log.log(py, msg, *args, extra={"sa": self.sa})
+
+    def __call__(self, msg: str, *args: Any) -> None:
+        """Level 1 (audit), the default charon level."""
+        self.log(1, msg, *args)
+
+    def basic(self, msg: str, *args: Any) -> None:
+        self.log(0, msg, *args)
+
+    def control(self, msg: str, *args: Any) -> None:
+        self.log(2, msg, *args)
+
+    def raw(self, msg: str, *args: Any) -> None:
+        self.log(3, msg, *args)
+
+    def private(self, msg: str, *args: Any) -> None:
+        self.log(4, msg, *args)
+
+
+def get_logger(subsystem: Subsystem, sa: str = "") -> Logger:
+    return Logger(subsystem, sa)
+
+
+def configure(
+    levels: Mapping[str, int] | None = None,
+    default: int = DEFAULT_LEVEL,
+    stream: Any = None,
+    filename: str | None = None,
+) -> logging.Handler:
+    """Install one handler on the pqike logger tree and set per-subsystem levels."""
+    root = logging.getLogger(_ROOT)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler = (
+        logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
+    )
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.propagate = False
+    root.setLevel(1)
+    levels = {k.upper(): v for k, v in (levels or {}).items()}
+    for sub in Subsystem:
+        level = _py_level(levels.get(sub.value, default))
+        logging.getLogger(f"{_ROOT}.{sub.value}").setLevel(level)
+    return handler

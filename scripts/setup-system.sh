@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# System-level prerequisites for the test suite, installed only when we are root:
+#  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
+#  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
+# Without root, or without a package mirror, the tests that need these skip with the reason.
+set -u
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-system: not root; tshark/strongSwan-dependent tests will be skipped" >&2
+  exit 0
+fi
+
+need=()
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup-system: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || echo "setup-system: apt-get update failed" >&2
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
+    || echo "setup-system: could not install ${need[*]}; dependent tests will skip" >&2
+fi
+
+if [ -x scripts/strongswan-root.sh ]; then
+  scripts/strongswan-root.sh || echo "setup-system: strongSwan root unavailable; interop tests will skip" >&2
+fi
+exit 0
