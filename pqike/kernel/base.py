@@ -1,0 +1,152 @@
+"""The data-plane interface the IKE core talks to, and an in-memory backend.
+
+Exchanges only ever call these methods; whether the SAs end up in the kernel's XFRM
+tables, in a userspace ESP engine or nowhere (dry run) is the backend's business. Every
+object a backend installs is remembered by what pqike created, so cleanup removes exactly
+that and never flushes foreign state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from pqike.wire.iana import EncrId, IntegId
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Mode(Enum):
+    TUNNEL = "tunnel"
+    TRANSPORT = "transport"
+
+
+class Direction(Enum):
+    IN = "in"
+    OUT = "out"
+    FWD = "fwd"
+
+
+@dataclass(frozen=True)
+class KernelSa:
+    """One ESP SA (one direction) as negotiated."""
+
+    spi: int
+    src: str
+    dst: str
+    mode: Mode
+    encr: EncrId
+    encr_key: bytes  # incl. the salt for AEAD (RFC 4106/7634)
+    integ: IntegId
+    integ_key: bytes
+    reqid: int
+    src_ts: IPNetwork
+    dst_ts: IPNetwork
+    encap: tuple[int, int] | None = None  # UDP (sport, dport) for NAT-T
+    replay_window: int = 32
+    esn: bool = False
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class KernelPolicy:
+    src_ts: IPNetwork
+    dst_ts: IPNetwork
+    direction: Direction
+    reqid: int
+    tunnel: tuple[str, str] | None  # outer (src, dst) for tunnel mode
+
+
+@dataclass
+class SaCounters:
+    bytes: int = 0
+    packets: int = 0
+    last_use: float | None = None
+
+
+class KernelError(Exception):
+    """A backend refused a request; the message says what and why."""
+
+
+class KernelBackend(Protocol):
+    name: str
+
+    def probe(self) -> str | None:
+        """None when usable, else why not (e.g. 'kernel has no ESP (esp4 module missing)')."""
+
+    def alloc_spi(self, src: str, dst: str) -> int: ...
+
+    def add_sa(self, sa: KernelSa) -> None: ...
+
+    def del_sa(self, spi: int, dst: str) -> None: ...
+
+    def query_sa(self, spi: int, dst: str) -> SaCounters: ...
+
+    def add_policy(self, policy: KernelPolicy) -> None: ...
+
+    def del_policy(self, policy: KernelPolicy) -> None: ...
+
+    def add_vip(self, address: str) -> None: ...
+
+    def del_vip(self, address: str) -> None: ...
+
+    def close(self) -> None:
+        """Remove everything this backend installed."""
+
+
+@dataclass
+class MemoryKernel:
+    """Records SAs, policies and virtual IPs in memory: tests and ``kernel = none``."""
+
+    name: str = "none"
+    sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
+    policies: list[KernelPolicy] = field(default_factory=list)
+    vips: list[str] = field(default_factory=list)
+    counters: dict[tuple[int, str], SaCounters] = field(default_factory=dict)
+
+    def probe(self) -> str | None:
+        return None
+
+    def alloc_spi(self, src: str, dst: str) -> int:
+        while True:
+            # SPIs 1..255 are reserved by IANA (RFC 4303 §2.1)
+            spi = int.from_bytes(os.urandom(4), "big")
+            if spi > 255 and not any(k[0] == spi for k in self.sas):
+                return spi
+
+    def add_sa(self, sa: KernelSa) -> None:
+        key = (sa.spi, sa.dst)
+        if key in self.sas:
+            raise KernelError(f"SA {sa.spi:08x} to {sa.dst} exists already")
+        self.sas[key] = sa
+        self.counters[key] = SaCounters()
+
+    def del_sa(self, spi: int, dst: str) -> None:
+        self.sas.pop((spi, dst), None)
+        self.counters.pop((spi, dst), None)
+
+    def query_sa(self, spi: int, dst: str) -> SaCounters:
+        return self.counters.get((spi, dst), SaCounters())
+
+    def add_policy(self, policy: KernelPolicy) -> None:
+        self.policies.append(policy)
+
+    def del_policy(self, policy: KernelPolicy) -> None:
+        if policy in self.policies:
+            self.policies.remove(policy)
+
+    def add_vip(self, address: str) -> None:
+        self.vips.append(address)
+
+    def del_vip(self, address: str) -> None:
+        if address in self.vips:
+            self.vips.remove(address)
+
+    def close(self) -> None:
+        self.sas.clear()
+        self.policies.clear()
+        self.vips.clear()
+        self.counters.clear()

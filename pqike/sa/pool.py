@@ -1,0 +1,72 @@
+"""Virtual IP pools: the responder hands out addresses to initiators that ask (CP).
+
+As strongSwan's attr-sql/mem pools do, an identity gets the same address back while it is
+online or after it reconnects (the lease is kept, marked offline, when the IKE_SA goes),
+so a re-established tunnel does not leave routes pointing at a stale address behind
+(reference 003).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class PoolExhausted(Exception):
+    pass
+
+
+@dataclass
+class AddressPool:
+    name: str
+    first: IPAddress
+    last: IPAddress
+    leases: dict[str, IPAddress] = field(default_factory=dict)  # identity -> address
+    online: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: str) -> AddressPool:
+        """``10.3.0.0/24`` (network and broadcast excluded, as strongSwan) or ``a-b``."""
+        if "-" in spec:
+            a, b = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
+            return cls(name, a, b)
+        net = ipaddress.ip_network(spec, strict=False)
+        if net.num_addresses > 2:
+            return cls(name, net.network_address + 1, net.broadcast_address - 1)
+        return cls(name, net.network_address, net.broadcast_address)
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def acquire(self, identity: str, requested: IPAddress | None = None) -> IPAddress:
+        if identity in self.leases:
+            self.online.add(identity)
+            return self.leases[identity]
+        taken = set(self.leases.values())
+        in_range = requested is not None and self.first <= requested <= self.last
+        if in_range and requested not in taken:
+            addr = requested
+        else:
+            addr = self._free(taken)
+        self.leases[identity] = addr
+        self.online.add(identity)
+        return addr
+
+    def release(self, identity: str) -> None:
+        """Go offline but keep the lease for a reconnect."""
+        self.online.discard(identity)
+
+    def _free(self, taken: set[IPAddress]) -> IPAddress:
+        for i in range(self.size):
+            a = self.first + i
+            if a not in taken:
+                return a
+        # reuse the oldest offline lease before giving up
+        for ident, a in list(self.leases.items()):
+            if ident not in self.online:
+                del self.leases[ident]
+                return a
+        raise PoolExhausted(f"pool {self.name} has no free address ({self.size} leased)")

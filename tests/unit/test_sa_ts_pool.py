@@ -1,0 +1,65 @@
+"""Traffic selector narrowing (RFC 7296 §2.9) and virtual IP pools."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pqike.sa.pool import AddressPool, PoolExhausted
+from pqike.sa.ts import TrafficSelector as TS
+from pqike.sa.ts import is_subset, narrow
+
+
+def test_narrow_reference_net_child() -> None:
+    # carol proposes 0.0.0.0/0 === 10.1.0.0/16; moon is configured with 10.1.0.0/24
+    assert narrow([TS.from_cidr("10.1.0.0/16")], [TS.from_cidr("10.1.0.0/24")]) == [
+        TS.from_cidr("10.1.0.0/24")
+    ]
+    assert narrow([TS.any()], [TS.host("10.3.0.1")]) == [TS.host("10.3.0.1")]
+
+
+def test_narrow_disjoint_and_versions() -> None:
+    assert narrow([TS.from_cidr("10.2.0.0/16")], [TS.from_cidr("10.1.0.0/24")]) == []
+    assert narrow([TS.any(6)], [TS.from_cidr("10.1.0.0/24")]) == []
+
+
+def test_ports_and_protocols() -> None:
+    a = TS(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.0.255"), 6, 0, 1000)
+    b = TS(ipaddress.ip_address("10.0.0.128"), ipaddress.ip_address("10.0.1.0"), 0, 500, 65535)
+    i = a.intersect(b)
+    assert i is not None and (i.protocol, i.start_port, i.end_port) == (6, 500, 1000)
+    assert str(i) == "10.0.0.128/25[6/500-1000]"
+    assert a.intersect(TS(a.start, a.end, 17)) is None
+
+
+def test_subset_check() -> None:
+    assert is_subset([TS.from_cidr("10.1.0.0/24")], [TS.from_cidr("10.1.0.0/16")])
+    assert not is_subset([TS.from_cidr("10.0.0.0/8")], [TS.from_cidr("10.1.0.0/16")])
+
+
+def test_invalid_selector() -> None:
+    with pytest.raises(ValueError):
+        TS(ipaddress.ip_address("10.0.0.2"), ipaddress.ip_address("10.0.0.1"))
+
+
+def test_pool_same_identity_same_address_and_exhaustion() -> None:
+    pool = AddressPool.from_spec("rw_pool", "10.3.0.0/30")  # .1 and .2
+    a = pool.acquire("carol@strongswan.org")
+    assert str(a) == "10.3.0.1"
+    assert pool.acquire("carol@strongswan.org") == a
+    b = pool.acquire("dave@strongswan.org")
+    assert str(b) == "10.3.0.2"
+    with pytest.raises(PoolExhausted):
+        pool.acquire("eve@strongswan.org")
+    pool.release("dave@strongswan.org")
+    assert pool.acquire("eve@strongswan.org") == b  # offline lease reused
+    pool.release("carol@strongswan.org")
+    assert pool.acquire("carol@strongswan.org") == a  # reconnect keeps its address
+
+
+def test_pool_range_and_requested() -> None:
+    pool = AddressPool.from_spec("p", "10.9.0.10-10.9.0.20")
+    assert pool.size == 11
+    assert str(pool.acquire("x", ipaddress.ip_address("10.9.0.15"))) == "10.9.0.15"
+    assert str(pool.acquire("y", ipaddress.ip_address("10.9.0.15"))) == "10.9.0.10"
