@@ -1,0 +1,182 @@
+"""SkCipher: AEAD (RFC 5282 / RFC 7634) and AES-CBC + HMAC round trips, tampering, errors."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pqike.crypto.algorithms import IkeSuite, UnsupportedTransform, encr_key_len, integ_spec
+from pqike.crypto.keyschedule import IkeKeys
+from pqike.crypto.mac import integ_icv
+from pqike.crypto.sk import Direction, IntegrityError, SkCipher, SkFormatError
+from pqike.wire.iana import EncrId, IntegId, PrfId
+
+AEAD = [
+    (EncrId.AES_GCM_16, 128),
+    (EncrId.AES_GCM_16, 256),
+    (EncrId.AES_GCM_12, 192),
+    (EncrId.AES_GCM_8, 256),
+    (EncrId.AES_CCM_16, 128),
+    (EncrId.AES_CCM_8, 256),
+    (EncrId.CHACHA20_POLY1305, None),
+]
+CBC = [
+    (128, IntegId.HMAC_SHA1_96),
+    (256, IntegId.HMAC_SHA2_256_128),
+    (192, IntegId.HMAC_SHA2_384_192),
+    (256, IntegId.HMAC_SHA2_512_256),
+    (128, IntegId.AES_XCBC_96),
+    (128, IntegId.AES_CMAC_96),
+]
+ASSOC = bytes(28) + b"\x21\x00\x00\x00"  # stand-in IKE header + SK generic header
+
+
+def make(encr: EncrId, bits: int | None, integ: IntegId = IntegId.NONE) -> SkCipher:
+    ikey = os.urandom(integ_spec(integ).key_len) if integ != IntegId.NONE else b""
+    return SkCipher(encr, bits, integ, os.urandom(encr_key_len(encr, bits)), ikey)
+
+
+ALL = [make(e, b) for e, b in AEAD] + [make(EncrId.AES_CBC, b, i) for b, i in CBC]
+
+
+@pytest.mark.parametrize("cipher", ALL, ids=repr)
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 100])
+def test_round_trip_and_length(cipher: SkCipher, n: int) -> None:
+    plain = os.urandom(n)
+    body = cipher.seal(ASSOC, plain)
+    assert len(body) == cipher.sealed_length(n)
+    assert (len(body) - cipher.iv_len - cipher.icv_len) % cipher.block_size == 0
+    assert cipher.open(ASSOC, body) == plain
+
+
+@pytest.mark.parametrize("cipher", ALL, ids=repr)
+def test_tampering_detected(cipher: SkCipher) -> None:
+    body = cipher.seal(ASSOC, b"payload bytes")
+    for pos in (0, cipher.iv_len, len(body) - 1):  # IV, ciphertext, ICV
+        bad = bytearray(body)
+        bad[pos] ^= 0x01
+        with pytest.raises(IntegrityError):
+            cipher.open(ASSOC, bytes(bad))
+    with pytest.raises(IntegrityError):
+        cipher.open(b"\x01" + ASSOC[1:], body)  # associated data is authenticated
+
+
+def test_sizes_and_padding_block() -> None:
+    gcm = make(EncrId.AES_GCM_16, 256)
+    assert (gcm.iv_len, gcm.icv_len, gcm.block_size) == (8, 16, 1)
+    assert gcm.sealed_length(10) == 8 + 11 + 16  # AEAD: just the Pad Length byte
+    cbc = make(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128)
+    assert (cbc.iv_len, cbc.icv_len, cbc.block_size) == (16, 16, 16)
+    assert cbc.sealed_length(1192) == 16 + 1200 + 16  # strongSwan's IKE_INTERMEDIATE #1
+    assert cbc.sealed_length(16) == 16 + 32 + 16  # full block of padding when aligned
+    ccm = make(EncrId.AES_CCM_8, 128)
+    assert (ccm.iv_len, ccm.icv_len) == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("encr", "bits", "aead", "salt_len"),
+    [
+        (EncrId.AES_GCM_16, 256, lambda k: AESGCM(k), 4),
+        (EncrId.CHACHA20_POLY1305, None, lambda k: ChaCha20Poly1305(k), 4),
+        (EncrId.AES_CCM_16, 128, lambda k: AESCCM(k, 16), 3),
+    ],
+)
+def test_aead_nonce_is_salt_then_iv(encr: EncrId, bits: int | None, aead, salt_len: int) -> None:
+    """RFC 5282 §4 / RFC 7634 §2 / RFC 4309: key material = key | salt, nonce = salt | IV."""
+    keymat = os.urandom(encr_key_len(encr, bits))
+    cipher = SkCipher(encr, bits, IntegId.NONE, keymat)
+    iv = bytes.fromhex("0001020304050607")
+    body = cipher.seal(ASSOC, b"hello", iv=iv)
+    key, salt = keymat[:-salt_len], keymat[-salt_len:]
+    expected = aead(key).encrypt(salt + iv, b"hello\x00", ASSOC)
+    assert body == iv + expected
+
+
+def test_aead_ivs_unique_and_counting() -> None:
+    gcm = make(EncrId.AES_GCM_16, 128)
+    ivs = [gcm.seal(b"", b"x")[:8] for _ in range(4)]
+    nums = [int.from_bytes(iv, "big") for iv in ivs]
+    assert len(set(ivs)) == 4
+    assert all((b - a) % (1 << 64) == 1 for a, b in itertools.pairwise(nums))
+
+
+def test_cbc_ivs_random() -> None:
+    cbc = make(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128)
+    assert cbc.seal(b"", b"x")[:16] != cbc.seal(b"", b"x")[:16]
+
+
+def test_short_and_misaligned_bodies() -> None:
+    cbc = make(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128)
+    with pytest.raises(SkFormatError, match="shorter"):
+        cbc.open(ASSOC, bytes(32))  # IV + ICV only
+    with pytest.raises(SkFormatError, match="multiple"):
+        cbc.open(ASSOC, bytes(16 + 15 + 16))
+    gcm = make(EncrId.AES_GCM_16, 128)
+    with pytest.raises(SkFormatError, match="shorter"):
+        gcm.open(ASSOC, bytes(24))
+
+
+def test_bad_pad_length_after_valid_icv() -> None:
+    """An authentic body whose Pad Length (200) exceeds its 16-byte plaintext is rejected."""
+    ekey, ikey, iv = os.urandom(16), os.urandom(32), os.urandom(16)
+    cbc = SkCipher(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128, ekey, ikey)
+    enc = Cipher(algorithms.AES(ekey), modes.CBC(iv)).encryptor()
+    ct = enc.update(bytes(15) + b"\xc8") + enc.finalize()
+    body = iv + ct + integ_icv(IntegId.HMAC_SHA2_256_128, ikey, ASSOC + iv + ct)
+    with pytest.raises(SkFormatError, match="Pad Length 200"):
+        cbc.open(ASSOC, body)
+    # The same block with a fitting Pad Length (15) opens to the empty plaintext.
+    enc = Cipher(algorithms.AES(ekey), modes.CBC(iv)).encryptor()
+    ct = enc.update(bytes(15) + b"\x0f") + enc.finalize()
+    body = iv + ct + integ_icv(IntegId.HMAC_SHA2_256_128, ikey, ASSOC + iv + ct)
+    assert cbc.open(ASSOC, body) == b""
+
+
+def test_key_and_iv_validation() -> None:
+    with pytest.raises(ValueError, match="36-byte key"):
+        SkCipher(EncrId.AES_GCM_16, 256, IntegId.NONE, bytes(32))
+    with pytest.raises(ValueError, match="32-byte key"):
+        SkCipher(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128, bytes(32), bytes(20))
+    with pytest.raises(UnsupportedTransform, match="INTEG must be NONE"):
+        SkCipher(EncrId.AES_GCM_16, 128, IntegId.HMAC_SHA1_96, bytes(20), bytes(20))
+    with pytest.raises(UnsupportedTransform, match="AES_CTR"):
+        SkCipher(EncrId.AES_CTR, 128, IntegId.HMAC_SHA1_96, bytes(20), bytes(20))
+    with pytest.raises(UnsupportedTransform, match="ENCR"):
+        SkCipher(EncrId.TRIPLE_DES, None, IntegId.HMAC_SHA1_96, bytes(24), bytes(20))
+    with pytest.raises(ValueError, match="8-byte IV"):
+        make(EncrId.AES_GCM_16, 128).seal(b"", b"x", iv=bytes(12))
+
+
+def test_for_ike_direction_selection() -> None:
+    suite = IkeSuite(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128, PrfId.HMAC_SHA2_256)
+    kl = suite.key_lengths
+    keys = IkeKeys(
+        sk_d=os.urandom(kl.sk_d),
+        sk_ai=os.urandom(32),
+        sk_ar=os.urandom(32),
+        sk_ei=os.urandom(16),
+        sk_er=os.urandom(16),
+        sk_pi=b"",
+        sk_pr=b"",
+    )
+    i_out = SkCipher.for_ike(suite, keys, True, Direction.OUTBOUND)
+    r_in = SkCipher.for_ike(suite, keys, False, "in")
+    r_out = SkCipher.for_ike(suite, keys, False, Direction.OUTBOUND)
+    i_in = SkCipher.for_ike(suite, keys, True, "in")
+    assert r_in.open(ASSOC, i_out.seal(ASSOC, b"request")) == b"request"
+    assert i_in.open(ASSOC, r_out.seal(ASSOC, b"response")) == b"response"
+    with pytest.raises(IntegrityError):
+        i_in.open(ASSOC, i_out.seal(ASSOC, b"reflected"))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=40))
+def test_round_trip_property(plain: bytes, assoc: bytes) -> None:
+    for cipher in (ALL[0], ALL[-1]):
+        assert cipher.open(assoc, cipher.seal(assoc, plain)) == plain
