@@ -1,0 +1,174 @@
+"""Registry API, metadata and the `python -m kem` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kem import InvalidPeerValue, KeMethod, MethodUnavailable, UnknownMethod, registry
+from kem.base import Kind
+from kem.ids import KEYWORDS
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+REPO = Path(__file__).resolve().parents[2]
+LIBOQS_METHODS = {m for m in KeMethod if m.name.startswith(("KYBER_", "FRODO_", "BIKE_", "HQC_"))}
+
+
+def test_one_entry_per_method() -> None:
+    ids = [m.id for m in registry.all()]
+    assert ids == sorted(m for m in KeMethod if m != KeMethod.NONE)
+    for entry in registry.all():
+        assert registry.get(entry.id) is entry
+        assert registry.get(int(entry.id)) is entry
+        for word in entry.keywords:
+            assert registry.by_keyword(word) is entry
+            assert registry.by_keyword(word.upper()) is entry
+        assert entry.log_name == entry.id.name
+        assert entry.keyword == entry.keywords[0]
+
+
+def test_keywords_cover_every_entry() -> None:
+    assert {registry.by_keyword(w).id for w in KEYWORDS} == {m.id for m in registry.all()}
+
+
+def test_kinds_and_levels() -> None:
+    for entry in registry.all():
+        pq = entry.id >= KeMethod.ML_KEM_512
+        assert entry.kind is (Kind.KEM if pq else Kind.DH)
+        assert (entry.nist_level in (1, 3, 5)) if pq else entry.nist_level is None
+    assert registry.get(KeMethod.HQC_L3).nist_level == 3
+    assert registry.by_keyword("mlkem1024").nist_level == 5
+
+
+@pytest.mark.parametrize("key", [0, 33, 9999, "GOST"])
+def test_unknown_ids(key: object) -> None:
+    with pytest.raises(UnknownMethod) as exc:
+        if isinstance(key, str):
+            registry.by_keyword(key)
+        else:
+            registry.get(key)  # type: ignore[arg-type]
+    assert isinstance(exc.value, KeyError)
+    assert "unknown key exchange method" in str(exc.value)
+
+
+def test_unavailable_method_raises_with_reason() -> None:
+    m = registry.get(KeMethod.ECP_224_BP)
+    if m.available:
+        pytest.skip("this cryptography has brainpoolP224r1")
+    assert not m.available and "BrainpoolP224R1" in (m.unavailable_reason or "")
+    assert m.provider is None and m.sizes is None
+    for call in (m.initiator, lambda: m.respond(b"\0" * 56)):
+        with pytest.raises(MethodUnavailable) as exc:
+            call()
+        assert exc.value.method == KeMethod.ECP_224_BP
+        assert "ECP_224_BP unavailable" in str(exc.value)
+
+
+def test_named_provider_not_in_list() -> None:
+    with pytest.raises(MethodUnavailable, match="does not provide"):
+        registry.get(KeMethod.CURVE_25519).backend("liboqs")
+
+
+def test_error_messages() -> None:
+    e = InvalidPeerValue(KeMethod.ML_KEM_768, 1184, 12, "wrong length")
+    assert str(e) == "invalid ML_KEM_768 peer value: wrong length (expected 1184 bytes, got 12)"
+    assert isinstance(e, ValueError)
+
+
+def test_static_sizes() -> None:
+    expect = {
+        KeMethod.MODP_2048: (256, 256, 256),
+        KeMethod.MODP_8192: (1024, 1024, 1024),
+        KeMethod.MODP_1024_160: (128, 128, 128),
+        KeMethod.ECP_256: (64, 64, 32),
+        KeMethod.ECP_521: (132, 132, 66),
+        KeMethod.ECP_512_BP: (128, 128, 64),
+        KeMethod.CURVE_25519: (32, 32, 32),
+        KeMethod.CURVE_448: (56, 56, 56),
+        KeMethod.ML_KEM_768: (1184, 1088, 32),
+        KeMethod.ML_KEM_1024: (1568, 1568, 32),
+    }
+    for method, sizes in expect.items():
+        m = registry.get(method)
+        if not m.available:
+            continue
+        s = m.sizes
+        assert (s.public_value, s.responder_value, s.shared_secret) == sizes, method.name
+
+
+def _run_kem(*args: str, env_extra: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, **env_extra}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "kem", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return proc, time.monotonic() - start
+
+
+def test_cli_without_liboqs_is_fast_and_offline(tmp_path: Path) -> None:
+    """OQS_INSTALL_PATH -> empty dir: no download attempt, liboqs methods unavailable."""
+    empty = tmp_path / "no-oqs"
+    empty.mkdir()
+    # A `git` that records being called: liboqs-python's fallback would git-clone liboqs.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    marker = tmp_path / "git-called"
+    (fake_bin / "git").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (fake_bin / "git").chmod(0o755)
+    env = {"OQS_INSTALL_PATH": str(empty), "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    proc, elapsed = _run_kem("--json", env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 20  # liboqs-python's own fallback alone sleeps 5 s before cloning
+    assert not marker.exists()
+    assert not list(empty.iterdir())
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}  # stdout is pure JSON
+    for method in LIBOQS_METHODS:
+        row = rows[int(method)]
+        assert row["available"] is False
+        assert str(empty) in row["unavailable_reason"]
+        assert "OQS_INSTALL_PATH" in row["unavailable_reason"]
+        assert "BIKE/HQC/FrodoKEM/Kyber need it" in row["unavailable_reason"]
+    assert rows[int(KeMethod.CURVE_25519)]["available"] is True
+    assert rows[int(KeMethod.ML_KEM_768)]["provider"] == "cryptography"
+    assert "liboqs" not in proc.stderr.lower() or "not found" in proc.stderr
+
+
+def test_cli_table_lists_everything() -> None:
+    proc, _ = _run_kem(env_extra={})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "keyword", "strongSwan"]
+    assert len(lines) == 1 + len(registry.all())
+    assert any(line.startswith("36 ") and "mlkem768" in line and "1184" in line for line in lines)
+    assert "faulthandler" not in proc.stdout  # liboqs-python's import-time log line
+
+
+def test_import_is_lazy() -> None:
+    code = (
+        "import sys\nfrom kem import registry\n"
+        "m = registry.get(36); registry.by_keyword('hqc1'); registry.all()\n"
+        "bad = [n for n in sys.modules if n.split('.')[0] in ('oqs', 'pqcrypto', 'cryptography')]\n"
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.strip() == "[]"
