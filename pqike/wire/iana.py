@@ -162,6 +162,8 @@ class IntegId(IntEnum):
     HMAC_SHA2_256_128 = 12
     HMAC_SHA2_384_192 = 13
     HMAC_SHA2_512_256 = 14
+    # strongSwan private use: Linux's pre-RFC 4868 96-bit truncation (keyword sha256_96)
+    HMAC_SHA2_256_96 = 1026
 
 
 class EsnId(IntEnum):
