@@ -166,6 +166,8 @@ class Vici:
     """A minimal blocking vici client (request/response and streamed commands)."""
 
     def __init__(self, path: str | os.PathLike, timeout: float = 10):
+        if len(os.fsencode(path)) > 107:
+            raise OSError(f"vici socket path too long for AF_UNIX (use a shorter workdir): {path}")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
