@@ -132,7 +132,6 @@ _DN_KEYS: dict[str, x509.ObjectIdentifier] = {
 }
 _DN_ALIASES = {"EMAIL": "E", "EMAILADDRESS": "E", "S": "ST", "SERIALNUMBER": "serialNumber"}
 _DN_NAMES = {oid.dotted_string: key for key, oid in _DN_KEYS.items()}
-_PRINTABLE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 
 
 def dn_string(name: x509.Name) -> str:
@@ -165,7 +164,8 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
 
 def parse_dn(text: str) -> x509.Name:
     """Parse "C=CH, O=strongSwan, CN=moon" (left to right = encoding order, as strongSwan).
-    Values are PrintableString when possible, else UTF8String, like strongSwan's atodn()."""
+    String types are cryptography's defaults (UTF8String; PrintableString for C, IA5String
+    for E/DC); DN comparisons here ignore string types anyway."""
     attrs = []
     for part in _split_unescaped(text, ","):
         part = part.strip()
@@ -183,14 +183,8 @@ def parse_dn(text: str) -> x509.Name:
             except ValueError:
                 raise CertificateError(f"unknown DN attribute {key!r}") from None
         value = value.strip()
-        if oid == NameOID.EMAIL_ADDRESS or oid == NameOID.DOMAIN_COMPONENT:
-            string_type = x509.name._ASN1Type.IA5String
-        elif set(value) <= _PRINTABLE:
-            string_type = x509.name._ASN1Type.PrintableString
-        else:
-            string_type = x509.name._ASN1Type.UTF8String
         try:
-            attrs.append(x509.NameAttribute(oid, value, string_type))
+            attrs.append(x509.NameAttribute(oid, value))
         except ValueError as exc:
             raise CertificateError(f"invalid DN component {part!r}: {exc}") from None
     if not attrs:
