@@ -16,10 +16,14 @@ __all__ = [
     "ADDKE_TYPES",
     "IKEV2_VERSION",
     "IKE_HEADER_LEN",
+    "IKE_NATT_UDP_PORT",
+    "IKE_UDP_PORT",
     "AuthMethod",
     "CertEncoding",
     "CfgAttr",
     "CfgType",
+    "EapCode",
+    "EapType",
     "EncrId",
     "EsnId",
     "ExchangeType",
@@ -38,6 +42,8 @@ __all__ = [
 ]
 
 IKE_HEADER_LEN = 28
+IKE_UDP_PORT = 500  # RFC 7296 §2
+IKE_NATT_UDP_PORT = 4500  # RFC 3948: IKE with a 4-octet non-ESP marker, and UDP-encapsulated ESP
 IKEV2_VERSION = 0x20  # major 2, minor 0
 
 
@@ -240,14 +246,21 @@ class CfgAttr(IntEnum):
     INTERNAL_IP4_NETMASK = 2
     INTERNAL_IP4_DNS = 3
     INTERNAL_IP4_NBNS = 4
+    INTERNAL_ADDRESS_EXPIRY = 5  # RFC 4306, removed by RFC 7296
     INTERNAL_IP4_DHCP = 6
     APPLICATION_VERSION = 7
     INTERNAL_IP6_ADDRESS = 8
+    INTERNAL_IP6_NETMASK = 9  # RFC 4306, removed by RFC 7296
     INTERNAL_IP6_DNS = 10
+    INTERNAL_IP6_NBNS = 11  # RFC 4306, removed by RFC 7296
     INTERNAL_IP6_DHCP = 12
     INTERNAL_IP4_SUBNET = 13
     SUPPORTED_ATTRIBUTES = 14
     INTERNAL_IP6_SUBNET = 15
+    MIP6_HOME_PREFIX = 16  # RFC 5026
+    INTERNAL_IP6_LINK = 17  # RFC 5739
+    INTERNAL_IP6_PREFIX = 18  # RFC 5739
+    HOME_AGENT_ADDRESS = 19  # RFC 5026
 
 
 class NotifyType(IntEnum):
@@ -341,3 +354,31 @@ class NotifyType(IntEnum):
     @property
     def is_error(self) -> bool:
         return self.value < 16384
+
+
+class EapCode(IntEnum):
+    """RFC 3748 §4 EAP packet codes (the first octet of an EAP payload's message)."""
+
+    REQUEST = 1
+    RESPONSE = 2
+    SUCCESS = 3
+    FAILURE = 4
+
+
+class EapType(IntEnum):
+    """RFC 3748 §5 EAP method types (only in Request/Response packets)."""
+
+    IDENTITY = 1
+    NOTIFICATION = 2
+    NAK = 3
+    MD5 = 4
+    OTP = 5
+    GTC = 6
+    TLS = 13
+    SIM = 18
+    TTLS = 21
+    AKA = 23
+    PEAP = 25
+    MSCHAPV2 = 26
+    EXPANDED = 254
+    EXPERIMENTAL = 255

@@ -1,0 +1,131 @@
+"""IKE messages: the fixed header (RFC 7296 §3.1) and the payload chain that follows it."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from pqike.wire.errors import InvalidMajorVersion, InvalidSyntax
+from pqike.wire.iana import (
+    IKE_HEADER_LEN,
+    IKEV2_VERSION,
+    ExchangeType,
+    HeaderFlag,
+)
+from pqike.wire.payloads import (
+    EncodeError,
+    Encrypted,
+    EncryptedFragment,
+    Payload,
+    as_enum,
+    decode_chain,
+    encode_chain,
+)
+
+__all__ = ["Message", "decode_message", "encode_header"]
+
+_HEADER = struct.Struct("!8s8sBBBBII")
+_KNOWN_FLAGS = HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE
+_MAX_LEN = 0xFFFFFFFF
+
+
+def encode_header(
+    spi_i: bytes,
+    spi_r: bytes,
+    next_payload: int,
+    version: int,
+    exchange: int,
+    flags: int,
+    message_id: int,
+    length: int,
+) -> bytes:
+    """The 28-octet IKE header."""
+    if len(spi_i) != 8 or len(spi_r) != 8:
+        raise EncodeError("IKE SPIs are 8 octets each")
+    if length > _MAX_LEN:
+        raise EncodeError(f"IKE message of {length} bytes")
+    return _HEADER.pack(spi_i, spi_r, next_payload, version, exchange, flags, message_id, length)
+
+
+@dataclass
+class Message:
+    """An IKE message: header fields and payloads (an SK/SKF payload stays sealed, and last)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    exchange: ExchangeType | int
+    message_id: int
+    payloads: list[Payload] = field(default_factory=list)
+    initiator: bool = False  # I flag: sent by the original initiator of the IKE SA
+    response: bool = False  # R flag
+    version_flag: bool = False  # V flag: sender speaks a higher major version
+    reserved_flags: int = 0  # flag bits RFC 7296 leaves reserved, kept for re-encoding
+    version: int = IKEV2_VERSION  # major << 4 | minor
+
+    def __post_init__(self) -> None:
+        self.exchange = as_enum(ExchangeType, self.exchange)
+
+    @property
+    def is_request(self) -> bool:
+        return not self.response
+
+    @property
+    def flags(self) -> int:
+        return (
+            (HeaderFlag.INITIATOR if self.initiator else 0)
+            | (HeaderFlag.VERSION if self.version_flag else 0)
+            | (HeaderFlag.RESPONSE if self.response else 0)
+            | (self.reserved_flags & ~_KNOWN_FLAGS & 0xFF)
+        )
+
+    @property
+    def sealed(self) -> Encrypted | EncryptedFragment | None:
+        """The SK or SKF payload, if any (always the last one)."""
+        last = self.payloads[-1] if self.payloads else None
+        return last if isinstance(last, Encrypted | EncryptedFragment) else None
+
+    def header(self, next_payload: int, length: int) -> bytes:
+        return encode_header(
+            self.spi_i,
+            self.spi_r,
+            next_payload,
+            self.version,
+            self.exchange,
+            self.flags,
+            self.message_id,
+            length,
+        )
+
+    def encode(self) -> bytes:
+        first, body = encode_chain(self.payloads, outer=True)
+        return self.header(first, IKE_HEADER_LEN + len(body)) + body
+
+    def with_payloads(self, payloads: Sequence[Payload]) -> Message:
+        """The same header fields with another payload list."""
+        return replace(self, payloads=list(payloads))
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one IKE message (UDP payload without the non-ESP marker)."""
+    data = bytes(data)
+    if len(data) < IKE_HEADER_LEN:
+        raise InvalidSyntax(f"truncated IKE header: {len(data)} of {IKE_HEADER_LEN} bytes", 0)
+    spi_i, spi_r, first, version, exchange, flags, message_id, length = _HEADER.unpack_from(data)
+    if version >> 4 != IKEV2_VERSION >> 4:
+        raise InvalidMajorVersion(version >> 4, 17)
+    if length != len(data):
+        raise InvalidSyntax(f"IKE header Length {length} but the message has {len(data)} bytes", 24)
+    payloads = decode_chain(first, data[IKE_HEADER_LEN:], IKE_HEADER_LEN, outer=True)
+    return Message(
+        spi_i=spi_i,
+        spi_r=spi_r,
+        exchange=exchange,
+        message_id=message_id,
+        payloads=payloads,
+        initiator=bool(flags & HeaderFlag.INITIATOR),
+        response=bool(flags & HeaderFlag.RESPONSE),
+        version_flag=bool(flags & HeaderFlag.VERSION),
+        reserved_flags=flags & ~_KNOWN_FLAGS & 0xFF,
+        version=version,
+    )

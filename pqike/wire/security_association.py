@@ -1,0 +1,228 @@
+"""The SA payload (RFC 7296 §3.3): proposals, transforms (incl. RFC 9370 ADDKE1..7) and
+transform attributes (TV/TLV)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import ClassVar, Self
+
+from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
+from pqike.wire.errors import InvalidSyntax
+from pqike.wire.iana import (
+    EncrId,
+    EsnId,
+    IntegId,
+    KeMethod,
+    PayloadType,
+    PrfId,
+    ProtocolId,
+    TransformAttr,
+    TransformType,
+)
+
+__all__ = ["Proposal", "SecurityAssociation", "Transform", "TransformAttribute"]
+
+_MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
+_MORE_TRANSFORMS = 3
+_ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
+
+_TRANSFORM_IDS: dict[int, type[IntEnum]] = {
+    TransformType.ENCR: EncrId,
+    TransformType.PRF: PrfId,
+    TransformType.INTEG: IntegId,
+    TransformType.KE: KeMethod,
+    TransformType.ESN: EsnId,
+    **{t: KeMethod for t in TransformType if t >= TransformType.ADDKE1},
+}
+
+
+@dataclass
+class TransformAttribute:
+    """A transform attribute: an ``int`` value is TV (2 bytes, AF=1), ``bytes`` is TLV."""
+
+    attr_type: TransformAttr | int
+    value: int | bytes
+
+    def encode(self) -> bytes:
+        if not 0 <= self.attr_type < _ATTR_TV:
+            raise EncodeError(f"attribute type {self.attr_type} does not fit in 15 bits")
+        if isinstance(self.value, int):
+            return struct.pack("!HH", _ATTR_TV | self.attr_type, check_u16(self.value, "TV"))
+        return struct.pack("!HH", self.attr_type, check_u16(len(self.value), "TLV length")) + (
+            self.value
+        )
+
+    @classmethod
+    def decode(cls, r: Reader) -> TransformAttribute:
+        head = r.u16("transform attribute header")
+        attr_type = as_enum(TransformAttr, head & ~_ATTR_TV)
+        if head & _ATTR_TV:
+            return cls(attr_type, r.u16("TV attribute value"))
+        length = r.u16("TLV attribute length")
+        return cls(attr_type, r.take(length, f"TLV attribute value of {length} bytes"))
+
+
+@dataclass
+class Transform:
+    """A transform substructure (RFC 7296 §3.3.2); ``transform_id`` is typed by ``type``."""
+
+    transform_type: TransformType | int
+    transform_id: int
+    attributes: list[TransformAttribute] = field(default_factory=list)
+    reserved: int = 0  # the two RESERVED octets, first one high
+
+    def __post_init__(self) -> None:
+        self.transform_type = as_enum(TransformType, self.transform_type)
+        enum = _TRANSFORM_IDS.get(self.transform_type)
+        if enum is not None:
+            self.transform_id = as_enum(enum, self.transform_id)
+
+    @property
+    def key_length(self) -> int | None:
+        """The KEY_LENGTH attribute (bits), if present."""
+        for a in self.attributes:
+            if a.attr_type == TransformAttr.KEY_LENGTH and isinstance(a.value, int):
+                return a.value
+        return None
+
+    def encode(self, last: bool) -> bytes:
+        attrs = b"".join(a.encode() for a in self.attributes)
+        length = check_u16(8 + len(attrs), "transform length")
+        return (
+            struct.pack(
+                "!BBHBBH",
+                0 if last else _MORE_TRANSFORMS,
+                self.reserved >> 8,
+                length,
+                self.transform_type,
+                self.reserved & 0xFF,
+                self.transform_id,
+            )
+            + attrs
+        )
+
+    @classmethod
+    def decode(cls, r: Reader) -> tuple[Transform, bool]:
+        """The transform and whether it says it is the last one."""
+        start = r.offset
+        more = r.u8("transform Last Substruc")
+        if more not in (0, _MORE_TRANSFORMS):
+            raise InvalidSyntax(f"transform Last Substruc {more} (0 or 3 expected)", start)
+        res1 = r.u8("transform header")
+        length = r.u16("transform length")
+        if length < 8:
+            raise InvalidSyntax(f"transform length {length} < 8", start + 2)
+        if length - 4 > r.left:
+            raise InvalidSyntax(
+                f"transform length {length} exceeds the {r.left + 4} bytes left in the proposal",
+                start + 2,
+            )
+        body = r.sub(length - 4, "transform")
+        ttype = as_enum(TransformType, body.u8("transform type"))
+        res2 = body.u8("transform header")
+        tid = body.u16("transform ID")
+        attrs: list[TransformAttribute] = []
+        while body.left:
+            attrs.append(TransformAttribute.decode(body))
+        return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
+
+
+@dataclass
+class Proposal:
+    """A proposal substructure (RFC 7296 §3.3.1)."""
+
+    number: int
+    protocol: ProtocolId | int
+    transforms: list[Transform] = field(default_factory=list)
+    spi: bytes = b""
+    reserved: int = 0
+
+    def __post_init__(self) -> None:
+        self.protocol = as_enum(ProtocolId, self.protocol)
+
+    def encode(self, last: bool) -> bytes:
+        if len(self.spi) > 0xFF or len(self.transforms) > 0xFF:
+            raise EncodeError("proposal SPI or transform count does not fit in one octet")
+        n = len(self.transforms)
+        body = b"".join(t.encode(i == n - 1) for i, t in enumerate(self.transforms))
+        length = check_u16(8 + len(self.spi) + len(body), "proposal length")
+        head = struct.pack(
+            "!BBHBBBB",
+            0 if last else _MORE_PROPOSALS,
+            self.reserved,
+            length,
+            self.number,
+            self.protocol,
+            len(self.spi),
+            n,
+        )
+        return head + self.spi + body
+
+    @classmethod
+    def decode(cls, r: Reader) -> tuple[Proposal, bool]:
+        start = r.offset
+        more = r.u8("proposal Last Substruc")
+        if more not in (0, _MORE_PROPOSALS):
+            raise InvalidSyntax(f"proposal Last Substruc {more} (0 or 2 expected)", start)
+        reserved = r.u8("proposal header")
+        length = r.u16("proposal length")
+        if length < 8:
+            raise InvalidSyntax(f"proposal length {length} < 8", start + 2)
+        if length - 4 > r.left:
+            raise InvalidSyntax(
+                f"proposal length {length} exceeds the {r.left + 4} bytes left in the SA",
+                start + 2,
+            )
+        body = r.sub(length - 4, "proposal")
+        number = body.u8("proposal number")
+        protocol = body.u8("protocol ID")
+        spi_size = body.u8("SPI size")
+        count = body.u8("number of transforms")
+        spi = body.take(spi_size, f"SPI of {spi_size} bytes")
+        transforms: list[Transform] = []
+        last = body.left == 0
+        while body.left:
+            t_off = body.offset
+            transform, last = Transform.decode(body)
+            transforms.append(transform)
+            if last != (body.left == 0):
+                raise InvalidSyntax(
+                    "transform Last Substruc says "
+                    + ("last but more follow" if last else "more but none follow"),
+                    t_off,
+                )
+        if len(transforms) != count:
+            raise InvalidSyntax(
+                f"proposal {number} announces {count} transforms but carries {len(transforms)}",
+                start + 7,
+            )
+        return cls(number, protocol, transforms, spi, reserved), more == 0
+
+
+@dataclass
+class SecurityAssociation(Payload):
+    """SA payload (RFC 7296 §3.3)."""
+
+    TYPE: ClassVar[PayloadType] = PayloadType.SA
+    proposals: list[Proposal] = field(default_factory=list)
+
+    def encode_body(self) -> bytes:
+        n = len(self.proposals)
+        return b"".join(p.encode(i == n - 1) for i, p in enumerate(self.proposals))
+
+    @classmethod
+    def decode_body(cls, next_type: int, r: Reader) -> Self:
+        proposals: list[Proposal] = []
+        while r.left:
+            p_off = r.offset
+            proposal, last = Proposal.decode(r)
+            proposals.append(proposal)
+            if last != (r.left == 0):
+                raise InvalidSyntax(
+                    "proposal Last Substruc says "
+                    + ("last but more follow" if last else "more but none follow"),
+                    p_off,
+                )
+        return cls(proposals=proposals)
