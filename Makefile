@@ -12,7 +12,7 @@ STAMP := $(VENV)/.pqike-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,oqs]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,oqs,pqcrypto]'
 	touch $@
 
 setup: $(STAMP)

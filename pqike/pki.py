@@ -327,3 +327,35 @@ def print_cmd(infile: click.utils.LazyFile, utc: bool) -> None:
                                       utc=utc, detailed=True), nl=False)
     except AuthError as exc:
         raise _fail(exc) from exc
+
+
+# --- a whole test/demo PKI -----------------------------------------------------------------
+
+DEMO_CA_DN = "C=CH, O=Cyber, CN=Cyber Root CA"
+
+
+def create_peer_pki(
+    directories: dict[str, tuple[str | Path, str]],
+    *,
+    kind: str = "mldsa87",
+    ca_kind: str | None = None,
+    ca_dn: str = DEMO_CA_DN,
+) -> None:
+    """A CA and one end-entity certificate per peer, in the swanctl layout the shipped
+    configs use: ``x509ca/caCert.pem``, ``x509/<name>Cert.pem``, ``private/<name>Key.pem``.
+
+    ``directories`` maps a peer name (carol) to (its config directory, its identity); the
+    identity becomes the CN and a SAN (email if it contains '@', else DNS).
+    """
+    ca_key = generate_key(ca_kind or kind)
+    ca = self_signed_ca(ca_key, ca_dn)
+    for name, (directory, identity) in directories.items():
+        d = Path(directory)
+        for sub in ("x509", "x509ca", "private"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        key = generate_key(kind)
+        cert = issue_certificate(ca, ca_key, key, f"C=CH, O=Cyber, CN={identity}",
+                                 san=[parse_san(identity)])
+        write_pem(d / "x509ca" / "caCert.pem", certificate_pem(ca))
+        write_pem(d / "x509" / f"{name}Cert.pem", certificate_pem(cert))
+        write_pem(d / "private" / f"{name}Key.pem", private_key_pem(key), private=True)

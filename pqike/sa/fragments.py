@@ -113,8 +113,12 @@ class Reassembler:
 
         if number in p.chunks:
             return FragmentResult(
-                FragmentVerdict.DUPLICATE, f"duplicate fragment #{number}", 0, b"",
-                len(p.chunks), p.total,
+                FragmentVerdict.DUPLICATE,
+                f"duplicate fragment #{number}",
+                0,
+                b"",
+                len(p.chunks),
+                p.total,
             )
         if p.size + len(chunk) > self.limits.max_message:
             self.reset()

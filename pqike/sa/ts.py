@@ -63,8 +63,10 @@ class TrafficSelector:
         if self.protocol == 0 and self.start_port == 0 and self.end_port == 65535:
             return addr
         ports = (
-            "" if (self.start_port, self.end_port) == (0, 65535)
-            else str(self.start_port) if self.start_port == self.end_port
+            ""
+            if (self.start_port, self.end_port) == (0, 65535)
+            else str(self.start_port)
+            if self.start_port == self.end_port
             else f"{self.start_port}-{self.end_port}"
         )
         return f"{addr}[{self.protocol}/{ports}]"

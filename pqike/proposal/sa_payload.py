@@ -1,0 +1,45 @@
+"""Proposals to and from the SA payload of the wire codec.
+
+Configured proposals are unnumbered; on the wire they are numbered 1, 2, ... by position
+(strongSwan sa_payload.c add_proposal_v2()). Transforms go in strongSwan's encoding order
+and only ENCR carries the Key Length attribute. Unknown types and IDs survive decoding so
+that selection can report them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pqike.proposal.model import Proposal, Transform
+from pqike.wire import payloads as wire
+from pqike.wire.iana import ProtocolId, TransformAttr
+
+
+def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAssociation:
+    out: list[wire.Proposal] = []
+    for i, p in enumerate(proposals):
+        transforms = [
+            wire.Transform(
+                t.type,
+                t.id,
+                [wire.TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length)]
+                if t.key_length
+                else [],
+            )
+            for t in p.in_wire_order()
+        ]
+        out.append(wire.Proposal(p.number or i + 1, p.protocol, transforms, spi or p.spi))
+    return wire.SecurityAssociation(proposals=out)
+
+
+def from_wire(sa: wire.SecurityAssociation) -> tuple[Proposal, ...]:
+    out: list[Proposal] = []
+    for wp in sa.proposals:
+        if not isinstance(wp.protocol, ProtocolId):
+            continue  # an unknown protocol cannot be selected; RFC 7296 §3.3.1 says skip it
+        ts = tuple(
+            Transform(int(t.transform_type), int(t.transform_id), t.key_length)
+            for t in wp.transforms
+        )
+        out.append(Proposal(wp.protocol, ts, number=wp.number, spi=wp.spi))
+    return tuple(out)
