@@ -1,0 +1,432 @@
+"""The sans-IO IKE engine: the SA database, dispatch of datagrams to IKE_SAs, COOKIEs and
+commands. The daemon feeds it datagrams and time; tests run two engines in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import socket
+from collections.abc import Callable
+
+from pqike.config import Config, Connection
+from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, IkeSaInfo
+from pqike.kernel.base import KernelBackend
+from pqike.log import Subsystem, get_logger
+from pqike.sa.child_sa import ChildSa
+from pqike.sa.fragments import MemoryBudget
+from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
+from pqike.tasks.factory import establishment_tasks
+from pqike.tasks.informational import ChildDelete, IkeDelete
+from pqike.wire.errors import DecodeError
+from pqike.wire.iana import ExchangeType, NotifyType
+from pqike.wire.message import Message, decode_message
+from pqike.wire.payloads import Notify
+
+log = get_logger(Subsystem.MGR)
+net = get_logger(Subsystem.NET)
+enc = get_logger(Subsystem.ENC)
+
+
+class EngineError(Exception):
+    """A command could not be carried out; the message is for the operator."""
+
+
+def _concrete(addr: str) -> bool:
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return True
+
+
+def _addr_matches(spec: tuple[str, ...], host: str) -> int:
+    """0: no match, 1: %any, 2: subnet/range, 3: exact (higher is more specific)."""
+    ip = ipaddress.ip_address(host)
+    best = 0
+    for s in spec:
+        if s in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):
+            best = max(best, 1)
+        elif _concrete(s) and ipaddress.ip_address(s) == ip:
+            return 3
+        elif "/" in s:
+            try:
+                if ip in ipaddress.ip_network(s, strict=False):
+                    best = max(best, 2)
+            except ValueError:
+                continue
+    return best
+
+
+def default_source(remote: str) -> str:
+    """The address the kernel would send from (a connected UDP socket sends nothing)."""
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((remote, 500))
+        return str(s.getsockname()[0])
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        kernel: KernelBackend,
+        *,
+        events: Callable[[Event], None] | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
+        source_for: Callable[[str], str] = default_source,
+    ) -> None:
+        self.config = config
+        self.kernel = kernel
+        self._events = events
+        self.rng = rng
+        self.source_for = source_for
+        self._out: list[Datagram] = []
+        self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
+        self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
+        self._ids = {"ike": 0, "child": 0, "reqid": 0}
+        self._budget = MemoryBudget(config.daemon.reassembly_memory)
+        self._pools: dict[str, object] = {}
+        self._cookie_secret = rng(32)
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _next(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _emit(self, event: Event) -> None:
+        if self._events is not None:
+            self._events(event)
+
+    def _services(self) -> SaServices:
+        return SaServices(
+            config=self.config,
+            kernel=self.kernel,
+            rng=self.rng,
+            emit=self._emit,
+            send=self._out.append,
+            next_child_id=lambda: self._next("child"),
+            next_reqid=lambda: self._next("reqid"),
+            budget=self._budget,
+            pools=self._pools,
+        )
+
+    def load_config(self, config: Config) -> None:
+        """Swap the configuration; established SAs keep the settings they were made with."""
+        self.config = config
+
+    def pop_outgoing(self) -> list[Datagram]:
+        out = list(self._out)
+        self._out.clear()  # the SAs hold a reference to this list
+        return out
+
+    def next_deadline(self) -> float | None:
+        times = [t for sa in self.sas.values() if (t := sa.next_deadline()) is not None]
+        times += [
+            sa.created_at + self.config.daemon.half_open_timeout for sa in self._half_open.values()
+        ]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        for sa in list(self.sas.values()):
+            sa.tick(now)
+        for key, sa in list(self._half_open.items()):
+            if (
+                sa.state == IkeState.CONNECTING
+                and now - sa.created_at > self.config.daemon.half_open_timeout
+            ):
+                sa.fail("half-open IKE_SA timed out", now)
+            if sa.state != IkeState.CONNECTING:
+                self._half_open.pop(key, None)
+        self._reap()
+
+    def _reap(self) -> None:
+        for spi, sa in list(self.sas.items()):
+            if sa.state == IkeState.DESTROYED:
+                del self.sas[spi]
+        for key, sa in list(self._half_open.items()):
+            if sa.state in (IkeState.DESTROYED, IkeState.ESTABLISHED):
+                del self._half_open[key]
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def _find_conn(self, child: str | None, ike: str | None) -> tuple[str, Connection]:
+        conns = self.config.connections
+        if ike is not None:
+            if ike not in conns:
+                raise EngineError(
+                    f"no connection named '{ike}' (have: {', '.join(conns) or 'none'})"
+                )
+            if child is not None and child not in conns[ike].children:
+                raise EngineError(f"connection '{ike}' has no child '{child}'")
+            return ike, conns[ike]
+        if child is None:
+            raise EngineError("initiate needs --child or --ike")
+        matches = [n for n, c in conns.items() if child in c.children]
+        if not matches:
+            raise EngineError(f"no CHILD_SA config named '{child}' found")
+        if len(matches) > 1:
+            raise EngineError(f"child '{child}' exists in {', '.join(matches)}: use --ike")
+        return matches[0], conns[matches[0]]
+
+    def initiate(self, child: str | None, ike: str | None, now: float) -> int:
+        name, conn = self._find_conn(child, ike)
+        remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
+        if remote is None:
+            raise EngineError(f"connection '{name}' has no concrete remote address to initiate to")
+        local = next((a for a in conn.local_addrs if _concrete(a)), None)
+        if local is None:
+            try:
+                local = self.source_for(remote)
+            except OSError as e:
+                raise EngineError(f"no route to {remote}: {e}") from e
+        sa = IkeSa(
+            self._services(),
+            self._next("ike"),
+            name,
+            conn,
+            True,
+            Endpoint(local, self.config.daemon.port),
+            Endpoint(remote, conn.remote_port),
+            spi_i=self.rng(8),
+        )
+        sa.created_at = now
+        sa.log("initiating IKE_SA %s to %s", sa.label, remote)
+        for task in establishment_tasks(sa, child):
+            sa.queue(task)
+        self.sas[sa.spi_i] = sa
+        sa.initiate(now)
+        self._reap()
+        return sa.unique_id
+
+    def _select(self, ike: str | None, ike_id: int | None) -> list[IkeSa]:
+        return [
+            sa
+            for sa in self.sas.values()
+            if (ike is None or sa.name == ike)
+            and (ike_id is None or sa.unique_id == ike_id)
+            and sa.state != IkeState.DESTROYED
+        ]
+
+    def terminate(self, ike: str | None, child: str | None, ike_id: int | None, now: float) -> None:
+        if ike is None and child is None and ike_id is None:
+            raise EngineError("terminate needs --ike, --child or --ike-id")
+        if child is not None:
+            found = [
+                (sa, c) for sa in self._select(ike, ike_id) for c in sa.children if c.name == child
+            ]
+            if not found:
+                raise EngineError(f"no CHILD_SA named '{child}' is established")
+            for sa, c in found:
+                sa.queue(ChildDelete(sa, True, c))
+                sa.initiate(now)
+            return
+        sas = self._select(ike, ike_id)
+        if not sas:
+            raise EngineError("no matching IKE_SA")
+        for sa in sas:
+            if sa.established:
+                sa.queue(IkeDelete(sa, True))
+                sa.initiate(now)
+            else:
+                sa.fail("terminated before it was established", now)
+        self._reap()
+
+    def rekey(self, ike: str | None, child: str | None, now: float) -> None:
+        raise EngineError("rekeying is not implemented yet")
+
+    def close(self, now: float) -> None:
+        """Shutdown: tell peers (best effort) and remove everything installed."""
+        for sa in list(self.sas.values()):
+            if sa.established:
+                sa.queue(IkeDelete(sa, True))
+                sa.initiate(now)
+            sa.destroy(now)
+        self.sas.clear()
+        self._half_open.clear()
+
+    # ---- datagrams ----------------------------------------------------------------------
+
+    def receive(self, dgram: Datagram, now: float) -> None:
+        net.control(
+            "received packet: from %s to %s (%d bytes)", dgram.src, dgram.dst, len(dgram.data)
+        )
+        try:
+            msg = decode_message(dgram.data)
+        except DecodeError as e:
+            enc("invalid IKE message from %s: %s, dropped", dgram.src, e)
+            return
+        if msg.initiator:  # sent by the original initiator: we are the responder
+            if msg.exchange == ExchangeType.IKE_SA_INIT and not msg.response:
+                self._init_request(msg, dgram, now)
+                self._reap()
+                return
+            sa = self.sas.get(msg.spi_r)
+        else:
+            sa = self.sas.get(msg.spi_i)
+            if sa is not None and not sa.initiator:
+                sa = None
+        if sa is None:
+            enc(
+                "received %s for unknown IKE_SA %s_i %s_r, ignored",
+                msg.exchange.name if isinstance(msg.exchange, ExchangeType) else msg.exchange,
+                msg.spi_i.hex(),
+                msg.spi_r.hex(),
+            )
+            return
+        if (
+            msg.exchange == ExchangeType.IKE_SA_INIT
+            and msg.response
+            and sa.spi_r == bytes(8)
+            and msg.spi_r != bytes(8)
+        ):
+            sa.spi_r = msg.spi_r
+        sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
+        self._reap()
+
+    def _cookie(self, msg: Message, src: Endpoint, nonce: bytes) -> bytes:
+        # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
+        digest = hmac.new(
+            self._cookie_secret,
+            nonce + ipaddress.ip_address(src.host).packed + msg.spi_i,
+            hashlib.sha256,
+        ).digest()
+        return b"\x00\x00\x00\x01" + digest
+
+    def _init_request(self, msg: Message, dgram: Datagram, now: float) -> None:
+        key = (msg.spi_i, dgram.src.host, dgram.src.port)
+        sa = self._half_open.get(key)
+        if sa is not None:  # a retransmitted IKE_SA_INIT request
+            sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
+            return
+        if not self._cookie_ok(msg, dgram):
+            return
+        name, conn = self._responder_conn(dgram)
+        if conn is None:
+            log(
+                "no IKE config found for %s...%s, sending NO_PROPOSAL_CHOSEN",
+                dgram.dst.host,
+                dgram.src.host,
+            )
+            self._stateless_notify(msg, dgram, NotifyType.NO_PROPOSAL_CHOSEN)
+            return
+        sa = IkeSa(
+            self._services(),
+            self._next("ike"),
+            name,
+            conn,
+            False,
+            dgram.dst,
+            dgram.src,
+            spi_i=msg.spi_i,
+            spi_r=self.rng(8),
+        )
+        sa.created_at = now
+        sa.state = IkeState.CONNECTING
+        sa.log("%s is initiating an IKE_SA", dgram.src.host)
+        self.sas[sa.spi_r] = sa
+        self._half_open[key] = sa
+        sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
+
+    def _cookie_ok(self, msg: Message, dgram: Datagram) -> bool:
+        half_open = sum(1 for s in self._half_open.values() if s.state == IkeState.CONNECTING)
+        threshold = self.config.daemon.cookie_threshold
+        if not threshold or half_open < threshold:
+            return True
+        from pqike.wire.payloads import Nonce
+
+        nonce = next((p.data for p in msg.payloads if isinstance(p, Nonce)), b"")
+        expected = self._cookie(msg, dgram.src, nonce)
+        first = msg.payloads[0] if msg.payloads else None
+        if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE:
+            if hmac.compare_digest(first.data, expected):
+                return True
+            log("received invalid COOKIE from %s", dgram.src.host)
+        log(
+            "%d half-open IKE_SAs (threshold %d), requesting a COOKIE from %s",
+            half_open,
+            threshold,
+            dgram.src.host,
+        )
+        self._stateless_notify(msg, dgram, NotifyType.COOKIE, expected)
+        return False
+
+    def _stateless_notify(
+        self, msg: Message, dgram: Datagram, ntype: NotifyType, data: bytes = b""
+    ) -> None:
+        reply = Message(
+            spi_i=msg.spi_i,
+            spi_r=bytes(8),
+            exchange=ExchangeType.IKE_SA_INIT,
+            message_id=0,
+            payloads=[Notify(notify_type=ntype, data=data)],
+            initiator=False,
+            response=True,
+        )
+        self._out.append(Datagram(data=reply.encode(), src=dgram.dst, dst=dgram.src))
+
+    def _responder_conn(self, dgram: Datagram) -> tuple[str, Connection | None]:
+        best: tuple[int, str, Connection | None] = (0, "", None)
+        for name, conn in self.config.connections.items():
+            lm = _addr_matches(conn.local_addrs, dgram.dst.host)
+            rm = _addr_matches(conn.remote_addrs, dgram.src.host)
+            if lm and rm and lm + rm > best[0]:
+                best = (lm + rm, name, conn)
+        return best[1], best[2]
+
+    # ---- listing ------------------------------------------------------------------------
+
+    def list_sas(self, now: float = 0.0) -> list[IkeSaInfo]:
+        out = []
+        for sa in sorted(self.sas.values(), key=lambda s: s.unique_id):
+            if sa.state == IkeState.DESTROYED:
+                continue
+            out.append(
+                IkeSaInfo(
+                    name=sa.name,
+                    unique_id=sa.unique_id,
+                    state=sa.state.value,
+                    version=2,
+                    initiator=sa.initiator,
+                    spi_i=sa.spi_i.hex(),
+                    spi_r=sa.spi_r.hex(),
+                    local=str(sa.local),
+                    remote=str(sa.remote),
+                    local_id=sa.local_id,
+                    remote_id=sa.remote_id,
+                    proposal=str(sa.proposal) if sa.proposal else "",
+                    local_vips=list(sa.local_vips),
+                    remote_vips=list(sa.remote_vips),
+                    nat_local=sa.nat_local,
+                    nat_remote=sa.nat_remote,
+                    established=max(0.0, now - sa.established_at) if sa.established else 0.0,
+                    children=[self._child_info(sa, c, now) for c in sa.children],
+                )
+            )
+        return out
+
+    def _child_info(self, sa: IkeSa, c: ChildSa, now: float) -> ChildSaInfo:
+        cin = self.kernel.query_sa(c.spi_in, sa.local.host)
+        cout = self.kernel.query_sa(c.spi_out, sa.remote.host)
+        return ChildSaInfo(
+            name=c.name,
+            unique_id=c.unique_id,
+            reqid=c.reqid,
+            state=c.state.value,
+            mode=c.mode,
+            protocol="ESP",
+            encap=c.encap,
+            spi_in=f"{c.spi_in:08x}",
+            spi_out=f"{c.spi_out:08x}",
+            proposal=str(c.proposal) if c.proposal else "",
+            local_ts=[str(t) for t in c.local_ts],
+            remote_ts=[str(t) for t in c.remote_ts],
+            bytes_in=cin.bytes,
+            packets_in=cin.packets,
+            bytes_out=cout.bytes,
+            packets_out=cout.packets,
+            installed=max(0.0, now - c.installed_at),
+        )

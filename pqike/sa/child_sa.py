@@ -1,0 +1,44 @@
+"""CHILD_SA state: negotiated parameters, keys and what was installed in the data plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pqike.crypto.keyschedule import ChildKeys
+from pqike.proposal import Proposal
+from pqike.sa.ts import TrafficSelector
+
+
+class ChildState(Enum):
+    CREATED = "CREATED"
+    INSTALLING = "INSTALLING"
+    INSTALLED = "INSTALLED"
+    REKEYING = "REKEYING"
+    REKEYED = "REKEYED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+    FAILED = "FAILED"
+
+
+@dataclass
+class ChildSa:
+    name: str  # child config name
+    unique_id: int
+    reqid: int
+    spi_in: int = 0  # ours: the peer sends to it
+    spi_out: int = 0  # the peer's
+    state: ChildState = ChildState.CREATED
+    proposal: Proposal | None = None
+    mode: str = "TUNNEL"
+    local_ts: list[TrafficSelector] = field(default_factory=list)
+    remote_ts: list[TrafficSelector] = field(default_factory=list)
+    keys: ChildKeys | None = field(default=None, repr=False)
+    encap: bool = False
+    installed_at: float = 0.0
+    rekey_at: float | None = None
+    expire_at: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}{{{self.unique_id}}}"

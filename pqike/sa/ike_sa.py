@@ -1,0 +1,615 @@
+"""One IKE_SA: its state, keys, message layer (protection, fragments, retransmission,
+message IDs) and its task manager.
+
+Sans-IO: the SA is handed decoded messages and the current time, and queues datagrams on
+its engine. Everything one exchange needs is in its tasks (pqike.tasks); this module only
+moves messages between the wire and the tasks, in the order RFC 7296 §2.2/§2.3 requires.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from pqike.config import Child, Config, Connection
+from pqike.crypto.algorithms import IkeSuite
+from pqike.crypto.keyschedule import IkeKeys, int_auth, update_ike_keys
+from pqike.crypto.sk import IntegrityError, SkCipher, SkError
+from pqike.events import Datagram, Endpoint, Event, EventKind
+from pqike.log import Subsystem, get_logger
+from pqike.proposal import Proposal
+from pqike.sa.child_sa import ChildSa
+from pqike.sa.fragments import FragmentLimits, FragmentVerdict, MemoryBudget, Reassembler
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.wire import sk as wire_sk
+from pqike.wire.errors import DecodeError
+from pqike.wire.iana import ExchangeType, NotifyType
+from pqike.wire.message import Message
+from pqike.wire.payloads import Encrypted, EncryptedFragment, Notify, Payload, decode_payloads
+from pqike.wire.summary import describe
+
+if TYPE_CHECKING:
+    from pqike.kernel.base import KernelBackend
+
+
+class IkeState(Enum):
+    CREATED = "CREATED"
+    CONNECTING = "CONNECTING"
+    ESTABLISHED = "ESTABLISHED"
+    REKEYING = "REKEYING"
+    REKEYED = "REKEYED"
+    DELETING = "DELETING"
+    DESTROYED = "DESTROYED"
+
+
+@dataclass
+class _Request:
+    """Our outstanding request: what to retransmit and when."""
+
+    message_id: int
+    exchange: ExchangeType
+    packets: list[bytes]
+    sent_at: float
+    tries: int = 0
+    deadline: float = 0.0
+
+
+@dataclass
+class SaServices:
+    """What an IKE_SA needs from its engine (the daemon-wide state)."""
+
+    config: Config
+    kernel: KernelBackend
+    rng: Callable[[int], bytes]
+    emit: Callable[[Event], None]
+    send: Callable[[Datagram], None]
+    next_child_id: Callable[[], int]
+    next_reqid: Callable[[], int]
+    budget: MemoryBudget
+    pools: dict[str, object] = field(default_factory=dict)
+
+
+class IkeSa:
+    def __init__(
+        self,
+        services: SaServices,
+        unique_id: int,
+        conn_name: str,
+        conn: Connection,
+        initiator: bool,
+        local: Endpoint,
+        remote: Endpoint,
+        spi_i: bytes,
+        spi_r: bytes = bytes(8),
+    ) -> None:
+        self.svc = services
+        self.unique_id = unique_id
+        self.name = conn_name
+        self.conn = conn
+        self.initiator = initiator  # original initiator of this IKE_SA
+        self.local = local
+        self.remote = remote
+        self.spi_i = spi_i
+        self.spi_r = spi_r
+        self.state = IkeState.CREATED
+        self.log = get_logger(Subsystem.IKE, f"{conn_name}|{unique_id}")
+        self.enc = get_logger(Subsystem.ENC, f"{conn_name}|{unique_id}")
+        self.net = get_logger(Subsystem.NET, f"{conn_name}|{unique_id}")
+        self.cfg = get_logger(Subsystem.CFG, f"{conn_name}|{unique_id}")
+        self.now = 0.0  # time of the event being handled (tasks read it)
+
+        # negotiated
+        self.proposal: Proposal | None = None
+        self.suite: IkeSuite | None = None
+        self.keys: IkeKeys | None = None
+        self.ni = b""
+        self.nr = b""
+        self.init_request = b""  # IKE_SA_INIT request as sent/received (AUTH octets)
+        self.init_response = b""
+        self.int_auth_i: bytes | None = None  # RFC 9242 chains
+        self.int_auth_r: bytes | None = None
+        self.pending_secret: bytes | None = None  # ADDKE shared secret to mix in (RFC 9370)
+        self.peer_frag = False
+        self.peer_intermediate = False
+        self.peer_hash_algs: list[int] = []
+        self.nat_local = False  # we are behind a NAT
+        self.nat_remote = False
+        self.local_id = ""
+        self.remote_id = ""
+        self.local_vips: list[str] = []
+        self.remote_vips: list[str] = []
+        self.children: list[ChildSa] = []
+        self.established_at = 0.0
+        self.created_at = 0.0
+
+        # message layer
+        self.my_mid = 0  # next request we send
+        self.peer_mid = 0  # next request we expect
+        self.request: _Request | None = None
+        self.last_response: tuple[int, list[bytes]] | None = None
+        limits = FragmentLimits(
+            max_fragments=services.config.daemon.max_fragments,
+            max_message=services.config.daemon.max_packet,
+            max_total=services.config.daemon.reassembly_memory,
+        )
+        self._frag_requests = Reassembler(limits, services.budget)
+        self._frag_responses = Reassembler(limits, services.budget)
+        self._out_cipher: SkCipher | None = None
+        self._in_cipher: SkCipher | None = None
+
+        # task manager
+        self.queued: list[Task] = []
+        self.active: list[Task] = []
+        self.passive: list[Task] = []
+        self.restart_init = False  # ike_init asks for a new IKE_SA_INIT (COOKIE/INVALID_KE)
+        self.delete_after_exchange = False  # an IKE_SA DELETE was sent/received
+        self.failure = ""
+
+    # ---- identity and helpers -----------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}[{self.unique_id}]"
+
+    @property
+    def established(self) -> bool:
+        return self.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+
+    def child_config(self, name: str) -> Child | None:
+        return self.conn.children.get(name)
+
+    def emit(self, kind: EventKind, message: str = "", child: ChildSa | None = None) -> None:
+        self.svc.emit(
+            Event(
+                kind=kind,
+                ike=self.name,
+                ike_id=self.unique_id,
+                child=child.name if child else None,
+                child_id=child.unique_id if child else None,
+                message=message,
+            )
+        )
+
+    def set_established(self) -> None:
+        self.state = IkeState.ESTABLISHED
+        self.established_at = self.now
+        self.log(
+            "IKE_SA %s established between %s[%s]...%s[%s]",
+            self.label,
+            self.local.host,
+            self.local_id,
+            self.remote.host,
+            self.remote_id,
+        )
+        self.emit(EventKind.IKE_ESTABLISHED)
+
+    def float_to_natt(self) -> None:
+        """RFC 7296 §2.23: after IKE_SA_INIT, move to the NAT-T port if a NAT was detected
+        (strongSwan also floats when the peer fakes a NAT, as kernel-libipsec does)."""
+        d = self.svc.config.daemon
+        if not (self.nat_local or self.nat_remote or self.conn.encap):
+            return
+        if self.local.port == d.port:
+            self.local = Endpoint(self.local.host, d.port_nat_t)
+        if self.remote.port == d.port:
+            self.remote = Endpoint(self.remote.host, d.port_nat_t)
+
+    # ---- keys ---------------------------------------------------------------------------
+
+    def set_keys(self, suite: IkeSuite, keys: IkeKeys) -> None:
+        self.suite = suite
+        self.keys = keys
+        out_dir, in_dir = "out", "in"
+        self._out_cipher = SkCipher.for_ike(suite, keys, self.initiator, out_dir)
+        self._in_cipher = SkCipher.for_ike(suite, keys, self.initiator, in_dir)
+        self.log.private("Sk_d secret %s", keys.sk_d.hex())
+
+    def apply_pending_secret(self) -> None:
+        """RFC 9370 §2.2.2: mix the last IKE_INTERMEDIATE shared secret into the keys.
+
+        Called once the exchange that carried it is complete on our side, so that its
+        response (and its IntAuth) still used the previous keys.
+        """
+        if self.pending_secret is None or self.keys is None or self.suite is None:
+            return
+        prf_id = self.suite.prf
+        keys = update_ike_keys(
+            prf_id,
+            self.keys,
+            self.pending_secret,
+            self.ni,
+            self.nr,
+            self.spi_i,
+            self.spi_r,
+            self.suite.key_lengths,
+        )
+        self.pending_secret = None
+        self.set_keys(self.suite, keys)
+
+    # ---- task manager: our requests -----------------------------------------------------
+
+    def queue(self, task: Task) -> None:
+        self.queued.append(task)
+
+    def initiate(self, now: float) -> None:
+        """Start the next exchange if none is outstanding."""
+        self.now = now
+        if self.request is not None or self.state == IkeState.DESTROYED:
+            return
+        if not self.active:
+            if not self.queued:
+                return
+            if self.state in (IkeState.CREATED, IkeState.CONNECTING):
+                self.active, self.queued = self.queued, []
+            else:
+                self.active = [self.queued.pop(0)]
+        if self.restart_init:
+            self.restart_init = False
+            self.my_mid = 0
+            self.state = IkeState.CREATED
+        exchange = self._next_exchange()
+        msg = Outgoing(exchange, self.my_mid, is_response=False)
+        for task in list(self.active):
+            try:
+                status = task.build_i(msg)
+            except TaskFailed as e:
+                task.reason = e.reason
+                status = Status.FAILED
+            if status is Status.FAILED:
+                self.fail(task.reason or f"{task.name} failed building {exchange.name}", now)
+                return
+            if status is Status.SUCCESS:
+                self.active.remove(task)
+        if not msg.payloads and msg.exchange != ExchangeType.INFORMATIONAL:
+            if not self.active:
+                self.initiate(now)  # nothing left for this job: try the next one
+            return
+        self._send_request(msg, now)
+
+    def _next_exchange(self) -> ExchangeType:
+        if self.state == IkeState.CREATED:
+            return ExchangeType.IKE_SA_INIT
+        if self.state == IkeState.CONNECTING:
+            return ExchangeType.IKE_AUTH  # ike_init switches to IKE_INTERMEDIATE if needed
+        return ExchangeType.INFORMATIONAL  # tasks set CREATE_CHILD_SA where they need it
+
+    def _process_response(self, msg: Incoming, now: float) -> None:
+        self.request = None
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            self.init_response = msg.raw
+        for task in list(self.active):
+            try:
+                status = task.process_i(msg)
+            except TaskFailed as e:
+                task.reason = e.reason
+                status = Status.FAILED
+            if status is Status.FAILED:
+                self.fail(task.reason or f"{task.name} failed", now)
+                return
+            if status is Status.SUCCESS:
+                self.active.remove(task)
+        self.apply_pending_secret()
+        self.my_mid += 1
+        if self.delete_after_exchange:
+            self._deleted(now)
+            return
+        self.initiate(now)
+
+    # ---- task manager: peer's requests --------------------------------------------------
+
+    def process_request(self, msg: Incoming, src: Endpoint, dst: Endpoint, now: float) -> None:
+        from pqike.tasks.factory import responder_tasks  # avoids an import cycle
+
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            self.init_request = msg.raw
+        if not self.passive or msg.exchange not in (
+            ExchangeType.IKE_INTERMEDIATE,
+            ExchangeType.IKE_AUTH,
+        ):
+            self.passive = responder_tasks(self, msg)
+        reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+        failed: TaskFailed | None = None
+        for task in list(self.passive):
+            try:
+                status = task.process_r(msg)
+            except TaskFailed as e:
+                failed = e
+                break
+            if status is Status.FAILED:
+                failed = TaskFailed(task.reason or f"{task.name} failed")
+                break
+        if failed is None:
+            for task in list(self.passive):
+                try:
+                    status = task.build_r(reply)
+                except TaskFailed as e:
+                    failed = e
+                    break
+                if status is Status.SUCCESS:
+                    self.passive.remove(task)
+                elif status is Status.FAILED:
+                    failed = TaskFailed(task.reason or f"{task.name} failed")
+                    break
+        if failed is not None:
+            reply.payloads = []
+            if failed.notify is not None:
+                reply.notify(failed.notify, failed.data)
+            if msg.exchange == ExchangeType.IKE_SA_INIT:
+                self.spi_r = bytes(8)  # we keep no state: RFC 7296 §2.6 / §3.4 answers
+            self._send_response(reply, now)
+            fatal = msg.exchange in (
+                ExchangeType.IKE_SA_INIT,
+                ExchangeType.IKE_INTERMEDIATE,
+                ExchangeType.IKE_AUTH,
+            )
+            if fatal:
+                self.fail(failed.reason, now, notify_peer=False)
+            else:
+                self.log("%s", failed.reason)
+            return
+        self._send_response(reply, now)
+        self.apply_pending_secret()
+        self.peer_mid += 1
+        if self.delete_after_exchange:
+            self._deleted(now)
+
+    # ---- sending ------------------------------------------------------------------------
+
+    def _message(self, exchange: ExchangeType, mid: int, response: bool) -> Message:
+        return Message(
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            exchange=exchange,
+            message_id=mid,
+            initiator=self.initiator,
+            response=response,
+        )
+
+    def _encode(self, out: Outgoing) -> list[bytes]:
+        header = self._message(out.exchange, out.message_id, out.is_response)
+        role = "response" if out.is_response else "request"
+        if out.exchange == ExchangeType.IKE_SA_INIT:
+            plain = header.with_payloads(out.payloads)
+            self.enc("generating %s", describe(plain))
+            return [plain.encode()]
+        assert self._out_cipher is not None
+        self.enc("generating %s", describe(header.with_payloads(out.payloads)))
+        whole = wire_sk.protect(header, out.payloads, self._out_cipher)
+        if out.exchange == ExchangeType.IKE_INTERMEDIATE:
+            self._chain_int_auth(header, out.payloads, sent=True)
+        limit = self._fragment_limit()
+        if limit is None or len(whole) <= limit:
+            return [whole]
+        packets = wire_sk.protect_fragments(header, out.payloads, self._out_cipher, limit)
+        self.enc("splitting IKE message (%d bytes) into %d fragments", len(whole), len(packets))
+        for i in range(len(packets)):
+            self.enc(
+                "generating %s %s %d [ EF(%d/%d) ]",
+                out.exchange.name,
+                role,
+                out.message_id,
+                i + 1,
+                len(packets),
+            )
+        return packets
+
+    def _natt(self) -> bool:
+        d = self.svc.config.daemon
+        return self.local.port != d.port or self.remote.port != d.port
+
+    def _fragment_limit(self) -> int | None:
+        """Largest unfragmented IKE message, or None if fragmentation is off."""
+        if not self.peer_frag or self.conn.fragmentation == "no":
+            return None
+        v6 = ":" in self.remote.host
+        size = self.svc.config.daemon.fragment_size_for(6 if v6 else 4)
+        return wire_sk.max_message_length(size, v6, self._natt())
+
+    def _chain_int_auth(self, header: Message, inner: list[Payload], sent: bool) -> None:
+        """RFC 9242 §3.3.2: extend IntAuth_i (initiator's messages) or IntAuth_r."""
+        assert self.keys is not None and self.suite is not None
+        a, p = wire_sk.int_auth_a_p(header, inner)
+        from_initiator = header.initiator
+        if from_initiator:
+            self.int_auth_i = int_auth(self.suite.prf, self.keys.sk_pi, self.int_auth_i, a, p)
+        else:
+            self.int_auth_r = int_auth(self.suite.prf, self.keys.sk_pr, self.int_auth_r, a, p)
+
+    def _transmit(self, packets: list[bytes]) -> None:
+        for data in packets:
+            self.net("sending packet: from %s to %s (%d bytes)", self.local, self.remote, len(data))
+            self.svc.send(Datagram(data=data, src=self.local, dst=self.remote))
+
+    def _send_request(self, out: Outgoing, now: float) -> None:
+        packets = self._encode(out)
+        if out.exchange == ExchangeType.IKE_SA_INIT:
+            self.init_request = packets[0]
+            if self.state == IkeState.CREATED:
+                self.state = IkeState.CONNECTING
+                self.created_at = self.created_at or now
+        self.request = _Request(out.message_id, out.exchange, packets, now)
+        self.request.deadline = now + self._retransmit_timeout(0)
+        self._transmit(packets)
+
+    def _send_response(self, out: Outgoing, now: float) -> None:
+        packets = self._encode(out)
+        if out.exchange == ExchangeType.IKE_SA_INIT:
+            self.init_response = packets[0]
+        self.last_response = (out.message_id, packets)
+        self._transmit(packets)
+
+    # ---- retransmission and timers ------------------------------------------------------
+
+    def _retransmit_timeout(self, tries: int) -> float:
+        d = self.svc.config.daemon
+        return d.retransmit_timeout * math.pow(d.retransmit_base, tries)
+
+    def next_deadline(self) -> float | None:
+        return self.request.deadline if self.request else None
+
+    def tick(self, now: float) -> None:
+        r = self.request
+        if r is None or now < r.deadline:
+            return
+        d = self.svc.config.daemon
+        if r.tries >= d.retransmit_tries:
+            self.log(
+                "giving up after %d retransmits of %s request %d",
+                r.tries,
+                r.exchange.name,
+                r.message_id,
+            )
+            self.fail(f"peer did not answer {r.exchange.name} request {r.message_id}", now)
+            return
+        r.tries += 1
+        r.deadline = now + self._retransmit_timeout(r.tries)
+        self.log("retransmit %d of request with message ID %d", r.tries, r.message_id)
+        self._transmit(r.packets)
+
+    # ---- receiving ----------------------------------------------------------------------
+
+    def receive(
+        self, message: Message, raw: bytes, src: Endpoint, dst: Endpoint, now: float
+    ) -> None:
+        self.now = now
+        if message.response:
+            self._receive_response(message, raw, now)
+        else:
+            self._receive_request(message, raw, src, dst, now)
+
+    def _receive_response(self, message: Message, raw: bytes, now: float) -> None:
+        r = self.request
+        if r is None or message.message_id != r.message_id:
+            self.log("received unexpected response with message ID %d, ignored", message.message_id)
+            return
+        inner = self._open(message, raw, self._frag_responses)
+        if inner is None:
+            return
+        self._process_response(inner, now)
+
+    def _receive_request(
+        self, message: Message, raw: bytes, src: Endpoint, dst: Endpoint, now: float
+    ) -> None:
+        mid = message.message_id
+        if self.last_response and mid == self.last_response[0] and mid + 1 == self.peer_mid:
+            sealed = message.sealed
+            # RFC 7383 §2.6.1: only fragment 1 of a retransmitted request triggers a resend
+            if not isinstance(sealed, EncryptedFragment) or sealed.number == 1:
+                self.log("received retransmit of request with ID %d, retransmitting response", mid)
+                self._transmit(self.last_response[1])
+            return
+        if mid != self.peer_mid:
+            self.log("received message ID %d, expected %d, ignored", mid, self.peer_mid)
+            return
+        inner = self._open(message, raw, self._frag_requests)
+        if inner is None:
+            return
+        if message.exchange != ExchangeType.IKE_SA_INIT and (src, dst) != (self.remote, self.local):
+            # an authenticated request from a new address/port: the peer floated (NAT-T)
+            self.remote, self.local = src, dst
+        self.process_request(inner, src, dst, now)
+
+    def _open(self, message: Message, raw: bytes, frags: Reassembler) -> Incoming | None:
+        """Decrypt (and reassemble) a message; None when it must be dropped or waited for."""
+        role = "response" if message.response else "request"
+        ex = message.exchange
+        ex_name = ex.name if isinstance(ex, ExchangeType) else str(ex)
+        if not isinstance(ex, ExchangeType):
+            self.enc("unsupported exchange type %s, ignored", ex)
+            return None
+        if ex == ExchangeType.IKE_SA_INIT:
+            self.enc("parsed %s", describe(message))
+            return Incoming(ex, message.message_id, message.response, message.payloads, raw)
+        sealed = message.sealed
+        if sealed is None or self._in_cipher is None:
+            self.enc(
+                "%s %s %d without encrypted payload, ignored", ex_name, role, message.message_id
+            )
+            return None
+        try:
+            if isinstance(sealed, Encrypted):
+                _, inner = wire_sk.unprotect(raw, self._in_cipher)
+            else:
+                inner = self._open_fragment(message, raw, frags, ex_name, role)
+                if inner is None:
+                    return None
+        except IntegrityError:
+            self.enc(
+                "integrity check of %s %s %d failed, dropped", ex_name, role, message.message_id
+            )
+            return None
+        except (SkError, DecodeError) as e:
+            self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
+            return None
+        self.enc("parsed %s", describe(message, inner))
+        if ex == ExchangeType.IKE_INTERMEDIATE:
+            self._chain_int_auth(message, inner, sent=False)
+        return Incoming(ex, message.message_id, message.response, inner, raw)
+
+    def _open_fragment(
+        self, message: Message, raw: bytes, frags: Reassembler, ex_name: str, role: str
+    ) -> list[Payload] | None:
+        assert self._in_cipher is not None
+        frag = wire_sk.unprotect_fragment(raw, self._in_cipher)
+        number, total, first, chunk = frag.number, frag.total, frag.first_inner, frag.plaintext
+        self.enc("parsed %s %s %d [ EF(%d/%d) ]", ex_name, role, message.message_id, number, total)
+        res = frags.add(message.message_id, number, total, first, chunk)
+        if res.verdict is FragmentVerdict.WAITING:
+            self.enc("received fragment #%d of %d, waiting for complete IKE message", number, total)
+            return None
+        if res.verdict is FragmentVerdict.DUPLICATE:
+            self.enc("received duplicate fragment #%d of %d, ignored", number, total)
+            return None
+        if res.verdict is FragmentVerdict.DROPPED:
+            self.enc("fragment #%d of %d dropped: %s", number, total, res.reason)
+            return None
+        inner = decode_payloads(res.first_inner, res.plaintext, 0)
+        size = self._in_cipher.sealed_length(len(res.plaintext)) + 28 + 4
+        self.enc(
+            "received fragment #%d of %d, reassembled fragmented IKE message (%d bytes)",
+            number,
+            total,
+            size,
+        )
+        return inner
+
+    # ---- failure and teardown -----------------------------------------------------------
+
+    def fail(self, reason: str, now: float, notify_peer: bool = False) -> None:
+        if self.state == IkeState.DESTROYED:
+            return
+        self.failure = reason
+        self.log("%s", reason)
+        was_established = self.established
+        self.destroy(now)
+        self.emit(EventKind.IKE_DELETED if was_established else EventKind.IKE_FAILED, reason)
+
+    def _deleted(self, now: float) -> None:
+        self.destroy(now)
+        self.emit(EventKind.IKE_DELETED, "deleted")
+
+    def destroy(self, now: float) -> None:
+        """Remove everything this IKE_SA installed and forget it."""
+        from pqike.tasks.child_create import uninstall_child
+
+        for child in list(self.children):
+            uninstall_child(self, child)
+        self.children.clear()
+        for vip in self.local_vips:
+            self.svc.kernel.del_vip(vip)
+        self.local_vips.clear()
+        self._frag_requests.reset()
+        self._frag_responses.reset()
+        self.request = None
+        self.state = IkeState.DESTROYED
+
+    def send_notify_response(self, exchange: ExchangeType, mid: int, ntype: NotifyType) -> None:
+        out = Outgoing(exchange, mid, is_response=True)
+        out.payloads.append(Notify(notify_type=ntype))
+        self._transmit(self._encode(out))
+
+
+__all__ = ["IkeSa", "IkeState", "SaServices"]

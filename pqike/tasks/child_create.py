@@ -1,0 +1,387 @@
+"""child_create: a CHILD_SA negotiated in IKE_AUTH (RFC 7296 §1.2, §2.9, §2.17).
+
+The first CHILD_SA uses the IKE_SA's keys: KEYMAT = prf+(SK_d, Ni | Nr) with the
+IKE_SA_INIT nonces, and KE transforms in its proposals are ignored (strongSwan strips them
+before sending and skips them when selecting). Traffic selectors are narrowed by the
+responder; ``dynamic`` stands for the outer address or the virtual IP.
+
+Installation is all-or-nothing: if the kernel refuses the second SA or a policy, what
+was installed is removed before the failure is reported (no half-installed CHILD_SA).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pqike.config import Child
+from pqike.crypto.keyschedule import derive_child_keys
+from pqike.events import EventKind
+from pqike.kernel.base import Direction, KernelError, KernelPolicy, KernelSa, Mode
+from pqike.proposal import (
+    NoProposalChosen,
+    Proposal,
+    ProposalError,
+    check_selected,
+    parse_proposals,
+    select_proposal,
+    strip_ke,
+)
+from pqike.proposal.sa_payload import from_wire, to_wire
+from pqike.sa.child_sa import ChildSa, ChildState
+from pqike.sa.ts import TrafficSelector, fmt, is_subset, narrow
+from pqike.tasks.base import Incoming, Outgoing, Status, Task
+from pqike.wire.iana import EncrId, ExchangeType, IntegId, NotifyType, ProtocolId, TransformType
+from pqike.wire.payloads import AddressRangeSelector, SecurityAssociation, TSi, TSr
+
+
+def _to_wire_ts(tss: list[TrafficSelector]) -> list[AddressRangeSelector]:
+    return [AddressRangeSelector(t.start, t.end, t.protocol, t.start_port, t.end_port) for t in tss]
+
+
+def _from_wire_ts(payload: TSi | TSr | None) -> list[TrafficSelector]:
+    if payload is None:
+        return []
+    out = []
+    for s in payload.selectors:
+        if isinstance(s, AddressRangeSelector):
+            try:
+                out.append(
+                    TrafficSelector(
+                        s.start_addr, s.end_addr, s.ip_protocol, s.start_port, s.end_port
+                    )
+                )
+            except ValueError:
+                continue
+    return out
+
+
+def _configured_ts(
+    specs: list[TrafficSelector | None], dynamic: list[str]
+) -> list[TrafficSelector]:
+    out: list[TrafficSelector] = []
+    for ts in specs:
+        if ts is None:
+            out += [TrafficSelector.host(a) for a in dynamic]
+        else:
+            out.append(ts)
+    return out
+
+
+def child_keys_for(sa, child: ChildSa, ni: bytes, nr: bytes) -> None:  # type: ignore[no-untyped-def]
+    p = child.proposal
+    assert p is not None and sa.keys is not None and sa.suite is not None
+    encr = p.first(TransformType.ENCR)
+    integ = p.first(TransformType.INTEG)
+    assert encr is not None
+    child.keys = derive_child_keys(
+        sa.suite.prf,
+        sa.keys.sk_d,
+        ni,
+        nr,
+        encr=EncrId(encr.id),
+        encr_key_bits=encr.key_length,
+        integ=IntegId(integ.id) if integ else IntegId.NONE,
+    )
+
+
+def install_child(sa, child: ChildSa, now: float) -> None:  # type: ignore[no-untyped-def]
+    """Install both SAs and the policies; undo everything on a kernel error."""
+    p, keys = child.proposal, child.keys
+    assert p is not None and keys is not None
+    encr = p.first(TransformType.ENCR)
+    integ = p.first(TransformType.INTEG)
+    assert encr is not None
+    kernel = sa.svc.kernel
+    mode = Mode.TUNNEL if child.mode == "TUNNEL" else Mode.TRANSPORT
+    i_to_r = (keys.encr_i, keys.integ_i)
+    r_to_i = (keys.encr_r, keys.integ_r)
+    inbound, outbound = (r_to_i, i_to_r) if sa.initiator else (i_to_r, r_to_i)
+    encap = (sa.local.port, sa.remote.port) if child.encap else None
+    local_net = child.local_ts[0].networks()[0]
+    remote_net = child.remote_ts[0].networks()[0]
+    sas = [
+        KernelSa(
+            child.spi_in,
+            sa.remote.host,
+            sa.local.host,
+            mode,
+            EncrId(encr.id),
+            inbound[0],
+            IntegId(integ.id) if integ else IntegId.NONE,
+            inbound[1],
+            child.reqid,
+            remote_net,
+            local_net,
+            (sa.remote.port, sa.local.port) if encap else None,
+            inbound=True,
+        ),
+        KernelSa(
+            child.spi_out,
+            sa.local.host,
+            sa.remote.host,
+            mode,
+            EncrId(encr.id),
+            outbound[0],
+            IntegId(integ.id) if integ else IntegId.NONE,
+            outbound[1],
+            child.reqid,
+            local_net,
+            remote_net,
+            encap,
+        ),
+    ]
+    tunnel_out = (sa.local.host, sa.remote.host) if mode == Mode.TUNNEL else None
+    tunnel_in = (sa.remote.host, sa.local.host) if mode == Mode.TUNNEL else None
+    policies = []
+    for lts in child.local_ts:
+        for rts in child.remote_ts:
+            for ln in lts.networks():
+                for rn in rts.networks():
+                    policies += [
+                        KernelPolicy(ln, rn, Direction.OUT, child.reqid, tunnel_out),
+                        KernelPolicy(rn, ln, Direction.IN, child.reqid, tunnel_in),
+                        KernelPolicy(rn, ln, Direction.FWD, child.reqid, tunnel_in),
+                    ]
+    done_sas: list[KernelSa] = []
+    done_pol: list[KernelPolicy] = []
+    try:
+        for k in sas:
+            kernel.add_sa(k)
+            done_sas.append(k)
+        for pol in policies:
+            kernel.add_policy(pol)
+            done_pol.append(pol)
+    except KernelError:
+        for pol in done_pol:
+            kernel.del_policy(pol)
+        for k in done_sas:
+            kernel.del_sa(k.spi, k.dst)
+        raise
+    child.installed_policies = policies  # type: ignore[attr-defined]
+    child.state = ChildState.INSTALLED
+    child.installed_at = now
+
+
+def uninstall_child(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+    kernel = sa.svc.kernel
+    for pol in getattr(child, "installed_policies", []):
+        kernel.del_policy(pol)
+    if child.state in (
+        ChildState.INSTALLED,
+        ChildState.REKEYING,
+        ChildState.REKEYED,
+        ChildState.DELETING,
+    ):
+        kernel.del_sa(child.spi_in, sa.local.host)
+        kernel.del_sa(child.spi_out, sa.remote.host)
+    child.state = ChildState.DELETED
+
+
+class ChildCreate(Task):
+    """The CHILD_SA of IKE_AUTH. CREATE_CHILD_SA (with IKE_FOLLOWUP_KE) builds on this."""
+
+    name = "child_create"
+
+    def __init__(self, sa, initiator: bool, child_name: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.child_name = child_name
+        self.child_cfg: Child | None = sa.child_config(child_name) if child_name else None
+        self.child: ChildSa | None = None
+        self.offered: tuple[Proposal, ...] = ()
+        self.my_ts: list[TrafficSelector] = []
+        self.peer_ts: list[TrafficSelector] = []
+        self.failed_notify: NotifyType | None = None
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _proposals(self, cfg: Child) -> tuple[Proposal, ...]:
+        return strip_ke(parse_proposals(ProtocolId.ESP, cfg.esp_proposals))
+
+    def _new_child(self, name: str, cfg: Child) -> ChildSa:
+        svc = self.sa.svc
+        child = ChildSa(name=name, unique_id=svc.next_child_id(), reqid=svc.next_reqid())
+        child.mode = "TUNNEL" if cfg.mode == "tunnel" else "TRANSPORT"
+        child.spi_in = svc.kernel.alloc_spi(self.sa.remote.host, self.sa.local.host)
+        child.encap = self.sa.nat_local or self.sa.nat_remote or self.sa.conn.encap
+        return child
+
+    def _child_failed(self, reason: str) -> None:
+        self.sa.log("%s", reason)
+        self.sa.emit(EventKind.CHILD_FAILED, reason, self.child)
+        if self.child is not None:
+            self.child.state = ChildState.FAILED
+
+    def _established(self) -> bool:
+        child = self.child
+        assert child is not None and child.proposal is not None
+        sa = self.sa
+        sa.cfg("selected proposal: %s", child.proposal)
+        try:
+            install_child(sa, child, sa.now)
+        except KernelError as e:
+            self._child_failed(f"unable to install CHILD_SA {child.label}: {e}")
+            return False
+        sa.children.append(child)
+        sa.log(
+            "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
+            child.label,
+            child.spi_in,
+            child.spi_out,
+            fmt(child.local_ts),
+            fmt(child.remote_ts),
+        )
+        sa.emit(EventKind.CHILD_ESTABLISHED, "", child)
+        return True
+
+    # ---- initiator ----------------------------------------------------------------------
+
+    def build_i(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        cfg, name = self.child_cfg, self.child_name
+        if cfg is None or name is None:
+            return Status.SUCCESS  # childless initiation
+        sa = self.sa
+        self.child = self._new_child(name, cfg)
+        sa.log("establishing CHILD_SA %s", self.child.label)
+        self.offered = self._proposals(cfg)
+        spi = self.child.spi_in.to_bytes(4, "big")
+        # with a virtual IP request, "dynamic" is 0.0.0.0/0 until the address is known
+        if sa.conn.vips:
+            local_dyn = [TrafficSelector.any(ipaddress.ip_address(v).version) for v in sa.conn.vips]
+            self.my_ts = [t for t in cfg.selectors("local") if t is not None] + local_dyn
+            if any(t is not None for t in cfg.selectors("local")):
+                self.my_ts = [t for t in cfg.selectors("local") if t is not None]
+        else:
+            self.my_ts = _configured_ts(cfg.selectors("local"), [sa.local.host])
+        self.peer_ts = _configured_ts(cfg.selectors("remote"), [sa.remote.host])
+        msg.add(to_wire(self.offered, spi))
+        msg.add(TSi(selectors=_to_wire_ts(self.my_ts)))
+        msg.add(TSr(selectors=_to_wire_ts(self.peer_ts)))
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        if self.child is None:
+            return Status.SUCCESS
+        err = msg.error_notify()
+        if err is not None:
+            if err.notify_type in (
+                NotifyType.NO_PROPOSAL_CHOSEN,
+                NotifyType.TS_UNACCEPTABLE,
+                NotifyType.SINGLE_PAIR_REQUIRED,
+                NotifyType.INTERNAL_ADDRESS_FAILURE,
+            ):
+                self._child_failed(
+                    f"received {NotifyType(err.notify_type).name} notify, no CHILD_SA built"
+                )
+            return Status.SUCCESS
+        sa_p = msg.first(SecurityAssociation)
+        tsi, tsr = _from_wire_ts(msg.first(TSi)), _from_wire_ts(msg.first(TSr))
+        if sa_p is None or not tsi or not tsr:
+            self._child_failed("IKE_AUTH response lacks SA/TSi/TSr, no CHILD_SA built")
+            return Status.SUCCESS
+        received = from_wire(sa_p)
+        try:
+            if len(received) != 1:
+                raise ProposalError(f"{len(received)} proposals", "exactly one expected")
+            selected = check_selected(self.offered, received[0])
+        except ProposalError as e:
+            self._child_failed(f"peer selected an invalid ESP proposal: {e}")
+            return Status.SUCCESS
+        if len(selected.spi) != 4:
+            self._child_failed(f"peer's ESP SPI has {len(selected.spi)} bytes")
+            return Status.SUCCESS
+        my_ts = self.my_ts
+        if self.sa.local_vips:  # the narrowed TS must cover our new address
+            my_ts = [TrafficSelector.host(v) for v in self.sa.local_vips] + my_ts
+        if not is_subset(tsi, my_ts + self.my_ts) or not is_subset(tsr, self.peer_ts):
+            self._child_failed(
+                f"peer's traffic selectors {fmt(tsi)} === {fmt(tsr)} are not a subset of ours"
+            )
+            return Status.SUCCESS
+        child = self.child
+        child.proposal = selected
+        child.spi_out = int.from_bytes(selected.spi, "big")
+        child.local_ts, child.remote_ts = tsi, tsr
+        child_keys_for(self.sa, child, self.sa.ni, self.sa.nr)
+        self._established()
+        return Status.SUCCESS
+
+    # ---- responder ----------------------------------------------------------------------
+
+    def _match_config(
+        self, tsi: list[TrafficSelector], tsr: list[TrafficSelector], peer_dyn: list[str]
+    ) -> tuple[str, Child, list[TrafficSelector], list[TrafficSelector]] | None:
+        """The first child config whose selectors intersect the proposed ones, narrowed."""
+        sa = self.sa
+        for name, cfg in sa.conn.children.items():
+            mine = _configured_ts(cfg.selectors("local"), [sa.local.host])
+            theirs = _configured_ts(cfg.selectors("remote"), peer_dyn)
+            n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
+            if n_tsr and n_tsi:
+                return name, cfg, n_tsr, n_tsi
+        return None
+
+    def process_r(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        sa = self.sa
+        sa_p = msg.first(SecurityAssociation)
+        if sa_p is None:
+            return Status.SUCCESS  # childless IKE_SA (RFC 6023)
+        tsi, tsr = _from_wire_ts(msg.first(TSi)), _from_wire_ts(msg.first(TSr))
+        received = from_wire(sa_p)
+        peer_dyn = list(sa.remote_vips) or [sa.remote.host]
+        match = self._match_config(tsi, tsr, peer_dyn)
+        if match is None:
+            sa.log("no matching CHILD_SA config found for %s === %s", fmt(tsi), fmt(tsr))
+            self.failed_notify = NotifyType.TS_UNACCEPTABLE
+            return Status.NEED_MORE
+        name, cfg, n_tsr, n_tsi = match
+        try:
+            selected = select_proposal(
+                received,
+                self._proposals(cfg),
+                strip_ke=True,
+                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
+            )
+        except NoProposalChosen as e:
+            for line in e.diagnosis.log_lines():
+                sa.log("%s", line)
+            self.failed_notify = NotifyType.NO_PROPOSAL_CHOSEN
+            return Status.NEED_MORE
+        if len(selected.spi) != 4:
+            self.failed_notify = NotifyType.NO_PROPOSAL_CHOSEN
+            return Status.NEED_MORE
+        self.child = self._new_child(name, cfg)
+        self.child.proposal = selected
+        self.child.spi_out = int.from_bytes(selected.spi, "big")
+        self.child.local_ts, self.child.remote_ts = n_tsr, n_tsi
+        return Status.NEED_MORE
+
+    def build_r(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        if self.failed_notify is not None:
+            msg.notify(self.failed_notify)
+            return Status.SUCCESS
+        child = self.child
+        if child is None or child.proposal is None:
+            return Status.SUCCESS
+        sa = self.sa
+        child_keys_for(sa, child, sa.ni, sa.nr)
+        if not self._established():
+            msg.notify(NotifyType.NO_PROPOSAL_CHOSEN)
+            return Status.SUCCESS
+        reply = Proposal(
+            child.proposal.protocol,
+            child.proposal.transforms,
+            number=child.proposal.number,
+            spi=child.spi_in.to_bytes(4, "big"),
+        )
+        msg.add(SecurityAssociation(proposals=to_wire([reply]).proposals))
+        msg.add(TSi(selectors=_to_wire_ts(child.remote_ts)))
+        msg.add(TSr(selectors=_to_wire_ts(child.local_ts)))
+        return Status.SUCCESS

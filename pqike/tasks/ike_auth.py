@@ -1,0 +1,342 @@
+"""ike_auth: identities, certificates and AUTH in IKE_AUTH (RFC 7296 §2.15, RFC 7427,
+RFC 9242 §3.3.2 for the IntAuth that binds the IKE_INTERMEDIATE exchanges).
+
+Authentication is checked in both directions against the connection's ``local``/``remote``
+rounds: PSK (secrets looked up for the identity pair) or public key (certificate chain to a
+configured CA, identity matching the certificate, RFC 7427 signature or classic RSA/ECDSA).
+Every failure says which side failed and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from pqike.auth.certs import (
+    Identity,
+    TrustStore,
+    cert_payload_data,
+    cert_public_key,
+    load_certificate_file,
+    match_identity,
+    parse_cert_payload,
+    verify_chain,
+)
+from pqike.auth.errors import AuthError
+from pqike.auth.keys import load_private_key
+from pqike.auth.payload import sign_auth_data, verify_auth_data
+from pqike.auth.psk import build_psk_auth, verify_psk
+from pqike.auth.schemes import classic_verify, select_scheme
+from pqike.crypto.keyschedule import (
+    initiator_signed_octets,
+    int_auth_octets,
+    responder_signed_octets,
+)
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.wire.iana import AuthMethod, CertEncoding, ExchangeType, NotifyType
+from pqike.wire.payloads import (
+    Authentication,
+    Certificate,
+    CertificateRequest,
+    Identification,
+    IDi,
+    IDr,
+)
+
+
+@dataclass
+class _Creds:
+    identity: Identity
+    cert: object | None = None  # x509.Certificate
+    key: object | None = None  # private key
+
+
+def _identity(text: str | None, fallback_host: str) -> Identity:
+    return Identity.from_string(text if text and text != "%any" else fallback_host)
+
+
+class IkeAuth(Task):
+    name = "ike_auth"
+
+    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.peer_certs: list = []
+        self.peer_certreq = False
+
+    # ---- credentials --------------------------------------------------------------------
+
+    def _local(self) -> _Creds:
+        conn = self.sa.conn
+        creds = _Creds(_identity(conn.local.id, self.sa.local.host))
+        if conn.local.auth == "pubkey":
+            if not conn.local.certs or not conn.local.key:
+                raise TaskFailed("public key authentication needs local certs and key")
+            try:
+                creds.cert = load_certificate_file(conn.local.certs[0])
+                creds.key = load_private_key(Path(conn.local.key).read_bytes())
+            except (OSError, AuthError, ValueError) as e:
+                raise TaskFailed(f"cannot load our certificate or key: {e}") from e
+            if conn.local.id is None:
+                from pqike.auth.certs import dn_string
+
+                creds.identity = Identity.from_string(dn_string(creds.cert.subject))  # type: ignore[attr-defined]
+        return creds
+
+    def _trust(self) -> TrustStore:
+        store = TrustStore()
+        for path in self.sa.svc.config.trust_anchors(self.sa.name):
+            try:
+                store.add(load_certificate_file(path))
+            except (OSError, AuthError, ValueError) as e:
+                self.sa.log("cannot load CA certificate %s: %s", path, e)
+        return store
+
+    def _psk(self, local: Identity, remote: Identity) -> bytes:
+        psk = self.sa.svc.config.psk(str(local), str(remote))
+        if psk is None:
+            raise TaskFailed(
+                f"no shared key found for '{local}' - '{remote}'", NotifyType.AUTHENTICATION_FAILED
+            )
+        return psk
+
+    def _int_auth(self, mid: int) -> bytes:
+        sa = self.sa
+        return int_auth_octets(sa.int_auth_i, sa.int_auth_r, mid)
+
+    # ---- building our AUTH --------------------------------------------------------------
+
+    def _add_auth(self, msg: Outgoing, creds: _Creds, peer: Identity | None) -> None:
+        sa = self.sa
+        assert sa.keys is not None and sa.suite is not None
+        ident = creds.identity
+        id_cls = IDi if sa.initiator else IDr
+        msg.add(id_cls(id_type=ident.id_type, data=ident.data))
+        if creds.cert is not None and self._send_cert():
+            enc, der = cert_payload_data(creds.cert)  # type: ignore[arg-type]
+            msg.add(Certificate(encoding=enc, data=der))
+            sa.log('sending end entity cert "%s"', _subject(creds.cert))
+        if sa.initiator:
+            octets = initiator_signed_octets(
+                sa.init_request,
+                sa.nr,
+                sa.suite.prf,
+                sa.keys.sk_pi,
+                ident.id_type,
+                ident.data,
+                self._int_auth(msg.message_id),
+            )
+        else:
+            octets = responder_signed_octets(
+                sa.init_response,
+                sa.ni,
+                sa.suite.prf,
+                sa.keys.sk_pr,
+                ident.id_type,
+                ident.data,
+                self._int_auth(self.auth_mid),
+            )
+        if sa.conn.local.auth == "psk":
+            remote = peer or _identity(sa.conn.remote.id, sa.remote.host)
+            data = build_psk_auth(sa.suite.prf, self._psk(ident, remote), octets)
+            msg.add(Authentication(method=AuthMethod.PSK, data=data))
+            sa.log("authentication of '%s' (myself) with pre-shared key", ident)
+            return
+        try:
+            scheme = select_scheme(creds.key, sa.peer_hash_algs)  # type: ignore[arg-type]
+        except AuthError as e:
+            raise TaskFailed(str(e), NotifyType.AUTHENTICATION_FAILED) from e
+        data = sign_auth_data(creds.key, octets, scheme)  # type: ignore[arg-type]
+        msg.add(Authentication(method=AuthMethod.DIGITAL_SIGNATURE, data=data))
+        sa.log("authentication of '%s' (myself) with %s successful", ident, scheme.log_name)
+
+    def _send_cert(self) -> bool:
+        mode = self.sa.conn.send_cert
+        return mode == "always" or (mode == "ifasked" and (self.peer_certreq or self.sa.initiator))
+
+    # ---- verifying the peer's AUTH ------------------------------------------------------
+
+    def _verify(self, msg: Incoming, ident_payload: Identification) -> Identity:
+        sa = self.sa
+        assert sa.keys is not None and sa.suite is not None
+        side = "initiator" if not sa.initiator else "responder"
+        peer = Identity(ident_payload.id_type, ident_payload.data)  # type: ignore[arg-type]
+        expected = sa.conn.remote.id
+        auth = msg.first(Authentication)
+        if auth is None:
+            raise TaskFailed(f"{side} sent no AUTH payload", NotifyType.AUTHENTICATION_FAILED)
+        if sa.initiator:
+            octets = responder_signed_octets(
+                sa.init_response,
+                sa.ni,
+                sa.suite.prf,
+                sa.keys.sk_pr,
+                peer.id_type,
+                peer.data,
+                self._int_auth(msg.message_id),
+            )
+        else:
+            octets = initiator_signed_octets(
+                sa.init_request,
+                sa.nr,
+                sa.suite.prf,
+                sa.keys.sk_pi,
+                peer.id_type,
+                peer.data,
+                self._int_auth(msg.message_id),
+            )
+        if sa.conn.remote.auth == "psk":
+            if auth.method != AuthMethod.PSK:
+                raise TaskFailed(
+                    f"{side} '{peer}' used auth method {auth.method}, we require pre-shared key",
+                    NotifyType.AUTHENTICATION_FAILED,
+                )
+            local = _identity(sa.conn.local.id, sa.local.host)
+            if not verify_psk(sa.suite.prf, self._psk(local, peer), octets, auth.data):
+                raise TaskFailed(
+                    f"authentication of '{peer}' with pre-shared key failed: AUTH value does "
+                    "not match (wrong PSK on one side?)",
+                    NotifyType.AUTHENTICATION_FAILED,
+                )
+            sa.log("authentication of '%s' with pre-shared key successful", peer)
+        else:
+            self._verify_pubkey(msg, peer, auth, octets, side)
+        if expected and expected != "%any" and str(Identity.from_string(expected)) != str(peer):
+            raise TaskFailed(
+                f"{side} identity '{peer}' does not match the configured '{expected}'",
+                NotifyType.AUTHENTICATION_FAILED,
+            )
+        return peer
+
+    def _verify_pubkey(
+        self, msg: Incoming, peer: Identity, auth: Authentication, octets: bytes, side: str
+    ) -> None:
+        sa = self.sa
+        certs = []
+        for c in msg.all(Certificate):
+            if isinstance(c, CertificateRequest):
+                continue
+            if c.encoding != CertEncoding.X509_SIGNATURE:
+                continue
+            try:
+                certs.append(parse_cert_payload(c.encoding, c.data))
+            except (AuthError, ValueError) as e:
+                raise TaskFailed(
+                    f"{side} sent an unparsable certificate: {e}", NotifyType.AUTHENTICATION_FAILED
+                ) from e
+        if not certs:
+            raise TaskFailed(
+                f"{side} '{peer}' sent no certificate", NotifyType.AUTHENTICATION_FAILED
+            )
+        ee = certs[0]
+        sa.log('received end entity cert "%s"', _subject(ee))
+        try:
+            path = verify_chain(ee, self._trust(), certs[1:], now=dt.datetime.now(dt.UTC))
+        except AuthError as e:
+            raise TaskFailed(
+                f"certificate of {side} '{peer}' not trusted: {e}", NotifyType.AUTHENTICATION_FAILED
+            ) from e
+        for c in path[1:]:
+            sa.log('  using trusted certificate "%s"', _subject(c))
+        if not match_identity(ee, peer):
+            raise TaskFailed(
+                f"{side} identity '{peer}' is not certified by \"{_subject(ee)}\"",
+                NotifyType.AUTHENTICATION_FAILED,
+            )
+        key = cert_public_key(ee)
+        try:
+            if auth.method == AuthMethod.DIGITAL_SIGNATURE:
+                from pqike.tasks.ike_init import SIGNATURE_HASHES
+
+                ok = verify_auth_data(key, octets, auth.data, SIGNATURE_HASHES)
+                name = ok.scheme.log_name if ok else "RFC 7427 signature"
+            else:
+                ok = classic_verify(AuthMethod(auth.method), key, octets, auth.data)
+                name = AuthMethod(auth.method).name
+        except (AuthError, ValueError) as e:
+            raise TaskFailed(
+                f"signature of {side} '{peer}' rejected: {e}", NotifyType.AUTHENTICATION_FAILED
+            ) from e
+        if not ok:
+            raise TaskFailed(
+                f"signature of {side} '{peer}' with {name} invalid",
+                NotifyType.AUTHENTICATION_FAILED,
+            )
+        sa.log("authentication of '%s' with %s successful", peer, name)
+
+    # ---- initiator ----------------------------------------------------------------------
+
+    def build_i(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        sa = self.sa
+        creds = self._local()
+        remote = None
+        if sa.conn.remote.id and sa.conn.remote.id != "%any":
+            remote = Identity.from_string(sa.conn.remote.id)
+        self._add_auth(msg, creds, remote)
+        # strongSwan's order: IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH
+        auth = msg.payloads.pop()
+        msg.notify(NotifyType.INITIAL_CONTACT)
+        if sa.conn.remote.auth == "pubkey" and sa.conn.send_certreq:
+            trust = self._trust()
+            if trust.cas:
+                msg.add(
+                    CertificateRequest(
+                        encoding=CertEncoding.X509_SIGNATURE,
+                        data=trust.certreq_data(),
+                    )
+                )
+        if remote is not None:
+            msg.add(IDr(id_type=remote.id_type, data=remote.data))
+        msg.add(auth)
+        sa.local_id = str(creds.identity)
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        err = msg.error_notify()
+        if err is not None:
+            name = (
+                NotifyType(err.notify_type).name
+                if err.notify_type in NotifyType._value2member_map_
+                else err.notify_type
+            )
+            return self.fail(f"received {name} notify error")
+        idr = msg.first(IDr)
+        if idr is None:
+            return self.fail("IKE_AUTH response lacks IDr")
+        peer = self._verify(msg, idr)
+        self.sa.remote_id = str(peer)
+        self.sa.set_established()
+        return Status.SUCCESS
+
+    # ---- responder ----------------------------------------------------------------------
+
+    def process_r(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        self.auth_mid = msg.message_id
+        self.peer_certreq = msg.first(CertificateRequest) is not None
+        idi = msg.first(IDi)
+        if idi is None:
+            raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
+        peer = self._verify(msg, idi)
+        self.sa.remote_id = str(peer)
+        return Status.NEED_MORE
+
+    def build_r(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        creds = self._local()
+        self._add_auth(msg, creds, Identity.from_string(self.sa.remote_id))
+        self.sa.local_id = str(creds.identity)
+        self.sa.set_established()
+        return Status.SUCCESS
+
+
+def _subject(cert: object) -> str:
+    from pqike.auth.certs import dn_string
+
+    return dn_string(cert.subject)  # type: ignore[attr-defined]

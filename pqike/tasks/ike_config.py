@@ -1,0 +1,127 @@
+"""ike_config: virtual IPs via the CP payload in IKE_AUTH (RFC 7296 §3.15).
+
+The initiator asks (CFG_REQUEST) for the addresses in ``vips`` (0.0.0.0 / :: = any); the
+responder assigns from the connection's pools, keeping an identity's lease so that a
+reconnect gets the same address (reference 003: a changed virtual IP left stale routes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pqike.sa.pool import AddressPool, PoolExhausted
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.wire.iana import CfgAttr, CfgType, ExchangeType, NotifyType
+from pqike.wire.payloads import ConfigAttribute, Configuration
+
+_ADDR = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
+
+
+def _decode_addr(attr: ConfigAttribute) -> str | None:
+    v = attr.value
+    if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(v) == 4:
+        return str(ipaddress.IPv4Address(v))
+    if attr.attr_type == CfgAttr.INTERNAL_IP6_ADDRESS and len(v) == 17:
+        return str(ipaddress.IPv6Address(v[:16]))
+    return None
+
+
+class IkeConfig(Task):
+    name = "ike_config"
+
+    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.requested: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        self.assigned: list[str] = []
+
+    def build_i(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        vips = [ipaddress.ip_address(v) for v in self.sa.conn.vips]
+        if not vips:
+            return Status.SUCCESS
+        attrs = []
+        for v in vips:
+            if v.is_unspecified:
+                attrs.append(ConfigAttribute(_ADDR[v.version]))
+            else:
+                value = v.packed + (b"\x80" if v.version == 6 else b"")
+                attrs.append(ConfigAttribute(_ADDR[v.version], value))
+        self.requested = vips
+        msg.add(Configuration(cfg_type=CfgType.CFG_REQUEST, attributes=attrs))
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        if msg.error_notify() is not None:
+            return Status.SUCCESS  # ike_auth reports the failure
+        cp = msg.first(Configuration)
+        got = []
+        if cp is not None and cp.cfg_type == CfgType.CFG_REPLY:
+            got = [a for a in (_decode_addr(x) for x in cp.attributes) if a]
+        if self.requested and not got:
+            return self.fail("virtual IP requested, but the peer assigned none")
+        for addr in got:
+            self.sa.log("installing new virtual IP %s", addr)
+            self.sa.svc.kernel.add_vip(addr)
+            self.sa.local_vips.append(addr)
+        return Status.SUCCESS
+
+    def process_r(self, msg: Incoming) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        cp = msg.first(Configuration)
+        if cp is None or cp.cfg_type != CfgType.CFG_REQUEST:
+            return Status.NEED_MORE
+        wants = [a for a in cp.attributes if a.attr_type in _ADDR.values()]
+        if not wants:
+            return Status.NEED_MORE
+        identity = self.sa.remote_id or self.sa.remote.host
+        for want in wants:
+            version = 4 if want.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS else 6
+            requested = _decode_addr(want)
+            req_ip = ipaddress.ip_address(requested) if requested else None
+            if req_ip is not None and req_ip.is_unspecified:
+                req_ip = None
+            for name in self.sa.conn.pools:
+                pool = self._pool(name)
+                if pool is None or pool.first.version != version:
+                    continue
+                try:
+                    addr = pool.acquire(identity, req_ip)
+                except PoolExhausted as e:
+                    self.sa.log("%s", e)
+                    continue
+                self.assigned.append(str(addr))
+                self.sa.log("assigning virtual IP %s to peer '%s'", addr, identity)
+                break
+        if not self.assigned:
+            raise TaskFailed(
+                f"no virtual IP for peer '{identity}' in pools {', '.join(self.sa.conn.pools)}",
+                NotifyType.INTERNAL_ADDRESS_FAILURE,
+            )
+        self.sa.remote_vips = list(self.assigned)
+        return Status.NEED_MORE
+
+    def _pool(self, name: str) -> AddressPool | None:
+        pools = self.sa.svc.pools
+        if name not in pools:
+            cfg = self.sa.svc.config.pools.get(name)
+            if cfg is None:
+                return None
+            pools[name] = AddressPool.from_spec(name, cfg.addrs)
+        pool = pools[name]
+        return pool if isinstance(pool, AddressPool) else None
+
+    def build_r(self, msg: Outgoing) -> Status:
+        if msg.exchange != ExchangeType.IKE_AUTH:
+            return Status.NEED_MORE
+        if self.assigned:
+            attrs = []
+            for a in self.assigned:
+                ip = ipaddress.ip_address(a)
+                value = ip.packed + (b"\x80" if ip.version == 6 else b"")
+                attrs.append(ConfigAttribute(_ADDR[ip.version], value))
+            msg.add(Configuration(cfg_type=CfgType.CFG_REPLY, attributes=attrs))
+        return Status.SUCCESS

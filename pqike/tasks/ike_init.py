@@ -1,0 +1,398 @@
+"""ike_init: IKE_SA_INIT and the additional key exchanges in IKE_INTERMEDIATE.
+
+RFC 7296 §1.2 (SA, KE, Nonce), §2.6 (COOKIE), §3.4 (INVALID_KE_PAYLOAD), §2.23 (NAT
+detection); RFC 7383 §2.3 (IKEV2_FRAGMENTATION_SUPPORTED); RFC 7427 §4
+(SIGNATURE_HASH_ALGORITHMS); RFC 9242 §3.1 (INTERMEDIATE_EXCHANGE_SUPPORTED); RFC 9370
+§2.2 (ADDKE1..7, one IKE_INTERMEDIATE per negotiated non-NONE additional key exchange, keys
+updated after each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+
+from kem import registry
+from kem.base import Initiator
+from kem.errors import KemError
+from pqike.crypto.algorithms import IkeSuite, UnsupportedTransform
+from pqike.crypto.keyschedule import derive_ike_keys, skeyseed
+from pqike.log import Subsystem, get_logger
+from pqike.proposal import (
+    NoProposalChosen,
+    Proposal,
+    ProposalError,
+    Transform,
+    check_selected,
+    format_proposals,
+    parse_proposals,
+    select_proposal,
+)
+from pqike.proposal.sa_payload import from_wire, to_wire
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.wire.iana import (
+    ExchangeType,
+    HashAlgorithm,
+    KeMethod,
+    NotifyType,
+    ProtocolId,
+    TransformType,
+)
+from pqike.wire.payloads import KeyExchange, Nonce, SecurityAssociation
+
+NONCE_SIZE = 32  # strongSwan's NONCE_SIZE
+# What we verify in RFC 7427 signatures; Identity (RFC 8420) is what ML-DSA/EdDSA need.
+SIGNATURE_HASHES = (
+    HashAlgorithm.SHA2_256,
+    HashAlgorithm.SHA2_384,
+    HashAlgorithm.SHA2_512,
+    HashAlgorithm.IDENTITY,
+)
+
+
+def natd_hash(spi_i: bytes, spi_r: bytes, host: str, port: int) -> bytes:
+    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port)."""
+    ip = ipaddress.ip_address(host).packed
+    return hashlib.sha1(spi_i + spi_r + ip + struct.pack("!H", port)).digest()
+
+
+def ike_suite(p: Proposal) -> IkeSuite:
+    encr = p.first(TransformType.ENCR)
+    prf = p.first(TransformType.PRF)
+    integ = p.first(TransformType.INTEG)
+    if encr is None or prf is None:
+        raise TaskFailed(f"selected proposal {p} lacks ENCR or PRF", NotifyType.NO_PROPOSAL_CHOSEN)
+    return IkeSuite(encr.id, encr.key_length, integ.id if integ else 0, prf.id)  # type: ignore[arg-type]
+
+
+class IkeInit(Task):
+    name = "ike_init"
+
+    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.cfg = get_logger(Subsystem.CFG, sa.log.sa)
+        try:
+            self.proposals = parse_proposals(ProtocolId.IKE, sa.conn.proposals)
+        except ProposalError as e:  # config checks make this unreachable for loaded configs
+            raise TaskFailed(f"invalid IKE proposal: {e}") from e
+        first_ke = next((p.first(TransformType.KE) for p in self.proposals), None)
+        self.ke_method = KeMethod(first_ke.id) if first_ke else KeMethod.NONE
+        self.ke: Initiator | None = None
+        self.cookie = b""
+        self.pending: list[Transform] = []  # additional key exchanges still to run
+        self.addke: Initiator | None = None
+        self.addke_round = 0
+        self.retries = 0
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _method(self, method: int):  # type: ignore[no-untyped-def]
+        try:
+            m = registry.get(method)
+        except KeyError as e:
+            raise TaskFailed(
+                f"key exchange method {method} unknown", NotifyType.NO_PROPOSAL_CHOSEN
+            ) from e
+        if not m.available:
+            raise TaskFailed(
+                f"key exchange method {m.log_name} unavailable: {m.unavailable_reason}",
+                NotifyType.NO_PROPOSAL_CHOSEN,
+            )
+        return m
+
+    def _add_natd(self, msg: Outgoing) -> None:
+        sa = self.sa
+        spi_r = sa.spi_r if msg.is_response else bytes(8)
+        msg.notify(
+            NotifyType.NAT_DETECTION_SOURCE_IP,
+            natd_hash(sa.spi_i, spi_r, sa.local.host, sa.local.port),
+        )
+        msg.notify(
+            NotifyType.NAT_DETECTION_DESTINATION_IP,
+            natd_hash(sa.spi_i, spi_r, sa.remote.host, sa.remote.port),
+        )
+
+    def _check_natd(self, msg: Incoming) -> None:
+        sa = self.sa
+        src = [n.data for n in msg.all_notifies(NotifyType.NAT_DETECTION_SOURCE_IP)]
+        dst = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if not src or dst is None:
+            return
+        spi_r = sa.spi_r if msg.is_response else bytes(8)
+        sa.nat_local = dst.data != natd_hash(sa.spi_i, spi_r, sa.local.host, sa.local.port)
+        sa.nat_remote = natd_hash(sa.spi_i, spi_r, sa.remote.host, sa.remote.port) not in src
+        if sa.nat_local:
+            sa.log("local host is behind NAT, sending keep alives")
+        if sa.nat_remote:
+            sa.log("remote host is behind NAT")
+
+    def _capabilities(self, msg: Incoming) -> None:
+        sa = self.sa
+        sa.peer_frag = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        sa.peer_intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        h = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+        if h is not None:
+            data = h.data[: len(h.data) // 2 * 2]
+            sa.peer_hash_algs = [
+                int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)
+            ]
+
+    def _derive(self, selected: Proposal, g_ir: bytes) -> None:
+        sa = self.sa
+        try:
+            suite = ike_suite(selected)
+        except UnsupportedTransform as e:
+            raise TaskFailed(str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
+        seed = skeyseed(suite.prf, sa.ni, sa.nr, g_ir)
+        keys = derive_ike_keys(suite.prf, seed, sa.ni, sa.nr, sa.spi_i, sa.spi_r, suite.key_lengths)
+        sa.log.private("shared Diffie Hellman secret %s", g_ir.hex())
+        sa.log.private("SKEYSEED %s", seed.hex())
+        sa.proposal = selected
+        sa.set_keys(suite, keys)
+        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+
+    def _announce(self, msg: Outgoing, selected_has_addke: bool) -> None:
+        sa = self.sa
+        self._add_natd(msg)
+        frag_ok = sa.conn.fragmentation != "no"
+        if frag_ok and (not msg.is_response or sa.peer_frag):
+            msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+        if not msg.is_response or sa.peer_hash_algs:
+            msg.notify(
+                NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                b"".join(struct.pack("!H", h) for h in SIGNATURE_HASHES),
+            )
+        if selected_has_addke:
+            msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
+
+    # ---- initiator ----------------------------------------------------------------------
+
+    def build_i(self, msg: Outgoing) -> Status:
+        sa = self.sa
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            if self.cookie:
+                msg.notify(NotifyType.COOKIE, self.cookie)
+            msg.add(to_wire(self.proposals))
+            method = self._method(self.ke_method)
+            self.ke = method.initiator()
+            msg.add(KeyExchange(method=self.ke_method, data=self.ke.public_value))
+            if not sa.ni:
+                sa.ni = sa.svc.rng(NONCE_SIZE)
+            msg.add(Nonce(data=sa.ni))
+            self._announce(msg, any(p.has_additional_ke for p in self.proposals))
+            return Status.NEED_MORE
+        if self.pending and msg.exchange == ExchangeType.IKE_AUTH:
+            msg.exchange = ExchangeType.IKE_INTERMEDIATE
+            t = self.pending[0]
+            self.addke = self._method(t.id).initiator()
+            self.addke_round = t.type - TransformType.ADDKE1 + 1
+            msg.add(KeyExchange(method=t.id, data=self.addke.public_value))
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            return self._process_init_response(msg)
+        if msg.exchange == ExchangeType.IKE_INTERMEDIATE and self.addke is not None:
+            return self._finish_addke(msg)
+        return Status.NEED_MORE if self.pending else Status.SUCCESS
+
+    def _restart(self) -> Status:
+        self.retries += 1
+        if self.retries > 5:
+            return self.fail("too many IKE_SA_INIT retries (COOKIE/INVALID_KE_PAYLOAD)")
+        self.sa.restart_init = True
+        self.sa.spi_r = bytes(8)
+        return Status.NEED_MORE
+
+    def _process_init_response(self, msg: Incoming) -> Status:
+        sa = self.sa
+        cookie = msg.notify(NotifyType.COOKIE)
+        if cookie is not None:
+            self.cookie = cookie.data
+            sa.log("received COOKIE, retrying IKE_SA_INIT with it")
+            return self._restart()
+        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None and len(invalid_ke.data) >= 2:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big")
+            ours = {t.id for p in self.proposals for t in p.of_type(TransformType.KE)}
+            name = KeMethod(wanted).name if wanted in KeMethod._value2member_map_ else str(wanted)
+            if wanted not in ours or wanted == self.ke_method:
+                return self.fail(
+                    f"peer requested key exchange method {name}, which we did not propose"
+                )
+            sa.log(
+                "peer didn't accept key exchange method %s, it requested %s",
+                self.ke_method.name,
+                name,
+            )
+            self.ke_method = KeMethod(wanted)
+            return self._restart()
+        err = msg.error_notify()
+        if err is not None:
+            return self.fail(f"received {_notify_name(err.notify_type)} notify error")
+        sa_payload = msg.first(SecurityAssociation)
+        ke = msg.first(KeyExchange)
+        nonce = msg.first(Nonce)
+        if sa_payload is None or ke is None or nonce is None:
+            return self.fail("IKE_SA_INIT response lacks SA, KE or Nonce")
+        received = from_wire(sa_payload)
+        if len(received) != 1:
+            return self.fail(f"IKE_SA_INIT response has {len(received)} proposals (1 expected)")
+        try:
+            selected = check_selected(self.proposals, received[0])
+        except ProposalError as e:
+            return self.fail(f"peer selected an invalid proposal: {e}")
+        self.cfg("selected proposal: %s", selected)
+        ke_t = selected.first(TransformType.KE)
+        if ke_t is None or ke.method != ke_t.id or ke.method != self.ke_method:
+            return self.fail(
+                f"KE payload method {ke.method} does not match the selected {ke_t} / sent "
+                f"{self.ke_method.name}"
+            )
+        assert self.ke is not None
+        try:
+            g_ir = self.ke.finish(ke.data)
+        except KemError as e:
+            return self.fail(f"invalid KE payload from peer: {e}")
+        sa.nr = nonce.data
+        self._capabilities(msg)
+        self._check_natd(msg)
+        self._derive(selected, g_ir)
+        if self.pending and not sa.peer_intermediate:
+            return self.fail(
+                "peer selected additional key exchanges but did not send "
+                "INTERMEDIATE_EXCHANGE_SUPPORTED"
+            )
+        sa.float_to_natt()
+        return Status.NEED_MORE if self.pending else Status.SUCCESS
+
+    def _finish_addke(self, msg: Incoming) -> Status:
+        err = msg.error_notify()
+        if err is not None:
+            return self.fail(
+                f"received {_notify_name(err.notify_type)} notify error in IKE_INTERMEDIATE"
+            )
+        ke = msg.first(KeyExchange)
+        t = self.pending[0]
+        if ke is None or ke.method != t.id:
+            return self.fail(f"IKE_INTERMEDIATE response lacks a KE payload for {t}")
+        assert self.addke is not None
+        try:
+            secret = self.addke.finish(ke.data)
+        except KemError as e:
+            return self.fail(f"invalid KE payload for {t}: {e}")
+        self.sa.pending_secret = secret
+        self.sa.log.private("%s shared secret %s", t, secret.hex())
+        self.sa.log.control("additional key exchange %s (round %d) done", t, self.addke_round)
+        self.pending.pop(0)
+        self.addke = None
+        return Status.NEED_MORE if self.pending else Status.SUCCESS
+
+    # ---- responder ----------------------------------------------------------------------
+
+    def process_r(self, msg: Incoming) -> Status:
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            self._process_init_request(msg)
+            return Status.NEED_MORE
+        if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
+            if not self.pending:
+                raise TaskFailed("unexpected IKE_INTERMEDIATE request", NotifyType.INVALID_SYNTAX)
+            t = self.pending[0]
+            ke = msg.first(KeyExchange)
+            if ke is None or ke.method != t.id:
+                got = "no KE payload" if ke is None else f"KE method {ke.method}"
+                raise TaskFailed(
+                    f"IKE_INTERMEDIATE request has {got}, expected {t}", NotifyType.INVALID_SYNTAX
+                )
+            try:
+                self.response_value, secret = self._method(t.id).respond(ke.data)
+            except KemError as e:
+                raise TaskFailed(
+                    f"invalid KE payload for {t}: {e}", NotifyType.INVALID_SYNTAX
+                ) from e
+            self.sa.pending_secret = secret
+            self.sa.log.private("%s shared secret %s", t, secret.hex())
+            return Status.NEED_MORE
+        if msg.exchange == ExchangeType.IKE_AUTH and self.pending:
+            names = ", ".join(str(t) for t in self.pending)
+            raise TaskFailed(
+                f"peer started IKE_AUTH before the additional key exchanges {names}",
+                NotifyType.INVALID_SYNTAX,
+            )
+        return Status.SUCCESS
+
+    def _process_init_request(self, msg: Incoming) -> None:
+        sa = self.sa
+        sa_payload = msg.first(SecurityAssociation)
+        ke = msg.first(KeyExchange)
+        nonce = msg.first(Nonce)
+        if sa_payload is None or ke is None or nonce is None:
+            raise TaskFailed("IKE_SA_INIT request lacks SA, KE or Nonce", NotifyType.INVALID_SYNTAX)
+        received = from_wire(sa_payload)
+        try:
+            selected = select_proposal(
+                received,
+                self.proposals,
+                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
+            )
+        except NoProposalChosen as e:
+            for line in e.diagnosis.log_lines():
+                self.cfg("%s", line)
+            raise TaskFailed(
+                f"no acceptable proposal found (received {format_proposals(received)})",
+                NotifyType.NO_PROPOSAL_CHOSEN,
+            ) from e
+        self.cfg("selected proposal: %s", selected)
+        ke_t = selected.first(TransformType.KE)
+        assert ke_t is not None
+        if ke.method != ke_t.id:
+            sa.log(
+                "key exchange method in received payload %s doesn't match negotiated %s",
+                _ke_name(int(ke.method)),
+                _ke_name(ke_t.id),
+            )
+            raise TaskFailed(
+                f"peer sent KE {_ke_name(int(ke.method))}, we selected {_ke_name(ke_t.id)}",
+                NotifyType.INVALID_KE_PAYLOAD,
+                struct.pack("!H", ke_t.id),
+            )
+        try:
+            self.response_value, g_ir = self._method(ke_t.id).respond(ke.data)
+        except KemError as e:
+            raise TaskFailed(f"invalid KE payload: {e}", NotifyType.INVALID_SYNTAX) from e
+        sa.ni = nonce.data
+        sa.nr = sa.svc.rng(NONCE_SIZE)
+        self._capabilities(msg)
+        self._check_natd(msg)
+        self._derive(selected, g_ir)
+        self.selected = selected
+        if self.pending and not sa.peer_intermediate:
+            raise TaskFailed(
+                "selected additional key exchanges, but the peer did not send "
+                "INTERMEDIATE_EXCHANGE_SUPPORTED",
+                NotifyType.NO_PROPOSAL_CHOSEN,
+            )
+
+    def build_r(self, msg: Outgoing) -> Status:
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            msg.add(to_wire([self.selected]))
+            ke_t = self.selected.first(TransformType.KE)
+            assert ke_t is not None
+            msg.add(KeyExchange(method=ke_t.id, data=self.response_value))
+            msg.add(Nonce(data=self.sa.nr))
+            self._announce(msg, self.selected.has_additional_ke)
+            return Status.NEED_MORE if self.pending else Status.SUCCESS
+        if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
+            t = self.pending.pop(0)
+            msg.add(KeyExchange(method=t.id, data=self.response_value))
+            return Status.NEED_MORE if self.pending else Status.SUCCESS
+        return Status.NEED_MORE if self.pending else Status.SUCCESS
+
+
+def _ke_name(method: int) -> str:
+    return KeMethod(method).name if method in KeMethod._value2member_map_ else str(method)
+
+
+def _notify_name(ntype: int) -> str:
+    return NotifyType(ntype).name if ntype in NotifyType._value2member_map_ else str(ntype)

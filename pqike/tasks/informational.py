@@ -1,0 +1,122 @@
+"""INFORMATIONAL exchanges: DELETE of the IKE_SA or CHILD_SAs, and liveness checks (DPD).
+
+RFC 7296 §1.4: a DELETE for CHILD_SAs is answered with a DELETE for the inbound SAs of the
+pairs; a DELETE of the IKE_SA with an empty response, after which both sides forget it. An
+empty INFORMATIONAL request is a liveness check, answered empty.
+"""
+
+from __future__ import annotations
+
+from pqike.events import EventKind
+from pqike.sa.child_sa import ChildSa
+from pqike.tasks.base import Incoming, Outgoing, Status, Task
+from pqike.tasks.child_create import uninstall_child
+from pqike.wire.iana import ExchangeType, ProtocolId
+from pqike.wire.payloads import Delete
+
+
+def _remove_child(sa, child: ChildSa, reason: str) -> None:  # type: ignore[no-untyped-def]
+    uninstall_child(sa, child)
+    if child in sa.children:
+        sa.children.remove(child)
+    sa.log(
+        "closing CHILD_SA %s with SPIs %08x_i %08x_o and TS %s === %s",
+        child.label,
+        child.spi_in,
+        child.spi_out,
+        " ".join(map(str, child.local_ts)),
+        " ".join(map(str, child.remote_ts)),
+    )
+    sa.emit(EventKind.CHILD_DELETED, reason, child)
+
+
+class IkeDelete(Task):
+    """We delete the IKE_SA (and with it every CHILD_SA)."""
+
+    name = "ike_delete"
+
+    def build_i(self, msg: Outgoing) -> Status:
+        msg.exchange = ExchangeType.INFORMATIONAL
+        msg.add(Delete(protocol=ProtocolId.IKE))
+        self.sa.log(
+            "deleting IKE_SA %s between %s...%s",
+            self.sa.label,
+            self.sa.local.host,
+            self.sa.remote.host,
+        )
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        self.sa.log("IKE_SA deleted")
+        self.sa.delete_after_exchange = True
+        return Status.SUCCESS
+
+
+class ChildDelete(Task):
+    """We delete one CHILD_SA."""
+
+    name = "child_delete"
+
+    def __init__(self, sa, initiator: bool, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.child = child
+
+    def build_i(self, msg: Outgoing) -> Status:
+        if self.child not in self.sa.children:
+            return Status.SUCCESS
+        msg.exchange = ExchangeType.INFORMATIONAL
+        msg.add(Delete(protocol=ProtocolId.ESP, spis=[self.child.spi_in.to_bytes(4, "big")]))
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        if self.child in self.sa.children:
+            _remove_child(self.sa, self.child, "deleted by us")
+        return Status.SUCCESS
+
+
+class Dpd(Task):
+    """A liveness check: an empty INFORMATIONAL request."""
+
+    name = "ike_dpd"
+
+    def build_i(self, msg: Outgoing) -> Status:
+        msg.exchange = ExchangeType.INFORMATIONAL
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        return Status.SUCCESS
+
+
+class InformationalResponder(Task):
+    """The peer's INFORMATIONAL request: deletes and liveness checks."""
+
+    name = "informational"
+
+    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.reply_spis: list[bytes] = []
+
+    def process_r(self, msg: Incoming) -> Status:
+        sa = self.sa
+        for d in msg.all(Delete):
+            if d.protocol == ProtocolId.IKE:
+                sa.log("received DELETE for IKE_SA %s", sa.label)
+                sa.delete_after_exchange = True
+                return Status.NEED_MORE
+            if d.protocol != ProtocolId.ESP:
+                continue
+            for spi in d.spis:
+                value = int.from_bytes(spi, "big")
+                child = next((c for c in sa.children if c.spi_out == value), None)
+                if child is None:
+                    sa.log("received DELETE for unknown ESP CHILD_SA with SPI %08x", value)
+                    continue
+                sa.log("received DELETE for ESP CHILD_SA with SPI %08x", value)
+                self.reply_spis.append(child.spi_in.to_bytes(4, "big"))
+                _remove_child(sa, child, "deleted by peer")
+        return Status.NEED_MORE
+
+    def build_r(self, msg: Outgoing) -> Status:
+        if self.reply_spis:
+            msg.add(Delete(protocol=ProtocolId.ESP, spis=self.reply_spis))
+        return Status.SUCCESS

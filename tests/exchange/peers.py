@@ -1,0 +1,215 @@
+"""Two sans-IO engines wired back to back in memory, with a controllable 'network'."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pqike.config import Config, load_config
+from pqike.engine import Engine
+from pqike.events import Datagram, Event
+from pqike.kernel.base import MemoryKernel
+
+CAROL, MOON = "192.168.0.3", "192.168.0.2"
+PSK = "qwerty-psk-0123456789"
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml(tree: dict, prefix: str = "") -> str:
+    """A minimal TOML writer for nested dicts of scalars and lists (test configs only)."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in tree.items() if not isinstance(v, dict)]
+    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.append(_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(x for x in out if x) + "\n"
+
+
+def load_tree(tree: dict) -> Config:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "pqike.toml"
+        path.write_text(_toml(tree))
+        return load_config(path)
+
+
+def psk_config(
+    role: str,
+    proposals: str,
+    esp: str = "aes256-sha256",
+    *,
+    fragment_size: int = 1480,
+    extra_daemon: dict | None = None,
+    psk: str = PSK,
+    vips: bool = True,
+    moon_proposals: str | None = None,
+    moon_esp: str | None = None,
+) -> Config:
+    daemon = {
+        "fragment_size": fragment_size,
+        "max_packet": 65535,
+        "control_socket": "/tmp/x",
+        **(extra_daemon or {}),
+    }
+    if role == "carol":
+        conn = {
+            "home": {
+                "remote_addrs": [MOON],
+                "local_addrs": [CAROL],
+                "vips": ["0.0.0.0"] if vips else [],
+                "proposals": [proposals],
+                "local": {"auth": "psk", "id": "carol@strongswan.org"},
+                "remote": {"auth": "psk", "id": "moon.strongswan.org"},
+                "children": {"net": {"remote_ts": ["10.1.0.0/16"], "esp_proposals": [esp]}},
+            }
+        }
+        pools: dict = {}
+    else:
+        conn = {
+            "rw": {
+                "local_addrs": [MOON],
+                "pools": ["rw_pool"] if vips else [],
+                "proposals": [moon_proposals or proposals],
+                "local": {"auth": "psk", "id": "moon.strongswan.org"},
+                "remote": {"auth": "psk", "id": "carol@strongswan.org"},
+                "children": {
+                    "net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [moon_esp or esp]}
+                },
+            }
+        }
+        pools = {"rw_pool": {"addrs": "10.3.0.0/24"}} if vips else {}
+    secrets = {
+        "ike-1": {"id-1": "moon.strongswan.org", "id-2": "carol@strongswan.org", "secret": psk}
+    }
+    tree = {"daemon": daemon, "connections": conn, "pools": pools, "secrets": secrets}
+    return load_tree(tree)
+
+
+@dataclass
+class Peer:
+    name: str
+    engine: Engine
+    kernel: MemoryKernel
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Net:
+    """Delivers datagrams between peers; ``filter`` may drop/duplicate/reorder them."""
+
+    peers: dict[str, Peer]
+    now: float = 0.0
+    log: list[Datagram] = field(default_factory=list)
+    filter: Callable[[Datagram], list[Datagram]] | None = None
+
+    def run(self, max_rounds: int = 200) -> None:
+        for _ in range(max_rounds):
+            moved = False
+            for p in self.peers.values():
+                for d in p.engine.pop_outgoing():
+                    moved = True
+                    self.log.append(d)
+                    for out in self.filter(d) if self.filter else [d]:
+                        target = next(
+                            q
+                            for q in self.peers.values()
+                            if q.engine.config.connections and _owns(q, out.dst.host)
+                        )
+                        target.engine.receive(out, self.now)
+            if not moved:
+                return
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for p in self.peers.values():
+            p.engine.tick(self.now)
+        self.run()
+
+
+def _owns(peer: Peer, host: str) -> bool:
+    return host == (CAROL if peer.name == "carol" else MOON)
+
+
+def make_pair(carol_cfg: Config, moon_cfg: Config) -> Net:
+    peers = {}
+    for name, cfg in (("carol", carol_cfg), ("moon", moon_cfg)):
+        kernel = MemoryKernel()
+        events: list[Event] = []
+        eng = Engine(cfg, kernel, events=events.append, source_for=lambda r: CAROL)
+        peers[name] = Peer(name, eng, kernel, events)
+    return Net(peers)
+
+
+def cert_configs(
+    tmp: Path,
+    proposals: str,
+    esp: str = "aes256-sha256",
+    *,
+    kind: str = "mldsa87",
+    ca_kind: str | None = None,
+    fragment_size: int = 1480,
+) -> tuple[Config, Config]:
+    """carol/moon with public key authentication under one CA, files written to ``tmp``."""
+    from pqike.pki import create_peer_pki
+
+    dirs = {
+        "carol": (tmp / "carol", "carol@strongswan.org"),
+        "moon": (tmp / "moon", "moon.strongswan.org"),
+    }
+    create_peer_pki(dirs, kind=kind, ca_kind=ca_kind)
+    daemon = {"fragment_size": fragment_size, "max_packet": 65535, "control_socket": "/tmp/x"}
+    carol = {
+        "daemon": daemon,
+        "authorities": {"ca": {"cacert": "x509ca/caCert.pem"}},
+        "connections": {
+            "home": {
+                "remote_addrs": [MOON],
+                "local_addrs": [CAROL],
+                "vips": ["0.0.0.0"],
+                "proposals": [proposals],
+                "local": {
+                    "auth": "pubkey",
+                    "id": "carol@strongswan.org",
+                    "certs": ["x509/carolCert.pem"],
+                    "key": "private/carolKey.pem",
+                },
+                "remote": {"auth": "pubkey", "id": "moon.strongswan.org"},
+                "children": {"net": {"remote_ts": ["10.1.0.0/16"], "esp_proposals": [esp]}},
+            }
+        },
+    }
+    moon = {
+        "daemon": daemon,
+        "connections": {
+            "rw": {
+                "local_addrs": [MOON],
+                "pools": ["rw_pool"],
+                "proposals": [proposals],
+                "local": {
+                    "auth": "pubkey",
+                    "id": "moon.strongswan.org",
+                    "certs": ["x509/moonCert.pem"],
+                    "key": "private/moonKey.pem",
+                },
+                "remote": {"auth": "pubkey", "cacerts": ["x509ca/caCert.pem"]},
+                "children": {"net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [esp]}},
+            }
+        },
+        "pools": {"rw_pool": {"addrs": "10.3.0.0/24"}},
+    }
+    out = []
+    for name, tree in (("carol", carol), ("moon", moon)):
+        path = tmp / name / "pqike.toml"
+        path.write_text(_toml(tree))
+        out.append(load_config(path))
+    return out[0], out[1]
