@@ -112,7 +112,12 @@ class Engine:
             next_reqid=lambda: self._next("reqid"),
             budget=self._budget,
             pools=self._pools,
+            adopt=self._adopt,
+            next_ike_id=lambda: self._next("ike"),
         )
+
+    def _adopt(self, sa: IkeSa) -> None:
+        self.sas[sa.spi_i if sa.initiator else sa.spi_r] = sa
 
     def load_config(self, config: Config) -> None:
         """Swap the configuration; established SAs keep the settings they were made with."""
@@ -174,6 +179,22 @@ class Engine:
 
     def initiate(self, child: str | None, ike: str | None, now: float) -> int:
         name, conn = self._find_conn(child, ike)
+        existing = next(
+            (
+                sa
+                for sa in self.sas.values()
+                if sa.name == name and sa.state == IkeState.ESTABLISHED
+            ),
+            None,
+        )
+        if existing is not None:
+            if child is None:
+                raise EngineError(f"IKE_SA {existing.label} is already established")
+            from pqike.tasks.child_sa_ke import ChildSaKe
+
+            existing.queue(ChildSaKe(existing, True, child))
+            existing.initiate(now)
+            return existing.unique_id
         remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
         if remote is None:
             raise EngineError(f"connection '{name}' has no concrete remote address to initiate to")
@@ -236,7 +257,28 @@ class Engine:
         self._reap()
 
     def rekey(self, ike: str | None, child: str | None, now: float) -> None:
-        raise EngineError("rekeying is not implemented yet")
+        from pqike.tasks.child_sa_ke import ChildSaKe
+        from pqike.tasks.ike_rekey import IkeRekey
+
+        sas = [sa for sa in self._select(ike, None) if sa.state == IkeState.ESTABLISHED]
+        if child is not None:
+            found = [
+                (sa, c)
+                for sa in sas
+                for c in sa.children
+                if c.name == child and c.state.value == "INSTALLED"
+            ]
+            if not found:
+                raise EngineError(f"no installed CHILD_SA named '{child}'")
+            for sa, c in found:
+                sa.queue(ChildSaKe(sa, True, rekey=c))
+                sa.initiate(now)
+            return
+        if not sas:
+            raise EngineError("no matching established IKE_SA")
+        for sa in sas:
+            sa.queue(IkeRekey(sa, True))
+            sa.initiate(now)
 
     def close(self, now: float) -> None:
         """Shutdown: tell peers (best effort) and remove everything installed."""

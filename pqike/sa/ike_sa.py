@@ -70,6 +70,8 @@ class SaServices:
     next_reqid: Callable[[], int]
     budget: MemoryBudget
     pools: dict[str, object] = field(default_factory=dict)
+    adopt: Callable[[IkeSa], None] = lambda sa: None  # register a rekeyed IKE_SA
+    next_ike_id: Callable[[], int] = lambda: 0
 
 
 class IkeSa:
@@ -146,6 +148,11 @@ class IkeSa:
         self.passive: list[Task] = []
         self.restart_init = False  # ike_init asks for a new IKE_SA_INIT (COOKIE/INVALID_KE)
         self.delete_after_exchange = False  # an IKE_SA DELETE was sent/received
+        self.followups: dict[bytes, Task] = {}  # responder: IKE_FOLLOWUP_KE link -> task
+        self.after_response: list[Callable[[], object]] = []  # run once a response is sent
+        self.rekey_at: float | None = None
+        self.expire_at: float | None = None
+        self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.failure = ""
 
     # ---- identity and helpers -----------------------------------------------------------
@@ -176,6 +183,7 @@ class IkeSa:
     def set_established(self) -> None:
         self.state = IkeState.ESTABLISHED
         self.established_at = self.now
+        self.schedule_ike()
         self.log(
             "IKE_SA %s established between %s[%s]...%s[%s]",
             self.label,
@@ -185,6 +193,87 @@ class IkeSa:
             self.remote_id,
         )
         self.emit(EventKind.IKE_ESTABLISHED)
+
+    # ---- lifetimes ----------------------------------------------------------------------
+
+    def _jitter(self, spread: int) -> float:
+        if spread <= 0:
+            return 0.0
+        return int.from_bytes(self.svc.rng(4), "big") / 2**32 * spread
+
+    def schedule_ike(self) -> None:
+        """strongSwan: rekey at rekey_time - random(rand_time), hard limit at life_time."""
+        c = self.conn
+        self.rekey_at = (
+            self.now + c.rekey_time - self._jitter(c.rand_time) if c.rekey_time else None
+        )
+        self.expire_at = self.now + c.life_time if c.life_time else None
+        if self.rekey_at is not None:
+            self.log("scheduling rekeying in %ds", int(self.rekey_at - self.now))
+        if self.expire_at is not None:
+            self.log("maximum IKE_SA lifetime %ds", int(self.expire_at - self.now))
+
+    def schedule_child(self, child: ChildSa) -> None:
+        cfg = self.child_config(child.name)
+        if cfg is None:
+            return
+        if cfg.rekey_time:
+            child.rekey_at = self.now + cfg.rekey_time - self._jitter(cfg.rand_time)
+        if cfg.life_time:
+            child.expire_at = self.now + cfg.life_time
+
+    def schedule_retry(self, child: ChildSa) -> None:
+        """Retry a failed or refused rekey soon rather than letting the SA expire."""
+        delay = 10.0 + self._jitter(20)
+        if child.expire_at is not None:
+            delay = min(delay, max(1.0, (child.expire_at - self.now) / 2))
+        self.retry_at[child.unique_id] = self.now + delay
+        self.log("retrying rekey of CHILD_SA %s in %ds", child.label, int(delay))
+
+    def schedule_ike_retry(self) -> None:
+        self.rekey_at = self.now + 10.0 + self._jitter(20)
+
+    def successor(
+        self,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        proposal: Proposal,
+        suite: IkeSuite,
+        keys: IkeKeys,
+        ni: bytes,
+        nr: bytes,
+    ) -> IkeSa:
+        """The IKE_SA that replaces this one after a rekey; takes over children and VIPs."""
+        new = IkeSa(
+            self.svc,
+            self.svc.next_ike_id(),
+            self.name,
+            self.conn,
+            initiator,
+            self.local,
+            self.remote,
+            spi_i,
+            spi_r,
+        )
+        new.now = self.now
+        new.proposal, new.ni, new.nr = proposal, ni, nr
+        new.set_keys(suite, keys)
+        new.peer_frag, new.peer_intermediate = self.peer_frag, self.peer_intermediate
+        new.peer_hash_algs = self.peer_hash_algs
+        new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
+        new.local_id, new.remote_id = self.local_id, self.remote_id
+        new.local_vips, self.local_vips = self.local_vips, []
+        new.remote_vips, self.remote_vips = self.remote_vips, []
+        new.children, self.children = [c for c in self.children], []
+        new.state = IkeState.ESTABLISHED
+        new.established_at = self.now
+        new.created_at = self.now
+        new.schedule_ike()
+        self.state = IkeState.REKEYED
+        self.rekey_at = None
+        self.svc.adopt(new)
+        return new
 
     def float_to_natt(self) -> None:
         """RFC 7296 §2.23: after IKE_SA_INIT, move to the NAT-T port if a NAT was detected
@@ -305,7 +394,21 @@ class IkeSa:
 
         if msg.exchange == ExchangeType.IKE_SA_INIT:
             self.init_request = msg.raw
-        if not self.passive or msg.exchange not in (
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
+            task = self.followups.pop(link.data, None) if link is not None else None
+            if task is None:
+                self.log(
+                    "IKE_FOLLOWUP_KE with unknown ADDITIONAL_KEY_EXCHANGE link, "
+                    "answering STATE_NOT_FOUND"
+                )
+                reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+                reply.notify(NotifyType.STATE_NOT_FOUND)
+                self._send_response(reply, now)
+                self.peer_mid += 1
+                return
+            self.passive = [task]
+        elif not self.passive or msg.exchange not in (
             ExchangeType.IKE_INTERMEDIATE,
             ExchangeType.IKE_AUTH,
         ):
@@ -353,6 +456,9 @@ class IkeSa:
         self._send_response(reply, now)
         self.apply_pending_secret()
         self.peer_mid += 1
+        hooks, self.after_response = self.after_response, []
+        for hook in hooks:
+            hook()
         if self.delete_after_exchange:
             self._deleted(now)
 
@@ -448,9 +554,53 @@ class IkeSa:
         return d.retransmit_timeout * math.pow(d.retransmit_base, tries)
 
     def next_deadline(self) -> float | None:
-        return self.request.deadline if self.request else None
+        times = [self.request.deadline] if self.request else []
+        if self.established:
+            times += [t for t in (self.rekey_at, self.expire_at) if t is not None]
+            for c in self.children:
+                times += [t for t in (c.rekey_at, c.expire_at) if t is not None]
+            times += list(self.retry_at.values())
+        return min(times) if times else None
+
+    def _lifetimes(self, now: float) -> None:
+        from pqike.sa.child_sa import ChildState
+        from pqike.tasks.child_sa_ke import ChildSaKe
+        from pqike.tasks.ike_rekey import IkeRekey
+        from pqike.tasks.informational import ChildDelete
+
+        if not self.established:
+            return
+        if self.expire_at is not None and now >= self.expire_at:
+            self.fail("IKE_SA reached its hard lifetime", now)
+            return
+        busy = {id(t.rekey) for t in (*self.active, *self.queued) if getattr(t, "rekey", None)}
+        for c in list(self.children):
+            if c.expire_at is not None and now >= c.expire_at and c.state != ChildState.DELETING:
+                self.log("CHILD_SA %s reached its hard lifetime, deleting it", c.label)
+                c.state = ChildState.DELETING
+                c.rekey_at = None
+                self.queue(ChildDelete(self, True, c))
+                continue
+            due = c.rekey_at is not None and now >= c.rekey_at
+            retry = self.retry_at.get(c.unique_id)
+            if (due or (retry is not None and now >= retry)) and c.state == ChildState.INSTALLED:
+                c.rekey_at = None
+                self.retry_at.pop(c.unique_id, None)
+                if id(c) not in busy:
+                    self.queue(ChildSaKe(self, True, rekey=c))
+        if (
+            self.rekey_at is not None
+            and now >= self.rekey_at
+            and self.state == IkeState.ESTABLISHED
+        ):
+            self.rekey_at = None
+            if not any(isinstance(t, IkeRekey) for t in (*self.active, *self.queued)):
+                self.queue(IkeRekey(self, True))
+        self.initiate(now)
 
     def tick(self, now: float) -> None:
+        self.now = now
+        self._lifetimes(now)
         r = self.request
         if r is None or now < r.deadline:
             return

@@ -222,6 +222,7 @@ class ChildCreate(Task):
             self._child_failed(f"unable to install CHILD_SA {child.label}: {e}")
             return False
         sa.children.append(child)
+        sa.schedule_child(child)
         sa.log(
             "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
             child.label,

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.child_create import ChildCreate
+from pqike.tasks.child_sa_ke import ChildSaKe
 from pqike.tasks.ike_auth import IkeAuth
 from pqike.tasks.ike_config import IkeConfig
 from pqike.tasks.ike_init import IkeInit
+from pqike.tasks.ike_rekey import IkeRekey
 from pqike.tasks.informational import InformationalResponder
-from pqike.wire.iana import ExchangeType, NotifyType
+from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId
+from pqike.wire.payloads import SecurityAssociation
 
 if TYPE_CHECKING:
     from pqike.sa.ike_sa import IkeSa
@@ -55,10 +58,9 @@ def responder_tasks(sa: IkeSa, msg: Incoming) -> list[Task]:
         ]
     if ex == ExchangeType.INFORMATIONAL:
         return [InformationalResponder(sa, False)]
-    if ex in (ExchangeType.CREATE_CHILD_SA, ExchangeType.IKE_FOLLOWUP_KE):
-        return [
-            _NotSupported(
-                sa, NotifyType.NO_ADDITIONAL_SAS, "CREATE_CHILD_SA is not supported yet, refused"
-            )
-        ]
+    if ex == ExchangeType.CREATE_CHILD_SA:
+        sa_p = msg.first(SecurityAssociation)
+        if sa_p is not None and sa_p.proposals and sa_p.proposals[0].protocol == ProtocolId.IKE:
+            return [IkeRekey(sa, False)]
+        return [ChildSaKe(sa, False)]
     return [_NotSupported(sa, NotifyType.INVALID_SYNTAX, f"unexpected {ex.name} request")]

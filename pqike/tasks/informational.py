@@ -31,9 +31,13 @@ def _remove_child(sa, child: ChildSa, reason: str) -> None:  # type: ignore[no-u
 
 
 class IkeDelete(Task):
-    """We delete the IKE_SA (and with it every CHILD_SA)."""
+    """We delete the IKE_SA (and with it every CHILD_SA it still has)."""
 
     name = "ike_delete"
+
+    def __init__(self, sa, initiator: bool, rekeyed: bool = False) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sa, initiator)
+        self.rekeyed = rekeyed  # the old IKE_SA after a rekey: its children moved on
 
     def build_i(self, msg: Outgoing) -> Status:
         msg.exchange = ExchangeType.INFORMATIONAL
@@ -47,7 +51,7 @@ class IkeDelete(Task):
         return Status.NEED_MORE
 
     def process_i(self, msg: Incoming) -> Status:
-        self.sa.log("IKE_SA deleted")
+        self.sa.log("IKE_SA %s deleted", self.sa.label)
         self.sa.delete_after_exchange = True
         return Status.SUCCESS
 

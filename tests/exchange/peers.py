@@ -54,6 +54,9 @@ def psk_config(
     vips: bool = True,
     moon_proposals: str | None = None,
     moon_esp: str | None = None,
+    host_esp: str | None = None,
+    moon_host_esp: str | None = None,
+    child_extra: dict | None = None,
 ) -> Config:
     daemon = {
         "fragment_size": fragment_size,
@@ -70,9 +73,17 @@ def psk_config(
                 "proposals": [proposals],
                 "local": {"auth": "psk", "id": "carol@strongswan.org"},
                 "remote": {"auth": "psk", "id": "moon.strongswan.org"},
-                "children": {"net": {"remote_ts": ["10.1.0.0/16"], "esp_proposals": [esp]}},
+                "children": {
+                    "net": {
+                        "remote_ts": ["10.1.0.0/16"],
+                        "esp_proposals": [esp],
+                        **(child_extra or {}),
+                    }
+                },
             }
         }
+        if host_esp:
+            conn["home"]["children"]["host"] = {"esp_proposals": [host_esp]}
         pools: dict = {}
     else:
         conn = {
@@ -83,10 +94,16 @@ def psk_config(
                 "local": {"auth": "psk", "id": "moon.strongswan.org"},
                 "remote": {"auth": "psk", "id": "carol@strongswan.org"},
                 "children": {
-                    "net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [moon_esp or esp]}
+                    "net": {
+                        "local_ts": ["10.1.0.0/24"],
+                        "esp_proposals": [moon_esp or esp],
+                        **(child_extra or {}),
+                    }
                 },
             }
         }
+        if host_esp or moon_host_esp:
+            conn["rw"]["children"]["host"] = {"esp_proposals": [moon_host_esp or host_esp]}
         pools = {"rw_pool": {"addrs": "10.3.0.0/24"}} if vips else {}
     secrets = {
         "ike-1": {"id-1": "moon.strongswan.org", "id-2": "carol@strongswan.org", "secret": psk}

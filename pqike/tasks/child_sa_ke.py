@@ -1,0 +1,429 @@
+"""CREATE_CHILD_SA for a new CHILD_SA or a CHILD_SA rekey, with the IKE_FOLLOWUP_KE chain
+of RFC 9370 §2.2.4 (strongSwan child_create.c / child_rekey.c).
+
+Unlike the CHILD_SA of IKE_AUTH these carry fresh nonces and, when the ESP proposal has a
+KE transform (PFS), their own key exchanges: KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) |
+... | SK(n)). A rekey names the old SA with N(REKEY_SA) (our inbound SPI); whoever
+initiated the rekey deletes the old CHILD_SA once the new one is installed.
+
+A peer refusing our proposal (NO_PROPOSAL_CHOSEN) is the PFS mismatch of reference 001:
+the log says what we proposed and names the KE methods, and an event reports it so it is
+not discovered when the CHILD_SA silently expires.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pqike.config import Child
+from pqike.crypto.keyschedule import derive_child_keys
+from pqike.events import EventKind
+from pqike.kernel.base import KernelError
+from pqike.proposal import (
+    NoProposalChosen,
+    Proposal,
+    ProposalError,
+    check_selected,
+    format_proposals,
+    parse_proposals,
+    select_proposal,
+)
+from pqike.proposal.sa_payload import from_wire, to_wire
+from pqike.sa.child_sa import ChildSa, ChildState
+from pqike.sa.ts import TrafficSelector, fmt, is_subset, narrow
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.child_create import (
+    _configured_ts,
+    _from_wire_ts,
+    _to_wire_ts,
+    install_child,
+)
+from pqike.tasks.ke_chain import KeChain, method_name
+from pqike.wire.iana import (
+    EncrId,
+    ExchangeType,
+    IntegId,
+    NotifyType,
+    ProtocolId,
+    TransformType,
+)
+from pqike.wire.payloads import Nonce, Notify, SecurityAssociation, TSi, TSr
+
+NONCE_SIZE = 32
+
+
+def _notify_name(ntype: int) -> str:
+    return NotifyType(ntype).name if ntype in NotifyType._value2member_map_ else str(ntype)
+
+
+def _ke_methods(proposals: tuple[Proposal, ...]) -> str:
+    names = []
+    for p in proposals:
+        for t in p.key_exchanges:
+            label = str(t)
+            if label not in names:
+                names.append(label)
+    return ", ".join(names) or "none (no PFS)"
+
+
+class ChildSaKe(Task):
+    """A CHILD_SA created or rekeyed with CREATE_CHILD_SA (both roles)."""
+
+    name = "child_create"
+
+    def __init__(
+        self,
+        sa,  # type: ignore[no-untyped-def]
+        initiator: bool,
+        child_name: str | None = None,
+        rekey: ChildSa | None = None,
+    ) -> None:
+        super().__init__(sa, initiator)
+        self.rekey = rekey
+        self.child_name = child_name or (rekey.name if rekey else None)
+        self.cfg: Child | None = sa.child_config(self.child_name) if self.child_name else None
+        self.child: ChildSa | None = None
+        self.offered: tuple[Proposal, ...] = ()
+        self.ke_method = 0
+        self.chain = KeChain()
+        self.ni = b""
+        self.nr = b""
+        self.my_ts: list[TrafficSelector] = []
+        self.peer_ts: list[TrafficSelector] = []
+        self.stage = "create"
+        self.retries = 0
+        if rekey is not None:
+            self.name = "child_rekey"
+
+    # ---- shared -------------------------------------------------------------------------
+
+    def _what(self) -> str:
+        if self.rekey is not None:
+            return f"rekeying CHILD_SA {self.rekey.label}"
+        return f"creating CHILD_SA {self.child_name}"
+
+    def _new_child(self) -> ChildSa:
+        assert self.cfg is not None and self.child_name is not None
+        svc, sa = self.sa.svc, self.sa
+        reqid = self.rekey.reqid if self.rekey else svc.next_reqid()
+        child = ChildSa(name=self.child_name, unique_id=svc.next_child_id(), reqid=reqid)
+        child.mode = "TUNNEL" if self.cfg.mode == "tunnel" else "TRANSPORT"
+        child.spi_in = svc.kernel.alloc_spi(sa.remote.host, sa.local.host)
+        child.encap = sa.nat_local or sa.nat_remote or sa.conn.encap
+        return child
+
+    def _failed(self, reason: str) -> Status:
+        sa = self.sa
+        sa.log("%s failed: %s", self._what(), reason)
+        kind = EventKind.REKEY_FAILED if self.rekey else EventKind.CHILD_FAILED
+        sa.emit(kind, reason, self.rekey or self.child)
+        if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
+            self.rekey.state = ChildState.INSTALLED
+            self.sa.schedule_retry(self.rekey)
+        return Status.SUCCESS  # the IKE_SA itself is fine
+
+    def _finish(self) -> bool:
+        """Derive KEYMAT from every shared secret and install; False if the kernel refused."""
+        child, sa = self.child, self.sa
+        assert child is not None and child.proposal is not None
+        assert sa.keys is not None and sa.suite is not None
+        p = child.proposal
+        encr = p.first(TransformType.ENCR)
+        integ = p.first(TransformType.INTEG)
+        assert encr is not None
+        child.keys = derive_child_keys(
+            sa.suite.prf,
+            sa.keys.sk_d,
+            self.ni,
+            self.nr,
+            encr=EncrId(encr.id),
+            encr_key_bits=encr.key_length,
+            integ=IntegId(integ.id) if integ else IntegId.NONE,
+            ke_secret=self.chain.ke_secret,
+            add_secrets=self.chain.add_secrets,
+        )
+        sa.cfg("selected proposal: %s", p)
+        try:
+            install_child(sa, child, sa.now)
+        except KernelError as e:
+            sa.log("unable to install CHILD_SA %s: %s", child.label, e)
+            return False
+        sa.children.append(child)
+        sa.schedule_child(child)
+        if self.rekey is not None:
+            self.rekey.state = ChildState.REKEYED
+            sa.log("CHILD_SA %s rekeyed: %s", self.rekey.label, child.label)
+        sa.log(
+            "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
+            child.label,
+            child.spi_in,
+            child.spi_out,
+            fmt(child.local_ts),
+            fmt(child.remote_ts),
+        )
+        if self.rekey is not None:
+            sa.emit(EventKind.CHILD_REKEYED, f"{self.rekey.label} -> {child.label}", child)
+        else:
+            sa.emit(EventKind.CHILD_ESTABLISHED, "", child)
+        return True
+
+    # ---- initiator ----------------------------------------------------------------------
+
+    def build_i(self, msg: Outgoing) -> Status:
+        if self.cfg is None:
+            return self._failed(f"no CHILD_SA config named '{self.child_name}'")
+        if self.rekey is not None and self.rekey not in self.sa.children:
+            return Status.SUCCESS  # deleted meanwhile: nothing to rekey
+        if self.stage == "followup":
+            msg.exchange = ExchangeType.IKE_FOLLOWUP_KE
+            self.chain.start_followup(msg)
+            return Status.NEED_MORE
+        msg.exchange = ExchangeType.CREATE_CHILD_SA
+        sa = self.sa
+        if self.child is None:
+            self.child = self._new_child()
+            self.offered = parse_proposals(ProtocolId.ESP, self.cfg.esp_proposals)
+            first_ke = next(
+                (
+                    p.first(TransformType.KE)
+                    for p in self.offered
+                    if p.first(TransformType.KE) is not None
+                ),
+                None,
+            )
+            self.ke_method = first_ke.id if first_ke and not first_ke.is_none else 0
+            self.ni = sa.svc.rng(NONCE_SIZE)
+            if self.rekey is not None:
+                self.rekey.state = ChildState.REKEYING
+                self.my_ts, self.peer_ts = self.rekey.local_ts, self.rekey.remote_ts
+            else:
+                dyn_local = list(sa.local_vips) or [sa.local.host]
+                self.my_ts = _configured_ts(self.cfg.selectors("local"), dyn_local)
+                self.peer_ts = _configured_ts(self.cfg.selectors("remote"), [sa.remote.host])
+        sa.log("%s", self._what().replace("creating", "establishing"))
+        if self.rekey is not None:
+            msg.add(
+                Notify(
+                    notify_type=NotifyType.REKEY_SA,
+                    protocol=ProtocolId.ESP,
+                    spi=self.rekey.spi_in.to_bytes(4, "big"),
+                )
+            )
+        if self.cfg.mode == "transport":
+            msg.notify(NotifyType.USE_TRANSPORT_MODE)
+        msg.add(to_wire(self.offered, self.child.spi_in.to_bytes(4, "big")))
+        msg.add(Nonce(data=self.ni))
+        if self.ke_method:
+            self.chain.start(msg, self.ke_method)
+        msg.add(TSi(selectors=_to_wire_ts(self.my_ts)))
+        msg.add(TSr(selectors=_to_wire_ts(self.peer_ts)))
+        return Status.NEED_MORE
+
+    def process_i(self, msg: Incoming) -> Status:
+        try:
+            if self.stage == "followup":
+                return self._followup_response(msg)
+            return self._create_response(msg)
+        except TaskFailed as e:
+            return self._failed(e.reason)
+
+    def _create_response(self, msg: Incoming) -> Status:
+        err = msg.error_notify()
+        if err is not None:
+            return self._error_response(err)
+        sa_p = msg.first(SecurityAssociation)
+        nonce = msg.first(Nonce)
+        tsi, tsr = _from_wire_ts(msg.first(TSi)), _from_wire_ts(msg.first(TSr))
+        if sa_p is None or nonce is None or not tsi or not tsr:
+            raise TaskFailed("CREATE_CHILD_SA response lacks SA, Nonce or TS payloads")
+        received = from_wire(sa_p)
+        try:
+            if len(received) != 1:
+                raise ProposalError(f"{len(received)} proposals", "exactly one expected")
+            selected = check_selected(self.offered, received[0])
+        except ProposalError as e:
+            raise TaskFailed(f"peer selected an invalid ESP proposal: {e}") from e
+        if len(selected.spi) != 4:
+            raise TaskFailed(f"peer's ESP SPI has {len(selected.spi)} bytes")
+        ke_t = selected.first(TransformType.KE)
+        if (ke_t.id if ke_t else 0) != self.ke_method:
+            raise TaskFailed(
+                f"peer selected KE {ke_t or 'none'} but we sent {method_name(self.ke_method)}"
+            )
+        if not is_subset(tsi, self.my_ts) or not is_subset(tsr, self.peer_ts):
+            raise TaskFailed(
+                f"peer's traffic selectors {fmt(tsi)} === {fmt(tsr)} are not a subset of ours"
+            )
+        self.nr = nonce.data
+        if self.ke_method:
+            self.chain.finish(msg, self.ke_method)
+        self.chain.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+        self.chain.read_link(msg)
+        child = self.child
+        assert child is not None
+        child.proposal = selected
+        child.spi_out = int.from_bytes(selected.spi, "big")
+        child.local_ts, child.remote_ts = tsi, tsr
+        if self.chain.pending:
+            self.stage = "followup"
+            return Status.NEED_MORE
+        return self._complete()
+
+    def _followup_response(self, msg: Incoming) -> Status:
+        err = msg.error_notify()
+        if err is not None:
+            raise TaskFailed(f"peer answered IKE_FOLLOWUP_KE with {_notify_name(err.notify_type)}")
+        self.chain.finish_followup(msg)
+        if self.chain.pending:
+            return Status.NEED_MORE
+        return self._complete()
+
+    def _complete(self) -> Status:
+        if not self._finish():
+            return self._failed("kernel refused the new CHILD_SA")
+        if self.rekey is not None:
+            from pqike.tasks.informational import ChildDelete
+
+            self.sa.queue(ChildDelete(self.sa, True, self.rekey))
+        return Status.SUCCESS
+
+    def _error_response(self, err: Notify) -> Status:
+        sa = self.sa
+        name = _notify_name(err.notify_type)
+        if err.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(err.data) >= 2:
+            wanted = int.from_bytes(err.data[:2], "big")
+            ours = {t.id for p in self.offered for t in p.of_type(TransformType.KE)}
+            if wanted in ours and wanted != self.ke_method and self.retries < 3:
+                sa.log("peer requested key exchange method %s, retrying", method_name(wanted))
+                self.ke_method = wanted
+                self.retries += 1
+                self.chain = KeChain()
+                return Status.NEED_MORE
+        if err.notify_type == NotifyType.TEMPORARY_FAILURE and self.rekey is not None:
+            sa.log("peer answered TEMPORARY_FAILURE, retrying %s later", self._what())
+            if self.rekey.state == ChildState.REKEYING:
+                self.rekey.state = ChildState.INSTALLED
+            sa.schedule_retry(self.rekey)
+            return Status.SUCCESS
+        if err.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
+            # reference 001: a PFS (KE) mismatch makes rekeying fail; say so clearly
+            sa.log("peer refused our ESP proposals with NO_PROPOSAL_CHOSEN")
+            sa.log("configured proposals: %s", format_proposals(self.offered))
+            sa.log(
+                "key exchange methods we require for this CHILD_SA: %s", _ke_methods(self.offered)
+            )
+            reason = (
+                f"NO_PROPOSAL_CHOSEN: peer accepts none of {format_proposals(self.offered)}"
+                f" (KE/PFS methods: {_ke_methods(self.offered)}; a PFS mismatch if the "
+                "peer's esp_proposals differ only in KE)"
+            )
+            return self._failed(reason)
+        return self._failed(f"peer answered {name}")
+
+    # ---- responder ----------------------------------------------------------------------
+
+    def process_r(self, msg: Incoming) -> Status:
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            self.chain.respond_followup(msg)
+            return Status.NEED_MORE
+        sa = self.sa
+        rekey_n = msg.notify(NotifyType.REKEY_SA)
+        if rekey_n is not None:
+            spi = int.from_bytes(rekey_n.spi, "big") if rekey_n.spi else -1
+            old = next((c for c in sa.children if c.spi_out == spi), None)
+            if old is None:
+                raise TaskFailed(
+                    f"CHILD_SA with SPI {spi:08x} to rekey not found", NotifyType.CHILD_SA_NOT_FOUND
+                )
+            self.rekey = old
+            self.name = "child_rekey"
+        sa_p, nonce = msg.first(SecurityAssociation), msg.first(Nonce)
+        tsi, tsr = _from_wire_ts(msg.first(TSi)), _from_wire_ts(msg.first(TSr))
+        if sa_p is None or nonce is None or not tsi or not tsr:
+            raise TaskFailed(
+                "CREATE_CHILD_SA request lacks SA, Nonce or TS", NotifyType.INVALID_SYNTAX
+            )
+        received = from_wire(sa_p)
+        match = self._match(tsi, tsr)
+        if match is None:
+            raise TaskFailed(
+                f"no CHILD_SA config matches {fmt(tsi)} === {fmt(tsr)}", NotifyType.TS_UNACCEPTABLE
+            )
+        self.child_name, self.cfg, n_tsr, n_tsi = match
+        configured = parse_proposals(ProtocolId.ESP, self.cfg.esp_proposals)
+        try:
+            selected = select_proposal(
+                received,
+                configured,
+                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
+            )
+        except NoProposalChosen as e:
+            for line in e.diagnosis.log_lines():
+                sa.cfg("%s", line)
+            raise TaskFailed(
+                f"{self._what()}: no acceptable ESP proposal", NotifyType.NO_PROPOSAL_CHOSEN
+            ) from e
+        if len(selected.spi) != 4:
+            raise TaskFailed("ESP SPI must be 4 bytes", NotifyType.INVALID_SYNTAX)
+        self.ni = nonce.data
+        self.nr = sa.svc.rng(NONCE_SIZE)
+        ke_t = selected.first(TransformType.KE)
+        self.ke_method = ke_t.id if ke_t else 0
+        if self.ke_method:
+            self.chain.respond(msg, self.ke_method)
+        self.chain.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+        self.child = self._new_child()
+        self.child.proposal = selected
+        self.child.spi_out = int.from_bytes(selected.spi, "big")
+        self.child.local_ts, self.child.remote_ts = n_tsr, n_tsi
+        if self.rekey is not None:
+            self.rekey.state = ChildState.REKEYING
+        return Status.NEED_MORE
+
+    def _match(self, tsi, tsr):  # type: ignore[no-untyped-def]
+        sa = self.sa
+        peer_dyn = list(sa.remote_vips) or [sa.remote.host]
+        items = sa.conn.children.items()
+        if self.rekey is not None:
+            items = [(n, c) for n, c in items if n == self.rekey.name]  # type: ignore[assignment]
+        for name, cfg in items:
+            mine = _configured_ts(cfg.selectors("local"), [sa.local.host])
+            theirs = _configured_ts(cfg.selectors("remote"), peer_dyn)
+            n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
+            if n_tsr and n_tsi:
+                return name, cfg, n_tsr, n_tsi
+        return None
+
+    def build_r(self, msg: Outgoing) -> Status:
+        sa, child = self.sa, self.child
+        assert child is not None and child.proposal is not None
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            t = self.chain.pending.pop(0)
+            self.chain.add_response(msg, t.id, sa.svc.rng)
+        else:
+            reply = Proposal(
+                child.proposal.protocol,
+                child.proposal.transforms,
+                number=child.proposal.number,
+                spi=child.spi_in.to_bytes(4, "big"),
+            )
+            msg.add(SecurityAssociation(proposals=to_wire([reply]).proposals))
+            msg.add(Nonce(data=self.nr))
+            if self.ke_method:
+                self.chain.add_response(msg, self.ke_method, sa.svc.rng)
+            else:
+                self.chain.add_link(msg, sa.svc.rng)
+            msg.add(TSi(selectors=_to_wire_ts(child.remote_ts)))
+            msg.add(TSr(selectors=_to_wire_ts(child.local_ts)))
+            if self.cfg is not None and self.cfg.mode == "transport":
+                msg.notify(NotifyType.USE_TRANSPORT_MODE)
+        if self.chain.pending:
+            sa.followups[self.chain.link] = self
+            return Status.NEED_MORE
+        if not self._finish():
+            msg.payloads = []
+            msg.notify(NotifyType.NO_PROPOSAL_CHOSEN)
+        return Status.SUCCESS
+
+
+_ = ipaddress

@@ -1,0 +1,158 @@
+"""CREATE_CHILD_SA with IKE_FOLLOWUP_KE (RFC 9370 §2.2.4): new CHILD_SAs, CHILD_SA and
+IKE_SA rekeying, PFS mismatches; both ends must install the same keys for every SPI."""
+
+from __future__ import annotations
+
+import pytest
+
+from kem import registry
+from pqike.events import EventKind
+from tests.exchange.peers import make_pair, psk_config
+
+IKE = "aes256-sha256-x25519-ke1_mlkem768"
+
+
+def _need(*keywords: str) -> None:
+    for k in keywords:
+        m = registry.by_keyword(k)
+        if not m.available:
+            pytest.skip(f"{m.log_name} unavailable: {m.unavailable_reason}")
+
+
+def _up(**kw):  # type: ignore[no-untyped-def]
+    net = make_pair(psk_config("carol", kw.pop("ike", IKE), **kw), psk_config("moon", IKE, **kw))
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    return net
+
+
+def _keys_agree(net) -> None:  # type: ignore[no-untyped-def]
+    ck, mk = net.peers["carol"].kernel, net.peers["moon"].kernel
+    assert ck.sas.keys() == mk.sas.keys()
+    for key, sa in ck.sas.items():
+        peer = mk.sas[key]
+        assert (sa.encr_key, sa.integ_key) == (peer.encr_key, peer.integ_key), key
+        assert sa.inbound != peer.inbound
+
+
+def _children(net, who: str):  # type: ignore[no-untyped-def]
+    (sa,) = net.peers[who].engine.list_sas()
+    return {c.name: c for c in sa.children}
+
+
+def test_second_child_with_followup_ke_chain() -> None:
+    _need("mlkem512")
+    esp = "aes256-sha256-modp3072-ke1_mlkem768-ke2_mlkem512"
+    net = _up(host_esp=esp)
+    start = len(net.log)
+    net.peers["carol"].engine.initiate("host", "home", net.now)
+    net.run()
+    c, m = _children(net, "carol"), _children(net, "moon")
+    assert set(c) == set(m) == {"net", "host"}
+    assert c["host"].proposal == (
+        "ESP:AES_CBC_256/HMAC_SHA2_256_128/MODP_3072/NO_EXT_SEQ/KE1_ML_KEM_768/KE2_ML_KEM_512"
+    )
+    assert (c["host"].spi_in, c["host"].spi_out) == (m["host"].spi_out, m["host"].spi_in)
+    # CREATE_CHILD_SA + two IKE_FOLLOWUP_KE exchanges: 6 messages
+    assert len(net.log) - start == 6
+    _keys_agree(net)
+
+
+def test_host_child_of_reference_frodo_bike() -> None:
+    """modp3072 + FrodoKEM-AES-L3 + BIKE-L3: the FrodoKEM request needs 12 fragments."""
+    _need("frodoa3", "bike3")
+    net = _up(host_esp="aes256-sha256-modp3072-ke1_frodoa3-ke2_bike3")
+    start = len(net.log)
+    net.peers["carol"].engine.initiate("host", "home", net.now)
+    net.run()
+    c = _children(net, "carol")
+    assert c["host"].proposal.endswith("MODP_3072/NO_EXT_SEQ/KE1_FRODO_AES_L3/KE2_BIKE_L3")
+    carol_sent = [len(d.data) for d in net.log[start:] if d.src.host == "192.168.0.3"]
+    assert carol_sent[0] == 624  # CREATE_CHILD_SA request, as in the walkthrough
+    assert carol_sent[1:13] == [1444] * 11 + [carol_sent[12]] and len(carol_sent) == 16
+    _keys_agree(net)
+
+
+def test_child_rekey_with_pfs_and_followups() -> None:
+    _need("mlkem512")
+    esp = "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem512"
+    net = _up(esp=esp)
+    old = _children(net, "carol")["net"]
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    for who in ("carol", "moon"):
+        (sa,) = net.peers[who].engine.list_sas()
+        assert len(sa.children) == 1
+        assert sa.children[0].spi_in not in (old.spi_in, old.spi_out)
+        assert net.peers[who].events[-1].kind in (EventKind.CHILD_REKEYED, EventKind.CHILD_DELETED)
+    _keys_agree(net)
+    assert len(net.peers["carol"].kernel.sas) == 2  # the old pair is gone
+
+
+def test_ike_rekey_moves_children_and_new_keys_work() -> None:
+    _need("mlkem512")
+    net = _up(ike="aes256-sha256-x25519-ke1_mlkem768")
+    (before,) = net.peers["carol"].engine.list_sas()
+    net.peers["carol"].engine.rekey("home", None, net.now)
+    net.run()
+    (c,) = net.peers["carol"].engine.list_sas()
+    (m,) = net.peers["moon"].engine.list_sas()
+    assert (c.spi_i, c.spi_r) == (m.spi_i, m.spi_r) != (before.spi_i, before.spi_r)
+    assert c.unique_id != before.unique_id
+    assert [x.spi_in for x in c.children] == [x.spi_in for x in before.children]
+    assert c.local_vips == ["10.3.0.1"]
+    # the new IKE_SA works: rekey the child over it
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    _keys_agree(net)
+
+
+def test_rekey_pfs_mismatch_is_reported_not_silent() -> None:
+    """Reference 001: carol wants PFS on rekey, moon has none configured."""
+    net = make_pair(
+        psk_config("carol", IKE, esp="aes256-sha256-modp3072"),
+        psk_config("moon", IKE, esp="aes256-sha256"),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    assert _children(net, "carol")["net"].state == "INSTALLED"
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    ev = net.peers["carol"].events[-1]
+    assert ev.kind == EventKind.REKEY_FAILED
+    assert "NO_PROPOSAL_CHOSEN" in ev.message and "MODP_3072" in ev.message
+    # the old CHILD_SA stays installed and a retry is scheduled
+    assert _children(net, "carol")["net"].state == "INSTALLED"
+    sa = next(iter(net.peers["carol"].engine.sas.values()))
+    assert sa.retry_at
+
+
+def test_lifetimes_rekey_children_and_ike_automatically() -> None:
+    net = _up(child_extra={"rekey_time": "60s"})
+    spis = {c.spi_in for c in _children(net, "carol").values()}
+    (ike0,) = net.peers["carol"].engine.list_sas()
+    for _ in range(30):
+        net.advance(10.0)
+    (c,) = net.peers["carol"].engine.list_sas()
+    assert {x.spi_in for x in c.children}.isdisjoint(spis)
+    _keys_agree(net)
+    assert c.spi_i == ike0.spi_i  # IKE rekey_time defaults to 4h
+
+
+def test_unknown_followup_link_gets_state_not_found() -> None:
+    net = _up()
+    (sa,) = [s for s in net.peers["moon"].engine.sas.values()]
+    from pqike.tasks.base import Incoming
+    from pqike.wire.iana import ExchangeType, NotifyType
+    from pqike.wire.payloads import Notify
+
+    msg = Incoming(
+        ExchangeType.IKE_FOLLOWUP_KE,
+        sa.peer_mid,
+        False,
+        [Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=b"bogus")],
+    )
+    sa.process_request(msg, sa.remote, sa.local, net.now)
+    sent = net.peers["moon"].engine.pop_outgoing()
+    assert len(sent) == 1
+    assert sa.last_response is not None
