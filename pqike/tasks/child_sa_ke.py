@@ -284,7 +284,27 @@ class ChildSaKe(Task):
         if self.rekey is not None:
             from pqike.tasks.informational import ChildDelete
 
-            self.sa.queue(ChildDelete(self.sa, True, self.rekey))
+            old, sa = self.rekey, self.sa
+            redundant = old
+            if old.collision is not None:
+                # RFC 7296 §2.8.1: the exchange holding the lowest of the four nonces made
+                # the redundant SA; its initiator deletes that, the other one the old SA.
+                peer_ni, peer_nr, peer_child = old.collision
+                lowest = min(self.ni, self.nr, peer_ni, peer_nr)
+                if lowest in (self.ni, self.nr):
+                    redundant = self.child  # type: ignore[assignment]
+                    sa.log(
+                        "CHILD_SA rekey collision lost, deleting redundant CHILD_SA %s",
+                        redundant.label,
+                    )  # type: ignore[union-attr]
+                else:
+                    sa.log(
+                        "CHILD_SA rekey collision won, %s of the peer is redundant",
+                        peer_child.label,
+                    )
+                old.collision = None
+            if redundant is not None:
+                sa.queue(ChildDelete(sa, True, redundant))
         return Status.SUCCESS
 
     def _error_response(self, err: Notify) -> Status:
@@ -335,6 +355,11 @@ class ChildSaKe(Task):
                 raise TaskFailed(
                     f"CHILD_SA with SPI {spi:08x} to rekey not found", NotifyType.CHILD_SA_NOT_FOUND
                 )
+            if old.state in (ChildState.REKEYED, ChildState.DELETING):
+                raise TaskFailed(
+                    f"CHILD_SA {old.label} is already {old.state.value.lower()}",
+                    NotifyType.TEMPORARY_FAILURE,
+                )
             self.rekey = old
             self.name = "child_rekey"
         sa_p, nonce = msg.first(SecurityAssociation), msg.first(Nonce)
@@ -377,6 +402,7 @@ class ChildSaKe(Task):
         self.child.spi_out = int.from_bytes(selected.spi, "big")
         self.child.local_ts, self.child.remote_ts = n_tsr, n_tsi
         if self.rekey is not None:
+            self.colliding = self.rekey.state == ChildState.REKEYING  # we rekey it too
             self.rekey.state = ChildState.REKEYING
         return Status.NEED_MORE
 
@@ -423,6 +449,9 @@ class ChildSaKe(Task):
         if not self._finish():
             msg.payloads = []
             msg.notify(NotifyType.NO_PROPOSAL_CHOSEN)
+        elif self.rekey is not None and getattr(self, "colliding", False):
+            self.rekey.state = ChildState.REKEYING  # our own rekey of it is still running
+            self.rekey.collision = (self.ni, self.nr, child)
         return Status.SUCCESS
 
 

@@ -156,3 +156,28 @@ def test_unknown_followup_link_gets_state_not_found() -> None:
     sent = net.peers["moon"].engine.pop_outgoing()
     assert len(sent) == 1
     assert sa.last_response is not None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simultaneous_child_rekey_resolved_by_nonces(seed: int) -> None:
+    """Both peers rekey the same CHILD_SA at once (RFC 7296 §2.8.1): exactly one new
+    CHILD_SA survives on both sides, with the same keys, and nothing leaks."""
+    import random
+
+    rng = random.Random(seed)
+    net = _up(esp="aes256-sha256-x25519")
+    for p in net.peers.values():  # deterministic nonces and SPIs per seed
+        p.engine.rng = lambda n: rng.randbytes(n)
+        for sa in p.engine.sas.values():
+            sa.svc.rng = p.engine.rng
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    for who in ("carol", "moon"):
+        (sa,) = net.peers[who].engine.list_sas()
+        assert len(sa.children) == 1, sa.children
+        assert sa.children[0].state == "INSTALLED"
+    c, m = _children(net, "carol")["net"], _children(net, "moon")["net"]
+    assert (c.spi_in, c.spi_out) == (m.spi_out, m.spi_in)
+    _keys_agree(net)
+    assert len(net.peers["carol"].kernel.sas) == 2
