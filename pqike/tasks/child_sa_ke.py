@@ -409,11 +409,17 @@ class ChildSaKe(Task):
     def _match(self, tsi, tsr):  # type: ignore[no-untyped-def]
         sa = self.sa
         peer_dyn = list(sa.remote_vips) or [sa.remote.host]
-        items = sa.conn.children.items()
-        if self.rekey is not None:
-            items = [(n, c) for n, c in items if n == self.rekey.name]  # type: ignore[assignment]
-        for name, cfg in items:
-            mine = _configured_ts(cfg.selectors("local"), [sa.local.host])
+        my_dyn = list(sa.local_vips) or [sa.local.host]
+        old = self.rekey
+        if old is not None:
+            # a rekey keeps the selectors the old CHILD_SA was narrowed to
+            cfg = sa.conn.children.get(old.name)
+            n_tsr, n_tsi = narrow(tsr, old.local_ts), narrow(tsi, old.remote_ts)
+            if cfg is not None and n_tsr and n_tsi:
+                return old.name, cfg, n_tsr, n_tsi
+            return None
+        for name, cfg in sa.conn.children.items():
+            mine = _configured_ts(cfg.selectors("local"), my_dyn)
             theirs = _configured_ts(cfg.selectors("remote"), peer_dyn)
             n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
             if n_tsr and n_tsi:
