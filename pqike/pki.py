@@ -91,8 +91,9 @@ def generate_key(kind: str, *, bits: int | None = None) -> PrivateKey:
         if bits not in curves:
             raise AuthError(f"ECDSA keys are 256, 384 or 521 bits, not {bits}")
         opts = {"curve": curves[bits]}
-    return generate_private_key(kt, bits=bits if kt is KeyType.RSA else None,
-                                curve=opts.get("curve"))  # type: ignore[arg-type]
+    return generate_private_key(
+        kt, bits=bits if kt is KeyType.RSA else None, curve=opts.get("curve")
+    )  # type: ignore[arg-type]
 
 
 def parse_san(text: str) -> x509.GeneralName:
@@ -100,8 +101,11 @@ def parse_san(text: str) -> x509.GeneralName:
     ("@host" forces DNS). Prefixes "dns:", "email:", "ip:" are accepted too."""
     kind, sep, rest = text.partition(":")
     if sep and kind.lower() in ("dns", "email", "ip"):
-        return {"dns": x509.DNSName, "email": x509.RFC822Name,
-                "ip": lambda v: x509.IPAddress(ipaddress.ip_address(v))}[kind.lower()](rest)
+        return {
+            "dns": x509.DNSName,
+            "email": x509.RFC822Name,
+            "ip": lambda v: x509.IPAddress(ipaddress.ip_address(v)),
+        }[kind.lower()](rest)
     try:
         return x509.IPAddress(ipaddress.ip_address(text))
     except ValueError:
@@ -117,72 +121,113 @@ def parse_san(text: str) -> x509.GeneralName:
 
 def _signature_hash(signer: PrivateKey) -> hashes.HashAlgorithm | None:
     if isinstance(signer, FalconPrivateKey):
-        raise AuthError("Falcon CAs are not supported: cryptography cannot sign certificates "
-                        "with Falcon")
+        raise AuthError(
+            "Falcon CAs are not supported: cryptography cannot sign certificates with Falcon"
+        )
     if isinstance(signer, rsa.RSAPrivateKey):
         return hashes.SHA256()  # PKCS#1 v1.5, as pki without --rsa-padding pss
     if isinstance(signer, ec.EllipticCurvePrivateKey):
-        return {256: hashes.SHA256(), 384: hashes.SHA384()}.get(signer.curve.key_size,
-                                                               hashes.SHA512())
+        return {256: hashes.SHA256(), 384: hashes.SHA384()}.get(
+            signer.curve.key_size, hashes.SHA512()
+        )
     return None  # EdDSA, ML-DSA: the algorithm fixes the hash (pure)
 
 
 def _subject_key(key: PrivateKey | PublicKey) -> PublicKey:
     pub = public_key_of(key)
     if isinstance(pub, FalconPublicKey):
-        raise AuthError("certificates for Falcon keys are not supported: cryptography cannot "
-                        "encode a Falcon SubjectPublicKeyInfo")
+        raise AuthError(
+            "certificates for Falcon keys are not supported: cryptography cannot "
+            "encode a Falcon SubjectPublicKeyInfo"
+        )
     return pub
 
 
-def _validity(not_before: dt.datetime | None, lifetime_days: int,
-              not_after: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+def _validity(
+    not_before: dt.datetime | None, lifetime_days: int, not_after: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
     start = not_before or dt.datetime.now(dt.UTC).replace(microsecond=0)
     return start, not_after or start + dt.timedelta(days=lifetime_days)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, pub: PublicKey, serial: int | None,
-             validity: tuple[dt.datetime, dt.datetime]) -> x509.CertificateBuilder:
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(issuer)
-            .public_key(pub)  # type: ignore[arg-type]
-            .serial_number(serial or x509.random_serial_number())
-            .not_valid_before(validity[0]).not_valid_after(validity[1])
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))  # type: ignore[arg-type]
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    pub: PublicKey,
+    serial: int | None,
+    validity: tuple[dt.datetime, dt.datetime],
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(pub)  # type: ignore[arg-type]
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+    )  # type: ignore[arg-type]
 
 
 def _ca_extensions(b: x509.CertificateBuilder, path_len: int | None) -> x509.CertificateBuilder:
-    return (b.add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
+    return b.add_extension(
+        x509.BasicConstraints(ca=True, path_length=path_len), critical=True
+    ).add_extension(
+        x509.KeyUsage(
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
 
 
-def self_signed_ca(key: PrivateKey, dn: str | x509.Name, *,
-                   lifetime_days: int = DEFAULT_CA_LIFETIME_DAYS, path_len: int | None = None,
-                   serial: int | None = None, not_before: dt.datetime | None = None,
-                   not_after: dt.datetime | None = None) -> x509.Certificate:
+def self_signed_ca(
+    key: PrivateKey,
+    dn: str | x509.Name,
+    *,
+    lifetime_days: int = DEFAULT_CA_LIFETIME_DAYS,
+    path_len: int | None = None,
+    serial: int | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
     """A self-signed CA certificate (pki --self --ca)."""
     name = parse_dn(dn) if isinstance(dn, str) else dn
-    b = _builder(name, name, _subject_key(key), serial,
-                 _validity(not_before, lifetime_days, not_after))
+    b = _builder(
+        name, name, _subject_key(key), serial, _validity(not_before, lifetime_days, not_after)
+    )
     return _ca_extensions(b, path_len).sign(key, _signature_hash(key))  # type: ignore[arg-type]
 
 
-def issue_certificate(ca_cert: x509.Certificate, ca_key: PrivateKey,
-                      subject_key: PrivateKey | PublicKey, dn: str | x509.Name, *,
-                      san: Iterable[str | x509.GeneralName] = (),
-                      lifetime_days: int = DEFAULT_LIFETIME_DAYS, ca: bool = False,
-                      path_len: int | None = None, flags: Iterable[str] = (),
-                      serial: int | None = None, not_before: dt.datetime | None = None,
-                      not_after: dt.datetime | None = None) -> x509.Certificate:
+def issue_certificate(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    subject_key: PrivateKey | PublicKey,
+    dn: str | x509.Name,
+    *,
+    san: Iterable[str | x509.GeneralName] = (),
+    lifetime_days: int = DEFAULT_LIFETIME_DAYS,
+    ca: bool = False,
+    path_len: int | None = None,
+    flags: Iterable[str] = (),
+    serial: int | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
     """A certificate signed by the CA (pki --issue). ``flags``: serverAuth, clientAuth,
     ikeIntermediate, ocspSigning (extendedKeyUsage)."""
     name = parse_dn(dn) if isinstance(dn, str) else dn
     pub = _subject_key(subject_key)
-    b = _builder(name, ca_cert.subject, pub, serial,
-                 _validity(not_before, lifetime_days, not_after))
+    b = _builder(
+        name, ca_cert.subject, pub, serial, _validity(not_before, lifetime_days, not_after)
+    )
     try:
         ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
@@ -246,8 +291,9 @@ def pki() -> None:
 
 
 @pki.command("gen")
-@click.option("--type", "kind", type=click.Choice(sorted(KEY_KINDS)), default="mldsa65",
-              show_default=True)
+@click.option(
+    "--type", "kind", type=click.Choice(sorted(KEY_KINDS)), default="mldsa65", show_default=True
+)
 @click.option("--size", type=int, help="RSA modulus bits or ECDSA curve size")
 @click.option("--outfile", type=click.Path(dir_okay=False), help="default: stdout")
 def gen_cmd(kind: str, size: int | None, outfile: str | None) -> None:
@@ -265,8 +311,11 @@ def pub_cmd(infile: click.utils.LazyFile, outfile: str | None) -> None:
     """Extract the public key of a private key or certificate."""
     data = infile.read()
     try:
-        key = (cert_public_key(load_certificate(data)) if b"CERTIFICATE" in data
-               else _load_any_key(data))
+        key = (
+            cert_public_key(load_certificate(data))
+            if b"CERTIFICATE" in data
+            else _load_any_key(data)
+        )
         _emit(public_key_pem(key), outfile)  # type: ignore[arg-type]
     except (AuthError, ValueError) as exc:
         raise _fail(exc) from exc
@@ -275,16 +324,19 @@ def pub_cmd(infile: click.utils.LazyFile, outfile: str | None) -> None:
 @pki.command("self")
 @click.option("--in", "infile", type=click.File("rb"), required=True, help="private key")
 @click.option("--dn", required=True, help='e.g. "C=CH, O=strongSwan, CN=Root CA"')
-@click.option("--lifetime", type=int, default=DEFAULT_CA_LIFETIME_DAYS, show_default=True,
-              help="days")
+@click.option(
+    "--lifetime", type=int, default=DEFAULT_CA_LIFETIME_DAYS, show_default=True, help="days"
+)
 @click.option("--pathlen", type=int)
 @click.option("--outfile", type=click.Path(dir_okay=False))
-def self_cmd(infile: click.utils.LazyFile, dn: str, lifetime: int,
-             pathlen: int | None, outfile: str | None) -> None:
+def self_cmd(
+    infile: click.utils.LazyFile, dn: str, lifetime: int, pathlen: int | None, outfile: str | None
+) -> None:
     """Create a self-signed CA certificate (always a CA, as pki --self --ca)."""
     try:
-        cert = self_signed_ca(load_private_key(infile.read()), dn, lifetime_days=lifetime,
-                              path_len=pathlen)
+        cert = self_signed_ca(
+            load_private_key(infile.read()), dn, lifetime_days=lifetime, path_len=pathlen
+        )
         _emit(certificate_pem(cert), outfile)
     except AuthError as exc:
         raise _fail(exc) from exc
@@ -293,25 +345,41 @@ def self_cmd(infile: click.utils.LazyFile, dn: str, lifetime: int,
 @pki.command("issue")
 @click.option("--cacert", type=click.File("rb"), required=True)
 @click.option("--cakey", type=click.File("rb"), required=True)
-@click.option("--in", "infile", type=click.File("rb"), required=True,
-              help="subject private or public key")
+@click.option(
+    "--in", "infile", type=click.File("rb"), required=True, help="subject private or public key"
+)
 @click.option("--dn", required=True)
 @click.option("--san", multiple=True, help="subjectAltName (repeatable)")
 @click.option("--flag", "flags", multiple=True, type=click.Choice(sorted(_FLAGS)))
 @click.option("--ca", is_flag=True, help="issue an intermediate CA certificate")
 @click.option("--pathlen", type=int)
-@click.option("--lifetime", type=int, default=DEFAULT_LIFETIME_DAYS, show_default=True,
-              help="days")
+@click.option("--lifetime", type=int, default=DEFAULT_LIFETIME_DAYS, show_default=True, help="days")
 @click.option("--outfile", type=click.Path(dir_okay=False))
-def issue_cmd(cacert: click.utils.LazyFile, cakey: click.utils.LazyFile,
-              infile: click.utils.LazyFile, dn: str, san: tuple[str, ...],
-              flags: tuple[str, ...], ca: bool, pathlen: int | None, lifetime: int,
-              outfile: str | None) -> None:
+def issue_cmd(
+    cacert: click.utils.LazyFile,
+    cakey: click.utils.LazyFile,
+    infile: click.utils.LazyFile,
+    dn: str,
+    san: tuple[str, ...],
+    flags: tuple[str, ...],
+    ca: bool,
+    pathlen: int | None,
+    lifetime: int,
+    outfile: str | None,
+) -> None:
     """Issue a certificate signed by a CA."""
     try:
-        cert = issue_certificate(load_certificate(cacert.read()), load_private_key(cakey.read()),
-                                 _load_any_key(infile.read()), dn, san=san, flags=flags, ca=ca,
-                                 path_len=pathlen, lifetime_days=lifetime)
+        cert = issue_certificate(
+            load_certificate(cacert.read()),
+            load_private_key(cakey.read()),
+            _load_any_key(infile.read()),
+            dn,
+            san=san,
+            flags=flags,
+            ca=ca,
+            path_len=pathlen,
+            lifetime_days=lifetime,
+        )
         _emit(certificate_pem(cert), outfile)
     except AuthError as exc:
         raise _fail(exc) from exc
@@ -323,8 +391,12 @@ def issue_cmd(cacert: click.utils.LazyFile, cakey: click.utils.LazyFile,
 def print_cmd(infile: click.utils.LazyFile, utc: bool) -> None:
     """Show a certificate like swanctl --list-certs."""
     try:
-        click.echo(format_certificate(summarize_certificate(load_certificate(infile.read())),
-                                      utc=utc, detailed=True), nl=False)
+        click.echo(
+            format_certificate(
+                summarize_certificate(load_certificate(infile.read())), utc=utc, detailed=True
+            ),
+            nl=False,
+        )
     except AuthError as exc:
         raise _fail(exc) from exc
 
@@ -354,8 +426,9 @@ def create_peer_pki(
         for sub in ("x509", "x509ca", "private"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         key = generate_key(kind)
-        cert = issue_certificate(ca, ca_key, key, f"C=CH, O=Cyber, CN={identity}",
-                                 san=[parse_san(identity)])
+        cert = issue_certificate(
+            ca, ca_key, key, f"C=CH, O=Cyber, CN={identity}", san=[parse_san(identity)]
+        )
         write_pem(d / "x509ca" / "caCert.pem", certificate_pem(ca))
         write_pem(d / "x509" / f"{name}Cert.pem", certificate_pem(cert))
         write_pem(d / "private" / f"{name}Key.pem", private_key_pem(key), private=True)

@@ -104,8 +104,7 @@ def parse_cert_payload(encoding: int, data: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise CertificateError(f"cannot parse X.509 certificate in CERT payload: {exc}") \
-            from exc
+        raise CertificateError(f"cannot parse X.509 certificate in CERT payload: {exc}") from exc
 
 
 # --- names ----------------------------------------------------------------------------
@@ -197,12 +196,22 @@ def _norm(value: str) -> str:
 
 
 def _name_key(name: x509.Name) -> list[tuple[str, str]]:
-    return [(a.oid.dotted_string, _norm(a.value if isinstance(a.value, str) else a.value.hex()))
-            for rdn in name.rdns for a in rdn]
+    return [
+        (a.oid.dotted_string, _norm(a.value if isinstance(a.value, str) else a.value.hex()))
+        for rdn in name.rdns
+        for a in rdn
+    ]
 
 
-_STRING_CODECS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1",
-                  0x1E: "utf-16-be", 0x1C: "utf-32-be", 0x1A: "ascii"}
+_STRING_CODECS = {
+    0x0C: "utf-8",
+    0x13: "ascii",
+    0x16: "ascii",
+    0x14: "latin-1",
+    0x1E: "utf-16-be",
+    0x1C: "utf-32-be",
+    0x1A: "ascii",
+}
 
 
 def _der_name_attrs(der: bytes) -> list[tuple[str, str]]:
@@ -254,8 +263,9 @@ def cert_public_key(cert: x509.Certificate) -> PublicKey:
 
 
 def cert_signature_scheme(cert: x509.Certificate) -> SignatureScheme:
-    outer = _der.read_all(_der.read_single(cert.public_bytes(serialization.Encoding.DER),
-                                           _der.SEQUENCE).value)
+    outer = _der.read_all(
+        _der.read_single(cert.public_bytes(serialization.Encoding.DER), _der.SEQUENCE).value
+    )
     return scheme_from_algorithm_identifier(outer[1].encoded)
 
 
@@ -273,8 +283,9 @@ def verify_cert_signature(cert: x509.Certificate, issuer_key: PublicKey) -> bool
 def certreq_hash(cert_or_spki: x509.Certificate | bytes) -> bytes:
     """SHA-1 of the DER SubjectPublicKeyInfo (RFC 7296 §3.7; strongSwan KEYID_PUBKEY_INFO_SHA1).
     Used for CERTREQ and shown as 'keyid'."""
-    spki = cert_spki_der(cert_or_spki) if isinstance(cert_or_spki, x509.Certificate) \
-        else cert_or_spki
+    spki = (
+        cert_spki_der(cert_or_spki) if isinstance(cert_or_spki, x509.Certificate) else cert_or_spki
+    )
     return hashlib.sha1(spki, usedforsecurity=False).digest()
 
 
@@ -288,8 +299,7 @@ def build_certreq_data(cas: Iterable[x509.Certificate]) -> bytes:
 
 def parse_certreq_data(data: bytes) -> list[bytes]:
     if len(data) % SHA1_LEN:
-        raise CertificateError(f"CERTREQ data of {len(data)} bytes is not a multiple of "
-                               f"{SHA1_LEN}")
+        raise CertificateError(f"CERTREQ data of {len(data)} bytes is not a multiple of {SHA1_LEN}")
     return [data[i : i + SHA1_LEN] for i in range(0, len(data), SHA1_LEN)]
 
 
@@ -360,15 +370,19 @@ class TrustStore:
 
 def _check_validity(cert: x509.Certificate, now: dt.datetime) -> None:
     if now < cert.not_valid_before_utc:
-        raise CertificateError(f"certificate {_quoted(cert)} is not valid before "
-                               f"{_fmt_time(cert.not_valid_before_utc)}")
+        raise CertificateError(
+            f"certificate {_quoted(cert)} is not valid before "
+            f"{_fmt_time(cert.not_valid_before_utc)}"
+        )
     if now > cert.not_valid_after_utc:
-        raise CertificateError(f"certificate {_quoted(cert)} expired on "
-                               f"{_fmt_time(cert.not_valid_after_utc)}")
+        raise CertificateError(
+            f"certificate {_quoted(cert)} expired on {_fmt_time(cert.not_valid_after_utc)}"
+        )
 
 
-def _issuer_problem(child: x509.Certificate, issuer: x509.Certificate,
-                    ca_certs_below: int) -> str | None:
+def _issuer_problem(
+    child: x509.Certificate, issuer: x509.Certificate, ca_certs_below: int
+) -> str | None:
     """Why ``issuer`` cannot have issued ``child`` (None: it did)."""
     try:
         key = cert_public_key(issuer)
@@ -383,13 +397,16 @@ def _issuer_problem(child: x509.Certificate, issuer: x509.Certificate,
         return f"CA certificate {_quoted(issuer)} lacks the keyCertSign key usage"
     bc = _ext(issuer, x509.BasicConstraints)
     if bc and bc.value.path_length is not None and ca_certs_below > bc.value.path_length:
-        return (f"path length constraint {bc.value.path_length} of {_quoted(issuer)} "
-                f"violated by {ca_certs_below} intermediate CA(s)")
+        return (
+            f"path length constraint {bc.value.path_length} of {_quoted(issuer)} "
+            f"violated by {ca_certs_below} intermediate CA(s)"
+        )
     return None
 
 
-def _candidates(child: x509.Certificate, pool: Iterable[x509.Certificate],
-                exclude: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+def _candidates(
+    child: x509.Certificate, pool: Iterable[x509.Certificate], exclude: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
     aki = _aki(child)
     out = []
     for c in pool:
@@ -402,10 +419,14 @@ def _candidates(child: x509.Certificate, pool: Iterable[x509.Certificate],
     return out
 
 
-def verify_chain(cert: x509.Certificate, trusted: TrustStore | Iterable[x509.Certificate],
-                 intermediates: Iterable[x509.Certificate] = (), *,
-                 now: dt.datetime | None = None,
-                 max_path_len: int = MAX_TRUST_PATH_LEN) -> list[x509.Certificate]:
+def verify_chain(
+    cert: x509.Certificate,
+    trusted: TrustStore | Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    *,
+    now: dt.datetime | None = None,
+    max_path_len: int = MAX_TRUST_PATH_LEN,
+) -> list[x509.Certificate]:
     """Build and check the path end entity -> ... -> trusted CA; returns it (end entity
     first). Raises CertificateError with the reason. Checks: signatures with the issuer key,
     validity dates of every certificate, CA basicConstraints, keyCertSign if keyUsage is
@@ -436,12 +457,10 @@ def verify_chain(cert: x509.Certificate, trusted: TrustStore | Iterable[x509.Cer
             if problems:
                 raise CertificateError(problems[0])
             if names_equal(current.subject, current.issuer):
-                raise CertificateError(f"self-signed certificate {_quoted(current)} is "
-                                       "not trusted")
+                raise CertificateError(f"self-signed certificate {_quoted(current)} is not trusted")
             aki = _aki(current)
             hint = f" (authorityKeyIdentifier {_hex(aki)})" if aki else ""
-            raise CertificateError(f"no trusted CA for issuer '{dn_string(current.issuer)}'"
-                                   f"{hint}")
+            raise CertificateError(f"no trusted CA for issuer '{dn_string(current.issuer)}'{hint}")
         path.append(issuer)
         if _der_bytes(issuer) in anchor_ders:
             _check_validity(issuer, now)
@@ -490,8 +509,9 @@ class Identity:
                 return self.data.decode("utf-8", "replace")
             case IdType.ID_DER_ASN1_DN:
                 try:
-                    return ", ".join(f"{_DN_NAMES.get(o, o)}={v}"
-                                     for o, v in _der_name_attrs(self.data))
+                    return ", ".join(
+                        f"{_DN_NAMES.get(o, o)}={v}" for o, v in _der_name_attrs(self.data)
+                    )
                 except (_der.DerError, ValueError):
                     return f"(invalid DN {self.data.hex()})"
             case _:
@@ -512,8 +532,9 @@ def match_identity(cert: x509.Certificate, identity: Identity) -> bool:
     if kind in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
         want = data.decode("utf-8", "replace").rstrip(".").casefold()
         cls = x509.DNSName if kind == IdType.ID_FQDN else x509.RFC822Name
-        return bool(san) and any(v.rstrip(".").casefold() == want
-                                 for v in san.get_values_for_type(cls))
+        return bool(san) and any(
+            v.rstrip(".").casefold() == want for v in san.get_values_for_type(cls)
+        )
     if kind in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
         try:
             want_ip = ipaddress.ip_address(data)
@@ -527,13 +548,16 @@ def match_identity(cert: x509.Certificate, identity: Identity) -> bool:
             return False
         if _name_key(cert.subject) == want_dn:
             return True
-        return bool(san) and any(_name_key(n) == want_dn
-                                 for n in san.get_values_for_type(x509.DirectoryName))
+        return bool(san) and any(
+            _name_key(n) == want_dn for n in san.get_values_for_type(x509.DirectoryName)
+        )
     if kind == IdType.ID_KEY_ID:
         spki = cert_spki_der(cert)
-        return data in {_ski(cert), certreq_hash(spki),
-                        hashlib.sha1(subject_public_key_bytes(spki),
-                                     usedforsecurity=False).digest()}
+        return data in {
+            _ski(cert),
+            certreq_hash(spki),
+            hashlib.sha1(subject_public_key_bytes(spki), usedforsecurity=False).digest(),
+        }
     return False
 
 
@@ -588,17 +612,18 @@ class CertSummary:
     has_private_key: bool = False
 
 
-def summarize_certificate(cert: x509.Certificate, *, has_private_key: bool = False
-                          ) -> CertSummary:
+def summarize_certificate(cert: x509.Certificate, *, has_private_key: bool = False) -> CertSummary:
     key = cert_public_key(cert)
     spki = cert_spki_der(cert)
     bc = _ext(cert, x509.BasicConstraints)
     eku = _ext(cert, x509.ExtendedKeyUsage)
     san = _san(cert)
     self_signed = names_equal(cert.subject, cert.issuer)
-    flags = (["CA"] if _is_ca(cert) else []) + \
-        [_EKU_FLAGS[o] for o in (eku.value if eku else []) if o in _EKU_FLAGS] + \
-        (["self-signed"] if self_signed else [])
+    flags = (
+        (["CA"] if _is_ca(cert) else [])
+        + [_EKU_FLAGS[o] for o in (eku.value if eku else []) if o in _EKU_FLAGS]
+        + (["self-signed"] if self_signed else [])
+    )
     try:
         scheme = cert_signature_scheme(cert).log_name
     except UnknownAlgorithmIdentifier:
@@ -618,8 +643,7 @@ def summarize_certificate(cert: x509.Certificate, *, has_private_key: bool = Fal
         key_type=key_type(key),
         key_bits=key_bits(key),
         keyid=_hex(certreq_hash(spki)),
-        subjkey=_hex(hashlib.sha1(subject_public_key_bytes(spki),
-                                  usedforsecurity=False).digest()),
+        subjkey=_hex(hashlib.sha1(subject_public_key_bytes(spki), usedforsecurity=False).digest()),
         authkey_id=_hex(aki) if aki else None,
         subjkey_id=_hex(ski) if ski else None,
         signature_scheme=scheme,
@@ -641,19 +665,30 @@ def _delta(a: dt.datetime, b: dt.datetime) -> str:
     return f"{delta} {unit}{'' if delta == 1 else 's'}"
 
 
-def format_certificate(cert: x509.Certificate | CertSummary, *, now: dt.datetime | None = None,
-                       utc: bool = True, detailed: bool = False) -> str:
+def format_certificate(
+    cert: x509.Certificate | CertSummary,
+    *,
+    now: dt.datetime | None = None,
+    utc: bool = True,
+    detailed: bool = False,
+) -> str:
     """One certificate as swanctl --list-certs prints it (certificate_printer.c)."""
     s = cert if isinstance(cert, CertSummary) else summarize_certificate(cert)
     now = now or dt.datetime.now(dt.UTC)
     lines = [f'  subject:  "{s.subject}"', f'  issuer:   "{s.issuer}"']
-    before = "ok" if now >= s.not_before else \
-        f"not valid yet (valid in {_delta(now, s.not_before)})"
-    after = f"expired ({_delta(now, s.not_after)} ago)" if now > s.not_after else \
-        f"ok (expires in {_delta(now, s.not_after)})"
-    lines += [f"  validity:  not before {_fmt_time(s.not_before, utc)}, {before}",
-              f"             not after  {_fmt_time(s.not_after, utc)}, {after}",
-              f"  serial:    {s.serial}"]
+    before = (
+        "ok" if now >= s.not_before else f"not valid yet (valid in {_delta(now, s.not_before)})"
+    )
+    after = (
+        f"expired ({_delta(now, s.not_after)} ago)"
+        if now > s.not_after
+        else f"ok (expires in {_delta(now, s.not_after)})"
+    )
+    lines += [
+        f"  validity:  not before {_fmt_time(s.not_before, utc)}, {before}",
+        f"             not after  {_fmt_time(s.not_after, utc)}, {after}",
+        f"  serial:    {s.serial}",
+    ]
     if s.alt_names:
         lines.append(f"  altNames:  {', '.join(s.alt_names)}")
     if detailed:
@@ -666,23 +701,32 @@ def format_certificate(cert: x509.Certificate | CertSummary, *, now: dt.datetime
         lines.append(f"  authkeyId: {s.authkey_id}")
     if s.subjkey_id:
         lines.append(f"  subjkeyId: {s.subjkey_id}")
-    lines.append(f"  pubkey:    {s.key_type} {s.key_bits} bits"
-                 + (", has private key" if s.has_private_key else ""))
+    lines.append(
+        f"  pubkey:    {s.key_type} {s.key_bits} bits"
+        + (", has private key" if s.has_private_key else "")
+    )
     lines += [f"  keyid:     {s.keyid}", f"  subjkey:   {s.subjkey}"]
     return "\n".join(lines) + "\n"
 
 
-def format_certificates(certs: Iterable[x509.Certificate | CertSummary], *,
-                        now: dt.datetime | None = None, utc: bool = True,
-                        detailed: bool = False) -> str:
+def format_certificates(
+    certs: Iterable[x509.Certificate | CertSummary],
+    *,
+    now: dt.datetime | None = None,
+    utc: bool = True,
+    detailed: bool = False,
+) -> str:
     """Several certificates with swanctl's captions (end entity and CA lists)."""
     summaries = [c if isinstance(c, CertSummary) else summarize_certificate(c) for c in certs]
     out = []
-    for is_ca, caption in ((False, "X.509 End Entity Certificates"),
-                           (True, "X.509 CA Certificates")):
+    for is_ca, caption in (
+        (False, "X.509 End Entity Certificates"),
+        (True, "X.509 CA Certificates"),
+    ):
         group = [s for s in summaries if s.is_ca == is_ca]
         if group:
             out.append(f"\nList of {caption}\n")
-            out += ["\n" + format_certificate(s, now=now, utc=utc, detailed=detailed)
-                    for s in group]
+            out += [
+                "\n" + format_certificate(s, now=now, utc=utc, detailed=detailed) for s in group
+            ]
     return "".join(out)

@@ -82,8 +82,10 @@ class FalconPublicKey:
 
     def __post_init__(self) -> None:
         if len(self.raw) != _FALCON_PARAMS[self.key_type][1]:
-            raise AuthError(f"{self.key_type} public key must be "
-                            f"{_FALCON_PARAMS[self.key_type][1]} bytes, got {len(self.raw)}")
+            raise AuthError(
+                f"{self.key_type} public key must be "
+                f"{_FALCON_PARAMS[self.key_type][1]} bytes, got {len(self.raw)}"
+            )
 
     def public_bytes_raw(self) -> bytes:
         return self.raw
@@ -214,8 +216,9 @@ def public_key_from_spki(spki: bytes) -> PublicKey:
     except UnsupportedAlgorithm:
         falcon = _falcon_public_from_spki(spki)
         if falcon is None:
-            raise AuthError(f"unsupported public key algorithm {spki_algorithm_oid(spki)}") \
-                from None
+            raise AuthError(
+                f"unsupported public key algorithm {spki_algorithm_oid(spki)}"
+            ) from None
         return falcon
 
 
@@ -228,16 +231,21 @@ _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.+?)-----END \1-----", re.S
 
 
 def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
-    return [(m[1].decode(), base64.b64decode(b"".join(m[2].split())))
-            for m in _PEM_RE.finditer(data)]
+    return [
+        (m[1].decode(), base64.b64decode(b"".join(m[2].split()))) for m in _PEM_RE.finditer(data)
+    ]
 
 
 def _pem(label: str, der: bytes) -> bytes:
     b64 = base64.b64encode(der)
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-    return b"".join([f"-----BEGIN {label}-----\n".encode(),
-                     *(line + b"\n" for line in lines),
-                     f"-----END {label}-----\n".encode()])
+    return b"".join(
+        [
+            f"-----BEGIN {label}-----\n".encode(),
+            *(line + b"\n" for line in lines),
+            f"-----END {label}-----\n".encode(),
+        ]
+    )
 
 
 def _falcon_private_from_pkcs8(der: bytes) -> FalconPrivateKey | None:
@@ -262,8 +270,11 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     try:
         return loader(data, password)  # type: ignore[return-value]
     except (UnsupportedAlgorithm, ValueError) as exc:
-        ders = [der for label, der in _pem_blocks(data) if label == "PRIVATE KEY"] if is_pem \
+        ders = (
+            [der for label, der in _pem_blocks(data) if label == "PRIVATE KEY"]
+            if is_pem
             else [data]
+        )
         for der in ders:
             try:
                 falcon = _falcon_private_from_pkcs8(der)
@@ -298,8 +309,11 @@ def private_key_pem(key: PrivateKey, password: bytes | None = None) -> bytes:
             + _der.tlv(_der.OCTET_STRING, key.secret + key.public.raw),
         )
         return _pem("PRIVATE KEY", der)
-    enc = (serialization.BestAvailableEncryption(password) if password
-           else serialization.NoEncryption())
+    enc = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
@@ -307,8 +321,9 @@ def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
     return _pem("PUBLIC KEY", spki_der(key))
 
 
-def generate_private_key(kt: KeyType, *, bits: int | None = None,
-                         curve: ec.EllipticCurve | None = None) -> PrivateKey:
+def generate_private_key(
+    kt: KeyType, *, bits: int | None = None, curve: ec.EllipticCurve | None = None
+) -> PrivateKey:
     """A fresh key; ``bits`` for RSA (default 3072), ``curve`` for ECDSA (default P-256)."""
     match kt:
         case KeyType.RSA:

@@ -68,8 +68,9 @@ def _check_allowed(scheme: SignatureScheme, allowed_hashes: Iterable[int] | None
         )
 
 
-def parse_signature_auth_data(data: bytes,
-                              allowed_hashes: Iterable[int] | None = None) -> SignatureAuthData:
+def parse_signature_auth_data(
+    data: bytes, allowed_hashes: Iterable[int] | None = None
+) -> SignatureAuthData:
     """Split method-14 AUTH data. ``allowed_hashes``: the SIGNATURE_HASH_ALGORITHMS we
     announced; a scheme whose hash is not in it raises SchemeNotAllowed (None: no check)."""
     if not data:
@@ -85,8 +86,9 @@ def parse_signature_auth_data(data: bytes,
     scheme = scheme_from_algorithm_identifier(bytes(data[1 : 1 + alg_len]))
     signature = bytes(data[1 + alg_len :])
     if not signature:
-        raise TruncatedAuthData(f"AUTH data has no signature after the {scheme.name} "
-                                "AlgorithmIdentifier")
+        raise TruncatedAuthData(
+            f"AUTH data has no signature after the {scheme.name} AlgorithmIdentifier"
+        )
     _check_allowed(scheme, allowed_hashes)
     return SignatureAuthData(scheme, signature)
 
@@ -96,8 +98,9 @@ def sign_auth_data(private_key: PrivateKey, octets: bytes, scheme: SignatureSche
     return build_signature_auth_data(scheme, scheme.sign(private_key, octets))
 
 
-def verify_auth_data(public_key: PublicKey, octets: bytes, data: bytes,
-                     allowed_hashes: Iterable[int] | None = None) -> SignatureAuthData | None:
+def verify_auth_data(
+    public_key: PublicKey, octets: bytes, data: bytes, allowed_hashes: Iterable[int] | None = None
+) -> SignatureAuthData | None:
     """The parsed AUTH data if its signature over ``octets`` verifies, else None. Malformed
     data, a disallowed scheme or a scheme for another key type raise AuthError subclasses."""
     parsed = parse_signature_auth_data(data, allowed_hashes)

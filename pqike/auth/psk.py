@@ -42,8 +42,10 @@ def psk_warnings(psk: bytes | str, name: str = "PSK") -> list[str]:
         return [f"{name} is empty"]
     out: list[str] = []
     if len(key) < MIN_PSK_LENGTH:
-        out.append(f"{name} is only {len(key)} characters long; use at least {MIN_PSK_LENGTH} "
-                   "random characters (offline dictionary attacks on PSK AUTH are cheap)")
+        out.append(
+            f"{name} is only {len(key)} characters long; use at least {MIN_PSK_LENGTH} "
+            "random characters (offline dictionary attacks on PSK AUTH are cheap)"
+        )
     if len(set(key)) <= 2:
         out.append(f"{name} uses at most two distinct characters")
     return out

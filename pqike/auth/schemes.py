@@ -81,8 +81,7 @@ class SignatureScheme:
     def _check_key(self, key: PrivateKey | PublicKey) -> None:
         kt = key_type(key)
         if kt is not self.key_type:
-            raise KeyMismatch(f"signature scheme {self.name} needs a {self.key_type} key, "
-                              f"got {kt}")
+            raise KeyMismatch(f"signature scheme {self.name} needs a {self.key_type} key, got {kt}")
 
     def _hash(self) -> hashes.HashAlgorithm:
         return _HASHES[self.hash_algorithm][0]()
@@ -123,19 +122,34 @@ class SignatureScheme:
 
 
 def _pure(name: str, kt: KeyType, oid: str) -> SignatureScheme:
-    return SignatureScheme(name, kt, oid, _der.algorithm_identifier(oid), HashAlgorithm.IDENTITY,
-                           _Family.PURE)
+    return SignatureScheme(
+        name, kt, oid, _der.algorithm_identifier(oid), HashAlgorithm.IDENTITY, _Family.PURE
+    )
 
 
 def _ecdsa(h: HashAlgorithm, oid: str, max_bits: int) -> SignatureScheme:
     bits = _HASHES[h][2].removeprefix("SHA2_")
-    return SignatureScheme(f"ECDSA_WITH_SHA{bits}_DER", KeyType.ECDSA, oid,
-                           _der.algorithm_identifier(oid), h, _Family.ECDSA, max_bits)
+    return SignatureScheme(
+        f"ECDSA_WITH_SHA{bits}_DER",
+        KeyType.ECDSA,
+        oid,
+        _der.algorithm_identifier(oid),
+        h,
+        _Family.ECDSA,
+        max_bits,
+    )
 
 
 def _pkcs1(h: HashAlgorithm, oid: str, max_bits: int) -> SignatureScheme:
-    return SignatureScheme(f"RSA_EMSA_PKCS1_{_HASHES[h][2]}", KeyType.RSA, oid,
-                           _der.algorithm_identifier(oid, _NULL), h, _Family.RSA_PKCS1, max_bits)
+    return SignatureScheme(
+        f"RSA_EMSA_PKCS1_{_HASHES[h][2]}",
+        KeyType.RSA,
+        oid,
+        _der.algorithm_identifier(oid, _NULL),
+        h,
+        _Family.RSA_PKCS1,
+        max_bits,
+    )
 
 
 def _pss_params(h: HashAlgorithm, mgf1: HashAlgorithm, salt: int) -> bytes:
@@ -151,13 +165,19 @@ def _pss_params(h: HashAlgorithm, mgf1: HashAlgorithm, salt: int) -> bytes:
     return _der.tlv(_der.SEQUENCE, body)
 
 
-def _pss(h: HashAlgorithm, mgf1: HashAlgorithm, salt: int, max_bits: int = 0,
-         name: str | None = None) -> SignatureScheme:
+def _pss(
+    h: HashAlgorithm, mgf1: HashAlgorithm, salt: int, max_bits: int = 0, name: str | None = None
+) -> SignatureScheme:
     return SignatureScheme(
         name or f"RSA_EMSA_PSS_{_HASHES[h][2]}_SALT_{salt}",
-        KeyType.RSA, _OID_RSASSA_PSS,
+        KeyType.RSA,
+        _OID_RSASSA_PSS,
         _der.algorithm_identifier(_OID_RSASSA_PSS, _pss_params(h, mgf1, salt)),
-        h, _Family.RSA_PSS, max_bits, mgf1, salt,
+        h,
+        _Family.RSA_PSS,
+        max_bits,
+        mgf1,
+        salt,
     )
 
 
@@ -218,8 +238,12 @@ def _parse_pss(params: bytes | None) -> SignatureScheme:
         else:
             raise _der.DerError(f"unexpected field 0x{item.tag:02x} in RSASSA-PSS-params")
     for known in _ALL:
-        if (known.family is _Family.RSA_PSS and known.hash_algorithm is h
-                and known.mgf1_hash is mgf1 and known.salt_length == salt):
+        if (
+            known.family is _Family.RSA_PSS
+            and known.hash_algorithm is h
+            and known.mgf1_hash is mgf1
+            and known.salt_length == salt
+        ):
             return known
     return _pss(h, mgf1, salt)
 
@@ -245,20 +269,26 @@ def scheme_from_algorithm_identifier(der: bytes) -> SignatureScheme:
     return scheme
 
 
-def schemes_for_key(key: PrivateKey | PublicKey, *, rsa_pss: bool = False
-                    ) -> list[SignatureScheme]:
+def schemes_for_key(key: PrivateKey | PublicKey, *, rsa_pss: bool = False) -> list[SignatureScheme]:
     """Candidate schemes in strongSwan's preference order (pubkey_authenticator.c
     select_signature_schemes() without configured schemes): size-filtered scheme_map,
     RSA-PSS only with ``rsa_pss`` (charon.rsa_pss, default no), and for RSA the PKCS#1
     SHA-384/SHA-256 fallbacks."""
     kt = key_type(key)
     bits = key_bits(key)
-    out = [s for s in _ALL if s.key_type is kt
-           and (s.family is not _Family.RSA_PSS or rsa_pss)
-           and (s.max_key_bits == 0 or bits <= s.max_key_bits)]
+    out = [
+        s
+        for s in _ALL
+        if s.key_type is kt
+        and (s.family is not _Family.RSA_PSS or rsa_pss)
+        and (s.max_key_bits == 0 or bits <= s.max_key_bits)
+    ]
     if kt is KeyType.RSA:
-        out += [s for s in (SCHEMES["RSA_EMSA_PKCS1_SHA2_384"], SCHEMES["RSA_EMSA_PKCS1_SHA2_256"])
-                if s not in out]
+        out += [
+            s
+            for s in (SCHEMES["RSA_EMSA_PKCS1_SHA2_384"], SCHEMES["RSA_EMSA_PKCS1_SHA2_256"])
+            if s not in out
+        ]
     return out
 
 
@@ -267,8 +297,9 @@ def default_scheme(key: PrivateKey | PublicKey, *, rsa_pss: bool = False) -> Sig
     return schemes_for_key(key, rsa_pss=rsa_pss)[0]
 
 
-def select_scheme(key: PrivateKey | PublicKey, peer_hashes: Iterable[int], *,
-                  rsa_pss: bool = False) -> SignatureScheme:
+def select_scheme(
+    key: PrivateKey | PublicKey, peer_hashes: Iterable[int], *, rsa_pss: bool = False
+) -> SignatureScheme:
     """The first candidate whose hash the peer announced in SIGNATURE_HASH_ALGORITHMS."""
     allowed = set(peer_hashes)
     for scheme in schemes_for_key(key, rsa_pss=rsa_pss):
@@ -306,8 +337,10 @@ def classic_method_for_key(key: PrivateKey | PublicKey) -> AuthMethod:
 
 def _check_classic(method: AuthMethod, key: PrivateKey | PublicKey) -> None:
     if classic_method_for_key(key) != method:
-        raise KeyMismatch(f"auth method {AuthMethod(method).name} does not fit a "
-                          f"{key_type(key)} {key_bits(key)} bit key")
+        raise KeyMismatch(
+            f"auth method {AuthMethod(method).name} does not fit a "
+            f"{key_type(key)} {key_bits(key)} bit key"
+        )
 
 
 def classic_sign(method: AuthMethod, private_key: PrivateKey, octets: bytes) -> bytes:
@@ -322,8 +355,9 @@ def classic_sign(method: AuthMethod, private_key: PrivateKey, octets: bytes) -> 
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
-def classic_verify(method: AuthMethod, public_key: PublicKey, octets: bytes,
-                   signature: bytes) -> bool:
+def classic_verify(
+    method: AuthMethod, public_key: PublicKey, octets: bytes, signature: bytes
+) -> bool:
     _check_classic(method, public_key)
     try:
         if method == AuthMethod.RSA_SIG:
@@ -334,8 +368,9 @@ def classic_verify(method: AuthMethod, public_key: PublicKey, octets: bytes,
         _curve, hash_cls, size = _CLASSIC_ECDSA[method]
         if len(signature) != 2 * size:
             return False
-        der = utils.encode_dss_signature(int.from_bytes(signature[:size], "big"),
-                                         int.from_bytes(signature[size:], "big"))
+        der = utils.encode_dss_signature(
+            int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+        )
         public_key.verify(der, octets, ec.ECDSA(hash_cls()))
         return True
     except InvalidSignature:
