@@ -1,0 +1,803 @@
+"""``pqike``: the daemon and a swanctl-like control tool.
+
+    pqike daemon --config configs/carol --foreground
+    pqike initiate --child net
+    pqike list-sas
+    pqike list-algs
+
+Client commands talk to the daemon over its control socket (``--socket`` or
+``$PQIKE_SOCKET``). Errors end as one ``pqike: ...`` line on stderr and a non-zero exit:
+2 for "cannot even try" (daemon unreachable, bad configuration), 1 for "tried and failed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+import msgspec
+
+from pqike import __version__
+from pqike.config import ConfigError, describe_connections, load_config
+from pqike.config import Daemon as DaemonSettings
+from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, Result, request
+from pqike.events import ChildSaInfo, IkeSaInfo
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "Failure",
+    "algorithms",
+    "cli",
+    "format_algorithms",
+    "format_sas",
+    "main",
+    "parse_log_levels",
+]
+
+DEFAULT_SOCKET = DaemonSettings().control_socket
+DEFAULT_TIMEOUT = 30.0
+_LAZY = {"pki": ("pqike.pki", "pki")}
+
+
+class Failure(click.ClickException):
+    """One line for the user, no traceback; exit status 2 = could not even try."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"pqike: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Lazy subcommands (pki, demo) and no traceback for anything a command raises."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx)) | set(_LAZY) | {"demo"}
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        if name == "demo":
+            return _demo_command()
+        if name in _LAZY:
+            module, attr = _LAZY[name]
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                return None
+        return None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConfigError as e:
+            raise Failure(str(e), 2) from None
+        except DaemonUnreachable as e:
+            raise _unreachable(e) from None
+        except Exception as e:
+            if os.environ.get("PQIKE_DEBUG"):
+                raise
+            raise Failure(
+                f"internal error: {type(e).__name__}: {e} (PQIKE_DEBUG=1 shows the traceback)", 1
+            ) from None
+
+
+def _demo_command() -> click.Command:
+    if importlib.util.find_spec("pqike.demo") is not None:
+        module = importlib.import_module("pqike.demo")
+        command = getattr(module, "demo", None) or getattr(module, "cli", None)
+        if isinstance(command, click.Command):
+            return command
+        main_fn = getattr(module, "main", None)
+        if callable(main_fn):
+
+            @click.command(name="demo", help=(module.__doc__ or "").strip().split("\n")[0])
+            def demo_main() -> None:
+                code = main_fn()
+                if code:
+                    raise SystemExit(code)
+
+            return demo_main
+
+    @click.command(name="demo", help="Run the carol/moon demo (not available yet).")
+    def demo_missing() -> None:
+        raise Failure("demo not available yet", 1)
+
+    return demo_missing
+
+
+def _unreachable(e: DaemonUnreachable) -> Failure:
+    if e.reason == "permission denied":
+        return Failure(f"cannot reach the daemon at {e.path}: permission denied (run as root?)", 2)
+    return Failure(f"cannot reach the daemon at {e.path} (is `pqike daemon` running?)", 2)
+
+
+def _socket_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--socket",
+        "socket_path",
+        envvar="PQIKE_SOCKET",
+        default=DEFAULT_SOCKET,
+        show_default=True,
+        metavar="PATH",
+        help="control socket of the daemon ($PQIKE_SOCKET)",
+    )(f)
+
+
+def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(f)
+
+
+def _timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        metavar="S",
+        help="seconds to wait for the outcome",
+    )(f)
+
+
+def _call(socket_path: str, req: Request, *, stream: bool = False, timeout: float = 60.0) -> Result:
+    on_log = (lambda line: click.echo(line)) if stream else None
+    try:
+        return request(socket_path, req, on_log, timeout=timeout)
+    except DaemonUnreachable as e:
+        raise _unreachable(e) from None
+    except ProtocolError as e:
+        raise Failure(str(e), 1) from None
+
+
+def _checked(result: Result) -> Result:
+    if not result.ok:
+        raise Failure(result.message, 1)
+    return result
+
+
+def _finish(result: Result) -> NoReturn:
+    if result.ok:
+        click.echo(result.message)
+        sys.exit(0)
+    click.echo(result.message, err=True)
+    sys.exit(1)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """pqike: post-quantum hybrid IKEv2 (RFC 7296, 9242, 9370, 7383) daemon and control tool."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="pqike")
+
+
+# --- daemon ----------------------------------------------------------------------------------
+
+
+def parse_log_levels(text: str) -> tuple[dict[str, int], int | None]:
+    """``"enc=2,ike=1"`` -> ({"ENC": 2, "IKE": 1}, None); ``"2"``/``"default=2"``: default."""
+    from pqike.log import Subsystem
+
+    levels: dict[str, int] = {}
+    default = None
+    names = {s.value for s in Subsystem}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, value = "default", key
+        key = key.strip().upper()
+        try:
+            level = int(value)
+        except ValueError:
+            raise click.BadParameter(f"'{item}': level must be a number -1..4") from None
+        if not -1 <= level <= 4:
+            raise click.BadParameter(f"'{item}': level must be -1..4")
+        if key == "DEFAULT":
+            default = level
+        elif key in names:
+            levels[key] = level
+        else:
+            raise click.BadParameter(
+                f"unknown subsystem '{key.lower()}' (known: "
+                f"{', '.join(sorted(n.lower() for n in names))})"
+            )
+    return levels, default
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_dir",
+    required=True,
+    envvar="PQIKE_CONFIG",
+    metavar="DIR",
+    type=click.Path(),
+    help="configuration directory (pqike.toml) or file",
+)
+@click.option("--foreground", "-F", is_flag=True, help="stay in the foreground, log to stderr")
+@click.option(
+    "--log-level",
+    "log_level",
+    metavar="LEVELS",
+    help="per-subsystem levels like enc=2,ike=1 (a bare number sets the default)",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(["auto", "xfrm", "userspace", "none"]),
+    help="kernel backend (default: daemon.kernel of the config)",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    metavar="PATH",
+    help="control socket (default: daemon.control_socket of the config)",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="ADDR",
+    help="local address to bind (repeatable; default: all IPv4 and IPv6)",
+)
+def daemon(
+    config_dir: str,
+    foreground: bool,
+    log_level: str | None,
+    kernel: str | None,
+    socket_path: str | None,
+    listen: tuple[str, ...],
+) -> None:
+    """Run the IKE daemon."""
+    from pqike import log as pqlog
+    from pqike.daemon.server import Daemon, create_kernel
+    from pqike.kernel.base import KernelError
+
+    config = load_config(config_dir)
+    settings = config.daemon.log
+    levels = settings.levels()
+    default = settings.default
+    if log_level:
+        extra, new_default = parse_log_levels(log_level)
+        levels.update(extra)
+        if new_default is not None:
+            default = new_default
+    if not foreground:
+        _daemonize(settings.file)
+    pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
+    try:
+        backend = create_kernel(kernel or config.daemon.kernel)
+    except KernelError as e:
+        _startup_failed(str(e), foreground)
+    server = Daemon(
+        config, config_path=config_dir, kernel=backend, socket_path=socket_path, listen=listen
+    )
+    try:
+        asyncio.run(server.run(ready=None if foreground else _report_ready))
+    except OSError as e:
+        message = e.strerror or str(e)
+        if e.filename:
+            message = f"{e.filename}: {message}"
+        _startup_failed(message, foreground)
+    except KeyboardInterrupt:
+        pass
+    if not foreground:
+        os._exit(0)
+
+
+_ready_fd: int | None = None
+
+
+def _daemonize(log_file: str | None) -> None:
+    """Fork into the background; the parent exits when the daemon is up (or failed)."""
+    global _ready_fd
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            status = pipe.read().decode(errors="replace").strip()
+        if status.startswith("ok "):
+            where = (
+                f"logging to {log_file}"
+                if log_file
+                else "no daemon.log.file configured, use --foreground to see the log"
+            )
+            click.echo(f"pqike: daemon started (pid {status[3:]}), {where}")
+            sys.exit(0)
+        raise Failure(status or "the daemon exited during startup", 2)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    _ready_fd = write_fd
+
+
+def _report_ready() -> None:
+    global _ready_fd
+    if _ready_fd is not None:
+        os.write(_ready_fd, f"ok {os.getpid()}\n".encode())
+        os.close(_ready_fd)
+        _ready_fd = None
+
+
+def _startup_failed(message: str, foreground: bool) -> NoReturn:
+    global _ready_fd
+    if not foreground and _ready_fd is not None:
+        os.write(_ready_fd, message.encode())
+        os.close(_ready_fd)
+        os._exit(2)
+    raise Failure(message, 2)
+
+
+# --- SA commands -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--child", help="CHILD_SA configuration to establish")
+@click.option("--ike", help="IKE_SA configuration (needed if the child name is ambiguous)")
+@_timeout_option
+@_socket_option
+def initiate(child: str | None, ike: str | None, timeout: float, socket_path: str) -> None:
+    """Establish an IKE_SA and CHILD_SA, streaming the daemon's log (exit 0 when up)."""
+    if child is None and ike is None:
+        raise click.UsageError("initiate needs --child or --ike")
+    req = Request(cmd="initiate", child=child, ike=ike, timeout=timeout)
+    _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
+
+
+@cli.command()
+@click.option("--ike", help="IKE_SA configuration name")
+@click.option("--child", help="CHILD_SA name (only this CHILD_SA)")
+@click.option("--ike-id", type=int, help="IKE_SA unique id (#n in list-sas)")
+@_timeout_option
+@_socket_option
+def terminate(
+    ike: str | None, child: str | None, ike_id: int | None, timeout: float, socket_path: str
+) -> None:
+    """Delete IKE_SAs or CHILD_SAs, streaming the daemon's log."""
+    if ike is None and child is None and ike_id is None:
+        raise click.UsageError("terminate needs --ike, --child or --ike-id")
+    req = Request(cmd="terminate", ike=ike, child=child, ike_id=ike_id, timeout=timeout)
+    _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
+
+
+@cli.command()
+@click.option("--ike", help="IKE_SA configuration name")
+@click.option("--child", help="CHILD_SA name")
+@_timeout_option
+@_socket_option
+def rekey(ike: str | None, child: str | None, timeout: float, socket_path: str) -> None:
+    """Rekey an IKE_SA or CHILD_SA, streaming the daemon's log."""
+    if ike is None and child is None:
+        raise click.UsageError("rekey needs --ike or --child")
+    req = Request(cmd="rekey", ike=ike, child=child, timeout=timeout)
+    _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
+
+
+# --- list-sas --------------------------------------------------------------------------------
+
+
+def _secs(value: float) -> str:
+    return f"{int(value)}s"
+
+
+def _display_proposal(proposal: str) -> str:
+    """``IKE:AES_CBC_256/HMAC_SHA2_256_128/...`` as swanctl shows it: ``AES_CBC-256/...``."""
+    _, _, algs = proposal.rpartition(":")
+    parts = [p for p in algs.split("/") if p and p != "NO_EXT_SEQ"]
+    parts = ["ESN" if p == "EXT_SEQ" else p for p in parts]
+    if parts:
+        head, sep, bits = parts[0].rpartition("_")
+        if (
+            sep
+            and bits in ("128", "192", "256")
+            and not head.startswith(("HMAC_", "PRF_", "AES_XCBC", "AES_CMAC"))
+        ):
+            parts[0] = f"{head}-{bits}"
+    return "/".join(parts)
+
+
+def _host_port(text: str) -> str:
+    return text if text.endswith("]") else f"{text}[?]"
+
+
+def _format_child(c: ChildSaInfo) -> list[str]:
+    mode = c.mode.upper() + ("-in-UDP" if c.encap else "")
+    algs = _display_proposal(c.proposal)
+    lines = [f"  {c.name}: #{c.unique_id}, reqid {c.reqid}, {c.state}, {mode}, {c.protocol}:{algs}"]
+    line = f"    installed {_secs(c.installed)} ago"
+    if c.rekey_in is not None:
+        line += f", rekeying in {_secs(c.rekey_in)}"
+    if c.expires_in is not None:
+        line += f", expires in {_secs(c.expires_in)}"
+    lines.append(line)
+    lines.append(f"    in  {c.spi_in}, {c.bytes_in:6d} bytes, {c.packets_in:5d} packets")
+    lines.append(f"    out {c.spi_out}, {c.bytes_out:6d} bytes, {c.packets_out:5d} packets")
+    lines.append(f"    local  {' '.join(c.local_ts)}")
+    lines.append(f"    remote {' '.join(c.remote_ts)}")
+    return lines
+
+
+def format_sas(sas: list[IkeSaInfo]) -> str:
+    """IKE_SAs as ``swanctl --list-sas`` prints them (strongSwan list_sas.c)."""
+    lines: list[str] = []
+    for sa in sas:
+        mark_i, mark_r = ("*", "") if sa.initiator else ("", "*")
+        lines.append(
+            f"{sa.name}: #{sa.unique_id}, {sa.state}, IKEv{sa.version}, "
+            f"{sa.spi_i}_i{mark_i} {sa.spi_r}_r{mark_r}"
+        )
+        line = f"  local  '{sa.local_id}' @ {_host_port(sa.local)}"
+        if sa.local_vips:
+            line += f" [{' '.join(sa.local_vips)}]"
+        lines.append(line)
+        line = f"  remote '{sa.remote_id}' @ {_host_port(sa.remote)}"
+        if sa.remote_vips:
+            line += f" [{' '.join(sa.remote_vips)}]"
+        lines.append(line)
+        if sa.proposal:
+            lines.append(f"  {_display_proposal(sa.proposal)}")
+        if sa.state in ("ESTABLISHED", "REKEYING", "REKEYED"):
+            line = f"  established {_secs(sa.established)} ago"
+            if sa.rekey_in is not None:
+                line += f", rekeying in {_secs(sa.rekey_in)}"
+            lines.append(line)
+        for child in sa.children:
+            lines += _format_child(child)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@cli.command("list-sas")
+@click.option("--ike", help="only IKE_SAs of this configuration")
+@click.option("--ike-id", type=int, help="only the IKE_SA with this unique id")
+@_json_option
+@_socket_option
+def list_sas(ike: str | None, ike_id: int | None, as_json: bool, socket_path: str) -> None:
+    """List the IKE_SAs and CHILD_SAs (like swanctl --list-sas)."""
+    result = _checked(_call(socket_path, Request(cmd="list-sas", ike=ike, ike_id=ike_id)))
+    sas = msgspec.convert(result.data or [], list[IkeSaInfo])
+    if as_json:
+        _echo_json(sas)
+    else:
+        click.echo(format_sas(sas), nl=False)
+
+
+# --- list-conns / list-certs -----------------------------------------------------------------
+
+
+@cli.command("list-conns")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(),
+    metavar="DIR",
+    help="read this configuration instead of asking the daemon",
+)
+@click.option("--ike", help="only this connection")
+@_json_option
+@_socket_option
+def list_conns(config_dir: str | None, ike: str | None, as_json: bool, socket_path: str) -> None:
+    """List the loaded connections (like swanctl --list-conns)."""
+    if config_dir is not None:
+        config = load_config(config_dir)
+        conns = config.connections
+        if ike is not None:
+            if ike not in conns:
+                raise Failure(f"no connection named '{ike}' in {config_dir}", 1)
+            conns = {ike: conns[ike]}
+        data = {
+            "text": describe_connections(msgspec.structs.replace(config, connections=conns)),
+            "connections": msgspec.to_builtins(conns),
+        }
+    else:
+        data = _checked(_call(socket_path, Request(cmd="list-conns", ike=ike))).data or {}
+    if as_json:
+        _echo_json(data.get("connections", {}))
+    else:
+        click.echo(data.get("text", ""), nl=False)
+
+
+@cli.command("list-certs")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(),
+    metavar="DIR",
+    help="read this configuration's certificates instead of asking the daemon",
+)
+@_json_option
+@_socket_option
+def list_certs(config_dir: str | None, as_json: bool, socket_path: str) -> None:
+    """List the certificates of the configuration (like swanctl --list-certs)."""
+    if config_dir is not None:
+        from pqike.daemon.certs import list_certificates
+
+        data = msgspec.to_builtins(list_certificates(load_config(config_dir)))
+    else:
+        data = _checked(_call(socket_path, Request(cmd="list-certs"))).data or {}
+    if as_json:
+        _echo_json({"certs": data.get("certs", []), "problems": data.get("problems", [])})
+        return
+    click.echo(data.get("text", ""), nl=False)
+    for problem in data.get("problems", []):
+        click.echo(f"warning: {problem}", err=True)
+
+
+# --- list-algs -------------------------------------------------------------------------------
+
+
+def algorithms() -> dict[str, list[dict[str, Any]]]:
+    """Every KE method, ENCR/INTEG/PRF transform and signature scheme pqike knows."""
+    from kem import registry
+    from pqike.crypto.algorithms import UnsupportedTransform, encr_spec, integ_spec, prf_spec
+    from pqike.proposal.model import algorithm_name
+    from pqike.wire.iana import EncrId, IntegId, PrfId, TransformType
+
+    out: dict[str, list[dict[str, Any]]] = {"ke": [m.describe() for m in registry.all()]}
+    encr = []
+    for e in EncrId:
+        try:
+            spec = encr_spec(e)
+        except UnsupportedTransform:
+            continue
+        encr.append(
+            {
+                "id": int(e),
+                "name": algorithm_name(TransformType.ENCR, e),
+                "key_bits": list(spec.key_bits),
+                "aead": spec.is_aead,
+                "icv_len": spec.icv_len,
+                "ike": spec.sk_capable,
+                "esp": True,
+            }
+        )
+    integ = []
+    for i in IntegId:
+        try:
+            ispec = integ_spec(i)
+        except UnsupportedTransform:
+            continue
+        integ.append(
+            {
+                "id": int(i),
+                "name": algorithm_name(TransformType.INTEG, i),
+                "key_len": ispec.key_len,
+                "icv_len": ispec.icv_len,
+            }
+        )
+    prf = []
+    for p in PrfId:
+        try:
+            pspec = prf_spec(p)
+        except UnsupportedTransform:
+            continue
+        prf.append(
+            {
+                "id": int(p),
+                "name": algorithm_name(TransformType.PRF, p),
+                "key_len": pspec.key_len,
+                "out_len": pspec.out_len,
+            }
+        )
+    out.update(encryption=encr, integrity=integ, prf=prf, signature=_signature_schemes())
+    return out
+
+
+def _signature_schemes() -> list[dict[str, Any]]:
+    try:
+        from pqike.auth.keys import FALCON_OIDS
+        from pqike.auth.oqs_support import liboqs_unavailable_reason
+        from pqike.auth.schemes import SCHEMES
+    except ImportError:
+        return []
+    falcon_reason: str | None = None
+    falcon_checked = False
+    rows = []
+    for scheme in SCHEMES.values():
+        reason = None
+        if scheme.key_type in FALCON_OIDS:
+            if not falcon_checked:
+                falcon_reason = liboqs_unavailable_reason()
+                falcon_checked = True
+            reason = f"Falcon needs liboqs: {falcon_reason}" if falcon_reason else None
+        rows.append(
+            {
+                "name": scheme.log_name,
+                "key_type": str(scheme.key_type),
+                "hash": scheme.hash_algorithm.name,
+                "available": reason is None,
+                "unavailable_reason": reason,
+            }
+        )
+    return rows
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    lines = []
+    for row in (head, *rows):
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
+        lines.append((indent + "  ".join([*cells, row[-1]])).rstrip())
+    return lines
+
+
+def format_algorithms(algs: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["key exchange methods:"]
+    rows = []
+    for r in algs["ke"]:
+        provider = f"{r['provider']} {r['provider_version']}" if r["provider"] else "-"
+        status = "available" if r["available"] else f"unavailable: {r['unavailable_reason']}"
+        sizes = [
+            str(r[k]) if r[k] is not None else "-"
+            for k in ("public_value", "responder_value", "shared_secret")
+        ]
+        rows.append(
+            (
+                str(r["id"]),
+                r["keyword"],
+                r["name"],
+                r["kind"],
+                str(r["nist_level"]) if r["nist_level"] else "-",
+                *sizes,
+                provider,
+                status,
+            )
+        )
+    lines += _table(
+        (
+            "ID",
+            "keyword",
+            "strongSwan name",
+            "kind",
+            "NIST",
+            "KEi",
+            "KEr",
+            "secret",
+            "provider",
+            "status",
+        ),
+        rows,
+    )
+    lines.append("encryption:")
+    lines += _table(
+        ("ID", "name", "key bits", "kind", "use"),
+        [
+            (
+                str(e["id"]),
+                e["name"],
+                "/".join(map(str, e["key_bits"])) or "-",
+                f"AEAD, ICV {e['icv_len']}" if e["aead"] else "-",
+                "IKE, ESP" if e["ike"] else "ESP",
+            )
+            for e in algs["encryption"]
+        ],
+    )
+    lines.append("integrity:")
+    lines += _table(
+        ("ID", "name", "key", "ICV"),
+        [
+            (str(i["id"]), i["name"], str(i["key_len"]), str(i["icv_len"]))
+            for i in algs["integrity"]
+        ],
+    )
+    lines.append("prf:")
+    lines += _table(
+        ("ID", "name", "key", "output"),
+        [(str(p["id"]), p["name"], str(p["key_len"]), str(p["out_len"])) for p in algs["prf"]],
+    )
+    if algs.get("signature"):
+        lines.append("signature schemes:")
+        lines += _table(
+            ("name", "key type", "hash", "status"),
+            [
+                (
+                    s["name"],
+                    s["key_type"],
+                    s["hash"],
+                    "available" if s["available"] else f"unavailable: {s['unavailable_reason']}",
+                )
+                for s in algs["signature"]
+            ],
+        )
+    return "\n".join(lines) + "\n"
+
+
+@cli.command("list-algs")
+@_json_option
+def list_algs(as_json: bool) -> None:
+    """List the key exchange methods, transforms and signature schemes (no daemon needed)."""
+    algs = algorithms()
+    if as_json:
+        _echo_json(algs)
+    else:
+        click.echo(format_algorithms(algs), nl=False)
+
+
+# --- reload / stats / version ----------------------------------------------------------------
+
+
+def _reload(socket_path: str) -> None:
+    result = _checked(_call(socket_path, Request(cmd="reload")))
+    click.echo(result.message)
+
+
+@cli.command()
+@_socket_option
+def reload(socket_path: str) -> None:
+    """Reload the daemon's configuration (a bad file changes nothing)."""
+    _reload(socket_path)
+
+
+@cli.command("load-all")
+@_socket_option
+def load_all(socket_path: str) -> None:
+    """Same as reload (swanctl --load-all)."""
+    _reload(socket_path)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}s"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+@cli.command()
+@_json_option
+@_socket_option
+def stats(as_json: bool, socket_path: str) -> None:
+    """Daemon statistics (like swanctl --stats)."""
+    data = _checked(_call(socket_path, Request(cmd="stats"))).data or {}
+    if as_json:
+        _echo_json(data)
+        return
+    states = ", ".join(f"{n} {s}" for s, n in sorted(data.get("ike_sa_states", {}).items()))
+    packets = data.get("packets", {})
+    click.echo(
+        f"uptime: {_duration(data.get('uptime', 0))}, pid {data.get('pid')}, "
+        f"pqike {data.get('version')}"
+    )
+    click.echo(f"config: {data.get('config')}, {data.get('connections')} connections")
+    click.echo(f"kernel backend: {data.get('kernel')}")
+    click.echo(f"listening: {', '.join(data.get('listening', []))}")
+    click.echo(
+        f"IKE_SAs: {data.get('ike_sas')} total"
+        + (f" ({states})" if states else "")
+        + f", {data.get('child_sas')} CHILD_SAs"
+    )
+    click.echo("packets: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in packets.items()))
+
+
+@cli.command()
+def version() -> None:
+    """Show the pqike version and its environment."""
+    import cryptography
+
+    uname = platform.uname()
+    click.echo(f"pqike {__version__}")
+    click.echo(
+        f"Python {platform.python_version()}, cryptography {cryptography.__version__}, "
+        f"{uname.system} {uname.release} {uname.machine}"
+    )

@@ -1,0 +1,255 @@
+"""The control socket: JSON lines over a Unix stream socket (what vici is to charon).
+
+A client sends one ``Request`` per line and reads replies until a ``Result``::
+
+    -> {"cmd": "initiate", "child": "net", "timeout": 30}
+    <- {"type": "log", "line": "[IKE] initiating IKE_SA home[1] to 192.168.0.2"}
+    <- ...
+    <- {"type": "result", "ok": true, "message": "initiate completed successfully",
+        "events": [...], "data": null}
+
+Several requests may follow on one connection. ``ControlServer`` does the framing for the
+daemon; ``request()`` is the blocking client the CLI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pqike.events import Event
+from pqike.log import Subsystem, get_logger
+
+__all__ = [
+    "COMMANDS",
+    "ControlServer",
+    "DaemonUnreachable",
+    "Handler",
+    "LogLine",
+    "ProtocolError",
+    "Reply",
+    "Request",
+    "Result",
+    "request",
+]
+
+log = get_logger(Subsystem.DMN)
+
+COMMANDS = (
+    "initiate",
+    "terminate",
+    "rekey",
+    "list-sas",
+    "list-conns",
+    "list-certs",
+    "reload",
+    "load-all",
+    "stats",
+)
+MAX_LINE = 1 << 20  # a request line; replies may be longer (list-sas of a busy gateway)
+
+
+class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
+    cmd: str
+    ike: str | None = None
+    child: str | None = None
+    ike_id: int | None = None
+    timeout: float | None = None  # seconds to wait for initiate/terminate/rekey
+
+
+class LogLine(msgspec.Struct, tag="log", tag_field="type"):
+    line: str
+
+
+class Result(msgspec.Struct, tag="result", tag_field="type", kw_only=True):
+    ok: bool
+    message: str = ""
+    events: list[Event] = []
+    data: Any = None
+
+
+Reply = LogLine | Result
+Handler = Callable[[Request, Callable[[str], None]], Awaitable[Result]]
+"""``handler(request, send_log_line) -> Result``."""
+
+_encoder = msgspec.json.Encoder()
+_request_decoder = msgspec.json.Decoder(Request)
+_reply_decoder = msgspec.json.Decoder(Reply)
+
+
+class ProtocolError(Exception):
+    """The peer on the control socket sent something that is not our protocol."""
+
+
+class DaemonUnreachable(Exception):
+    """No daemon answers at the control socket path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot reach the daemon at {path} ({reason})")
+        self.path = path
+        self.reason = reason
+
+
+def _line(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg) + b"\n"
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+class ControlServer:
+    """Accepts control connections and hands each request to ``handler``."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.clients = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        path = Path(self.path)
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise OSError(f"{path} exists and is not a socket")
+            if _alive(self.path):
+                raise OSError(f"another daemon is already listening on {path}")
+            path.unlink()
+        old = os.umask(0o177)  # the socket is created 0600, no window with wider modes
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._client, path=self.path, limit=MAX_LINE
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self.clients += 1
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.clients -= 1
+            if task is not None:
+                self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                writer.write(_line(Result(ok=False, message="request too long")))
+                await writer.drain()
+                return
+            except asyncio.IncompleteReadError:
+                return
+            if not raw.strip():
+                continue
+            try:
+                req = _request_decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                writer.write(_line(Result(ok=False, message=f"bad request: {e}")))
+                await writer.drain()
+                continue
+
+            def send_log(line: str) -> None:
+                if not writer.is_closing():
+                    writer.write(_line(LogLine(line)))
+
+            try:
+                result = await self.handler(req, send_log)
+            except Exception as e:  # the handler reports its own errors; this is a backstop
+                log.basic("control: %s failed: %s: %s", req.cmd, type(e).__name__, e)
+                result = Result(ok=False, message=f"internal error: {type(e).__name__}: {e}")
+            writer.write(_line(result))
+            await writer.drain()
+
+
+def _alive(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+# --- client ----------------------------------------------------------------------------------
+
+
+def request(
+    path: str,
+    req: Request,
+    on_log: Callable[[str], None] | None = None,
+    *,
+    timeout: float | None = 60.0,
+) -> Result:
+    """Send one request and return its Result, passing streamed log lines to ``on_log``.
+
+    ``timeout`` bounds every single read (the daemon streams while it works, and enforces
+    the request's own timeout itself). Raises DaemonUnreachable or ProtocolError.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise DaemonUnreachable(path, "no such socket") from None
+        except ConnectionRefusedError:
+            raise DaemonUnreachable(path, "connection refused") from None
+        except PermissionError:
+            raise DaemonUnreachable(path, "permission denied") from None
+        except OSError as e:
+            raise DaemonUnreachable(path, e.strerror or str(e)) from None
+        try:
+            sock.sendall(_line(req))
+            stream = sock.makefile("rb")
+            while True:
+                raw = stream.readline()
+                if not raw:
+                    raise ProtocolError("the daemon closed the connection without a result")
+                try:
+                    reply = _reply_decoder.decode(raw)
+                except msgspec.DecodeError as e:
+                    raise ProtocolError(f"unexpected reply from the daemon: {e}") from None
+                if isinstance(reply, Result):
+                    return reply
+                if on_log is not None:
+                    on_log(reply.line)
+        except TimeoutError:
+            raise ProtocolError(f"no answer from the daemon within {timeout:g}s") from None
+        except OSError as e:
+            raise ProtocolError(f"control socket error: {e.strerror or e}") from None
+    finally:
+        sock.close()

@@ -1,0 +1,700 @@
+"""The asyncio shell around the sans-IO engine: UDP, timers, control commands, signals.
+
+Everything that touches the engine runs on the event loop thread, one call at a time:
+a received datagram, a timer expiry or a control command. After each call the daemon sends
+what the engine queued (``pop_outgoing``), re-arms the one timer at
+``engine.next_deadline()`` and lets waiting commands look at the events the call produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import inspect
+import os
+import platform
+import signal
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from pqike import __version__
+from pqike.config import Config, ConfigError, describe_connections, load_config
+from pqike.daemon.control import COMMANDS, ControlServer, Request, Result
+from pqike.daemon.logtap import LogRouter
+from pqike.daemon.udp import EspHandler, UdpEndpoints
+from pqike.events import Datagram, Event, EventKind, IkeSaInfo
+from pqike.kernel.base import KernelBackend, KernelError, MemoryKernel
+from pqike.log import Subsystem, get_logger
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CommandError",
+    "Daemon",
+    "EngineFactory",
+    "EngineLike",
+    "create_kernel",
+    "default_engine_factory",
+]
+
+dmn = get_logger(Subsystem.DMN)
+cfg = get_logger(Subsystem.CFG)
+knl = get_logger(Subsystem.KNL)
+
+DEFAULT_TIMEOUT = 30.0
+_SPIN_DELAY = 0.01  # re-arm delay when the engine reports a deadline already past after tick
+
+
+class EngineLike(Protocol):
+    """What the daemon needs of ``pqike.engine.Engine`` (tests pass fakes)."""
+
+    def load_config(self, config: Config) -> None: ...
+
+    def initiate(self, child: str | None, ike: str | None, now: float) -> int: ...
+
+    def terminate(
+        self, ike: str | None, child: str | None, ike_id: int | None, now: float
+    ) -> None: ...
+
+    def rekey(self, ike: str | None, child: str | None, now: float) -> None: ...
+
+    def receive(self, datagram: Datagram, now: float) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def pop_outgoing(self) -> list[Datagram]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def list_sas(self) -> list[IkeSaInfo]: ...  # called with ``now`` if it takes one
+
+    def close(self, now: float) -> None: ...
+
+
+EngineFactory = Callable[[Config, KernelBackend, Callable[[Event], None]], EngineLike]
+
+
+def default_engine_factory(
+    config: Config, kernel: KernelBackend, events: Callable[[Event], None]
+) -> EngineLike:
+    from pqike.engine import Engine
+
+    return Engine(config, kernel, events=events)
+
+
+class CommandError(Exception):
+    """A control command cannot be carried out; the message goes to the client as is."""
+
+
+_user_errors: tuple[type[BaseException], ...] | None = None
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the operator (no traceback, no 'internal')."""
+    global _user_errors
+    if _user_errors is None:
+        types: list[type[BaseException]] = [CommandError, ConfigError, KernelError]
+        try:
+            from pqike.engine import EngineError
+
+            types.append(EngineError)
+        except Exception:  # the engine may not be importable (yet); fakes raise CommandError
+            pass
+        _user_errors = tuple(types)
+    return _user_errors
+
+
+def create_kernel(name: str) -> KernelBackend:
+    """The kernel backend for ``kernel = auto|xfrm|userspace|none``.
+
+    A backend lives in ``pqike.kernel.<name>`` and exposes ``create() -> KernelBackend``.
+    ``auto`` takes the first usable of xfrm and userspace and falls back to ``none`` (SAs
+    negotiated but installed nowhere) with a warning; a named backend must work.
+    """
+    if name == "none":
+        return MemoryKernel()
+    candidates = ["xfrm", "userspace"] if name == "auto" else [name]
+    reasons = []
+    for candidate in candidates:
+        try:
+            module = importlib.import_module(f"pqike.kernel.{candidate}")
+        except ModuleNotFoundError as e:
+            if e.name != f"pqike.kernel.{candidate}":
+                reasons.append(f"{candidate}: {e}")
+            else:
+                reasons.append(f"{candidate}: not available in this build")
+            continue
+        factory = getattr(module, "create", None)
+        if factory is None:
+            reasons.append(f"{candidate}: pqike.kernel.{candidate} has no create()")
+            continue
+        try:
+            backend = factory()
+            why = backend.probe()
+        except (OSError, KernelError) as e:
+            why = str(e)
+            backend = None
+        if why is None and backend is not None:
+            return backend
+        reasons.append(f"{candidate}: {why}")
+    if name == "auto":
+        knl.basic(
+            "no kernel backend usable (%s); using 'none': SAs are not installed", "; ".join(reasons)
+        )
+        return MemoryKernel()
+    raise KernelError(f"kernel backend '{name}' unavailable: {'; '.join(reasons)}")
+
+
+# --- waiting for events ----------------------------------------------------------------------
+
+Decision = tuple[bool, str] | None
+
+
+class _Waiter:
+    """Collects engine events for one command until ``decide`` returns (ok, message)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.events: list[Event] = []
+        self.future: asyncio.Future[tuple[bool, str]] = loop.create_future()
+        self.decide: Callable[[list[Event]], Decision] | None = None
+        self.relevant: Callable[[Event], bool] = lambda e: True
+
+    def offer(self, event: Event) -> None:
+        self.events.append(event)
+
+    def selected(self) -> list[Event]:
+        return [e for e in self.events if self.relevant(e)]
+
+    def check(self) -> None:
+        if self.decide is None or self.future.done():
+            return
+        decision = self.decide(self.selected())
+        if decision is not None:
+            self.future.set_result(decision)
+
+
+def _initiate_decider(child: str | None) -> Callable[[list[Event]], Decision]:
+    def decide(events: list[Event]) -> Decision:
+        ike_up = False
+        child_failure = None
+        for e in events:
+            if e.kind in (EventKind.IKE_FAILED, EventKind.IKE_DELETED):
+                return False, e.message or "establishing IKE_SA failed"
+            if e.kind == EventKind.IKE_ESTABLISHED:
+                ike_up = True
+            if e.kind == EventKind.CHILD_ESTABLISHED and child is not None and e.child == child:
+                return True, ""
+            if e.kind == EventKind.CHILD_FAILED and (child is None or e.child in (child, None)):
+                child_failure = e.message or f"establishing CHILD_SA '{e.child or child}' failed"
+        if child_failure is not None:
+            return False, child_failure
+        if ike_up and child is None:
+            return True, ""
+        return None
+
+    return decide
+
+
+def _terminate_decider(ids: set[int], child: str | None) -> Callable[[list[Event]], Decision]:
+    def decide(events: list[Event]) -> Decision:
+        done = set()
+        for e in events:
+            if e.kind in (EventKind.IKE_DELETED, EventKind.IKE_FAILED) or (
+                child is not None and e.kind == EventKind.CHILD_DELETED and e.child == child
+            ):
+                done.add(e.ike_id)
+        return (True, "") if ids <= done else None
+
+    return decide
+
+
+def _rekey_decider(ids: set[int], child: str | None) -> Callable[[list[Event]], Decision]:
+    want = EventKind.CHILD_REKEYED if child is not None else EventKind.IKE_REKEYED
+
+    def decide(events: list[Event]) -> Decision:
+        done = set()
+        for e in events:
+            if e.kind == EventKind.REKEY_FAILED:
+                return False, e.message or "rekeying failed"
+            if e.kind == want and (child is None or e.child == child):
+                done.add(e.ike_id)
+            if e.kind in (EventKind.IKE_DELETED, EventKind.IKE_FAILED) and e.ike_id in ids:
+                return False, e.message or f"IKE_SA {e.ike}[{e.ike_id}] went down"
+        return (True, "") if done else None
+
+    return decide
+
+
+def _sa_matches(sa: IkeSaInfo, ike: str | None, ike_id: int | None, child: str | None) -> bool:
+    if ike is not None and sa.name != ike:
+        return False
+    if ike_id is not None and sa.unique_id != ike_id:
+        return False
+    return child is None or any(c.name == child for c in sa.children)
+
+
+# --- the daemon ------------------------------------------------------------------------------
+
+
+class Daemon:
+    """UDP sockets + timer + control socket around one engine.
+
+    ``ike_port``/``natt_port`` override the config (0: ephemeral, for tests); ``listen``
+    restricts the sockets to these local addresses (default: wildcard IPv4 and IPv6).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        kernel: KernelBackend | None = None,
+        engine_factory: EngineFactory | None = None,
+        socket_path: str | None = None,
+        listen: Sequence[str] = (),
+        ike_port: int | None = None,
+        natt_port: int | None = None,
+        esp_handler: EspHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path or config.source or None
+        self.kernel: KernelBackend = kernel if kernel is not None else MemoryKernel()
+        self.clock = clock
+        self.engine = (engine_factory or default_engine_factory)(
+            config, self.kernel, self._on_event
+        )
+        self._list_sas_takes_now = _takes_argument(self.engine.list_sas)
+        self.socket_path = socket_path or config.daemon.control_socket
+        self.udp = UdpEndpoints(
+            self._on_datagram,
+            ike_port=config.daemon.port if ike_port is None else ike_port,
+            natt_port=config.daemon.port_nat_t if natt_port is None else natt_port,
+            addresses=listen,
+            esp_handler=esp_handler,
+            udp_encap=bool(getattr(self.kernel, "udp_encap", False)),
+        )
+        self.control = ControlServer(self.socket_path, self.handle)
+        self.router = LogRouter()
+        self.started_at = time.time()
+        self._waiters: list[_Waiter] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._spin_logged = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        self._commands: dict[str, Callable[[Request, Callable[[str], None]], Awaitable[Result]]]
+        self._commands = {
+            "initiate": self._cmd_initiate,
+            "terminate": self._cmd_terminate,
+            "rekey": self._cmd_rekey,
+            "list-sas": self._cmd_list_sas,
+            "list-conns": self._cmd_list_conns,
+            "list-certs": self._cmd_list_certs,
+            "reload": self._cmd_reload,
+            "load-all": self._cmd_reload,
+            "stats": self._cmd_stats,
+        }
+        assert set(self._commands) == set(COMMANDS)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the UDP and control sockets; OSError with a clear message if that fails."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        uname = platform.uname()
+        dmn.basic(
+            "Starting IKE pqike daemon (pqike %s, %s %s, %s)",
+            __version__,
+            uname.system,
+            uname.release,
+            uname.machine,
+        )
+        self.udp.open()
+        self.udp.attach(self._loop)
+        try:
+            await self.control.start()
+        except BaseException:
+            self.udp.close()
+            raise
+        n = len(self.config.connections)
+        cfg(
+            "loaded %d connection%s%s",
+            n,
+            "" if n == 1 else "s",
+            f": {', '.join(self.config.connections)}" if n else "",
+        )
+        for w in self.config.warnings:
+            cfg("warning: %s", w)
+        dmn(
+            "kernel backend: %s%s",
+            self.kernel.name,
+            ", UDP_ENCAP on NAT-T sockets" if self.udp.udp_encap else "",
+        )
+        dmn("listening on %s", ", ".join(self.udp.listening))
+        dmn("control socket %s", self.socket_path)
+        self._after_engine()
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def stop(self) -> None:
+        """Delete SAs (best effort), close sockets, remove what the kernel backend installed."""
+        dmn.basic("shutting down")
+        now = self.clock()
+        with self.router.engine_call():
+            self._guard("closing the engine", self.engine.close, now)
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_result((False, "the daemon is shutting down"))
+        await self.control.close()
+        self.udp.close()
+        self._guard("cleaning up the kernel backend", self.kernel.close)
+
+    async def run(self, *, signals: bool = True, ready: Callable[[], None] | None = None) -> None:
+        """start(), serve until SIGTERM/SIGINT (SIGHUP reloads), stop()."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        installed = []
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)
+            installed.append(signal.SIGHUP)
+        if ready is not None:
+            ready()
+        try:
+            assert self._stop is not None
+            await self._stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def _sighup(self) -> None:
+        async def reload() -> None:
+            result = await self._cmd_reload(Request(cmd="reload"), lambda line: None)
+            (cfg if result.ok else cfg.basic)("SIGHUP: %s", result.message)
+
+        task = asyncio.ensure_future(reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- engine plumbing -----------------------------------------------------------------
+
+    def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call into the engine/kernel; log (never raise) unexpected exceptions."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            self._log_exception(what, e)
+            return None
+
+    def _log_exception(self, what: str, exc: BaseException) -> None:
+        dmn.basic("error %s: %s: %s", what, type(exc).__name__, exc)
+        if dmn.enabled(2):
+            for line in traceback.format_exception(exc):
+                for part in line.rstrip("\n").splitlines():
+                    dmn.control("%s", part)
+
+    def _flush(self) -> None:
+        out = self._guard("collecting outgoing packets", self.engine.pop_outgoing) or []
+        for datagram in out:
+            self.udp.send(datagram)
+
+    def _after_engine(self, ticked_at: float | None = None) -> None:
+        self._flush()
+        for w in list(self._waiters):
+            w.check()
+        self._reschedule(ticked_at)
+
+    def _reschedule(self, ticked_at: float | None = None) -> None:
+        if self._loop is None:
+            return
+        deadline = self._guard("reading the next deadline", self.engine.next_deadline)
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = None
+            return
+        if self._timer is not None and self._timer_at == deadline and ticked_at is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = deadline - self.clock()
+        if ticked_at is not None and deadline <= ticked_at:
+            # tick() did not move a past deadline: don't spin the loop at 100 % CPU
+            if not self._spin_logged:
+                dmn.control("engine deadline %.3f is not advancing after tick", deadline)
+                self._spin_logged = True
+            delay = max(delay, _SPIN_DELAY)
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(max(0.0, delay), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.clock()
+        with self.router.engine_call():
+            self._guard("handling timers", self.engine.tick, now)
+        self._after_engine(ticked_at=now)
+
+    def _on_datagram(self, datagram: Datagram) -> None:
+        now = self.clock()
+        with self.router.engine_call():
+            self._guard(
+                f"processing a packet from {datagram.src}", self.engine.receive, datagram, now
+            )
+        self._after_engine()
+
+    def _on_event(self, event: Event) -> None:
+        for w in self._waiters:
+            w.offer(event)
+
+    def _list_sas(self) -> list[IkeSaInfo]:
+        if self._list_sas_takes_now:
+            return list(self.engine.list_sas(self.clock()))  # type: ignore[call-arg]
+        return list(self.engine.list_sas())
+
+    @contextlib.contextmanager
+    def _waiter(self) -> Iterator[_Waiter]:
+        assert self._loop is not None
+        w = _Waiter(self._loop)
+        self._waiters.append(w)
+        try:
+            yield w
+        finally:
+            self._waiters.remove(w)
+
+    def _command_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one engine command (exceptions propagate) and do the after-call work."""
+        try:
+            with self.router.engine_call():
+                return fn(*args)
+        finally:
+            self._after_engine()
+
+    async def _wait(self, w: _Waiter, timeout: float, what: str, pending: str) -> Result:
+        try:
+            ok, message = await asyncio.wait_for(asyncio.shield(w.future), timeout)
+        except TimeoutError:
+            return Result(
+                ok=False,
+                message=f"{what} failed: timeout after {timeout:g}s, {pending}",
+                events=w.selected(),
+            )
+        if ok:
+            return Result(ok=True, message=f"{what} completed successfully", events=w.selected())
+        return Result(ok=False, message=f"{what} failed: {message}", events=w.selected())
+
+    # ---- control commands ----------------------------------------------------------------
+
+    async def handle(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        command = self._commands.get(req.cmd)
+        if command is None:
+            return Result(
+                ok=False, message=f"unknown command '{req.cmd}' (known: {', '.join(COMMANDS)})"
+            )
+        try:
+            return await command(req, send_log)
+        except _user_error_types() as e:
+            return Result(ok=False, message=f"{req.cmd} failed: {e}")
+        except Exception as e:
+            self._log_exception(f"in control command '{req.cmd}'", e)
+            return Result(
+                ok=False,
+                message=f"{req.cmd} failed: internal error "
+                f"({type(e).__name__}: {e}), see the daemon log",
+            )
+
+    @staticmethod
+    def _timeout(req: Request) -> float:
+        if req.timeout is None:
+            return DEFAULT_TIMEOUT
+        if req.timeout <= 0:
+            raise CommandError("timeout must be positive")
+        return req.timeout
+
+    async def _cmd_initiate(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.child is None and req.ike is None:
+            raise CommandError("initiate needs a CHILD_SA (--child) or IKE_SA (--ike) name")
+        timeout = self._timeout(req)
+        with self.router.tap(send_log) as tap, self._waiter() as w:
+            what = f"CHILD_SA '{req.child}'" if req.child else f"IKE_SA '{req.ike}'"
+
+            def start(now: float) -> int:
+                cfg("control: initiate %s", what)
+                return self.engine.initiate(req.child, req.ike, now)
+
+            try:
+                ike_id = self._command_call(start, self.clock())
+            except BaseException:
+                tap.resolve(None)  # failed before an IKE_SA existed: show why
+                raise
+            tap.resolve({ike_id})
+            w.relevant = lambda e: e.ike_id == ike_id
+            w.decide = _initiate_decider(req.child)
+            w.check()
+            return await self._wait(
+                w, timeout, "initiate", f"IKE_SA #{ike_id} is still being established"
+            )
+
+    async def _cmd_terminate(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.ike is None and req.child is None and req.ike_id is None:
+            raise CommandError("terminate needs --ike, --child or --ike-id")
+        timeout = self._timeout(req)
+        ids = {
+            sa.unique_id
+            for sa in self._list_sas()
+            if _sa_matches(sa, req.ike, req.ike_id, req.child)
+        }
+        with self.router.tap(send_log) as tap, self._waiter() as w:
+            tap.resolve(ids)
+            w.relevant = lambda e: e.ike_id in ids
+            w.decide = _terminate_decider(ids, req.child)
+            self._command_call(self.engine.terminate, req.ike, req.child, req.ike_id, self.clock())
+            if not ids:
+                return Result(ok=True, message="terminate completed successfully")
+            w.check()
+            return await self._wait(w, timeout, "terminate", "the peer did not confirm yet")
+
+    async def _cmd_rekey(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.ike is None and req.child is None:
+            raise CommandError("rekey needs --ike or --child")
+        timeout = self._timeout(req)
+        ids = {
+            sa.unique_id
+            for sa in self._list_sas()
+            if _sa_matches(sa, req.ike, req.ike_id, req.child)
+        }
+        with self.router.tap(send_log) as tap, self._waiter() as w:
+            tap.resolve(ids)
+
+            def relevant(e: Event) -> bool:
+                if e.ike_id in ids:
+                    return True
+                if req.ike is not None and e.ike == req.ike:
+                    tap.add_ids({e.ike_id})  # the IKE_SA replacing the rekeyed one
+                    return True
+                return False
+
+            w.relevant = relevant
+            w.decide = _rekey_decider(ids, req.child)
+            self._command_call(self.engine.rekey, req.ike, req.child, self.clock())
+            if not ids:
+                return Result(ok=True, message="rekey queued")
+            w.check()
+            return await self._wait(w, timeout, "rekey", "rekeying is still in progress")
+
+    async def _cmd_list_sas(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        sas = [sa for sa in self._list_sas() if _sa_matches(sa, req.ike, req.ike_id, None)]
+        return Result(ok=True, data=sas)
+
+    async def _cmd_list_conns(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        conns = self.config.connections
+        if req.ike is not None:
+            if req.ike not in conns:
+                raise CommandError(f"no connection named '{req.ike}'")
+            conns = {req.ike: conns[req.ike]}
+        shown = msgspec.structs.replace(self.config, connections=conns)
+        return Result(
+            ok=True,
+            data={
+                "text": describe_connections(shown),
+                "connections": msgspec.to_builtins(conns),
+            },
+        )
+
+    async def _cmd_list_certs(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        from pqike.daemon.certs import list_certificates
+
+        return Result(ok=True, data=list_certificates(self.config))
+
+    async def _cmd_reload(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if not self.config_path:
+            raise CommandError("the daemon was started without a configuration path")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            cfg.basic(
+                "reloading %s failed, keeping the running configuration: %s", self.config_path, e
+            )
+            return Result(ok=False, message=str(e))
+        with self.router.engine_call():
+            self.engine.load_config(new)
+        old, self.config = self.config, new
+        lines = [_loaded_message(old, new)]
+        lines += [f"warning: {w}" for w in new.warnings]
+        changed = _restart_needed(old, new)
+        if changed:
+            lines.append(f"changed daemon settings need a restart: {', '.join(changed)}")
+        for line in lines:
+            cfg("%s", line)
+        self._after_engine()
+        return Result(ok=True, message="\n".join(lines))
+
+    async def _cmd_stats(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        sas = self._list_sas()
+        states: dict[str, int] = {}
+        for sa in sas:
+            states[sa.state] = states.get(sa.state, 0) + 1
+        stats = self.udp.stats
+        return Result(
+            ok=True,
+            data={
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime": round(time.time() - self.started_at, 3),
+                "since": self.started_at,
+                "config": self.config_path,
+                "connections": len(self.config.connections),
+                "kernel": self.kernel.name,
+                "listening": self.udp.listening,
+                "control_socket": self.socket_path,
+                "control_clients": self.control.clients,
+                "ike_sas": len(sas),
+                "ike_sa_states": states,
+                "child_sas": sum(len(sa.children) for sa in sas),
+                "packets": dataclasses.asdict(stats),
+            },
+        )
+
+
+def _takes_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+    )
+
+
+def _loaded_message(old: Config, new: Config) -> str:
+    names = list(new.connections)
+    removed = [n for n in old.connections if n not in new.connections]
+    text = f"loaded {len(names)} connection{'' if len(names) == 1 else 's'}"
+    if names:
+        text += f" ({', '.join(names)})"
+    if removed:
+        text += f", unloaded {', '.join(removed)}"
+    return text
+
+
+def _restart_needed(old: Config, new: Config) -> list[str]:
+    keys = ("port", "port_nat_t", "control_socket", "kernel", "log")
+    return [k for k in keys if getattr(old.daemon, k) != getattr(new.daemon, k)]

@@ -1,0 +1,418 @@
+"""IKE/NAT-T UDP sockets: PKTINFO on wildcard sockets, non-ESP marker, ESP-in-UDP split.
+
+One socket per (local address, role) where the role is the IKE port (500) or the NAT-T port
+(4500); with no configured addresses that is a wildcard socket per address family. Wildcard
+sockets learn the destination address of each packet from ``IP_PKTINFO`` /
+``IPV6_PKTINFO`` and send from the address the engine chose with the same control message,
+so a multi-homed host answers from the address the peer talked to.
+
+Framing (RFC 3948 §2, RFC 7296 §2.23):
+
+- received on the IKE port: the datagram is an IKE message as is;
+- received on any other port (NAT-T): ``00 00 00 00`` + IKE message -> IKE, marker stripped;
+  a single ``0xFF`` byte is a NAT-keepalive and ignored; anything else is ESP-in-UDP and
+  goes to ``esp_handler`` (dropped when there is none);
+- sent: the marker is prepended when the source port is not our IKE port, or the
+  destination is the NAT-T port. The source port is what the peer's receiving port was
+  mapped from (its NAT keeps 500 -> x and 4500 -> y apart), so a responder answering on
+  port 500 to a NAT-mapped source port sends no marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pqike.events import Datagram, Endpoint
+from pqike.log import Subsystem, get_logger
+
+__all__ = [
+    "IP_PKTINFO",
+    "NATT_KEEPALIVE",
+    "NON_ESP_MARKER",
+    "UDP_ENCAP",
+    "UDP_ENCAP_ESPINUDP",
+    "EspHandler",
+    "Kind",
+    "UdpEndpoints",
+    "UdpStats",
+    "classify",
+    "frame",
+    "needs_marker",
+]
+
+log = get_logger(Subsystem.NET)
+
+NON_ESP_MARKER = b"\x00\x00\x00\x00"
+NATT_KEEPALIVE = b"\xff"
+# Linux values; Python's socket module lacks IP_PKTINFO and the UDP_ENCAP constants.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+UDP_ENCAP = getattr(socket, "UDP_ENCAP", 100)
+UDP_ENCAP_ESPINUDP = 2
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+
+RECV_BUFFER = 65536  # larger than any UDP payload, so MSG_TRUNC means a broken sender
+_ANC_BUFFER = socket.CMSG_SPACE(20) * 2
+_BURST = 64  # datagrams read per wakeup before yielding to the loop
+
+EspHandler = Callable[[bytes, Endpoint, Endpoint], None]
+"""``esp_handler(packet, src, dst)``: one ESP-in-UDP packet (SPI first, no UDP header)."""
+
+
+class Kind(Enum):
+    IKE = "ike"
+    ESP = "esp"
+    KEEPALIVE = "keepalive"
+    DROP = "drop"
+
+
+def classify(data: bytes, natt: bool) -> tuple[Kind, bytes]:
+    """What a datagram received on the IKE (``natt=False``) or NAT-T socket is.
+
+    Returns the kind and the payload: the IKE message without marker, the ESP packet, or
+    (for DROP) nothing.
+    """
+    if data == NATT_KEEPALIVE:
+        return Kind.KEEPALIVE, b""
+    if not natt:
+        return Kind.IKE, data
+    if data[:4] == NON_ESP_MARKER:
+        if len(data) == 4:
+            return Kind.DROP, b""
+        return Kind.IKE, data[4:]
+    if len(data) < 8:  # SPI + sequence number at least
+        return Kind.DROP, b""
+    return Kind.ESP, data
+
+
+def needs_marker(src_port: int, dst_port: int, ike_port: int, natt_port: int) -> bool:
+    """Whether an outgoing IKE message gets the non-ESP marker (see the module docstring)."""
+    return src_port != ike_port or dst_port == natt_port
+
+
+def frame(datagram: Datagram, ike_port: int, natt_port: int) -> bytes:
+    """The UDP payload for an outgoing IKE datagram."""
+    if needs_marker(datagram.src.port, datagram.dst.port, ike_port, natt_port):
+        return NON_ESP_MARKER + datagram.data
+    return datagram.data
+
+
+def _unspecified(host: str) -> bool:
+    if host in ("", "%any", "%any4", "%any6"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+    except ValueError:
+        return False
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _pktinfo(family: int, host: str) -> list[tuple[int, int, bytes]]:
+    """Control message that makes a wildcard socket send from ``host``."""
+    if _unspecified(host):
+        return []
+    if family == socket.AF_INET:
+        # struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+        data = struct.pack("=i4s4s", 0, socket.inet_aton(host), b"\0" * 4)
+        return [(socket.IPPROTO_IP, IP_PKTINFO, data)]
+    # struct in6_pktinfo { in6_addr ipi6_addr; unsigned ipi6_ifindex; }
+    data = struct.pack("=16sI", socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]), 0)
+    return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, data)]
+
+
+def _dst_from_ancillary(family: int, ancdata: Iterable[tuple[int, int, bytes]]) -> str | None:
+    for level, ctype, data in ancdata:
+        if (
+            family == socket.AF_INET
+            and level == socket.IPPROTO_IP
+            and ctype == IP_PKTINFO
+            and len(data) >= 12
+        ):
+            return socket.inet_ntoa(data[8:12])  # ipi_addr: header destination
+        if (
+            family == socket.AF_INET6
+            and level == socket.IPPROTO_IPV6
+            and ctype == socket.IPV6_PKTINFO
+            and len(data) >= 16
+        ):
+            return socket.inet_ntop(socket.AF_INET6, data[:16])
+    return None
+
+
+@dataclass
+class UdpStats:
+    received: int = 0
+    sent: int = 0
+    esp_received: int = 0
+    esp_sent: int = 0
+    keepalives: int = 0
+    dropped: int = 0
+    send_errors: int = 0
+
+
+@dataclass
+class _Sock:
+    sock: socket.socket
+    family: int
+    address: str  # bound address ("0.0.0.0" / "::" for wildcard)
+    port: int
+    natt: bool
+    wildcard: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.wildcard = _unspecified(self.address)
+
+    def __str__(self) -> str:
+        return f"{self.address}[{self.port}]"
+
+
+class UdpEndpoints:
+    """The daemon's UDP sockets, driven by an asyncio loop's reader callbacks.
+
+    ``ike_port``/``natt_port`` 0 bind ephemeral ports (tests); every address then uses the
+    same port numbers, available afterwards as ``.ike_port`` / ``.natt_port``.
+    """
+
+    def __init__(
+        self,
+        on_datagram: Callable[[Datagram], None],
+        *,
+        ike_port: int = 500,
+        natt_port: int = 4500,
+        addresses: Sequence[str] = (),
+        esp_handler: EspHandler | None = None,
+        udp_encap: bool = False,
+    ) -> None:
+        self.on_datagram = on_datagram
+        self.esp_handler = esp_handler
+        self.udp_encap = udp_encap
+        self.ike_port = ike_port
+        self.natt_port = natt_port
+        self.addresses = tuple(addresses)
+        self.stats = UdpStats()
+        self._socks: list[_Sock] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- setup ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create and bind every socket (OSError with a clear message on failure)."""
+        wanted = self.addresses or ("0.0.0.0", "::")
+        try:
+            for natt in (False, True):
+                port = self._bind_role(wanted, natt, self.natt_port if natt else self.ike_port)
+                if natt:
+                    self.natt_port = port
+                else:
+                    self.ike_port = port
+        except BaseException:
+            self.close()
+            raise
+        if not self._socks:
+            raise OSError(errno.EADDRNOTAVAIL, "no UDP socket could be bound")
+
+    def _bind_role(self, addresses: Sequence[str], natt: bool, port: int) -> int:
+        attempts = 8 if port == 0 else 1
+        for attempt in range(attempts):
+            chosen = port
+            bound: list[_Sock] = []
+            try:
+                for addr in addresses:
+                    s = self._bind_one(addr, chosen, natt, optional=not self.addresses)
+                    if s is None:
+                        continue
+                    bound.append(s)
+                    chosen = s.port
+                self._socks += bound
+                return chosen
+            except OSError as e:
+                for s in bound:
+                    s.sock.close()
+                if port == 0 and e.errno == errno.EADDRINUSE and attempt < attempts - 1:
+                    continue  # the ephemeral port is taken in another family; pick again
+                role = "NAT-T" if natt else "IKE"
+                raise OSError(e.errno, f"cannot bind {role} port {chosen}: {e.strerror}") from e
+        raise AssertionError("unreachable")
+
+    def _bind_one(self, addr: str, port: int, natt: bool, optional: bool) -> _Sock | None:
+        family = _family(addr)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as e:
+            if optional and e.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                log.control(
+                    "no %s support, not listening on it",
+                    "IPv6" if family == socket.AF_INET6 else "IPv4",
+                )
+                return None
+            raise
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            if natt and self.udp_encap:
+                try:
+                    sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+                except OSError as e:
+                    log.basic("enabling UDP_ENCAP on %s[%d] failed: %s", addr, port, e.strerror)
+            try:
+                sock.bind((addr, port))
+            except OSError as e:
+                if optional and e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.control("cannot listen on %s[%d]: %s", addr, port, e.strerror)
+                    sock.close()
+                    return None
+                raise
+            return _Sock(sock, family, addr, sock.getsockname()[1], natt)
+        except BaseException:
+            sock.close()
+            raise
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for s in self._socks:
+            loop.add_reader(s.sock.fileno(), self._readable, s)
+
+    def close(self) -> None:
+        for s in self._socks:
+            if self._loop is not None:
+                with contextlib.suppress(ValueError, OSError, RuntimeError):
+                    self._loop.remove_reader(s.sock.fileno())
+            s.sock.close()
+        self._socks = []
+        self._loop = None
+
+    @property
+    def listening(self) -> list[str]:
+        return [str(s) for s in self._socks]
+
+    def socket_for(self, port: int, family: int) -> socket.socket | None:
+        """The (first) socket bound to ``port`` in ``family``; for tests and diagnostics."""
+        for s in self._socks:
+            if s.port == port and s.family == family:
+                return s.sock
+        return None
+
+    # ---- receive -------------------------------------------------------------------------
+
+    def _readable(self, s: _Sock) -> None:
+        for _ in range(_BURST):
+            try:
+                data, ancdata, flags, addr = s.sock.recvmsg(RECV_BUFFER, _ANC_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # e.g. ECONNREFUSED from an ICMP port unreachable for something we sent
+                log.control("receiving on %s failed: %s", s, e.strerror or e)
+                return
+            try:
+                self._dispatch(s, data, ancdata, flags, addr)
+            except Exception as e:  # the loop must survive whatever a handler does
+                self.stats.dropped += 1
+                log.basic(
+                    "error handling packet from %s[%s]: %s: %s",
+                    addr[0],
+                    addr[1],
+                    type(e).__name__,
+                    e,
+                )
+
+    def _dispatch(self, s: _Sock, data: bytes, ancdata: list, flags: int, addr: tuple) -> None:
+        src = Endpoint(str(addr[0]), int(addr[1]))
+        if flags & socket.MSG_TRUNC:
+            self.stats.dropped += 1
+            log("received oversized packet from %s on %s, dropped", src, s)
+            return
+        host = s.address if not s.wildcard else _dst_from_ancillary(s.family, ancdata)
+        if host is None:
+            host = s.address
+        dst = Endpoint(host, s.port)
+        kind, payload = classify(data, s.natt)
+        if kind is Kind.KEEPALIVE:
+            self.stats.keepalives += 1
+            log.raw("received NAT-keepalive from %s", src)
+        elif kind is Kind.DROP:
+            self.stats.dropped += 1
+            log.control("received invalid %d byte packet from %s on %s, dropped", len(data), src, s)
+        elif kind is Kind.ESP:
+            self.stats.esp_received += 1
+            if self.esp_handler is None:
+                self.stats.dropped += 1
+                log.raw("received ESP-in-UDP packet from %s without data plane, dropped", src)
+            else:
+                self.esp_handler(payload, src, dst)
+        else:
+            self.stats.received += 1
+            self.on_datagram(Datagram(data=payload, src=src, dst=dst))
+
+    # ---- send ----------------------------------------------------------------------------
+
+    def _pick(self, src: Endpoint, dst: Endpoint) -> _Sock | None:
+        family = _family(dst.host)
+        fallback = None
+        for s in self._socks:
+            if s.family != family or s.port != src.port:
+                continue
+            if not s.wildcard and s.address == src.host:
+                return s
+            if s.wildcard and fallback is None:
+                fallback = s
+        return fallback
+
+    def _sendmsg(self, s: _Sock, payload: bytes, src: Endpoint, dst: Endpoint) -> bool:
+        anc = _pktinfo(s.family, src.host) if s.wildcard else []
+        try:
+            s.sock.sendmsg([payload], anc, 0, (dst.host, dst.port))
+        except OSError as e:
+            self.stats.send_errors += 1
+            log.basic(
+                "error writing to socket: %s (from %s to %s, %d bytes)",
+                e.strerror or e,
+                src,
+                dst,
+                len(payload),
+            )
+            return False
+        return True
+
+    def send(self, datagram: Datagram) -> bool:
+        """Send one IKE message (marker added as needed); False if it could not be sent."""
+        s = self._pick(datagram.src, datagram.dst)
+        if s is None:
+            self.stats.send_errors += 1
+            log.basic("no socket to send from %s to %s, dropped", datagram.src, datagram.dst)
+            return False
+        payload = frame(datagram, self.ike_port, self.natt_port)
+        if self._sendmsg(s, payload, datagram.src, datagram.dst):
+            self.stats.sent += 1
+            return True
+        return False
+
+    def send_esp(self, packet: bytes, src: Endpoint, dst: Endpoint) -> bool:
+        """Send one ESP-in-UDP packet (no marker) from a NAT-T socket (userspace data plane)."""
+        s = self._pick(src, dst)
+        if s is None or not s.natt:
+            self.stats.send_errors += 1
+            log.control("no NAT-T socket to send ESP from %s to %s", src, dst)
+            return False
+        if self._sendmsg(s, packet, src, dst):
+            self.stats.esp_sent += 1
+            return True
+        return False
+
+    def send_keepalive(self, src: Endpoint, dst: Endpoint) -> bool:
+        s = self._pick(src, dst)
+        return s is not None and self._sendmsg(s, NATT_KEEPALIVE, src, dst)
