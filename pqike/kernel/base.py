@@ -60,6 +60,19 @@ class KernelPolicy:
     tunnel: tuple[str, str] | None  # outer (src, dst) for tunnel mode
 
 
+@dataclass(frozen=True)
+class KernelRoute:
+    """Route remote traffic-selector traffic with a local inner address (VIP) as source.
+
+    Without it, locally generated packets to ``dst`` would leave with the primary address as
+    source and miss the OUT policy. ``peer`` (the outer IKE peer) picks next hop and device.
+    """
+
+    dst: IPNetwork
+    src: str
+    peer: str | None = None
+
+
 @dataclass
 class SaCounters:
     bytes: int = 0
@@ -73,6 +86,9 @@ class KernelError(Exception):
 
 class KernelBackend(Protocol):
     name: str
+    # True when inbound UDP-encapsulated ESP (NAT-T) needs the IKE socket on port 4500 to
+    # be switched to UDP_ENCAP_ESPINUDP (kernel XFRM); see pqike.kernel.xfrm.enable_udp_encap
+    needs_udp_encap_socket: bool
 
     def probe(self) -> str | None:
         """None when usable, else why not (e.g. 'kernel has no ESP (esp4 module missing)')."""
@@ -89,9 +105,14 @@ class KernelBackend(Protocol):
 
     def del_policy(self, policy: KernelPolicy) -> None: ...
 
-    def add_vip(self, address: str) -> None: ...
+    def add_vip(self, address: str, peer: str | None = None) -> None:
+        """Install a virtual IP; ``peer`` (outer IKE peer) picks the interface if given."""
 
     def del_vip(self, address: str) -> None: ...
+
+    def add_route(self, route: KernelRoute) -> None: ...
+
+    def del_route(self, route: KernelRoute) -> None: ...
 
     def close(self) -> None:
         """Remove everything this backend installed."""
@@ -102,9 +123,11 @@ class MemoryKernel:
     """Records SAs, policies and virtual IPs in memory: tests and ``kernel = none``."""
 
     name: str = "none"
+    needs_udp_encap_socket: bool = False
     sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
     policies: list[KernelPolicy] = field(default_factory=list)
     vips: list[str] = field(default_factory=list)
+    routes: list[KernelRoute] = field(default_factory=list)
     counters: dict[tuple[int, str], SaCounters] = field(default_factory=dict)
 
     def probe(self) -> str | None:
@@ -138,15 +161,23 @@ class MemoryKernel:
         if policy in self.policies:
             self.policies.remove(policy)
 
-    def add_vip(self, address: str) -> None:
+    def add_vip(self, address: str, peer: str | None = None) -> None:
         self.vips.append(address)
 
     def del_vip(self, address: str) -> None:
         if address in self.vips:
             self.vips.remove(address)
 
+    def add_route(self, route: KernelRoute) -> None:
+        self.routes.append(route)
+
+    def del_route(self, route: KernelRoute) -> None:
+        if route in self.routes:
+            self.routes.remove(route)
+
     def close(self) -> None:
         self.sas.clear()
         self.policies.clear()
         self.vips.clear()
+        self.routes.clear()
         self.counters.clear()

@@ -1,0 +1,745 @@
+"""The Linux XFRM backend: ESP SAs and policies through netlink (NETLINK_XFRM), VIPs and routes
+through rtnetlink (pyroute2 IPRoute). Nothing here runs ``ip``.
+
+Ownership: every object is remembered when pqike creates it, and only those are ever removed;
+there is no FLUSH. An SA, policy, address, route or rule that exists already and was not made
+by this backend is left alone (adding a policy whose selector a foreign policy holds fails
+with a KernelError instead of replacing it).
+
+- SAs: (spi, dst) of what NEWSA/UPDSA installed, plus the larval SAs of ALLOCSPI not yet
+  completed. Tunnel-mode SAs get no selector and XFRM_STATE_AF_UNSPEC (like strongSwan), so
+  IPv4-in-IPv6 works; transport-mode SAs get the traffic selectors as selector.
+- Policies are keyed like the kernel keys them (selector, direction, mark). pqike may install
+  the same policy for several CHILD_SAs (rekeying): they are reference-counted, the newest
+  user's template is active (UPDPOLICY) and deleting restores the previous one; the kernel
+  object goes away with the last user. Priority: ``POLICY_PRIORITY_BASE`` plus a specificity
+  term, so more specific selectors win and administrator policies of priority 0 come first.
+- Virtual IPs: installed as /32 (/128) on ``vip_interface``, else on the interface holding the
+  route to the peer, else on ``lo``; removed only if this backend added them.
+- Routes (strongSwan style): routes to remote selectors with the VIP (or the local address
+  inside the local selector) as preferred source live in their own table (``route_table``,
+  default 220) reached by a rule ``from all lookup 220`` of priority ``route_rule_priority``
+  (220); they carry ``rtm_protocol = ROUTE_PROTO`` (158) as a tag. ``add_policy`` for an OUT
+  tunnel policy installs that route automatically when ``install_routes`` (default) and
+  a local source address exists; ``add_route`` does it explicitly. The rule is added with the
+  first route of a family and removed with the last one (unless it existed before).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from pqike.crypto.algorithms import UnsupportedTransform, encr_spec, integ_spec
+from pqike.kernel import netlink_xfrm as nx
+from pqike.kernel.base import (
+    Direction,
+    IPNetwork,
+    KernelError,
+    KernelPolicy,
+    KernelRoute,
+    KernelSa,
+    Mode,
+    SaCounters,
+)
+from pqike.wire.iana import EncrId, IntegId
+
+log = logging.getLogger(__name__)
+
+ROUTE_PROTO = 158  # rtm_protocol tag of pqike's routes (unassigned in /etc/iproute2/rt_protos)
+POLICY_PRIORITY_BASE = 100_000
+SPI_MIN, SPI_MAX = 0xC000_0000, 0xCFFF_FFFF  # the range strongSwan allocates from
+
+# IANA ENCR id -> (Linux crypto name, ICV bits for AEAD or None)
+AEAD_ALGS: dict[EncrId, tuple[str, int]] = {
+    EncrId.AES_GCM_8: ("rfc4106(gcm(aes))", 64),
+    EncrId.AES_GCM_12: ("rfc4106(gcm(aes))", 96),
+    EncrId.AES_GCM_16: ("rfc4106(gcm(aes))", 128),
+    EncrId.AES_CCM_8: ("rfc4309(ccm(aes))", 64),
+    EncrId.AES_CCM_12: ("rfc4309(ccm(aes))", 96),
+    EncrId.AES_CCM_16: ("rfc4309(ccm(aes))", 128),
+    EncrId.NULL_AUTH_AES_GMAC: ("rfc4543(gcm(aes))", 128),
+    EncrId.CHACHA20_POLY1305: ("rfc7539esp(chacha20,poly1305)", 128),
+}
+CRYPT_ALGS: dict[EncrId, str] = {
+    EncrId.AES_CBC: "cbc(aes)",
+    EncrId.AES_CTR: "rfc3686(ctr(aes))",
+    EncrId.TRIPLE_DES: "cbc(des3_ede)",
+    EncrId.CAMELLIA_CBC: "cbc(camellia)",
+    EncrId.NULL: "ecb(cipher_null)",
+}
+# IANA INTEG id -> (Linux crypto name, truncation bits)
+AUTH_ALGS: dict[IntegId, tuple[str, int]] = {
+    IntegId.HMAC_MD5_96: ("hmac(md5)", 96),
+    IntegId.HMAC_SHA1_96: ("hmac(sha1)", 96),
+    IntegId.AES_XCBC_96: ("xcbc(aes)", 96),
+    IntegId.AES_CMAC_96: ("cmac(aes)", 96),
+    IntegId.HMAC_SHA2_256_128: ("hmac(sha256)", 128),
+    IntegId.HMAC_SHA2_384_192: ("hmac(sha384)", 192),
+    IntegId.HMAC_SHA2_512_256: ("hmac(sha512)", 256),
+    IntegId.HMAC_SHA2_256_96: ("hmac(sha256)", 96),
+}
+
+_DIR = {Direction.IN: nx.XFRM_POLICY_IN, Direction.OUT: nx.XFRM_POLICY_OUT}
+_DIR[Direction.FWD] = nx.XFRM_POLICY_FWD
+
+
+def enable_udp_encap(sock: socket.socket) -> None:
+    """Make the kernel decapsulate ESP-in-UDP (RFC 3948) arriving on this UDP socket (4500)."""
+    sock.setsockopt(nx.SOL_UDP, nx.UDP_ENCAP, nx.UDP_ENCAP_ESPINUDP)
+
+
+def bypass_socket(sock: socket.socket) -> None:
+    """Exempt an IKE socket from IPsec policies (per-socket ALLOW policies, as strongSwan does).
+
+    Needed when a traffic selector covers the IKE peer itself (e.g. 0.0.0.0/0).
+    """
+    family = sock.family
+    level, opt = (
+        (socket.IPPROTO_IPV6, 34) if family == socket.AF_INET6 else (socket.IPPROTO_IP, 17)
+    )  # IPV6_XFRM_POLICY / IP_XFRM_POLICY
+    for direction in (nx.XFRM_POLICY_IN, nx.XFRM_POLICY_OUT):
+        pol = nx.xfrm_userpolicy_info()
+        pol["sel_family"] = family
+        pol["dir"] = direction
+        pol["action"] = nx.XFRM_POLICY_ALLOW
+        for name in nx._LFT_NAMES:
+            pol[f"lft_{name}"] = nx.XFRM_INF if "limit" in name else 0
+        pol.encode()
+        sock.setsockopt(level, opt, bytes(pol.data[16:]))  # the struct, without nlmsghdr
+
+
+def _errname(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
+
+
+def _error_message(e: NetlinkError) -> str:
+    """The kernel's extended-ack text if it sent one, else strerror."""
+    text = e.args[1] if len(e.args) > 1 and e.args[1] else ""
+    return str(text).strip() or (os.strerror(e.code) if e.code > 0 else str(e))
+
+
+def _error_text(e: NetlinkError) -> str:
+    return f"{_errname(e.code)}: {_error_message(e)}"
+
+
+def _selector_fields(msg, src: IPNetwork, dst: IPNetwork, prefix: str = "sel_") -> None:  # type: ignore[no-untyped-def]
+    msg[f"{prefix}family"] = socket.AF_INET6 if src.version == 6 else socket.AF_INET
+    msg[f"{prefix}saddr"] = nx.pack_addr(src.network_address)
+    msg[f"{prefix}daddr"] = nx.pack_addr(dst.network_address)
+    msg[f"{prefix}prefixlen_s"] = src.prefixlen
+    msg[f"{prefix}prefixlen_d"] = dst.prefixlen
+
+
+def _infinite_lifetimes(msg) -> None:  # type: ignore[no-untyped-def]
+    for name in nx._LFT_NAMES:
+        msg[f"lft_{name}"] = nx.XFRM_INF if "limit" in name else 0
+
+
+def policy_priority(policy: KernelPolicy) -> int:
+    """Lower is preferred: more specific selectors first (IPv6 prefixes sum to at most 256)."""
+    return POLICY_PRIORITY_BASE + 4 * (256 - policy.src_ts.prefixlen - policy.dst_ts.prefixlen)
+
+
+def sa_message(sa: KernelSa, mark: tuple[int, int] | None = None) -> nx.xfrm_usersa_info:
+    """The XFRM_MSG_NEWSA/UPDSA body and attributes for one SA (validates algorithms/keys)."""
+    family = nx.family_of(sa.dst)
+    if nx.family_of(sa.src) != family:
+        raise KernelError(f"SA {sa.spi:08x}: outer addresses {sa.src}, {sa.dst} mix families")
+    msg = nx.xfrm_usersa_info()
+    msg["id_daddr"] = nx.pack_addr(sa.dst)
+    msg["id_spi"] = sa.spi
+    msg["id_proto"] = nx.IPPROTO_ESP
+    msg["saddr"] = nx.pack_addr(sa.src)
+    msg["family"] = family
+    msg["reqid"] = sa.reqid
+    _infinite_lifetimes(msg)
+    flags = 0
+    if sa.mode == Mode.TUNNEL:
+        msg["mode"] = nx.XFRM_MODE_TUNNEL
+        flags |= nx.XFRM_STATE_AF_UNSPEC
+    else:
+        msg["mode"] = nx.XFRM_MODE_TRANSPORT
+        if sa.src_ts.version != sa.dst_ts.version:
+            raise KernelError(f"SA {sa.spi:08x}: traffic selectors mix address families")
+        _selector_fields(msg, sa.src_ts, sa.dst_ts)
+    attrs: list[tuple[str, object]] = []
+    attrs += _algorithm_attrs(sa)
+    if sa.encap is not None:
+        sport, dport = sa.encap
+        attrs.append(
+            (
+                "XFRMA_ENCAP",
+                {
+                    "encap_type": nx.UDP_ENCAP_ESPINUDP,
+                    "encap_sport": sport,
+                    "encap_dport": dport,
+                    "encap_oa": bytes(16),
+                },
+            )
+        )
+    window = sa.replay_window if sa.inbound else 0
+    if sa.esn:
+        window = window or 32  # the kernel wants a window > 0 with ESN, also outbound
+    if sa.esn or window > 32:
+        words = (window + 31) // 32
+        attrs.append(
+            (
+                "XFRMA_REPLAY_ESN_VAL",
+                {
+                    "bmp_len": words,
+                    "oseq": 0,
+                    "seq": 0,
+                    "oseq_hi": 0,
+                    "seq_hi": 0,
+                    "replay_window": window,
+                    "bmp": bytes(4 * words),
+                },
+            )
+        )
+        if sa.esn:
+            flags |= nx.XFRM_STATE_ESN
+    else:
+        msg["replay_window"] = window
+    if mark is not None:
+        attrs.append(("XFRMA_MARK", {"v": mark[0], "m": mark[1]}))
+    msg["flags"] = flags
+    msg["attrs"] = attrs
+    return msg
+
+
+def _algorithm_attrs(sa: KernelSa) -> list[tuple[str, object]]:
+    try:
+        spec = encr_spec(sa.encr)
+    except UnsupportedTransform:
+        spec = None
+    if spec is not None:
+        key_bits = (len(sa.encr_key) - spec.salt_len) * 8
+        if key_bits not in spec.key_bits:
+            raise KernelError(
+                f"SA {sa.spi:08x}: {len(sa.encr_key)}-byte key does not fit "
+                f"{sa.encr.name} (key bits {spec.key_bits}, salt {spec.salt_len})"
+            )
+    if sa.encr in AEAD_ALGS:
+        if sa.integ != IntegId.NONE:
+            raise KernelError(f"SA {sa.spi:08x}: AEAD {sa.encr.name} with {sa.integ.name}")
+        name, icv = AEAD_ALGS[sa.encr]
+        return [
+            (
+                "XFRMA_ALG_AEAD",
+                {
+                    "alg_name": name.encode(),
+                    "alg_key_len": len(sa.encr_key) * 8,
+                    "alg_icv_len": icv,
+                    "alg_key": sa.encr_key,
+                },
+            )
+        ]
+    if sa.encr not in CRYPT_ALGS:
+        raise KernelError(f"SA {sa.spi:08x}: no kernel algorithm for ENCR {sa.encr!r}")
+    attrs: list[tuple[str, object]] = [
+        (
+            "XFRMA_ALG_CRYPT",
+            {
+                "alg_name": CRYPT_ALGS[sa.encr].encode(),
+                "alg_key_len": len(sa.encr_key) * 8,
+                "alg_key": sa.encr_key,
+            },
+        )
+    ]
+    if sa.integ != IntegId.NONE:
+        if sa.integ not in AUTH_ALGS:
+            raise KernelError(f"SA {sa.spi:08x}: no kernel algorithm for INTEG {sa.integ!r}")
+        try:
+            want = integ_spec(sa.integ).key_len
+        except UnsupportedTransform:
+            want = len(sa.integ_key)
+        if len(sa.integ_key) != want:
+            raise KernelError(
+                f"SA {sa.spi:08x}: {sa.integ.name} needs a {want}-byte key, got {len(sa.integ_key)}"
+            )
+        name, trunc = AUTH_ALGS[sa.integ]
+        attrs.append(
+            (
+                "XFRMA_ALG_AUTH_TRUNC",
+                {
+                    "alg_name": name.encode(),
+                    "alg_key_len": len(sa.integ_key) * 8,
+                    "alg_trunc_len": trunc,
+                    "alg_key": sa.integ_key,
+                },
+            )
+        )
+    return attrs
+
+
+def policy_key(policy: KernelPolicy) -> tuple:
+    """What identifies a policy in the kernel (selector and direction; the mark is global)."""
+    return (policy.src_ts, policy.dst_ts, policy.direction)
+
+
+def policy_message(
+    policy: KernelPolicy, mark: tuple[int, int] | None = None
+) -> nx.xfrm_userpolicy_info:
+    if policy.src_ts.version != policy.dst_ts.version:
+        raise KernelError(f"policy {policy}: selectors mix address families")
+    msg = nx.xfrm_userpolicy_info()
+    _selector_fields(msg, policy.src_ts, policy.dst_ts)
+    _infinite_lifetimes(msg)
+    msg["priority"] = policy_priority(policy)
+    msg["dir"] = _DIR[policy.direction]
+    msg["action"] = nx.XFRM_POLICY_ALLOW
+    tmpl = {
+        "id_proto": nx.IPPROTO_ESP,
+        "reqid": policy.reqid,
+        "aalgos": 0xFFFF_FFFF,
+        "ealgos": 0xFFFF_FFFF,
+        "calgos": 0xFFFF_FFFF,
+    }
+    if policy.tunnel is not None:
+        src, dst = policy.tunnel
+        tmpl.update(
+            family=nx.family_of(dst),
+            saddr=nx.pack_addr(src),
+            id_daddr=nx.pack_addr(dst),
+            mode=nx.XFRM_MODE_TUNNEL,
+        )
+    else:
+        tmpl.update(family=msg["sel_family"], mode=nx.XFRM_MODE_TRANSPORT)
+    attrs: list[tuple[str, object]] = [("XFRMA_TMPL", {"templates": [tmpl]})]
+    if mark is not None:
+        attrs.append(("XFRMA_MARK", {"v": mark[0], "m": mark[1]}))
+    msg["attrs"] = attrs
+    return msg
+
+
+def policy_id_message(
+    policy: KernelPolicy, mark: tuple[int, int] | None = None
+) -> nx.xfrm_userpolicy_id:
+    msg = nx.xfrm_userpolicy_id()
+    _selector_fields(msg, policy.src_ts, policy.dst_ts)
+    msg["dir"] = _DIR[policy.direction]
+    if mark is not None:
+        msg["attrs"] = [("XFRMA_MARK", {"v": mark[0], "m": mark[1]})]
+    return msg
+
+
+def sa_id_message(spi: int, dst: str, mark: tuple[int, int] | None = None) -> nx.xfrm_usersa_id:
+    msg = nx.xfrm_usersa_id()
+    msg["daddr"] = nx.pack_addr(dst)
+    msg["spi"] = spi
+    msg["family"] = nx.family_of(dst)
+    msg["proto"] = nx.IPPROTO_ESP
+    if mark is not None:
+        msg["attrs"] = [("XFRMA_MARK", {"v": mark[0], "m": mark[1]})]
+    return msg
+
+
+@dataclass
+class _Route:
+    """A route as installed (resolved next hop), with its users."""
+
+    spec: dict
+    family: int
+    users: int = 1
+
+
+@dataclass
+class XfrmKernel:
+    """KernelBackend on Linux XFRM. ``netns``: work in that named network namespace."""
+
+    netns: str | None = None
+    mark: tuple[int, int] | None = None
+    install_routes: bool = True
+    route_table: int = 220
+    route_rule_priority: int = 220
+    vip_interface: str | None = None
+    name: str = "xfrm"
+    needs_udp_encap_socket: bool = True
+    # ownership records
+    _sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
+    _larval: dict[tuple[int, str], str] = field(default_factory=dict)  # (spi, dst) -> src
+    _policies: dict[tuple, list[KernelPolicy]] = field(default_factory=dict)
+    _vips: dict[str, tuple[int, int]] = field(default_factory=dict)  # addr -> (ifindex, plen)
+    _routes: dict[KernelRoute, _Route] = field(default_factory=dict)
+    _policy_routes: dict[tuple, KernelRoute] = field(default_factory=dict)
+    _rules: set[int] = field(default_factory=set)  # families whose rule we added
+    _xfrm: nx.XfrmSocket | None = None
+    _ipr: IPRoute | None = None
+
+    # ---- sockets ------------------------------------------------------------------------
+
+    @property
+    def xfrm(self) -> nx.XfrmSocket:
+        if self._xfrm is None:
+            try:
+                self._xfrm = nx.XfrmSocket(netns=self.netns)
+            except OSError as e:
+                raise KernelError(f"cannot open an XFRM netlink socket: {e}") from e
+        return self._xfrm
+
+    @property
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        return self._ipr
+
+    def _call(self, what: str, msg, msg_type: int) -> list:  # type: ignore[no-untyped-def]
+        try:
+            return self.xfrm.request(msg, msg_type)
+        except NetlinkError as e:
+            raise KernelError(f"{what} failed: {_error_text(e)}") from e
+
+    # ---- probe --------------------------------------------------------------------------
+
+    def probe(self) -> str | None:
+        """Install and delete a throw-away ESP SA (TEST-NET-2 addresses, no policy)."""
+        try:
+            sock = self.xfrm
+        except KernelError as e:
+            return f"no XFRM netlink: {e}"
+        tests = [
+            ("AES-GCM", EncrId.AES_GCM_16, bytes(20), IntegId.NONE, b""),
+            ("AES-CBC/HMAC-SHA2-256", EncrId.AES_CBC, bytes(16), IntegId.HMAC_SHA2_256_128,
+             bytes(32)),
+        ]  # fmt: skip
+        failures: list[str] = []
+        for label, encr, ekey, integ, ikey in tests:
+            err = self._probe_sa(sock, encr, ekey, integ, ikey)
+            if err is None:
+                if failures:
+                    log.warning("kernel ESP works, but %s", "; ".join(failures))
+                return None
+            code, text = err
+            if code == errno.EPROTONOSUPPORT:
+                return (
+                    f"kernel has no ESP: adding a test SA failed with EPROTONOSUPPORT "
+                    f"({text}; esp4 module missing)"
+                )
+            if code == errno.EPERM:
+                return f"no permission for XFRM (CAP_NET_ADMIN needed): {text}"
+            failures.append(f"a {label} SA failed with {_errname(code)} ({text})")
+        return "kernel ESP unusable: " + "; ".join(failures)
+
+    def _probe_sa(self, sock, encr, ekey, integ, ikey) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
+        net = ipaddress.ip_network("198.51.100.0/32")
+        for _ in range(8):
+            spi = int.from_bytes(os.urandom(4), "big") | 0x100
+            sa = KernelSa(spi, "198.51.100.1", "198.51.100.2", Mode.TUNNEL, encr, ekey, integ,
+                          ikey, 0, net, net)  # fmt: skip
+            try:
+                sock.request(sa_message(sa, self.mark), nx.XFRM_MSG_NEWSA)
+            except NetlinkError as e:
+                if e.code == errno.EEXIST:
+                    continue  # somebody's SA uses this SPI; try another one
+                return e.code, _error_message(e)
+            try:
+                sock.request(sa_id_message(spi, sa.dst, self.mark), nx.XFRM_MSG_DELSA)
+            except NetlinkError as e:
+                log.warning("probe: could not delete test SA %08x: %s", spi, _error_text(e))
+            return None
+        return errno.EEXIST, "no free test SPI"
+
+    # ---- SAs ----------------------------------------------------------------------------
+
+    def alloc_spi(self, src: str, dst: str) -> int:
+        """Reserve an SPI for the inbound SA from ``src`` (peer) to ``dst`` (us)."""
+        msg = nx.xfrm_userspi_info()
+        msg["id_daddr"] = nx.pack_addr(dst)
+        msg["id_proto"] = nx.IPPROTO_ESP
+        msg["saddr"] = nx.pack_addr(src)
+        msg["family"] = nx.family_of(dst)
+        msg["min"], msg["max"] = SPI_MIN, SPI_MAX
+        _infinite_lifetimes(msg)
+        try:
+            replies = self.xfrm.request(msg, nx.XFRM_MSG_ALLOCSPI, dump=False)
+        except NetlinkError as e:
+            raise KernelError(f"allocating an SPI for {src} -> {dst}: {_error_text(e)}") from e
+        spi = next((r["id_spi"] for r in replies if r.get("id_spi")), None)
+        if spi is None:
+            raise KernelError(f"allocating an SPI for {src} -> {dst}: no SPI in the reply")
+        self._larval[(spi, dst)] = src
+        return spi
+
+    def add_sa(self, sa: KernelSa) -> None:
+        key = (sa.spi, sa.dst)
+        if key in self._sas:
+            raise KernelError(f"SA {sa.spi:08x} to {sa.dst} exists already")
+        update = key in self._larval
+        msg_type = nx.XFRM_MSG_UPDSA if update else nx.XFRM_MSG_NEWSA
+        self._call(f"adding SA {sa.spi:08x} {sa.src} -> {sa.dst}", sa_message(sa, self.mark),
+                   msg_type)  # fmt: skip
+        self._larval.pop(key, None)
+        self._sas[key] = sa
+
+    def del_sa(self, spi: int, dst: str) -> None:
+        key = (spi, dst)
+        if key not in self._sas and key not in self._larval:
+            log.debug("del_sa %08x %s: not installed by pqike, left alone", spi, dst)
+            return
+        try:
+            self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_DELSA)
+        except NetlinkError as e:
+            if e.code not in (errno.ESRCH, errno.ENOENT):
+                raise KernelError(f"deleting SA {spi:08x} to {dst}: {_error_text(e)}") from e
+        self._sas.pop(key, None)
+        self._larval.pop(key, None)
+
+    def query_sa(self, spi: int, dst: str) -> SaCounters:
+        try:
+            replies = self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_GETSA)
+        except NetlinkError as e:
+            raise KernelError(f"querying SA {spi:08x} to {dst}: {_error_text(e)}") from e
+        for r in replies:
+            if r["header"]["type"] == nx.XFRM_MSG_NEWSA:
+                use = r["cur_use_time"]
+                return SaCounters(r["cur_bytes"], r["cur_packets"], float(use) if use else None)
+        raise KernelError(f"querying SA {spi:08x} to {dst}: no SA in the reply")
+
+    # ---- policies -----------------------------------------------------------------------
+
+    def add_policy(self, policy: KernelPolicy) -> None:
+        key = policy_key(policy)
+        users = self._policies.get(key)
+        msg_type = nx.XFRM_MSG_UPDPOLICY if users else nx.XFRM_MSG_NEWPOLICY
+        self._call(f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark),
+                   msg_type)  # fmt: skip
+        self._policies.setdefault(key, []).append(policy)
+        if not users and self.install_routes:
+            try:
+                self._route_for_policy(key, policy)
+            except KernelError as e:  # traffic still flows for forwarded packets
+                log.warning("no route for %s: %s", _policy_str(policy), e)
+
+    def del_policy(self, policy: KernelPolicy) -> None:
+        key = policy_key(policy)
+        users = self._policies.get(key)
+        if not users or policy not in users:
+            log.debug("del_policy %s: not installed by pqike, left alone", _policy_str(policy))
+            return
+        active = users[-1] == policy
+        users.remove(policy)
+        if users:
+            if active:  # hand the selector back to the previous user's template
+                self._call(f"updating policy {_policy_str(users[-1])}",
+                           policy_message(users[-1], self.mark), nx.XFRM_MSG_UPDPOLICY)  # fmt: skip
+            return
+        del self._policies[key]
+        route = self._policy_routes.pop(key, None)
+        if route is not None:
+            self.del_route(route)
+        try:
+            self.xfrm.request(policy_id_message(policy, self.mark), nx.XFRM_MSG_DELPOLICY)
+        except NetlinkError as e:
+            if e.code not in (errno.ENOENT, errno.ESRCH):
+                raise KernelError(f"deleting policy {_policy_str(policy)}: {_error_text(e)}") from e
+
+    def _route_for_policy(self, key: tuple, policy: KernelPolicy) -> None:
+        if policy.direction != Direction.OUT or policy.tunnel is None:
+            return
+        src = self._local_source(policy.src_ts)
+        if src is None:
+            return  # a gateway for others' subnets: the kernel routes forwarded traffic
+        route = KernelRoute(policy.dst_ts, src, policy.tunnel[1])
+        self.add_route(route)
+        self._policy_routes[key] = route
+
+    def _local_source(self, net: IPNetwork) -> str | None:
+        for vip in self._vips:
+            if ipaddress.ip_address(vip) in net:
+                return vip
+        family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+        for msg in self.ipr.get_addr(family=family):
+            addr = msg.get("IFA_ADDRESS")
+            if addr and ipaddress.ip_address(addr) in net:
+                return addr
+        return None
+
+    # ---- virtual IPs --------------------------------------------------------------------
+
+    def _ifindex_towards(self, peer: str | None) -> int:
+        if self.vip_interface:
+            found = self.ipr.link_lookup(ifname=self.vip_interface)
+            if not found:
+                raise KernelError(f"VIP interface {self.vip_interface} does not exist")
+            return found[0]
+        if peer is not None:
+            try:
+                for r in self.ipr.route("get", dst=peer):
+                    oif = r.get("RTA_OIF")
+                    if oif:
+                        return oif
+            except NetlinkError as e:
+                log.debug("no route to %s (%s); VIP goes on lo", peer, _error_text(e))
+        return self.ipr.link_lookup(ifname="lo")[0]
+
+    def add_vip(self, address: str, peer: str | None = None) -> None:
+        if address in self._vips:
+            return
+        ip = ipaddress.ip_address(address)
+        plen = 128 if ip.version == 6 else 32
+        index = self._ifindex_towards(peer)
+        try:
+            self.ipr.addr("add", index=index, address=address, prefixlen=plen)
+        except NetlinkError as e:
+            if e.code == errno.EEXIST:
+                log.info("virtual IP %s exists already; not ours to remove", address)
+                return
+            raise KernelError(f"adding virtual IP {address}: {_error_text(e)}") from e
+        self._vips[address] = (index, plen)
+
+    def del_vip(self, address: str) -> None:
+        owned = self._vips.pop(address, None)
+        if owned is None:
+            return
+        index, plen = owned
+        try:
+            self.ipr.addr("del", index=index, address=address, prefixlen=plen)
+        except NetlinkError as e:
+            if e.code not in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
+                raise KernelError(f"removing virtual IP {address}: {_error_text(e)}") from e
+
+    # ---- routes -------------------------------------------------------------------------
+
+    def _route_spec(self, route: KernelRoute) -> tuple[dict, int]:
+        family = socket.AF_INET6 if route.dst.version == 6 else socket.AF_INET
+        spec: dict = {
+            "dst": str(route.dst.network_address),
+            "dst_len": route.dst.prefixlen,
+            "family": family,
+            "table": self.route_table,
+            "prefsrc": route.src,
+            "proto": ROUTE_PROTO,
+        }
+        hop = route.peer or str(route.dst.network_address)
+        try:
+            found = self.ipr.route("get", dst=hop)
+        except NetlinkError as e:
+            raise KernelError(f"no route to {hop}: {_error_text(e)}") from e
+        for r in found:
+            spec["oif"] = r.get("RTA_OIF")
+            gw = r.get("RTA_GATEWAY")
+            if gw:
+                spec["gateway"] = gw
+            elif route.peer and ipaddress.ip_address(route.peer).version == route.dst.version:
+                spec["gateway"] = route.peer  # on-link peer: it is the next hop
+            break
+        return spec, family
+
+    def add_route(self, route: KernelRoute) -> None:
+        have = self._routes.get(route)
+        if have is not None:
+            have.users += 1
+            return
+        spec, family = self._route_spec(route)
+        self._ensure_rule(family)
+        try:
+            self.ipr.route("add", **spec)
+        except NetlinkError as e:
+            if not any(r.family == family for r in self._routes.values()):
+                self._drop_rule(family)
+            raise KernelError(f"adding route to {route.dst} src {route.src}: "
+                              f"{_error_text(e)}") from e  # fmt: skip
+        self._routes[route] = _Route(spec, family)
+
+    def del_route(self, route: KernelRoute) -> None:
+        have = self._routes.get(route)
+        if have is None:
+            return
+        have.users -= 1
+        if have.users > 0:
+            return
+        del self._routes[route]
+        try:
+            self.ipr.route("del", **have.spec)
+        except NetlinkError as e:
+            if e.code not in (errno.ESRCH, errno.ENOENT):
+                raise KernelError(f"removing route to {route.dst}: {_error_text(e)}") from e
+        finally:
+            if not any(r.family == have.family for r in self._routes.values()):
+                self._drop_rule(have.family)
+
+    def _rule_exists(self, family: int) -> bool:
+        for rule in self.ipr.get_rules(family=family):
+            if (
+                rule.get("FRA_TABLE", rule["table"]) == self.route_table
+                and rule.get("FRA_PRIORITY") == self.route_rule_priority
+            ):
+                return True
+        return False
+
+    def _ensure_rule(self, family: int) -> None:
+        if self.route_table in (254, 255) or family in self._rules or self._rule_exists(family):
+            return
+        try:
+            self.ipr.rule("add", table=self.route_table, priority=self.route_rule_priority,
+                          family=family)  # fmt: skip
+        except NetlinkError as e:
+            raise KernelError(f"adding routing rule for table {self.route_table}: "
+                              f"{_error_text(e)}") from e  # fmt: skip
+        self._rules.add(family)
+
+    def _drop_rule(self, family: int) -> None:
+        if family not in self._rules:
+            return
+        self._rules.discard(family)
+        try:
+            self.ipr.rule("del", table=self.route_table, priority=self.route_rule_priority,
+                          family=family)  # fmt: skip
+        except NetlinkError as e:
+            log.warning("removing routing rule for table %d: %s", self.route_table,
+                        _error_text(e))  # fmt: skip
+
+    # ---- cleanup ------------------------------------------------------------------------
+
+    def installed(self) -> dict[str, list]:
+        """What this backend owns right now (for logs and tests)."""
+        return {
+            "sas": list(self._sas),
+            "larval": list(self._larval),
+            "policies": [u[-1] for u in self._policies.values()],
+            "vips": list(self._vips),
+            "routes": list(self._routes),
+        }
+
+    def close(self) -> None:
+        """Remove exactly what this backend installed; the first error is raised at the end."""
+        errors: list[str] = []
+
+        def attempt(fn: Callable[[], None]) -> None:
+            try:
+                fn()
+            except (KernelError, NetlinkError, OSError) as e:
+                errors.append(str(e))
+
+        for users in list(self._policies.values()):
+            for pol in reversed(list(users)):
+                attempt(lambda pol=pol: self.del_policy(pol))
+        for spi, dst in [*self._sas, *self._larval]:
+            attempt(lambda spi=spi, dst=dst: self.del_sa(spi, dst))
+        for route, r in list(self._routes.items()):
+            r.users = 1
+            attempt(lambda route=route: self.del_route(route))
+        for family in list(self._rules):
+            attempt(lambda family=family: self._drop_rule(family))
+        for vip in list(self._vips):
+            attempt(lambda vip=vip: self.del_vip(vip))
+        for sock in (self._xfrm, self._ipr):
+            if sock is not None:
+                attempt(sock.close)
+        self._xfrm = self._ipr = None
+        if errors:
+            raise KernelError("cleanup incomplete: " + "; ".join(errors))
+
+
+def _policy_str(p: KernelPolicy) -> str:
+    via = f" tunnel {p.tunnel[0]} -> {p.tunnel[1]}" if p.tunnel else ""
+    return f"{p.src_ts} === {p.dst_ts} {p.direction.value} reqid {p.reqid}{via}"
