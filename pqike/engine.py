@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import os
 import socket
+import traceback
 from collections.abc import Callable
 
 from pqike.config import Config, Connection
@@ -293,9 +294,29 @@ class Engine:
     # ---- datagrams ----------------------------------------------------------------------
 
     def receive(self, dgram: Datagram, now: float) -> None:
-        net.control(
-            "received packet: from %s to %s (%d bytes)", dgram.src, dgram.dst, len(dgram.data)
-        )
+        """Handle one datagram. Nothing a peer sends may crash the engine: an unexpected
+        error is logged (with a traceback at level 2), the message dropped, and an IKE_SA
+        that was still being set up is abandoned rather than left half-built."""
+        try:
+            self._receive(dgram, now)
+        except Exception as e:
+            log.basic(
+                "internal error processing packet from %s: %s: %s, dropped",
+                dgram.src,
+                type(e).__name__,
+                e,
+            )
+            log.control("%s", traceback.format_exc())
+            for sa in list(self.sas.values()):
+                if (
+                    sa.state in (IkeState.CREATED, IkeState.CONNECTING)
+                    and sa.remote.host == dgram.src.host
+                ):
+                    sa.fail(f"internal error: {type(e).__name__}: {e}", now)
+            self._reap()
+
+    def _receive(self, dgram: Datagram, now: float) -> None:
+        net("received packet: from %s to %s (%d bytes)", dgram.src, dgram.dst, len(dgram.data))
         try:
             msg = decode_message(dgram.data)
         except DecodeError as e:
