@@ -114,8 +114,24 @@ class Engine:
             budget=self._budget,
             pools=self._pools,
             adopt=self._adopt,
+            replace_duplicates=self._replace_duplicates,
             next_ike_id=lambda: self._next("ike"),
         )
+
+    def _replace_duplicates(self, sa: IkeSa) -> None:
+        """INITIAL_CONTACT (RFC 7296 §2.4) or unique=replace: the peer lost its state, so
+        every other IKE_SA with the same identities is stale; remove it and what it
+        installed, without telling the peer."""
+        for other in list(self.sas.values()):
+            if other is sa or other.state == IkeState.DESTROYED or not other.established:
+                continue
+            if other.remote_id == sa.remote_id and other.name == sa.name:
+                other.log(
+                    "deleting duplicate IKE_SA %s for peer '%s' due to INITIAL_CONTACT",
+                    other.label,
+                    sa.remote_id,
+                )
+                other.fail(f"replaced by {sa.label} (INITIAL_CONTACT)", sa.now)
 
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.spi_i if sa.initiator else sa.spi_r] = sa
@@ -153,6 +169,13 @@ class Engine:
         for spi, sa in list(self.sas.items()):
             if sa.state == IkeState.DESTROYED:
                 del self.sas[spi]
+                restart, sa.restart_children = sa.restart_children, []
+                for child in restart:
+                    log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)
+                    try:
+                        self.initiate(child, sa.name, sa.now)
+                    except EngineError as e:
+                        log("restart of %s failed: %s", child, e)
         for key, sa in list(self._half_open.items()):
             if sa.state in (IkeState.DESTROYED, IkeState.ESTABLISHED):
                 del self._half_open[key]

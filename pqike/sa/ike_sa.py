@@ -71,6 +71,7 @@ class SaServices:
     budget: MemoryBudget
     pools: dict[str, object] = field(default_factory=dict)
     adopt: Callable[[IkeSa], None] = lambda sa: None  # register a rekeyed IKE_SA
+    replace_duplicates: Callable[[IkeSa], None] = lambda sa: None  # INITIAL_CONTACT
     next_ike_id: Callable[[], int] = lambda: 0
 
 
@@ -153,6 +154,8 @@ class IkeSa:
         self.rekey_at: float | None = None
         self.expire_at: float | None = None
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
+        self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
+        self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
         self.failure = ""
 
     # ---- identity and helpers -----------------------------------------------------------
@@ -183,6 +186,7 @@ class IkeSa:
     def set_established(self) -> None:
         self.state = IkeState.ESTABLISHED
         self.established_at = self.now
+        self.last_inbound = self.now
         self.schedule_ike()
         self.log(
             "IKE_SA %s established between %s[%s]...%s[%s]",
@@ -560,6 +564,8 @@ class IkeSa:
             for c in self.children:
                 times += [t for t in (c.rekey_at, c.expire_at) if t is not None]
             times += list(self.retry_at.values())
+            if self.conn.dpd_delay:
+                times.append(self.last_inbound + self.conn.dpd_delay)
         return min(times) if times else None
 
     def _lifetimes(self, now: float) -> None:
@@ -588,6 +594,12 @@ class IkeSa:
                 self.retry_at.pop(c.unique_id, None)
                 if id(c) not in busy:
                     self.queue(ChildSaKe(self, True, rekey=c))
+        dpd = self.conn.dpd_delay
+        if dpd and self.request is None and not self.queued and now - self.last_inbound >= dpd:
+            from pqike.tasks.informational import Dpd
+
+            self.log.control("sending DPD request")
+            self.queue(Dpd(self, True))
         if (
             self.rekey_at is not None
             and now >= self.rekey_at
@@ -638,6 +650,7 @@ class IkeSa:
         inner = self._open(message, raw, self._frag_responses)
         if inner is None:
             return
+        self.last_inbound = now
         self._process_response(inner, now)
 
     def _receive_request(
@@ -657,6 +670,7 @@ class IkeSa:
         inner = self._open(message, raw, self._frag_requests)
         if inner is None:
             return
+        self.last_inbound = now
         if message.exchange != ExchangeType.IKE_SA_INIT and (src, dst) != (self.remote, self.local):
             # an authenticated request from a new address/port: the peer floated (NAT-T)
             self.remote, self.local = src, dst
@@ -734,6 +748,13 @@ class IkeSa:
         self.failure = reason
         self.log("%s", reason)
         was_established = self.established
+        if was_established and self.request is not None:
+            # the peer stopped answering (DPD or any exchange): dpd_action per child
+            self.restart_children = [
+                c.name
+                for c in self.children
+                if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "restart"
+            ]
         self.destroy(now)
         self.emit(EventKind.IKE_DELETED if was_established else EventKind.IKE_FAILED, reason)
 

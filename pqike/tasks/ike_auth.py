@@ -322,9 +322,37 @@ class IkeAuth(Task):
         idi = msg.first(IDi)
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
+        self._switch_connection(Identity(idi.id_type, idi.data))  # type: ignore[arg-type]
         peer = self._verify(msg, idi)
         self.sa.remote_id = str(peer)
+        if msg.notify(NotifyType.INITIAL_CONTACT) is not None or self.sa.conn.unique == "replace":
+            self.sa.svc.replace_duplicates(self.sa)
         return Status.NEED_MORE
+
+    def _switch_connection(self, peer: Identity) -> None:
+        """The responder picked a connection by addresses in IKE_SA_INIT; now the peer's
+        identity is known, prefer one whose remote id names it (strongSwan does the same),
+        among those that accept the negotiated IKE proposal."""
+        sa = self.sa
+        from pqike.proposal import parse_proposals
+        from pqike.wire.iana import ProtocolId
+
+        def names_peer(conn) -> bool:  # type: ignore[no-untyped-def]
+            rid = conn.remote.id
+            return bool(rid) and rid != "%any" and str(Identity.from_string(rid)) == str(peer)
+
+        if names_peer(sa.conn):
+            return
+        for name, conn in sa.svc.config.connections.items():
+            if conn is sa.conn or not names_peer(conn):
+                continue
+            offered = parse_proposals(ProtocolId.IKE, conn.proposals)
+            if sa.proposal is not None and any(
+                all(t in p.of_type(t.type) for t in sa.proposal.transforms) for p in offered
+            ):
+                sa.log("switching to connection '%s' for peer '%s'", name, peer)
+                sa.name, sa.conn = name, conn
+                return
 
     def build_r(self, msg: Outgoing) -> Status:
         if msg.exchange != ExchangeType.IKE_AUTH:
