@@ -266,9 +266,11 @@ def daemon(
 ) -> None:
     """Run the IKE daemon."""
     from pqike import log as pqlog
-    from pqike.daemon.server import Daemon, create_kernel
+    from pqike.daemon.server import Daemon
+    from pqike.kernel import select_backend
     from pqike.kernel.base import KernelError
 
+    config_dir = os.path.abspath(config_dir)  # the daemon chdirs to / in the background
     config = load_config(config_dir)
     settings = config.daemon.log
     levels = settings.levels()
@@ -282,7 +284,7 @@ def daemon(
         _daemonize(settings.file)
     pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
     try:
-        backend = create_kernel(kernel or config.daemon.kernel)
+        backend = select_backend(kernel or config.daemon.kernel)
     except KernelError as e:
         _startup_failed(str(e), foreground)
     server = Daemon(

@@ -20,7 +20,6 @@ from pqike.daemon.server import (
     Daemon,
     EngineFactory,
     EngineLike,
-    create_kernel,
     default_engine_factory,
 )
 from pqike.daemon.udp import UdpEndpoints
@@ -39,7 +38,6 @@ __all__ = [
     "Request",
     "Result",
     "UdpEndpoints",
-    "create_kernel",
     "default_engine_factory",
     "request",
 ]

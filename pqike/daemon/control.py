@@ -190,6 +190,8 @@ class ControlServer:
             except Exception as e:  # the handler reports its own errors; this is a backstop
                 log.basic("control: %s failed: %s: %s", req.cmd, type(e).__name__, e)
                 result = Result(ok=False, message=f"internal error: {type(e).__name__}: {e}")
+            if writer.is_closing():
+                return
             writer.write(_line(result))
             await writer.drain()
 

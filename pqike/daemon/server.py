@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import inspect
 import os
 import platform
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -38,7 +38,6 @@ __all__ = [
     "Daemon",
     "EngineFactory",
     "EngineLike",
-    "create_kernel",
     "default_engine_factory",
 ]
 
@@ -109,45 +108,26 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return _user_errors
 
 
-def create_kernel(name: str) -> KernelBackend:
-    """The kernel backend for ``kernel = auto|xfrm|userspace|none``.
+def _kernel_socket_setup(kernel: KernelBackend) -> Callable[[socket.socket, bool], None] | None:
+    """What the backend needs done to each IKE socket (xfrm: per-socket bypass policies,
+    so SAs whose selectors cover the peer do not swallow IKE itself)."""
+    setup = getattr(kernel, "prepare_socket", None)
+    if callable(setup):
+        return setup
+    if kernel.name == "xfrm":
+        try:
+            from pqike.kernel.xfrm import bypass_socket
+        except ImportError:
+            return None
 
-    A backend lives in ``pqike.kernel.<name>`` and exposes ``create() -> KernelBackend``.
-    ``auto`` takes the first usable of xfrm and userspace and falls back to ``none`` (SAs
-    negotiated but installed nowhere) with a warning; a named backend must work.
-    """
-    if name == "none":
-        return MemoryKernel()
-    candidates = ["xfrm", "userspace"] if name == "auto" else [name]
-    reasons = []
-    for candidate in candidates:
-        try:
-            module = importlib.import_module(f"pqike.kernel.{candidate}")
-        except ModuleNotFoundError as e:
-            if e.name != f"pqike.kernel.{candidate}":
-                reasons.append(f"{candidate}: {e}")
-            else:
-                reasons.append(f"{candidate}: not available in this build")
-            continue
-        factory = getattr(module, "create", None)
-        if factory is None:
-            reasons.append(f"{candidate}: pqike.kernel.{candidate} has no create()")
-            continue
-        try:
-            backend = factory()
-            why = backend.probe()
-        except (OSError, KernelError) as e:
-            why = str(e)
-            backend = None
-        if why is None and backend is not None:
-            return backend
-        reasons.append(f"{candidate}: {why}")
-    if name == "auto":
-        knl.basic(
-            "no kernel backend usable (%s); using 'none': SAs are not installed", "; ".join(reasons)
-        )
-        return MemoryKernel()
-    raise KernelError(f"kernel backend '{name}' unavailable: {'; '.join(reasons)}")
+        def bypass(sock: socket.socket, natt: bool) -> None:
+            try:
+                bypass_socket(sock)
+            except OSError as e:
+                knl.basic("cannot exempt IKE socket from IPsec policies: %s", e.strerror or e)
+
+        return bypass
+    return None
 
 
 # --- waiting for events ----------------------------------------------------------------------
@@ -263,6 +243,7 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._loaded = config  # as read from disk (self.config may carry the bound ports)
         self.config_path = config_path or config.source or None
         self.kernel: KernelBackend = kernel if kernel is not None else MemoryKernel()
         self.clock = clock
@@ -276,9 +257,15 @@ class Daemon:
             ike_port=config.daemon.port if ike_port is None else ike_port,
             natt_port=config.daemon.port_nat_t if natt_port is None else natt_port,
             addresses=listen,
-            esp_handler=esp_handler,
-            udp_encap=bool(getattr(self.kernel, "udp_encap", False)),
+            esp_handler=esp_handler or getattr(self.kernel, "esp_handler", None),
+            udp_encap=bool(
+                getattr(self.kernel, "needs_udp_encap_socket", False)
+                or getattr(self.kernel, "udp_encap", False)
+            ),
+            socket_setup=_kernel_socket_setup(self.kernel),
         )
+        if hasattr(self.kernel, "send_udp") and getattr(self.kernel, "send_udp", None) is None:
+            self.kernel.send_udp = self.udp.send_esp  # type: ignore[attr-defined]
         self.control = ControlServer(self.socket_path, self.handle)
         self.router = LogRouter()
         self.started_at = time.time()
@@ -319,6 +306,13 @@ class Daemon:
         )
         self.udp.open()
         self.udp.attach(self._loop)
+        attach = getattr(self.kernel, "attach", None)
+        if callable(attach):
+            attach(self._loop)  # userspace ESP: read its TUN device on this loop
+        effective = self._effective(self.config)
+        if effective is not self.config:  # ephemeral ports: the engine must know the real ones
+            self.config = effective
+            self._guard("loading the configuration", self.engine.load_config, effective)
         try:
             await self.control.start()
         except BaseException:
@@ -341,6 +335,16 @@ class Daemon:
         dmn("listening on %s", ", ".join(self.udp.listening))
         dmn("control socket %s", self.socket_path)
         self._after_engine()
+
+    def _effective(self, config: Config) -> Config:
+        """``config`` with the ports the sockets are actually bound to."""
+        d = config.daemon
+        if (d.port, d.port_nat_t) == (self.udp.ike_port, self.udp.natt_port) or not (
+            self.udp.ike_port and self.udp.natt_port
+        ):
+            return config
+        daemon = msgspec.structs.replace(d, port=self.udp.ike_port, port_nat_t=self.udp.natt_port)
+        return msgspec.structs.replace(config, daemon=daemon)
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -634,12 +638,14 @@ class Daemon:
                 "reloading %s failed, keeping the running configuration: %s", self.config_path, e
             )
             return Result(ok=False, message=str(e))
+        changed = _restart_needed(self._loaded, new)
+        self._loaded = new
+        new = self._effective(new)
         with self.router.engine_call():
             self.engine.load_config(new)
         old, self.config = self.config, new
         lines = [_loaded_message(old, new)]
         lines += [f"warning: {w}" for w in new.warnings]
-        changed = _restart_needed(old, new)
         if changed:
             lines.append(f"changed daemon settings need a restart: {', '.join(changed)}")
         for line in lines:

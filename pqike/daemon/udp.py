@@ -192,10 +192,12 @@ class UdpEndpoints:
         addresses: Sequence[str] = (),
         esp_handler: EspHandler | None = None,
         udp_encap: bool = False,
+        socket_setup: Callable[[socket.socket, bool], None] | None = None,
     ) -> None:
         self.on_datagram = on_datagram
         self.esp_handler = esp_handler
         self.udp_encap = udp_encap
+        self.socket_setup = socket_setup  # (sock, natt): e.g. per-socket IPsec bypass policies
         self.ike_port = ike_port
         self.natt_port = natt_port
         self.addresses = tuple(addresses)
@@ -268,6 +270,8 @@ class UdpEndpoints:
                     sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
                 except OSError as e:
                     log.basic("enabling UDP_ENCAP on %s[%d] failed: %s", addr, port, e.strerror)
+            if self.socket_setup is not None:
+                self.socket_setup(sock, natt)
             try:
                 sock.bind((addr, port))
             except OSError as e:
