@@ -489,6 +489,7 @@ class Engine:
                     nat_local=sa.nat_local,
                     nat_remote=sa.nat_remote,
                     established=max(0.0, now - sa.established_at) if sa.established else 0.0,
+                    rekey_in=max(0.0, sa.rekey_at - now) if sa.rekey_at is not None else None,
                     children=[self._child_info(sa, c, now) for c in sa.children],
                 )
             )
@@ -515,4 +516,6 @@ class Engine:
             bytes_out=cout.bytes,
             packets_out=cout.packets,
             installed=max(0.0, now - c.installed_at),
+            rekey_in=max(0.0, c.rekey_at - now) if c.rekey_at is not None else None,
+            expires_in=max(0.0, c.expire_at - now) if c.expire_at is not None else None,
         )
