@@ -248,8 +248,9 @@ class TunDevice:
         def _do(ipr: IPRoute) -> str | None:
             for a in ipr.get_addr(family=2 if family == 4 else 10):
                 addr = a.get("IFA_LOCAL") or a.get("IFA_ADDRESS")
-                if addr and ipaddress.ip_address(addr) in net:
-                    return str(addr)
+                ip = ipaddress.ip_address(addr) if addr else None
+                if ip is not None and ip in net and not (ip.is_loopback or ip.is_link_local):
+                    return str(ip)
             return None
 
         return self.nl(_do)

@@ -52,6 +52,7 @@ from pqike.kernel.base import (
     IPNetwork,
     KernelError,
     KernelPolicy,
+    KernelRoute,
     KernelSa,
     Mode,
     SaCounters,
@@ -146,6 +147,8 @@ class UserspaceKernel:
     """:class:`~pqike.kernel.base.KernelBackend` with a TUN device and userspace ESP."""
 
     name = "userspace"
+    # ESP-in-UDP must reach esp_handler, so the NAT-T socket stays a plain UDP socket
+    needs_udp_encap_socket = False
 
     def __init__(
         self,
@@ -213,14 +216,10 @@ class UserspaceKernel:
     def close(self) -> None:
         """Remove the rules, routes and addresses this backend added, and the TUN device."""
         tun, self.tun = self.tun, None
-        if tun is not None:
-            if self._reading and self.loop is not None and not self.loop.is_closed():
-                self.loop.remove_reader(tun.fd)
-            self._reading = False
-            try:
-                tun.close()
-            finally:
-                knl("removed TUN device %s", tun.name)
+        loop = self.loop
+        if tun is not None and self._reading and loop is not None and not loop.is_closed():
+            loop.remove_reader(tun.fd)
+        self._reading = False
         self._sas.clear()
         self._inbound.clear()
         self._outbound.clear()
@@ -231,6 +230,9 @@ class UserspaceKernel:
         self._routes.clear()
         self._bypass.clear()
         self._vips.clear()
+        if tun is not None:
+            tun.close()  # OSError naming what could not be removed
+            knl("removed TUN device %s", tun.name)
 
     # ---- SAs ------------------------------------------------------------------------------
 
@@ -329,58 +331,84 @@ class UserspaceKernel:
                 self._in_sel.pop(policy.reqid, None)
 
     def _add_route(self, policy: KernelPolicy) -> None:
-        net = policy.dst_ts
         assert policy.tunnel is not None
-        peer = policy.tunnel[1]
+        self._route_in(policy.dst_ts, None, policy.src_ts, policy.tunnel[1])
+
+    def _del_route(self, policy: KernelPolicy) -> None:
+        assert policy.tunnel is not None
+        self._route_out(policy.dst_ts, policy.tunnel[1])
+
+    def add_route(self, route: KernelRoute) -> None:
+        """Route ``route.dst`` into the TUN with ``route.src`` as preferred source.
+
+        Shares the (reference-counted) route an OUT policy for the same destination made;
+        an explicit source replaces a route that had none or another one.
+        """
+        self._route_in(route.dst, route.src, None, route.peer)
+
+    def del_route(self, route: KernelRoute) -> None:
+        self._route_out(route.dst, route.peer)
+
+    def _route_in(
+        self, net: IPNetwork, src: str | None, src_ts: IPNetwork | None, peer: str | None
+    ) -> None:
         tun = self._ensure_tun()
         try:
             tun.ensure_rule(
                 socket.AF_INET if net.version == 4 else socket.AF_INET6, self.rule_priority
             )
-            if ipaddress.ip_address(peer) in net:
+            if peer is not None and ipaddress.ip_address(peer) in net:
                 ref = self._bypass.setdefault(peer, [0, None])
                 if ref[0] == 0:
                     ref[1] = tun.add_bypass_route(peer)
                 ref[0] += 1
             route = self._routes.get(net)
             if route is None:
-                src = tun.local_address_in(policy.src_ts)
-                spec = tun.add_route(net, src)
-                self._routes[net] = route = [0, spec]
-                knl(
-                    "installing route %s dev %s src %s table %d",
-                    net,
-                    tun.name,
-                    src or "-",
-                    self.table,
-                )
+                if src is None and src_ts is not None:
+                    src = self._route_source(src_ts)
+                self._routes[net] = route = [0, tun.add_route(net, src)]
+                knl("installing route %s dev %s src %s", net, tun.name, src or "-")
+            elif src is not None and route[1].get("prefsrc") != src:
+                tun.del_route(route[1])
+                route[1] = tun.add_route(net, src)
+                knl("installing route %s dev %s src %s", net, tun.name, src)
             route[0] += 1
         except (OSError, NetlinkError) as e:
             raise KernelError(f"cannot route {net} into {tun.name}: {e}") from e
 
-    def _del_route(self, policy: KernelPolicy) -> None:
+    def _route_source(self, net: IPNetwork) -> str | None:
+        """Preferred source for routes to the peer's selectors: a virtual IP inside our
+        selector, else a host address inside it (not for 0.0.0.0/0 or ::/0: the kernel's
+        choice is as good as any)."""
+        for vip in self._vips:
+            if ipaddress.ip_address(vip) in net:
+                return vip
+        if net.prefixlen == 0 or self.tun is None:
+            return None
+        return self.tun.local_address_in(net)
+
+    def _route_out(self, net: IPNetwork, peer: str | None) -> None:
         tun = self.tun
         if tun is None:
             return
-        route = self._routes.get(policy.dst_ts)
+        route = self._routes.get(net)
         if route is not None:
             route[0] -= 1
             if route[0] <= 0:
-                del self._routes[policy.dst_ts]
+                del self._routes[net]
                 tun.del_route(route[1])
-        assert policy.tunnel is not None
-        peer = policy.tunnel[1]
-        ref = self._bypass.get(peer)
-        if ref is not None and (ipaddress.ip_address(peer) in policy.dst_ts):
+        ref = self._bypass.get(peer) if peer is not None else None
+        if ref is not None and ipaddress.ip_address(peer) in net:  # type: ignore[arg-type]
             ref[0] -= 1
             if ref[0] <= 0:
-                del self._bypass[peer]
+                del self._bypass[peer]  # type: ignore[arg-type]
                 if ref[1] is not None:
                     tun.del_route(ref[1])
 
     # ---- virtual IPs ------------------------------------------------------------------------
 
-    def add_vip(self, address: str) -> None:
+    def add_vip(self, address: str, peer: str | None = None) -> None:
+        """Put a virtual IP on the TUN device (``peer`` is irrelevant here: always the TUN)."""
         address = str(ipaddress.ip_address(address))
         tun = self._ensure_tun()
         if self._vips.get(address, 0) == 0:
@@ -431,6 +459,9 @@ class UserspaceKernel:
             if sel.version == version and sel.matches(src, dst):
                 break
         else:
+            if version == 6 and (src >> 118 == 0x3FA or src == 0 or dst >> 120 == 0xFF):
+                self.stats["ignored"] += 1  # the TUN's own link-local IPv6 chatter (RS, MLD)
+                return False
             self._drop(
                 DropReason.NO_SA,
                 "no policy for packet %s -> %s",
