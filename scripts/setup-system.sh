@@ -2,6 +2,7 @@
 # System-level prerequisites for the test suite, installed only when we are root:
 #  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
 #  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
+#  - ping (traffic through the tunnels in the end-to-end tests)
 # Without root, or without a package mirror, the tests that need these skip with the reason.
 set -u
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ fi
 need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

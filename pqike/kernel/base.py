@@ -89,6 +89,9 @@ class KernelBackend(Protocol):
     # True when inbound UDP-encapsulated ESP (NAT-T) needs the IKE socket on port 4500 to
     # be switched to UDP_ENCAP_ESPINUDP (kernel XFRM); see pqike.kernel.xfrm.enable_udp_encap
     needs_udp_encap_socket: bool
+    # True when the backend can only carry UDP-encapsulated ESP (userspace, like strongSwan's
+    # kernel-libipsec): IKE then fakes a NAT so that both peers encapsulate (encap = yes)
+    requires_udp_encap: bool
 
     def probe(self) -> str | None:
         """None when usable, else why not (e.g. 'kernel has no ESP (esp4 module missing)')."""
@@ -124,6 +127,7 @@ class MemoryKernel:
 
     name: str = "none"
     needs_udp_encap_socket: bool = False
+    requires_udp_encap: bool = False
     sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
     policies: list[KernelPolicy] = field(default_factory=list)
     vips: list[str] = field(default_factory=list)

@@ -149,6 +149,7 @@ class UserspaceKernel:
     name = "userspace"
     # ESP-in-UDP must reach esp_handler, so the NAT-T socket stays a plain UDP socket
     needs_udp_encap_socket = False
+    requires_udp_encap = True  # no raw ESP socket: UDP encapsulation only, as libipsec
 
     def __init__(
         self,

@@ -279,11 +279,17 @@ class IkeSa:
         self.svc.adopt(new)
         return new
 
+    @property
+    def force_encap(self) -> bool:
+        """UDP-encapsulate ESP even without a NAT: configured (encap = yes) or because the
+        data plane can only do that (userspace ESP)."""
+        return self.conn.encap or getattr(self.svc.kernel, "requires_udp_encap", False)
+
     def float_to_natt(self) -> None:
         """RFC 7296 §2.23: after IKE_SA_INIT, move to the NAT-T port if a NAT was detected
         (strongSwan also floats when the peer fakes a NAT, as kernel-libipsec does)."""
         d = self.svc.config.daemon
-        if not (self.nat_local or self.nat_remote or self.conn.encap):
+        if not (self.nat_local or self.nat_remote or self.force_encap):
             return
         if self.local.port == d.port:
             self.local = Endpoint(self.local.host, d.port_nat_t)

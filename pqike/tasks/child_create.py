@@ -202,7 +202,7 @@ class ChildCreate(Task):
         child = ChildSa(name=name, unique_id=svc.next_child_id(), reqid=svc.next_reqid())
         child.mode = "TUNNEL" if cfg.mode == "tunnel" else "TRANSPORT"
         child.spi_in = svc.kernel.alloc_spi(self.sa.remote.host, self.sa.local.host)
-        child.encap = self.sa.nat_local or self.sa.nat_remote or self.sa.conn.encap
+        child.encap = self.sa.nat_local or self.sa.nat_remote or self.sa.force_encap
         return child
 
     def _child_failed(self, reason: str) -> None:

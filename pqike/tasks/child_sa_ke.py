@@ -109,7 +109,7 @@ class ChildSaKe(Task):
         child = ChildSa(name=self.child_name, unique_id=svc.next_child_id(), reqid=reqid)
         child.mode = "TUNNEL" if self.cfg.mode == "tunnel" else "TRANSPORT"
         child.spi_in = svc.kernel.alloc_spi(sa.remote.host, sa.local.host)
-        child.encap = sa.nat_local or sa.nat_remote or sa.conn.encap
+        child.encap = sa.nat_local or sa.nat_remote or sa.force_encap
         return child
 
     def _failed(self, reason: str) -> Status:

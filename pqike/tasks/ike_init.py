@@ -104,10 +104,13 @@ class IkeInit(Task):
     def _add_natd(self, msg: Outgoing) -> None:
         sa = self.sa
         spi_r = sa.spi_r if msg.is_response else bytes(8)
-        msg.notify(
-            NotifyType.NAT_DETECTION_SOURCE_IP,
-            natd_hash(sa.spi_i, spi_r, sa.local.host, sa.local.port),
+        # encap = yes: a random source hash makes both peers see a NAT (as strongSwan does)
+        source = (
+            sa.svc.rng(20)
+            if sa.force_encap
+            else natd_hash(sa.spi_i, spi_r, sa.local.host, sa.local.port)
         )
+        msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP, source)
         msg.notify(
             NotifyType.NAT_DETECTION_DESTINATION_IP,
             natd_hash(sa.spi_i, spi_r, sa.remote.host, sa.remote.port),
