@@ -373,7 +373,7 @@ def encode_tmpl(t: dict) -> bytes:
     msg = xfrm_user_tmpl()
     for name, _ in xfrm_user_tmpl.fields:
         if not name.startswith("_"):
-            msg[name] = t.get(name, 0)
+            msg[name] = t.get(name, xfrm_user_tmpl.defaults.get(name, 0))
     msg.encode()
     return bytes(msg.data[4:])  # without the nla header
 

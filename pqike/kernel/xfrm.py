@@ -364,6 +364,7 @@ class XfrmKernel:
     vip_interface: str | None = None
     name: str = "xfrm"
     needs_udp_encap_socket: bool = True
+    requires_udp_encap: bool = False  # raw ESP works; UDP encapsulation only behind NATs
     # ownership records
     _sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
     _larval: dict[tuple[int, str], str] = field(default_factory=dict)  # (spi, dst) -> src
@@ -408,9 +409,14 @@ class XfrmKernel:
             return f"no XFRM netlink: {e}"
         tests = [
             ("AES-GCM", EncrId.AES_GCM_16, bytes(20), IntegId.NONE, b""),
-            ("AES-CBC/HMAC-SHA2-256", EncrId.AES_CBC, bytes(16), IntegId.HMAC_SHA2_256_128,
-             bytes(32)),
-        ]  # fmt: skip
+            (
+                "AES-CBC/HMAC-SHA2-256",
+                EncrId.AES_CBC,
+                bytes(16),
+                IntegId.HMAC_SHA2_256_128,
+                bytes(32),
+            ),
+        ]
         failures: list[str] = []
         for label, encr, ekey, integ, ikey in tests:
             err = self._probe_sa(sock, encr, ekey, integ, ikey)
@@ -433,8 +439,19 @@ class XfrmKernel:
         net = ipaddress.ip_network("198.51.100.0/32")
         for _ in range(8):
             spi = int.from_bytes(os.urandom(4), "big") | 0x100
-            sa = KernelSa(spi, "198.51.100.1", "198.51.100.2", Mode.TUNNEL, encr, ekey, integ,
-                          ikey, 0, net, net)  # fmt: skip
+            sa = KernelSa(
+                spi,
+                "198.51.100.1",
+                "198.51.100.2",
+                Mode.TUNNEL,
+                encr,
+                ekey,
+                integ,
+                ikey,
+                0,
+                net,
+                net,
+            )
             try:
                 sock.request(sa_message(sa, self.mark), nx.XFRM_MSG_NEWSA)
             except NetlinkError as e:
@@ -475,8 +492,9 @@ class XfrmKernel:
             raise KernelError(f"SA {sa.spi:08x} to {sa.dst} exists already")
         update = key in self._larval
         msg_type = nx.XFRM_MSG_UPDSA if update else nx.XFRM_MSG_NEWSA
-        self._call(f"adding SA {sa.spi:08x} {sa.src} -> {sa.dst}", sa_message(sa, self.mark),
-                   msg_type)  # fmt: skip
+        self._call(
+            f"adding SA {sa.spi:08x} {sa.src} -> {sa.dst}", sa_message(sa, self.mark), msg_type
+        )
         self._larval.pop(key, None)
         self._sas[key] = sa
 
@@ -510,8 +528,9 @@ class XfrmKernel:
         key = policy_key(policy)
         users = self._policies.get(key)
         msg_type = nx.XFRM_MSG_UPDPOLICY if users else nx.XFRM_MSG_NEWPOLICY
-        self._call(f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark),
-                   msg_type)  # fmt: skip
+        self._call(
+            f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark), msg_type
+        )
         self._policies.setdefault(key, []).append(policy)
         if not users and self.install_routes:
             try:
@@ -529,8 +548,11 @@ class XfrmKernel:
         users.remove(policy)
         if users:
             if active:  # hand the selector back to the previous user's template
-                self._call(f"updating policy {_policy_str(users[-1])}",
-                           policy_message(users[-1], self.mark), nx.XFRM_MSG_UPDPOLICY)  # fmt: skip
+                self._call(
+                    f"updating policy {_policy_str(users[-1])}",
+                    policy_message(users[-1], self.mark),
+                    nx.XFRM_MSG_UPDPOLICY,
+                )
             return
         del self._policies[key]
         route = self._policy_routes.pop(key, None)
@@ -646,8 +668,9 @@ class XfrmKernel:
         except NetlinkError as e:
             if not any(r.family == family for r in self._routes.values()):
                 self._drop_rule(family)
-            raise KernelError(f"adding route to {route.dst} src {route.src}: "
-                              f"{_error_text(e)}") from e  # fmt: skip
+            raise KernelError(
+                f"adding route to {route.dst} src {route.src}: {_error_text(e)}"
+            ) from e
         self._routes[route] = _Route(spec, family)
 
     def del_route(self, route: KernelRoute) -> None:
@@ -680,11 +703,13 @@ class XfrmKernel:
         if self.route_table in (254, 255) or family in self._rules or self._rule_exists(family):
             return
         try:
-            self.ipr.rule("add", table=self.route_table, priority=self.route_rule_priority,
-                          family=family)  # fmt: skip
+            self.ipr.rule(
+                "add", table=self.route_table, priority=self.route_rule_priority, family=family
+            )
         except NetlinkError as e:
-            raise KernelError(f"adding routing rule for table {self.route_table}: "
-                              f"{_error_text(e)}") from e  # fmt: skip
+            raise KernelError(
+                f"adding routing rule for table {self.route_table}: {_error_text(e)}"
+            ) from e
         self._rules.add(family)
 
     def _drop_rule(self, family: int) -> None:
@@ -692,11 +717,11 @@ class XfrmKernel:
             return
         self._rules.discard(family)
         try:
-            self.ipr.rule("del", table=self.route_table, priority=self.route_rule_priority,
-                          family=family)  # fmt: skip
+            self.ipr.rule(
+                "del", table=self.route_table, priority=self.route_rule_priority, family=family
+            )
         except NetlinkError as e:
-            log.warning("removing routing rule for table %d: %s", self.route_table,
-                        _error_text(e))  # fmt: skip
+            log.warning("removing routing rule for table %d: %s", self.route_table, _error_text(e))
 
     # ---- cleanup ------------------------------------------------------------------------
 
