@@ -137,7 +137,15 @@ class Engine:
         self.sas[sa.spi_i if sa.initiator else sa.spi_r] = sa
 
     def load_config(self, config: Config) -> None:
-        """Swap the configuration; established SAs keep the settings they were made with."""
+        """Swap the configuration; established SAs keep the settings they were made with.
+
+        A pool whose range changed starts afresh (its old leases name addresses outside
+        it); unchanged pools keep their leases, so reconnecting peers keep their address.
+        """
+        for name in list(self._pools):
+            new, old = config.pools.get(name), self.config.pools.get(name)
+            if new is None or old is None or new.addrs != old.addrs:
+                del self._pools[name]
         self.config = config
 
     def pop_outgoing(self) -> list[Datagram]:

@@ -205,13 +205,22 @@ class IkeSa:
             return 0.0
         return int.from_bytes(self.svc.rng(4), "big") / 2**32 * spread
 
+    @staticmethod
+    def _hard_limit(rekey: int, life: int) -> int:
+        """A hard lifetime that leaves the rekey time to happen: with whole seconds, 10 %
+        of a short rekey_time rounds to nothing, and the SA would expire as it rekeys."""
+        if rekey and life <= rekey:
+            return rekey + max(1, rekey // 10)
+        return life
+
     def schedule_ike(self) -> None:
         """strongSwan: rekey at rekey_time - random(rand_time), hard limit at life_time."""
         c = self.conn
         self.rekey_at = (
             self.now + c.rekey_time - self._jitter(c.rand_time) if c.rekey_time else None
         )
-        self.expire_at = self.now + c.life_time if c.life_time else None
+        life = self._hard_limit(c.rekey_time, c.life_time)
+        self.expire_at = self.now + life if life else None
         if self.rekey_at is not None:
             self.log("scheduling rekeying in %ds", int(self.rekey_at - self.now))
         if self.expire_at is not None:
@@ -223,8 +232,9 @@ class IkeSa:
             return
         if cfg.rekey_time:
             child.rekey_at = self.now + cfg.rekey_time - self._jitter(cfg.rand_time)
-        if cfg.life_time:
-            child.expire_at = self.now + cfg.life_time
+        life = self._hard_limit(cfg.rekey_time, cfg.life_time)
+        if life:
+            child.expire_at = self.now + life
 
     def schedule_retry(self, child: ChildSa) -> None:
         """Retry a failed or refused rekey soon rather than letting the SA expire."""
