@@ -490,11 +490,18 @@ class XfrmKernel:
         key = (sa.spi, sa.dst)
         if key in self._sas:
             raise KernelError(f"SA {sa.spi:08x} to {sa.dst} exists already")
-        update = key in self._larval
-        msg_type = nx.XFRM_MSG_UPDSA if update else nx.XFRM_MSG_NEWSA
-        self._call(
-            f"adding SA {sa.spi:08x} {sa.src} -> {sa.dst}", sa_message(sa, self.mark), msg_type
-        )
+        what = f"adding SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        msg = sa_message(sa, self.mark)
+        if key in self._larval:  # complete the SA that ALLOCSPI reserved
+            try:
+                self.xfrm.request(msg, nx.XFRM_MSG_UPDSA)
+            except NetlinkError as e:
+                if e.code != errno.ESRCH:
+                    raise KernelError(f"{what} failed: {_error_text(e)}") from e
+                # the larval SA expired (net.core.xfrm_acq_expires, 30 s): add it anew
+                self._call(what, msg, nx.XFRM_MSG_NEWSA)
+        else:
+            self._call(what, msg, nx.XFRM_MSG_NEWSA)
         self._larval.pop(key, None)
         self._sas[key] = sa
 
