@@ -11,7 +11,9 @@ The model follows what pqike sends for the usual road-warrior setup (the bench s
 - IKE_SA_INIT: SA, KE, Nonce, N(NATD_S_IP), N(NATD_D_IP), N(FRAG_SUP), N(HASH_ALG) and
   N(IKE_INT_SUP) when additional key exchanges are proposed; on port 500 (no non-ESP
   marker), never fragmented (RFC 7383 §2.5.3).
-- IKE_INTERMEDIATE: one exchange per ADDKE, [ KE ] each way; port 4500 from here on.
+- IKE_INTERMEDIATE: one exchange per ADDKE, [ KE ] each way; on port 4500 from here on
+  when NAT-T is used (``natt``, the default, as with a NAT, encap = yes or kernel-libipsec),
+  which costs the 4-byte non-ESP marker in every datagram.
 - IKE_AUTH: IDi [CERT] N(INIT_CONTACT) [CERTREQ] IDr AUTH [CPRQ(ADDR)] SA TSi TSr and
   IDr [CERT] AUTH [CPRP(ADDR)] SA TSi TSr; one IPv4 traffic selector each way.
 - CREATE_CHILD_SA for a new CHILD_SA: SA No KE TSi TSr / SA No KE TSi TSr [N(ADD_KE)], then one
@@ -84,7 +86,11 @@ __all__ = [
 DEFAULT_ESP = "aes256-sha256"
 CHARON_MAX_PACKET = 10000  # strongSwan's charon.max_packet default (reassembly limit)
 CHARON_MAX_FRAGMENTS = 255  # strongSwan's limit on Total Fragments
-LINK_SIZE = 8  # ADDITIONAL_KEY_EXCHANGE data pqike and strongSwan send
+try:  # the ADDITIONAL_KEY_EXCHANGE data pqike sends (RFC 9370 leaves its length open)
+    from pqike.tasks.ke_chain import LINK_SIZE
+except ImportError:  # CREATE_CHILD_SA multi-KE not in this tree yet
+    LINK_SIZE = 8
+STRONGSWAN_LINK_SIZE = 1  # strongSwan child_create.c: chunk_from_chars(0x42)
 AUTH_KINDS = (
     "psk",
     "mldsa44",
@@ -205,8 +211,9 @@ class AuthSample:
     kind: str
     auth_method: int
     auth_data: bytes
-    cert_der: bytes | None
+    cert_der: bytes | None  # initiator's end-entity certificate
     certreq_data: bytes | None
+    cert_der_r: bytes | None = None  # responder's (another subject and SAN)
     sign: Callable[[], object] | None = None
     verify: Callable[[], object] | None = None
     verify_cert: Callable[[], object] | None = None
@@ -221,7 +228,7 @@ def auth_sample(kind: str) -> AuthSample:
 
     octets = bytes(300)  # the signed octets' length does not change the AUTH size
     if kind == "psk":
-        data = build_psk_auth(PrfId.PRF_HMAC_SHA2_256, b"qwerty-psk-0123456789", octets)
+        data = build_psk_auth(PrfId.HMAC_SHA2_256, b"qwerty-psk-0123456789", octets)
         return AuthSample(kind, AuthMethod.PSK, data, None, None)
     from pqike.auth.certs import build_certreq_data, cert_payload_data, verify_cert_signature
     from pqike.auth.errors import AuthError
@@ -244,6 +251,13 @@ def auth_sample(kind: str) -> AuthSample:
         cert = issue_certificate(
             ca, ca_key, key, f"C=CH, O=Cyber, CN={INITIATOR_ID}", san=[parse_san(INITIATOR_ID)]
         )
+        cert_r = issue_certificate(
+            ca,
+            ca_key,
+            generate_key(kind),
+            f"C=CH, O=Cyber, CN={RESPONDER_ID}",
+            san=[parse_san(RESPONDER_ID)],
+        )
         scheme = select_scheme(key, list(SIGNATURE_HASHES))
         data = sign_auth_data(key, octets, scheme)
     except (AuthError, ValueError, ImportError) as e:
@@ -256,6 +270,7 @@ def auth_sample(kind: str) -> AuthSample:
         data,
         der,
         build_certreq_data([ca]),
+        cert_payload_data(cert_r)[1],
         sign=lambda: sign_auth_data(key, octets, scheme),
         verify=lambda: verify_auth_data(pub, octets, data, SIGNATURE_HASHES),
         verify_cert=lambda: verify_cert_signature(cert, ca_key.public_key()),
@@ -321,12 +336,13 @@ def _zero_cipher(p: Proposal) -> SkCipher:
 
 
 class _Builder:
-    def __init__(self, cipher: SkCipher, fragment_size: int, ipv6: bool) -> None:
+    def __init__(self, cipher: SkCipher, fragment_size: int, ipv6: bool, natt: bool) -> None:
         self.cipher = cipher
         self.fragment_size = fragment_size
         self.ipv6 = ipv6
-        # after IKE_SA_INIT both peers are on port 4500 (pqike and charon float to NAT-T)
-        self.limit = wire_sk.max_message_length(fragment_size, ipv6, natt_marker=True)
+        # with NAT-T (a NAT, encap = yes, or kernel-libipsec) the peers float to port 4500
+        # after IKE_SA_INIT and every IKE message carries the 4-byte non-ESP marker
+        self.limit = wire_sk.max_message_length(fragment_size, ipv6, natt_marker=natt)
         self.init_limit = wire_sk.max_message_length(fragment_size, ipv6, natt_marker=False)
 
     def message(
@@ -341,7 +357,7 @@ class _Builder:
             response=response,
         )
         sender = "responder" if response else "initiator"
-        summary = f"[ {payload_summary(payloads)} ]"
+        summary = payload_summary(payloads)
         if exchange == ExchangeType.IKE_SA_INIT:
             n = len(header.with_payloads(payloads).encode())
             return MessagePlan(exchange.name, mid, response, sender, summary, n, [n])
@@ -386,6 +402,45 @@ def _selected(offered: Sequence[Proposal]) -> Proposal:
     return select_proposal(list(offered), list(offered), prefer_configured=False)
 
 
+def _announced(response: bool, addke: bool) -> list[Payload]:
+    """The IKE_SA_INIT notifies (NATD, FRAG_SUP, HASH_ALG, CHDLESS_SUP, IKE_INT_SUP ...) as
+    pqike.tasks.ike_init.IkeInit._announce adds them, for a default connection whose peer
+    announced fragmentation and signature hashes."""
+    from types import SimpleNamespace
+
+    from pqike.config.model import Connection
+    from pqike.events import Endpoint
+    from pqike.tasks.base import Outgoing
+    from pqike.tasks.ike_init import IkeInit
+
+    sa = SimpleNamespace(
+        conn=Connection(),
+        peer_frag=True,
+        peer_hash_algs=[int(h) for h in SIGNATURE_HASHES],
+        spi_i=bytes(8),
+        spi_r=b"\1" * 8,
+        local=Endpoint("192.0.2.1", 500),
+        remote=Endpoint("192.0.2.2", 500),
+        force_encap=False,
+        svc=SimpleNamespace(rng=bytes),
+    )
+    task = IkeInit.__new__(IkeInit)
+    task.sa = sa  # type: ignore[assignment]
+    msg = Outgoing(exchange=ExchangeType.IKE_SA_INIT, message_id=0, is_response=response)
+    try:
+        task._announce(msg, addke)
+    except AttributeError:  # the task reads an IKE_SA attribute this stub lacks
+        msg.payloads = [
+            _notify(NotifyType.NAT_DETECTION_SOURCE_IP, bytes(20)),
+            _notify(NotifyType.NAT_DETECTION_DESTINATION_IP, bytes(20)),
+            _notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED),
+            _notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_algs()),
+        ]
+        if addke:
+            msg.payloads.append(_notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+    return list(msg.payloads)
+
+
 def _costs(tid: int, cpu: bool) -> tuple[float, float, float]:
     if not cpu:
         return 0.0, 0.0, 0.0
@@ -402,6 +457,8 @@ def plan(
     ipv6: bool = False,
     vips: bool = True,
     cpu: bool = True,
+    link_size: int = LINK_SIZE,
+    natt: bool = True,
 ) -> Plan:
     """Plan IKE_SA establishment for ``proposal`` (a strongSwan proposal string) with a first
     CHILD_SA of ``esp``, and, if ``child`` is given, a CREATE_CHILD_SA for a second CHILD_SA
@@ -414,27 +471,22 @@ def plan(
         raise PlanError(str(e)) from e
     selected = _selected(offered)
     result = Plan(proposal, esp, child, auth, fragment_size, ipv6)
-    b = _Builder(_zero_cipher(selected), fragment_size, ipv6)
+    b = _Builder(_zero_cipher(selected), fragment_size, ipv6, natt)
     kes = selected.key_exchanges
     if not kes:
         raise PlanError(f"proposal {proposal} has no key exchange method")
     first, addkes = kes[0], [t for t in kes if t.type != TransformType.KE]
 
-    # IKE_SA_INIT
+    # IKE_SA_INIT: the notifies come from ike_init's own _announce()
     any_addke = any(p.has_additional_ke for p in offered)
-    common = [
-        Nonce(data=bytes(NONCE_SIZE)),
-        _notify(NotifyType.NAT_DETECTION_SOURCE_IP, bytes(20)),
-        _notify(NotifyType.NAT_DETECTION_DESTINATION_IP, bytes(20)),
-        _notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED),
-        _notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_algs()),
+    nonce = Nonce(data=bytes(NONCE_SIZE))
+    req = [to_wire(offered), _ke(first.id, False), nonce, *_announced(False, any_addke)]
+    resp = [
+        to_wire([selected]),
+        _ke(first.id, True),
+        nonce,
+        *_announced(True, selected.has_additional_ke),
     ]
-    req = [to_wire(offered), _ke(first.id, False), *common]
-    if any_addke:
-        req.append(_notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
-    resp = [to_wire([selected]), _ke(first.id, True), *common]
-    if selected.has_additional_ke:
-        resp.append(_notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
     g, r, f = _costs(first.id, cpu)
     result.establishment.append(
         ExchangePlan(
@@ -469,9 +521,12 @@ def plan(
     aresp: list[Payload] = [IDr(id_type=ir.id_type, data=ir.data)]
     if sample.cert_der is not None:
         result.cert_bytes = len(sample.cert_der)
-        cert = Certificate(encoding=CertEncoding.X509_SIGNATURE, data=sample.cert_der)
-        areq.append(cert)
-        aresp.append(cert)
+        areq.append(Certificate(encoding=CertEncoding.X509_SIGNATURE, data=sample.cert_der))
+        aresp.append(
+            Certificate(
+                encoding=CertEncoding.X509_SIGNATURE, data=sample.cert_der_r or sample.cert_der
+            )
+        )
     areq.append(_notify(NotifyType.INITIAL_CONTACT))
     if sample.certreq_data is not None:
         areq.append(
@@ -520,7 +575,9 @@ def plan(
         csel = _selected(child_offered)
         ckes = csel.key_exchanges
         mid = 0  # message IDs are relative to the established IKE_SA: shown from 0
-        ts_req = [TSi(selectors=_ts("10.3.0.1/32")), TSr(selectors=_ts("192.168.0.2/32"))]
+        # the "host" child: virtual IP === the responder's outer address (dynamic)
+        outer = "fd00::2/128" if ipv6 else "192.168.0.2/32"
+        ts_req = [TSi(selectors=_ts("10.3.0.1/32")), TSr(selectors=_ts(outer))]
         creq: list[Payload] = [to_wire(child_offered, spi), Nonce(data=bytes(NONCE_SIZE))]
         cresp: list[Payload] = [to_wire([csel], spi), Nonce(data=bytes(NONCE_SIZE))]
         cost_i = cost_r = 0.0
@@ -533,7 +590,7 @@ def plan(
         cresp += ts_req
         cadd = [t for t in ckes if t.type != TransformType.KE]
         if cadd:
-            cresp.append(_notify(NotifyType.ADDITIONAL_KEY_EXCHANGE, bytes(LINK_SIZE)))
+            cresp.append(_notify(NotifyType.ADDITIONAL_KEY_EXCHANGE, bytes(link_size)))
         result.create_child.append(
             ExchangePlan(
                 "CREATE_CHILD_SA",
@@ -545,7 +602,7 @@ def plan(
         )
         for n, t in enumerate(cadd, start=1):
             mid += 1
-            link = _notify(NotifyType.ADDITIONAL_KEY_EXCHANGE, bytes(LINK_SIZE))
+            link = _notify(NotifyType.ADDITIONAL_KEY_EXCHANGE, bytes(link_size))
             fresp: list[Payload] = [_ke(t.id, True)] + ([link] if n < len(cadd) else [])
             g, r, f = _costs(t.id, cpu)
             result.create_child.append(
@@ -577,7 +634,7 @@ def _warnings(
                 "large method to ADDKE1 and keep a small (EC)DH method as KE"
             )
     msgs = [m for x in p.establishment + p.create_child for m in (x.request, x.response)]
-    big = max((m for m in msgs if m.fragmented), key=lambda m: m.length, default=None)
+    big = max(msgs, key=lambda m: m.length, default=None)
     if big is not None and big.length > CHARON_MAX_PACKET:
         out.append(
             f"{big.exchange} {'response' if big.response else 'request'} is {big.length} "

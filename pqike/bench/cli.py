@@ -1,0 +1,451 @@
+"""``pqike bench sizes|handshake|load`` and ``pqike plan PROPOSAL`` (click).
+
+The lead wires these into pqike.cli: ``main.add_command(bench)``, ``main.add_command(plan)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pqike import plan as planner
+from pqike.bench import report, scenarios
+from pqike.bench.report import Progress
+
+UML_HARNESS = Path(__file__).resolve().parents[2] / "tests" / "uml"
+
+
+def _meta(**kw: Any) -> dict[str, Any]:
+    from kem import registry
+
+    providers = sorted({str(m.provider) for m in registry.all() if m.available})
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "kem_providers": providers,
+        **kw,
+    }
+
+
+def _select(data: dict[str, Any], only: tuple[str, ...], refs: bool, matrix: bool):  # type: ignore[no-untyped-def]
+    return scenarios.scenarios(data, only=list(only) or None, references=refs, matrix=matrix)
+
+
+@click.group("bench")
+def bench() -> None:
+    """Measure message sizes, CPU and load of KE combinations (see bench/README.md)."""
+
+
+_common = [
+    click.option(
+        "--scenarios",
+        "scen_file",
+        type=click.Path(dir_okay=False),
+        help="scenario file (default: bench/scenarios.toml)",
+    ),
+    click.option("--only", multiple=True, help="scenario name or IKE proposal (repeatable)"),
+    click.option("--references/--no-references", default=True, show_default=True),
+    click.option("--matrix/--no-matrix", default=True, show_default=True),
+    click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False),
+        default="bench/results",
+        show_default=True,
+        help="directory for CSV/JSON",
+    ),
+    click.option("--progress/--no-progress", default=None, help="progress bar on stderr"),
+]
+
+
+def common(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(_common):
+        f = opt(f)
+    return f
+
+
+@bench.command("sizes")
+@common
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="fragment profile: 1480, 1280, v6 (IPv6 1280), v6-1400 (default: the file's)",
+)
+@click.option(
+    "--auth",
+    "auths",
+    multiple=True,
+    help="psk, mldsa44/65/87, falcon512/1024 (default: psk; --auth all: the file's)",
+)
+@click.option(
+    "--strongswan/--no-strongswan",
+    default=True,
+    show_default=True,
+    help="run strongSwan 6.1 on the same proposals (root + sid root)",
+)
+@click.option("--create-child/--no-create-child", default=True, show_default=True)
+@click.option(
+    "--messages/--summary",
+    "per_message",
+    default=False,
+    help="print every message (default: one line per handshake)",
+)
+def sizes_cmd(
+    scen_file,
+    only,
+    references,
+    matrix,
+    out_dir,
+    progress,
+    profiles,
+    auths,  # type: ignore[no-untyped-def]
+    strongswan,
+    create_child,
+    per_message,
+) -> None:
+    """Bytes, fragments and packets of every message: pqike, plan, reference, strongSwan."""
+    from pqike.bench import sizes
+
+    data = scenarios.load(scen_file)
+    scens = _select(data, only, references, matrix)
+    profs = [scenarios.profile(p) for p in (profiles or data["matrix"]["fragment_profiles"])]
+    auth_list = list(data["matrix"]["auth"]) if auths == ("all",) else list(auths or ["psk"])
+    n_auth = sum(1 if s.auth else len(auth_list) for s in scens)
+    bar = Progress(len(profs) * n_auth, progress)
+    rows, ss_info = sizes.measure(
+        scens,
+        profs,
+        auth_list,
+        strongswan=strongswan,
+        create_child=create_child,
+        scenario_data=data,
+        progress=lambda label: bar.step(label) if label.startswith("pqike") else bar.show(label),
+    )
+    bar.close()
+    summ = sizes.summaries(rows)
+    if per_message:
+        click.echo(
+            report.table(
+                rows,
+                [
+                    ("scenario", "scenario"),
+                    ("profile", "frag"),
+                    ("auth", "auth"),
+                    ("exchange", "exchange"),
+                    ("message_id", "mid"),
+                    ("sender", "from"),
+                    ("bytes", "bytes"),
+                    ("fragments", "n"),
+                    ("packets", "packets"),
+                    ("plan_match", "plan"),
+                    ("ref_bytes", "ref"),
+                    ("ref_packets", "ref packets"),
+                    ("ss_bytes", "sS"),
+                    ("ss_packets", "sS packets"),
+                    ("status", "status"),
+                ],
+            )
+        )
+    else:
+        click.echo(
+            report.table(
+                summ,
+                [
+                    ("scenario", "scenario"),
+                    ("profile", "frag"),
+                    ("auth", "auth"),
+                    ("phase", "phase"),
+                    ("round_trips", "RTs"),
+                    ("bytes_i2r", "i->r B"),
+                    ("packets_i2r", "pkts"),
+                    ("bytes_r2i", "r->i B"),
+                    ("packets_r2i", "pkts"),
+                    ("max_fragments", "max frags"),
+                    ("plan_match", "plan ok"),
+                    ("ss_bytes_i2r", "sS i->r"),
+                    ("ss_bytes_r2i", "sS r->i"),
+                    ("status", "status"),
+                ],
+            )
+        )
+    for prof, status in ss_info.items():
+        click.echo(f"strongSwan at {prof}: {status}")
+    bad = [r for r in rows if r["plan_match"] is False]
+    if bad:
+        click.echo(f"{len(bad)} messages differ from pqike.plan (a bug): see sizes.csv", err=True)
+    diffs = [
+        r
+        for r in rows
+        if r["ss_bytes"] is not None
+        and r["bytes"] is not None
+        and (r["ss_bytes"], r["ss_packets"]) != (r["bytes"], r["packets"])
+    ]
+    if diffs:
+        click.echo(
+            f"{len(diffs)} messages differ from strongSwan's (payload lists are in "
+            "sizes.csv: payloads vs ss_payloads)"
+        )
+    for path in report.write(out_dir, "sizes", rows, _meta(ss=ss_info)):
+        click.echo(f"wrote {path}")
+    report.write(out_dir, "sizes_summary", summ, _meta(ss=ss_info))
+
+
+@bench.command("handshake")
+@common
+@click.option("--profile", default="1480", show_default=True)
+@click.option("--auth", "auths", multiple=True, help="default: psk")
+@click.option("--repeat", default=5, show_default=True, help="handshakes per scenario")
+@click.option(
+    "--rtt",
+    "rtts",
+    multiple=True,
+    type=float,
+    help="simulated RTT in ms (repeatable; default 0 20 50 100 200)",
+)
+@click.option(
+    "--loss",
+    "losses",
+    multiple=True,
+    type=float,
+    help="simulated loss rate 0..1 (repeatable; default 0 0.01 0.05)",
+)
+@click.option("--seeds", default=10, show_default=True, help="runs per lossy RTT/loss point")
+def handshake_cmd(
+    scen_file,
+    only,
+    references,
+    matrix,
+    out_dir,
+    progress,
+    profile,
+    auths,  # type: ignore[no-untyped-def]
+    repeat,
+    rtts,
+    losses,
+    seeds,
+) -> None:
+    """CPU per side (KE / auth / symmetric / protocol), wall time, and simulated RTT/loss."""
+    from pqike.bench import perf
+
+    data = scenarios.load(scen_file)
+    scens = _select(data, only, references, matrix)
+    prof = scenarios.profile(profile)
+    auth_list = list(auths or ["psk"])
+    bar = Progress(len(scens) * len(auth_list), progress)
+    rows = perf.handshake_cpu(scens, prof, auth_list, repeat, progress=bar.step)
+    bar.close()
+    click.echo(
+        f"CPU per handshake (median of {repeat}, ms of process CPU; in memory, "
+        f"fragment profile {profile})"
+    )
+    click.echo(
+        report.table(
+            rows,
+            [
+                ("scenario", "scenario"),
+                ("auth", "auth"),
+                ("i_total_ms", "init ms"),
+                ("i_kem_ms", "kem"),
+                ("i_auth_ms", "auth"),
+                ("i_sym_ms", "sym"),
+                ("i_protocol_ms", "proto"),
+                ("r_total_ms", "resp ms"),
+                ("r_kem_ms", "kem"),
+                ("r_auth_ms", "auth"),
+                ("r_sym_ms", "sym"),
+                ("r_protocol_ms", "proto"),
+                ("wall_ms", "wall ms"),
+                ("status", "status"),
+            ],
+        )
+    )
+    rtt_rows = perf.rtt_loss(
+        [s for s in scens if s.kind == "reference"] or scens[:3],
+        prof,
+        list(rtts or [0, 20, 50, 100, 200]),
+        list(losses or [0, 0.01, 0.05]),
+        seeds,
+    )
+    click.echo("\nTime to IKE_SA + CHILD_SA (simulated: virtual clock, engine retransmits)")
+    click.echo(
+        report.table(
+            rtt_rows,
+            [
+                ("scenario", "scenario"),
+                ("rtt_ms", "RTT ms"),
+                ("loss", "loss"),
+                ("runs", "runs"),
+                ("failed", "failed"),
+                ("median_s", "median s"),
+                ("mean_s", "mean s"),
+                ("max_s", "max s"),
+            ],
+        )
+    )
+    netem = (
+        "not run: no user-mode Linux harness (tests/uml) in this tree"
+        if not UML_HARNESS.exists()
+        else "not run: tests/uml exists but is not wired in yet"
+    )
+    click.echo(f"\nnetem RTT/loss in network namespaces: {netem}")
+    meta = _meta(profile=profile, repeat=repeat, netem=netem)
+    for path in report.write(out_dir, "handshake", rows, meta):
+        click.echo(f"wrote {path}")
+    report.write(out_dir, "rtt_loss", rtt_rows, meta)
+
+
+@bench.command("load")
+@common
+@click.option(
+    "--concurrency",
+    "-n",
+    default=(1, 10, 50),
+    multiple=True,
+    show_default=True,
+    type=int,
+    help="initiators in flight (repeatable)",
+)
+@click.option("--handshakes", default=300, show_default=True)
+@click.option(
+    "--sas",
+    "sa_counts",
+    multiple=True,
+    type=int,
+    help="measure memory per IKE_SA at these counts (default 1000)",
+)
+def load_cmd(
+    scen_file,
+    only,
+    references,
+    matrix,
+    out_dir,
+    progress,
+    concurrency,  # type: ignore[no-untyped-def]
+    handshakes,
+    sa_counts,
+) -> None:
+    """Responder handshakes/s with N concurrent initiators; memory per IKE_SA."""
+    from pqike.bench import perf
+
+    data = scenarios.load(scen_file)
+    scens = _select(data, only or ("x25519", "3mlkem"), references, matrix)
+    rows = []
+    for scen in scens:
+        for n in concurrency:
+            bar = Progress(handshakes, progress)
+
+            def tick(done: int, total: int, bar: Progress = bar, label: str = scen.name) -> None:
+                bar.done = done
+                bar.show(label)
+
+            rows.append(perf.load(scen, n, handshakes, progress=tick))
+            bar.close()
+    click.echo("Responder load (in memory; handshakes/s = established / responder process CPU)")
+    click.echo(
+        report.table(
+            rows,
+            [
+                ("scenario", "scenario"),
+                ("concurrency", "N"),
+                ("established", "done"),
+                ("responder_hs_per_s", "resp hs/s"),
+                ("system_hs_per_s", "both sides hs/s"),
+                ("status", "status"),
+            ],
+        )
+    )
+    click.echo(f"strongSwan ratio: {rows[0].get('strongswan', '-') if rows else '-'}")
+    mem = []
+    for scen in scens[:1]:
+        for count in sa_counts or (1000,):
+            bar = Progress(count, progress)
+
+            def tick2(done: int, total: int, bar: Progress = bar) -> None:
+                bar.done = done
+                bar.show(f"{done} IKE_SAs")
+
+            mem.append(perf.memory_per_sa(scen, count, progress=tick2))
+            bar.close()
+    click.echo("\nMemory per established IKE_SA (responder, tracemalloc)")
+    click.echo(
+        report.table(
+            mem,
+            [
+                ("scenario", "scenario"),
+                ("established", "IKE_SAs"),
+                ("bytes_per_sa", "bytes/SA"),
+                ("bytes_total", "total bytes"),
+                ("wall_s", "s"),
+                ("status", "status"),
+            ],
+        )
+    )
+    for path in report.write(out_dir, "load", rows, _meta()):
+        click.echo(f"wrote {path}")
+    report.write(out_dir, "memory", mem, _meta())
+
+
+@click.command("plan")
+@click.argument("proposal")
+@click.option(
+    "--esp",
+    default=planner.DEFAULT_ESP,
+    show_default=True,
+    help="ESP proposal of the CHILD_SA created in IKE_AUTH",
+)
+@click.option("--child", help="ESP proposal (with KE/ADDKEs) of a CREATE_CHILD_SA to plan")
+@click.option(
+    "--auth",
+    default="psk",
+    show_default=True,
+    type=click.Choice(planner.AUTH_KINDS),
+    help="authentication",
+)
+@click.option(
+    "--fragment-size",
+    default=1280,
+    show_default=True,
+    help="charon.fragment_size: the whole IP datagram",
+)
+@click.option("--ipv6", is_flag=True, help="IPv6 path (40-byte header)")
+@click.option(
+    "--link-size",
+    default=planner.LINK_SIZE,
+    show_default=True,
+    help="ADDITIONAL_KEY_EXCHANGE data length (strongSwan sends 1)",
+)
+@click.option(
+    "--cpu/--no-cpu",
+    default=True,
+    show_default=True,
+    help="time the primitives on this machine for the CPU estimate",
+)
+@click.option("--json", "as_json", is_flag=True)
+def plan(proposal, esp, child, auth, fragment_size, ipv6, link_size, cpu, as_json) -> None:  # type: ignore[no-untyped-def]
+    """Bytes, fragments, round trips, expected CPU and warnings for PROPOSAL."""
+    try:
+        p = planner.plan(
+            proposal,
+            esp=esp,
+            child=child,
+            auth=auth,
+            fragment_size=fragment_size,
+            ipv6=ipv6,
+            cpu=cpu,
+            link_size=link_size,
+        )
+    except planner.PlanError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(p.as_dict(), indent=1))
+    else:
+        click.echo(planner.render(p), nl=False)
