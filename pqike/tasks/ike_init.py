@@ -166,6 +166,10 @@ class IkeInit(Task):
                 NotifyType.SIGNATURE_HASH_ALGORITHMS,
                 b"".join(struct.pack("!H", h) for h in SIGNATURE_HASHES),
             )
+        if msg.is_response and sa.conn.childless != "never":
+            # RFC 6023 §3: we accept an IKE_AUTH without SA/TS (child_create.process_r), so
+            # say so, as charon does (same position: after HASH_ALG, before IKE_INT_SUP)
+            msg.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED)
         if selected_has_addke:
             msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
 
