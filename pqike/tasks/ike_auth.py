@@ -42,6 +42,7 @@ from pqike.wire.payloads import (
     Identification,
     IDi,
     IDr,
+    Notify,
 )
 
 
@@ -149,6 +150,16 @@ class IkeAuth(Task):
         data = sign_auth_data(creds.key, octets, scheme)  # type: ignore[arg-type]
         msg.add(Authentication(method=AuthMethod.DIGITAL_SIGNATURE, data=data))
         sa.log("authentication of '%s' (myself) with %s successful", ident, scheme.log_name)
+
+    def _certreq(self) -> CertificateRequest | None:
+        """CERTREQ naming our trusted CAs, if we authenticate the peer by public key."""
+        sa = self.sa
+        if sa.conn.remote.auth != "pubkey" or not sa.conn.send_certreq:
+            return None
+        trust = self._trust()
+        if not trust.cas:
+            return None
+        return CertificateRequest(encoding=CertEncoding.X509_SIGNATURE, data=trust.certreq_data())
 
     def _send_cert(self) -> bool:
         mode = self.sa.conn.send_cert
@@ -278,15 +289,9 @@ class IkeAuth(Task):
         # strongSwan's order: IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH
         auth = msg.payloads.pop()
         msg.notify(NotifyType.INITIAL_CONTACT)
-        if sa.conn.remote.auth == "pubkey" and sa.conn.send_certreq:
-            trust = self._trust()
-            if trust.cas:
-                msg.add(
-                    CertificateRequest(
-                        encoding=CertEncoding.X509_SIGNATURE,
-                        data=trust.certreq_data(),
-                    )
-                )
+        certreq = self._certreq()
+        if certreq is not None:
+            msg.add(certreq)
         if remote is not None:
             msg.add(IDr(id_type=remote.id_type, data=remote.data))
         msg.add(auth)
@@ -355,6 +360,23 @@ class IkeAuth(Task):
                 return
 
     def build_r(self, msg: Outgoing) -> Status:
+        if msg.exchange == ExchangeType.IKE_SA_INIT:
+            # RFC 7296 §1.2: the responder's CERTREQ goes in the IKE_SA_INIT response; a peer
+            # with send_cert = ifasked (charon's default) sends no certificate without it.
+            # charon's position: right after the NAT-D notifies.
+            certreq = self._certreq()
+            if certreq is not None:
+                natd = (NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.NAT_DETECTION_DESTINATION_IP)
+                at = 1 + max(
+                    (
+                        i
+                        for i, p in enumerate(msg.payloads)
+                        if isinstance(p, Notify) and p.notify_type in natd
+                    ),
+                    default=len(msg.payloads) - 1,
+                )
+                msg.payloads.insert(at, certreq)
+            return Status.NEED_MORE
         if msg.exchange != ExchangeType.IKE_AUTH:
             return Status.NEED_MORE
         creds = self._local()
