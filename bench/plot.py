@@ -136,7 +136,7 @@ def plot_cpu(results: Path) -> list[Path]:
             )
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("process CPU per handshake (ms); left initiator, right (hatched) responder")
+    ax.set_ylabel("CPU ms per handshake (hatched: responder)")
     ax.legend(fontsize=8)
     ax.set_title("CPU per IKE_SA establishment, split by primitive")
     fig.tight_layout()
