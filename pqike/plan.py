@@ -8,9 +8,9 @@ tests/unit/test_plan.py checks them against what two in-memory engines actually 
 
 The model follows what pqike sends for the usual road-warrior setup (the bench scenario):
 
-- IKE_SA_INIT: SA, KE, Nonce, N(NATD_S_IP), N(NATD_D_IP), N(FRAG_SUP), N(HASH_ALG) and
-  N(IKE_INT_SUP) when additional key exchanges are proposed; on port 500 (no non-ESP
-  marker), never fragmented (RFC 7383 §2.5.3).
+- IKE_SA_INIT: SA, KE, Nonce and the notifies ike_init's _announce() adds (NATD, FRAG_SUP,
+  HASH_ALG, CHDLESS_SUP, IKE_INT_SUP ...), plus the responder's CERTREQ with certificates;
+  on port 500 (no non-ESP marker), never fragmented (RFC 7383 §2.5.3).
 - IKE_INTERMEDIATE: one exchange per ADDKE, [ KE ] each way; on port 4500 from here on
   when NAT-T is used (``natt``, the default, as with a NAT, encap = yes or kernel-libipsec),
   which costs the 4-byte non-ESP marker in every datagram.
@@ -487,6 +487,11 @@ def plan(
         nonce,
         *_announced(True, selected.has_additional_ke),
     ]
+    sample = auth_sample(auth)
+    if sample.certreq_data is not None:  # the responder names its CAs (RFC 7296 §1.2)
+        resp.append(
+            CertificateRequest(encoding=CertEncoding.X509_SIGNATURE, data=sample.certreq_data)
+        )
     g, r, f = _costs(first.id, cpu)
     result.establishment.append(
         ExchangePlan(
@@ -512,7 +517,6 @@ def plan(
         mid += 1
 
     # IKE_AUTH
-    sample = auth_sample(auth)
     from pqike.auth.certs import Identity
 
     ii, ir = Identity.from_string(INITIATOR_ID), Identity.from_string(RESPONDER_ID)
