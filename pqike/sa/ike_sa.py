@@ -157,6 +157,7 @@ class IkeSa:
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
         self.failure = ""
+        self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
 
     # ---- identity and helpers -----------------------------------------------------------
 
@@ -280,6 +281,13 @@ class IkeSa:
         new.local_vips, self.local_vips = self.local_vips, []
         new.remote_vips, self.remote_vips = self.remote_vips, []
         new.children, self.children = [c for c in self.children], []
+        # queued work (not yet started) continues on the new IKE_SA
+        for task in self.queued:
+            task.sa = new
+            new.queued.append(task)
+        self.queued = []
+        new.retry_at, self.retry_at = self.retry_at, {}
+        self.successor_sa = new
         new.state = IkeState.ESTABLISHED
         new.established_at = self.now
         new.created_at = self.now
@@ -294,6 +302,14 @@ class IkeSa:
         """UDP-encapsulate ESP even without a NAT: configured (encap = yes) or because the
         data plane can only do that (userspace ESP)."""
         return self.conn.encap or getattr(self.svc.kernel, "requires_udp_encap", False)
+
+    def home(self) -> IkeSa:
+        """The IKE_SA that now owns this one's CHILD_SAs (itself unless it was rekeyed):
+        exchanges that finish on an old IKE_SA put their results there."""
+        sa = self
+        while sa.successor_sa is not None:
+            sa = sa.successor_sa
+        return sa
 
     def float_to_natt(self) -> None:
         """RFC 7296 §2.23: after IKE_SA_INIT, move to the NAT-T port if a NAT was detected
@@ -372,10 +388,10 @@ class IkeSa:
                 return
             if status is Status.SUCCESS:
                 self.active.remove(task)
-        if not msg.payloads and msg.exchange != ExchangeType.INFORMATIONAL:
+        if not msg.payloads and not msg.send_empty:
             if not self.active:
                 self.initiate(now)  # nothing left for this job: try the next one
-            return
+            return  # tasks still active are waiting for their turn (tick retries)
         self._send_request(msg, now)
 
     def _next_exchange(self) -> ExchangeType:
@@ -428,6 +444,16 @@ class IkeSa:
                 self.peer_mid += 1
                 return
             self.passive = [task]
+        elif self.state == IkeState.REKEYED and msg.exchange == ExchangeType.CREATE_CHILD_SA:
+            # RFC 7296 §2.25: this IKE_SA is being replaced; the peer retries on the new one
+            self.log(
+                "CREATE_CHILD_SA on rekeyed IKE_SA %s, answering TEMPORARY_FAILURE", self.label
+            )
+            reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+            reply.notify(NotifyType.TEMPORARY_FAILURE)
+            self._send_response(reply, now)
+            self.peer_mid += 1
+            return
         elif not self.passive or msg.exchange not in (
             ExchangeType.IKE_INTERMEDIATE,
             ExchangeType.IKE_AUTH,
@@ -472,6 +498,7 @@ class IkeSa:
                 self.fail(failed.reason, now, notify_peer=False)
             else:
                 self.log("%s", failed.reason)
+                self.peer_mid += 1  # the exchange is over, however it ended
             return
         self._send_response(reply, now)
         self.apply_pending_secret()
@@ -598,7 +625,10 @@ class IkeSa:
         busy = {id(t.rekey) for t in (*self.active, *self.queued) if getattr(t, "rekey", None)}
         for c in list(self.children):
             if c.expire_at is not None and now >= c.expire_at and c.state != ChildState.DELETING:
-                self.log("CHILD_SA %s reached its hard lifetime, deleting it", c.label)
+                if c.state == ChildState.REKEYED:
+                    self.log("peer did not delete rekeyed CHILD_SA %s, deleting it", c.label)
+                else:
+                    self.log("CHILD_SA %s reached its hard lifetime, deleting it", c.label)
                 c.state = ChildState.DELETING
                 c.rekey_at = None
                 self.queue(ChildDelete(self, True, c))

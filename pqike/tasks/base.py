@@ -46,6 +46,7 @@ class Outgoing:
     message_id: int
     is_response: bool
     payloads: list[Payload] = field(default_factory=list)
+    send_empty: bool = False  # a request without payloads is meant (a liveness check)
 
     def add(self, payload: Payload) -> None:
         self.payloads.append(payload)

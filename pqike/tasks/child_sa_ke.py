@@ -50,10 +50,20 @@ from pqike.wire.iana import (
 from pqike.wire.payloads import Nonce, Notify, SecurityAssociation, TSi, TSr
 
 NONCE_SIZE = 32
+REKEYED_GRACE = 60.0  # seconds an old CHILD_SA lives on after its rekey, awaiting DELETE
 
 
 def _notify_name(ntype: int) -> str:
     return NotifyType(ntype).name if ntype in NotifyType._value2member_map_ else str(ntype)
+
+
+def _ike_rekey_running(sa) -> bool:  # type: ignore[no-untyped-def]
+    """An IKE_SA rekey of ours or of the peer is under way on this IKE_SA."""
+    from pqike.tasks.ike_rekey import IkeRekey
+
+    return sa.state.value == "REKEYED" or any(
+        isinstance(t, IkeRekey) for t in (*sa.active, *sa.followups.values())
+    )
 
 
 def _ke_methods(proposals: tuple[Proposal, ...]) -> str:
@@ -119,7 +129,7 @@ class ChildSaKe(Task):
         sa.emit(kind, reason, self.rekey or self.child)
         if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
             self.rekey.state = ChildState.INSTALLED
-            self.sa.schedule_retry(self.rekey)
+            self.sa.home().schedule_retry(self.rekey)
         return Status.SUCCESS  # the IKE_SA itself is fine
 
     def _finish(self) -> bool:
@@ -148,10 +158,17 @@ class ChildSaKe(Task):
         except KernelError as e:
             sa.log("unable to install CHILD_SA %s: %s", child.label, e)
             return False
-        sa.children.append(child)
-        sa.schedule_child(child)
+        home = sa.home()  # the IKE_SA may have been rekeyed while this exchange ran
+        home.children.append(child)
+        home.schedule_child(child)
         if self.rekey is not None:
             self.rekey.state = ChildState.REKEYED
+            # the rekey initiator deletes the old SA; should its DELETE never come, we do
+            # (strongSwan's child_rekey waits a retransmit cycle, too)
+            grace = sa.now + REKEYED_GRACE
+            if self.rekey.expire_at is None or self.rekey.expire_at > grace:
+                self.rekey.expire_at = grace
+            self.rekey.rekey_at = None
             sa.log("CHILD_SA %s rekeyed: %s", self.rekey.label, child.label)
         sa.log(
             "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
@@ -178,8 +195,10 @@ class ChildSaKe(Task):
             msg.exchange = ExchangeType.IKE_FOLLOWUP_KE
             self.chain.start_followup(msg)
             return Status.NEED_MORE
-        msg.exchange = ExchangeType.CREATE_CHILD_SA
         sa = self.sa
+        if self.child is None and _ike_rekey_running(sa):
+            return Status.NEED_MORE  # wait: the IKE_SA is being replaced right now
+        msg.exchange = ExchangeType.CREATE_CHILD_SA
         if self.child is None:
             self.child = self._new_child()
             self.offered = parse_proposals(ProtocolId.ESP, self.cfg.esp_proposals)
@@ -304,7 +323,10 @@ class ChildSaKe(Task):
                     )
                 old.collision = None
             if redundant is not None:
-                sa.queue(ChildDelete(sa, True, redundant))
+                home = sa.home()
+                home.queue(ChildDelete(home, True, redundant))
+                if home is not sa:
+                    home.initiate(sa.now)
         return Status.SUCCESS
 
     def _error_response(self, err: Notify) -> Status:
@@ -323,7 +345,7 @@ class ChildSaKe(Task):
             sa.log("peer answered TEMPORARY_FAILURE, retrying %s later", self._what())
             if self.rekey.state == ChildState.REKEYING:
                 self.rekey.state = ChildState.INSTALLED
-            sa.schedule_retry(self.rekey)
+            sa.home().schedule_retry(self.rekey)
             return Status.SUCCESS
         if err.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
             # reference 001: a PFS (KE) mismatch makes rekeying fail; say so clearly
@@ -347,10 +369,13 @@ class ChildSaKe(Task):
             self.chain.respond_followup(msg)
             return Status.NEED_MORE
         sa = self.sa
+        if _ike_rekey_running(sa):
+            # its result would land on an IKE_SA about to go (RFC 7296 §2.25)
+            raise TaskFailed("IKE_SA is being rekeyed", NotifyType.TEMPORARY_FAILURE)
         rekey_n = msg.notify(NotifyType.REKEY_SA)
         if rekey_n is not None:
             spi = int.from_bytes(rekey_n.spi, "big") if rekey_n.spi else -1
-            old = next((c for c in sa.children if c.spi_out == spi), None)
+            old = next((c for c in sa.home().children if c.spi_out == spi), None)
             if old is None:
                 raise TaskFailed(
                     f"CHILD_SA with SPI {spi:08x} to rekey not found", NotifyType.CHILD_SA_NOT_FOUND

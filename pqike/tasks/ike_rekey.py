@@ -30,6 +30,22 @@ from pqike.wire.payloads import Nonce, SecurityAssociation
 NONCE_SIZE = 32
 
 
+def _busy(sa, ignore: Task | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Why the IKE_SA cannot be rekeyed right now ('' if it can): a CHILD_SA half-way
+    through a rekey or delete, or an exchange of ours in progress."""
+    from pqike.sa.child_sa import ChildState
+
+    for c in sa.children:
+        if c.state == ChildState.REKEYING:
+            return f"CHILD_SA {c.label} is {c.state.value}"
+    if sa.followups:
+        return "an IKE_FOLLOWUP_KE chain of the peer is in progress"
+    for t in sa.active:
+        if t is not ignore and not isinstance(t, IkeRekey):
+            return f"our {t.name} exchange is in progress"
+    return ""
+
+
 class IkeRekey(Task):
     name = "ike_rekey"
 
@@ -88,6 +104,11 @@ class IkeRekey(Task):
 
     def build_i(self, msg: Outgoing) -> Status:
         sa = self.sa
+        busy = _busy(sa, ignore=self)
+        if self.stage == "create" and not self.offered and busy:
+            sa.log("postponing IKE_SA rekeying while %s", busy)
+            sa.schedule_ike_retry()
+            return Status.SUCCESS
         if self.stage == "followup":
             msg.exchange = ExchangeType.IKE_FOLLOWUP_KE
             self.chain.start_followup(msg)
@@ -117,6 +138,9 @@ class IkeRekey(Task):
             return self._failed(e.reason)
 
     def _failed(self, reason: str) -> Status:
+        if getattr(self, "lost_collision", False):
+            self.sa.log("our rekeying of IKE_SA %s gave way to the peer's", self.sa.label)
+            return Status.SUCCESS
         self.sa.log("rekeying IKE_SA %s failed: %s", self.sa.label, reason)
         self.sa.emit(EventKind.REKEY_FAILED, f"IKE_SA rekey: {reason}")
         self.sa.schedule_ike_retry()
@@ -180,6 +204,25 @@ class IkeRekey(Task):
             self.chain.respond_followup(msg)
             return Status.NEED_MORE
         sa = self.sa
+        mine = next((t for t in sa.active if isinstance(t, IkeRekey) and t.initiator), None)
+        peer_nonce = msg.first(Nonce)
+        if mine is not None and mine.ni and peer_nonce is not None:
+            # Both ends rekey at once. Rather than keep two new IKE_SAs and delete one
+            # (RFC 7296 §2.8.2), only the rekey with the higher initiator nonce goes ahead:
+            # its initiator answers the other one TEMPORARY_FAILURE (§2.25), and the other
+            # end, seeing the same two nonces, accepts it. One new IKE_SA, no retry loop.
+            if mine.ni > peer_nonce.data:
+                raise TaskFailed(
+                    "IKE_SA rekey collision won (our nonce is higher), refusing the peer's",
+                    NotifyType.TEMPORARY_FAILURE,
+                )
+            sa.log("IKE_SA rekey collision lost (the peer's nonce is higher), accepting its")
+            mine.lost_collision = True
+        busy = _busy(sa)
+        if busy:
+            # strongSwan ike_rekey.c does the same: an exchange of ours still running on
+            # this IKE_SA would die with it once the peer deletes it after the rekey
+            raise TaskFailed(f"IKE_SA rekey refused while {busy}", NotifyType.TEMPORARY_FAILURE)
         sa_p, nonce = msg.first(SecurityAssociation), msg.first(Nonce)
         if sa_p is None or nonce is None:
             raise TaskFailed("IKE rekey request lacks SA or Nonce", NotifyType.INVALID_SYNTAX)

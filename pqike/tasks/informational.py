@@ -17,8 +17,9 @@ from pqike.wire.payloads import Delete
 
 def _remove_child(sa, child: ChildSa, reason: str) -> None:  # type: ignore[no-untyped-def]
     uninstall_child(sa, child)
-    if child in sa.children:
-        sa.children.remove(child)
+    for owner in (sa, sa.home()):
+        if child in owner.children:
+            owner.children.remove(child)
     sa.log(
         "closing CHILD_SA %s with SPIs %08x_i %08x_o and TS %s === %s",
         child.label,
@@ -66,14 +67,14 @@ class ChildDelete(Task):
         self.child = child
 
     def build_i(self, msg: Outgoing) -> Status:
-        if self.child not in self.sa.children:
+        if self.child not in self.sa.children and self.child not in self.sa.home().children:
             return Status.SUCCESS
         msg.exchange = ExchangeType.INFORMATIONAL
         msg.add(Delete(protocol=ProtocolId.ESP, spis=[self.child.spi_in.to_bytes(4, "big")]))
         return Status.NEED_MORE
 
     def process_i(self, msg: Incoming) -> Status:
-        if self.child in self.sa.children:
+        if self.child in self.sa.children or self.child in self.sa.home().children:
             _remove_child(self.sa, self.child, "deleted by us")
         return Status.SUCCESS
 
@@ -85,6 +86,7 @@ class Dpd(Task):
 
     def build_i(self, msg: Outgoing) -> Status:
         msg.exchange = ExchangeType.INFORMATIONAL
+        msg.send_empty = True
         return Status.NEED_MORE
 
     def process_i(self, msg: Incoming) -> Status:
@@ -111,7 +113,9 @@ class InformationalResponder(Task):
                 continue
             for spi in d.spis:
                 value = int.from_bytes(spi, "big")
-                child = next((c for c in sa.children if c.spi_out == value), None)
+                child = next(
+                    (c for c in (*sa.children, *sa.home().children) if c.spi_out == value), None
+                )
                 if child is None:
                     sa.log("received DELETE for unknown ESP CHILD_SA with SPI %08x", value)
                     continue
