@@ -43,7 +43,11 @@ __all__ = [
 
 DEFAULT_SOCKET = DaemonSettings().control_socket
 DEFAULT_TIMEOUT = 30.0
-_LAZY = {"pki": ("pqike.pki", "pki")}
+_LAZY = {
+    "pki": ("pqike.pki", "pki"),
+    "bench": ("pqike.bench.cli", "bench"),
+    "plan": ("pqike.bench.cli", "plan"),
+}
 
 
 class Failure(click.ClickException):
