@@ -308,7 +308,22 @@ class IkeAuth(Task):
                 if err.notify_type in NotifyType._value2member_map_
                 else err.notify_type
             )
-            return self.fail(f"received {name} notify error")
+            reason = f"received {name} notify error"
+            if err.notify_type == NotifyType.AUTHENTICATION_FAILED:
+                # only the responder knows why; say who refused what, and the usual cause
+                conn = self.sa.conn
+                peer = conn.remote.id
+                if peer in (None, "%any"):
+                    peer = self.sa.remote.host
+                if conn.local.auth == "psk":
+                    how, hint = "pre-shared key", "a different PSK on its side?"
+                else:
+                    how, hint = "our certificate", "does it trust our CA and accept our ID?"
+                reason += (
+                    f": responder '{peer}' rejected our authentication as "
+                    f"'{self.sa.local_id}' with {how} ({hint})"
+                )
+            return self.fail(reason)
         idr = msg.first(IDr)
         if idr is None:
             return self.fail("IKE_AUTH response lacks IDr")

@@ -237,6 +237,9 @@ class IkeInit(Task):
             return self._restart()
         err = msg.error_notify()
         if err is not None:
+            if err.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
+                # the responder doesn't say what it wanted; at least show what we offered
+                sa.log("configured proposals: %s", format_proposals(self.proposals))
             return self.fail(f"received {_notify_name(err.notify_type)} notify error")
         sa_payload = msg.first(SecurityAssociation)
         ke = msg.first(KeyExchange)
