@@ -64,6 +64,7 @@ def _consistent(net) -> int:  # type: ignore[no-untyped-def]
     for key, sa in ck.sas.items():
         assert (sa.encr_key, sa.integ_key) == (mk.sas[key].encr_key, mk.sas[key].integ_key)
     live = [x for x in c.children if x.state in ("INSTALLED", "REKEYING", "REKEYED")]
+    assert any(x.state == "INSTALLED" for x in live), c.children  # the tunnel still exists
     assert len(ck.sas) == 2 * len(live), (len(ck.sas), c.children)
     assert len(ck.policies) == 3 * len(live)
     assert ck.vips == ["10.3.0.1"] and c.local_vips == ["10.3.0.1"]
@@ -74,7 +75,9 @@ def _consistent(net) -> int:  # type: ignore[no-untyped-def]
 def test_soak_rekeys_with_loss_duplication_reordering(seed: int) -> None:
     rng = random.Random(seed)
     hours = float(os.environ.get("PQIKE_SOAK_HOURS", "2"))
-    child = {"rekey_time": "40s"}
+    # strongSwan's default margins (life = rekey + 10 %) leave 4 s here: too little for a
+    # lossy network, exactly as it would be in production with such short lifetimes
+    child = {"rekey_time": "40s", "life_time": "60s", "rand_time": "5s"}
     net = make_pair(
         psk_config("carol", IKE, esp=ESP, child_extra=child, extra_daemon={}),
         psk_config("moon", IKE, esp=ESP, child_extra=child),
@@ -112,4 +115,4 @@ def test_soak_rekeys_with_loss_duplication_reordering(seed: int) -> None:
     ike_rekeys = sum(e.kind == "ike-rekeyed" for e in logs)
     print(f"\nsoak seed {seed}: {child_rekeys} CHILD_SA rekeys, {ike_rekeys} IKE_SA rekeys, "
           f"{checks} consistency checks, network {lossy.stats}")
-    assert child_rekeys >= 50 * hours and ike_rekeys >= 20 * hours
+    assert child_rekeys >= 100 * hours and ike_rekeys >= 20 * hours
