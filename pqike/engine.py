@@ -5,6 +5,7 @@ commands. The daemon feeds it datagrams and time; tests run two engines in memor
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import ipaddress
 import os
@@ -91,6 +92,10 @@ class Engine:
         self._budget = MemoryBudget(config.daemon.reassembly_memory)
         self._pools: dict[str, object] = {}
         self._cookie_secret = rng(32)
+        self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()
+        self._timers: list[tuple[float, int, IkeSa]] = []
+        self._seq = 0
+        self._by_peer: dict[tuple[str, str], set[IkeSa]] = {}  # (conn, remote id) -> SAs
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -116,13 +121,14 @@ class Engine:
             adopt=self._adopt,
             replace_duplicates=self._replace_duplicates,
             next_ike_id=lambda: self._next("ike"),
+            touch=self._touched.add,
         )
 
     def _replace_duplicates(self, sa: IkeSa) -> None:
         """INITIAL_CONTACT (RFC 7296 §2.4) or unique=replace: the peer lost its state, so
         every other IKE_SA with the same identities is stale; remove it and what it
         installed, without telling the peer."""
-        for other in list(self.sas.values()):
+        for other in list(self._by_peer.get((sa.name, sa.remote_id), ())):
             if other is sa or other.state == IkeState.DESTROYED or not other.established:
                 continue
             if other.remote_id == sa.remote_id and other.name == sa.name:
@@ -134,7 +140,12 @@ class Engine:
                 other.fail(f"replaced by {sa.label} (INITIAL_CONTACT)", sa.now)
 
     def _adopt(self, sa: IkeSa) -> None:
-        self.sas[sa.spi_i if sa.initiator else sa.spi_r] = sa
+        self._register(sa, sa.spi_i if sa.initiator else sa.spi_r)
+
+    def _register(self, sa: IkeSa, our_spi: bytes) -> None:
+        sa.engine_key = our_spi
+        self.sas[our_spi] = sa
+        self._touched.add(sa)
 
     def load_config(self, config: Config) -> None:
         """Swap the configuration; established SAs keep the settings they were made with.
@@ -153,40 +164,66 @@ class Engine:
         self._out.clear()  # the SAs hold a reference to this list
         return out
 
+    # ---- timers: a heap of (deadline, seq, IKE_SA), stale entries skipped lazily; the
+    # engine only ever looks at the IKE_SAs an event touched, so its cost per datagram or
+    # timer does not grow with the number of IKE_SAs
+
     def next_deadline(self) -> float | None:
-        times = [t for sa in self.sas.values() if (t := sa.next_deadline()) is not None]
-        times += [
-            sa.created_at + self.config.daemon.half_open_timeout for sa in self._half_open.values()
-        ]
-        return min(times) if times else None
+        heap = self._timers
+        while heap:
+            when, _, sa = heap[0]
+            if sa.state != IkeState.DESTROYED and sa.timer_at == when:
+                return when
+            heapq.heappop(heap)
+        return None
 
     def tick(self, now: float) -> None:
-        for sa in list(self.sas.values()):
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            when, _, sa = heapq.heappop(heap)
+            if sa.state == IkeState.DESTROYED or sa.timer_at != when:
+                continue
+            sa.timer_at = None
             sa.tick(now)
-        for key, sa in list(self._half_open.items()):
-            if (
-                sa.state == IkeState.CONNECTING
-                and now - sa.created_at > self.config.daemon.half_open_timeout
-            ):
-                sa.fail("half-open IKE_SA timed out", now)
-            if sa.state != IkeState.CONNECTING:
-                self._half_open.pop(key, None)
+            self._touched.add(sa)
         self._reap()
 
     def _reap(self) -> None:
-        for spi, sa in list(self.sas.items()):
+        """Settle every IKE_SA the last event touched: forget destroyed ones, (re)arm the
+        timers and the indexes of the others."""
+        while self._touched:
+            sa = self._touched.pop()
             if sa.state == IkeState.DESTROYED:
-                del self.sas[spi]
-                restart, sa.restart_children = sa.restart_children, []
-                for child in restart:
-                    log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)
-                    try:
-                        self.initiate(child, sa.name, sa.now)
-                    except EngineError as e:
-                        log("restart of %s failed: %s", child, e)
-        for key, sa in list(self._half_open.items()):
-            if sa.state in (IkeState.DESTROYED, IkeState.ESTABLISHED):
-                del self._half_open[key]
+                self._forget(sa)
+                continue
+            if sa.half_open_key is not None and sa.state != IkeState.CONNECTING:
+                self._half_open.pop(sa.half_open_key, None)
+                sa.half_open_key = None
+            if sa.established and sa.remote_id:
+                self._by_peer.setdefault((sa.name, sa.remote_id), set()).add(sa)
+            when = sa.next_deadline()
+            if when is not None and when != sa.timer_at:
+                sa.timer_at = when
+                self._seq += 1
+                heapq.heappush(self._timers, (when, self._seq, sa))
+
+    def _forget(self, sa: IkeSa) -> None:
+        if self.sas.get(sa.engine_key) is sa:
+            del self.sas[sa.engine_key]
+        if sa.half_open_key is not None:
+            self._half_open.pop(sa.half_open_key, None)
+        peers = self._by_peer.get((sa.name, sa.remote_id))
+        if peers is not None:
+            peers.discard(sa)
+            if not peers:
+                del self._by_peer[(sa.name, sa.remote_id)]
+        restart, sa.restart_children = sa.restart_children, []
+        for child in restart:
+            log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)
+            try:
+                self.initiate(child, sa.name, sa.now)
+            except EngineError as e:
+                log("restart of %s failed: %s", child, e)
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -250,7 +287,7 @@ class Engine:
         sa.log("initiating IKE_SA %s to %s", sa.label, remote)
         for task in establishment_tasks(sa, child):
             sa.queue(task)
-        self.sas[sa.spi_i] = sa
+        self._register(sa, sa.spi_i)
         sa.initiate(now)
         self._reap()
         return sa.unique_id
@@ -421,8 +458,9 @@ class Engine:
         sa.created_at = now
         sa.state = IkeState.CONNECTING
         sa.log("%s is initiating an IKE_SA", dgram.src.host)
-        self.sas[sa.spi_r] = sa
+        self._register(sa, sa.spi_r)
         self._half_open[key] = sa
+        sa.half_open_key = key
         sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
 
     def _cookie_ok(self, msg: Message, dgram: Datagram) -> bool:

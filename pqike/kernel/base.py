@@ -132,6 +132,7 @@ class MemoryKernel:
     policies: list[KernelPolicy] = field(default_factory=list)
     vips: list[str] = field(default_factory=list)
     routes: list[KernelRoute] = field(default_factory=list)
+    _spis: set[int] = field(default_factory=set)
     counters: dict[tuple[int, str], SaCounters] = field(default_factory=dict)
 
     def probe(self) -> str | None:
@@ -141,7 +142,8 @@ class MemoryKernel:
         while True:
             # SPIs 1..255 are reserved by IANA (RFC 4303 §2.1)
             spi = int.from_bytes(os.urandom(4), "big")
-            if spi > 255 and not any(k[0] == spi for k in self.sas):
+            if spi > 255 and spi not in self._spis:
+                self._spis.add(spi)
                 return spi
 
     def add_sa(self, sa: KernelSa) -> None:
@@ -154,6 +156,7 @@ class MemoryKernel:
     def del_sa(self, spi: int, dst: str) -> None:
         self.sas.pop((spi, dst), None)
         self.counters.pop((spi, dst), None)
+        self._spis.discard(spi)
 
     def query_sa(self, spi: int, dst: str) -> SaCounters:
         return self.counters.get((spi, dst), SaCounters())
@@ -180,6 +183,7 @@ class MemoryKernel:
             self.routes.remove(route)
 
     def close(self) -> None:
+        self._spis.clear()
         self.sas.clear()
         self.policies.clear()
         self.vips.clear()

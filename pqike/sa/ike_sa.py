@@ -71,6 +71,7 @@ class SaServices:
     budget: MemoryBudget
     pools: dict[str, object] = field(default_factory=dict)
     adopt: Callable[[IkeSa], None] = lambda sa: None  # register a rekeyed IKE_SA
+    touch: Callable[[IkeSa], None] = lambda sa: None  # "my state or timers changed"
     replace_duplicates: Callable[[IkeSa], None] = lambda sa: None  # INITIAL_CONTACT
     next_ike_id: Callable[[], int] = lambda: 0
 
@@ -158,6 +159,10 @@ class IkeSa:
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
         self.failure = ""
         self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
+        # the engine's bookkeeping: our key in its table, armed timer, half-open entry
+        self.engine_key = b""
+        self.timer_at: float | None = None
+        self.half_open_key: tuple[bytes, str, int] | None = None
 
     # ---- identity and helpers -----------------------------------------------------------
 
@@ -362,6 +367,7 @@ class IkeSa:
     def initiate(self, now: float) -> None:
         """Start the next exchange if none is outstanding."""
         self.now = now
+        self.svc.touch(self)
         if self.request is not None or self.state == IkeState.DESTROYED:
             return
         if not self.active:
@@ -602,6 +608,8 @@ class IkeSa:
 
     def next_deadline(self) -> float | None:
         times = [self.request.deadline] if self.request else []
+        if self.state == IkeState.CONNECTING and not self.initiator:
+            times.append(self.created_at + self.svc.config.daemon.half_open_timeout)
         if self.established:
             times += [t for t in (self.rekey_at, self.expire_at) if t is not None]
             for c in self.children:
@@ -658,6 +666,11 @@ class IkeSa:
 
     def tick(self, now: float) -> None:
         self.now = now
+        self.svc.touch(self)
+        half_open = self.state == IkeState.CONNECTING and not self.initiator
+        if half_open and now - self.created_at >= self.svc.config.daemon.half_open_timeout:
+            self.fail("half-open IKE_SA timed out", now)
+            return
         self._lifetimes(now)
         r = self.request
         if r is None or now < r.deadline:
@@ -683,6 +696,7 @@ class IkeSa:
         self, message: Message, raw: bytes, src: Endpoint, dst: Endpoint, now: float
     ) -> None:
         self.now = now
+        self.svc.touch(self)
         if message.response:
             self._receive_response(message, raw, now)
         else:
@@ -810,6 +824,7 @@ class IkeSa:
 
     def destroy(self, now: float) -> None:
         """Remove everything this IKE_SA installed and forget it."""
+        self.svc.touch(self)
         from pqike.tasks.child_create import uninstall_child
 
         for child in list(self.children):

@@ -25,6 +25,8 @@ class AddressPool:
     last: IPAddress
     leases: dict[str, IPAddress] = field(default_factory=dict)  # identity -> address
     online: set[str] = field(default_factory=set)
+    _taken: set[IPAddress] = field(default_factory=set)
+    _next: int = 0  # where the search for a free address resumes (amortised O(1))
 
     @classmethod
     def from_spec(cls, name: str, spec: str) -> AddressPool:
@@ -45,13 +47,13 @@ class AddressPool:
         if identity in self.leases:
             self.online.add(identity)
             return self.leases[identity]
-        taken = set(self.leases.values())
         in_range = requested is not None and self.first <= requested <= self.last
-        if in_range and requested not in taken:
+        if in_range and requested not in self._taken:
             addr = requested
         else:
-            addr = self._free(taken)
+            addr = self._free()
         self.leases[identity] = addr
+        self._taken.add(addr)
         self.online.add(identity)
         return addr
 
@@ -59,14 +61,17 @@ class AddressPool:
         """Go offline but keep the lease for a reconnect."""
         self.online.discard(identity)
 
-    def _free(self, taken: set[IPAddress]) -> IPAddress:
-        for i in range(self.size):
-            a = self.first + i
-            if a not in taken:
-                return a
+    def _free(self) -> IPAddress:
+        if len(self._taken) < self.size:
+            for _ in range(self.size):
+                a = self.first + self._next
+                self._next = (self._next + 1) % self.size
+                if a not in self._taken:
+                    return a
         # reuse the oldest offline lease before giving up
         for ident, a in list(self.leases.items()):
             if ident not in self.online:
                 del self.leases[ident]
+                self._taken.discard(a)
                 return a
         raise PoolExhausted(f"pool {self.name} has no free address ({self.size} leased)")
