@@ -3,6 +3,7 @@
 #  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
 #  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
 #  - ping (traffic through the tunnels in the end-to-end tests)
+#  - user-mode-linux + busybox-static (a real kernel with ESP for the XFRM tests)
 # Without root, or without a package mirror, the tests that need these skip with the reason.
 set -u
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/bin/linux.uml ] || need+=(user-mode-linux)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
