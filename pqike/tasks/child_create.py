@@ -18,18 +18,17 @@ from pqike.crypto.keyschedule import derive_child_keys
 from pqike.events import EventKind
 from pqike.kernel.base import Direction, KernelError, KernelPolicy, KernelSa, Mode
 from pqike.proposal import (
-    NoProposalChosen,
     Proposal,
     ProposalError,
     check_selected,
     parse_proposals,
-    select_proposal,
     strip_ke,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.sa.child_sa import ChildSa, ChildState
 from pqike.sa.ts import TrafficSelector, fmt, is_subset, narrow
-from pqike.tasks.base import Incoming, Outgoing, Status, Task
+from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.common import child_established, responder_select
 from pqike.wire.iana import EncrId, ExchangeType, IntegId, NotifyType, ProtocolId, TransformType
 from pqike.wire.payloads import AddressRangeSelector, SecurityAssociation, TSi, TSr
 
@@ -223,15 +222,7 @@ class ChildCreate(Task):
             return False
         sa.children.append(child)
         sa.schedule_child(child)
-        sa.log(
-            "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
-            child.label,
-            child.spi_in,
-            child.spi_out,
-            fmt(child.local_ts),
-            fmt(child.remote_ts),
-        )
-        sa.emit(EventKind.CHILD_ESTABLISHED, "", child)
+        child_established(sa, child)
         return True
 
     # ---- initiator ----------------------------------------------------------------------
@@ -342,16 +333,11 @@ class ChildCreate(Task):
             return Status.NEED_MORE
         name, cfg, n_tsr, n_tsi = match
         try:
-            selected = select_proposal(
-                received,
-                self._proposals(cfg),
-                strip_ke=True,
-                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
+            selected = responder_select(
+                sa, received, self._proposals(cfg), f"CHILD_SA {name}", strip_ke=True
             )
-        except NoProposalChosen as e:
-            for line in e.diagnosis.log_lines():
-                sa.log("%s", line)
-            self.failed_notify = NotifyType.NO_PROPOSAL_CHOSEN
+        except TaskFailed:
+            self.failed_notify = NotifyType.NO_PROPOSAL_CHOSEN  # the IKE_SA itself is fine
             return Status.NEED_MORE
         if len(selected.spi) != 4:
             self.failed_notify = NotifyType.NO_PROPOSAL_CHOSEN

@@ -20,13 +20,11 @@ from pqike.crypto.keyschedule import derive_child_keys
 from pqike.events import EventKind
 from pqike.kernel.base import KernelError
 from pqike.proposal import (
-    NoProposalChosen,
     Proposal,
     ProposalError,
     check_selected,
     format_proposals,
     parse_proposals,
-    select_proposal,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.sa.child_sa import ChildSa, ChildState
@@ -38,6 +36,7 @@ from pqike.tasks.child_create import (
     _to_wire_ts,
     install_child,
 )
+from pqike.tasks.common import child_established, responder_select
 from pqike.tasks.ke_chain import KeChain, method_name
 from pqike.wire.iana import (
     EncrId,
@@ -170,18 +169,7 @@ class ChildSaKe(Task):
                 self.rekey.expire_at = grace
             self.rekey.rekey_at = None
             sa.log("CHILD_SA %s rekeyed: %s", self.rekey.label, child.label)
-        sa.log(
-            "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
-            child.label,
-            child.spi_in,
-            child.spi_out,
-            fmt(child.local_ts),
-            fmt(child.remote_ts),
-        )
-        if self.rekey is not None:
-            sa.emit(EventKind.CHILD_REKEYED, f"{self.rekey.label} -> {child.label}", child)
-        else:
-            sa.emit(EventKind.CHILD_ESTABLISHED, "", child)
+        child_established(sa, child, self.rekey)
         return True
 
     # ---- initiator ----------------------------------------------------------------------
@@ -401,18 +389,7 @@ class ChildSaKe(Task):
             )
         self.child_name, self.cfg, n_tsr, n_tsi = match
         configured = parse_proposals(ProtocolId.ESP, self.cfg.esp_proposals)
-        try:
-            selected = select_proposal(
-                received,
-                configured,
-                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
-            )
-        except NoProposalChosen as e:
-            for line in e.diagnosis.log_lines():
-                sa.cfg("%s", line)
-            raise TaskFailed(
-                f"{self._what()}: no acceptable ESP proposal", NotifyType.NO_PROPOSAL_CHOSEN
-            ) from e
+        selected = responder_select(sa, received, configured, self._what())
         if len(selected.spi) != 4:
             raise TaskFailed("ESP SPI must be 4 bytes", NotifyType.INVALID_SYNTAX)
         self.ni = nonce.data

@@ -13,24 +13,22 @@ import hashlib
 import ipaddress
 import struct
 
-from kem import registry
 from kem.base import Initiator
 from kem.errors import KemError
 from pqike.crypto.algorithms import IkeSuite, UnsupportedTransform
 from pqike.crypto.keyschedule import derive_ike_keys, skeyseed
 from pqike.log import Subsystem, get_logger
 from pqike.proposal import (
-    NoProposalChosen,
     Proposal,
     ProposalError,
     Transform,
     check_selected,
     format_proposals,
     parse_proposals,
-    select_proposal,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.common import ke_backend, responder_select
 from pqike.wire.iana import (
     ExchangeType,
     HashAlgorithm,
@@ -88,18 +86,7 @@ class IkeInit(Task):
     # ---- helpers ------------------------------------------------------------------------
 
     def _method(self, method: int):  # type: ignore[no-untyped-def]
-        try:
-            m = registry.get(method)
-        except KeyError as e:
-            raise TaskFailed(
-                f"key exchange method {method} unknown", NotifyType.NO_PROPOSAL_CHOSEN
-            ) from e
-        if not m.available:
-            raise TaskFailed(
-                f"key exchange method {m.log_name} unavailable: {m.unavailable_reason}",
-                NotifyType.NO_PROPOSAL_CHOSEN,
-            )
-        return m
+        return ke_backend(method)
 
     def _add_natd(self, msg: Outgoing) -> None:
         sa = self.sa
@@ -340,19 +327,12 @@ class IkeInit(Task):
         if sa_payload is None or ke is None or nonce is None:
             raise TaskFailed("IKE_SA_INIT request lacks SA, KE or Nonce", NotifyType.INVALID_SYNTAX)
         received = from_wire(sa_payload)
-        try:
-            selected = select_proposal(
-                received,
-                self.proposals,
-                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
-            )
-        except NoProposalChosen as e:
-            for line in e.diagnosis.log_lines():
-                self.cfg("%s", line)
-            raise TaskFailed(
-                f"no acceptable proposal found (received {format_proposals(received)})",
-                NotifyType.NO_PROPOSAL_CHOSEN,
-            ) from e
+        selected = responder_select(
+            sa,
+            received,
+            self.proposals,
+            f"IKE_SA_INIT (received {format_proposals(received)})",
+        )
         self.cfg("selected proposal: %s", selected)
         ke_t = selected.first(TransformType.KE)
         assert ke_t is not None

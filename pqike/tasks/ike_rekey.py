@@ -12,16 +12,15 @@ from pqike.crypto.algorithms import UnsupportedTransform
 from pqike.crypto.keyschedule import rekey_ike_keys
 from pqike.events import EventKind
 from pqike.proposal import (
-    NoProposalChosen,
     Proposal,
     ProposalError,
     check_selected,
     format_proposals,
     parse_proposals,
-    select_proposal,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.common import responder_select
 from pqike.tasks.ike_init import ike_suite
 from pqike.tasks.ke_chain import KeChain, method_name
 from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId, TransformType
@@ -228,18 +227,7 @@ class IkeRekey(Task):
             raise TaskFailed("IKE rekey request lacks SA or Nonce", NotifyType.INVALID_SYNTAX)
         received = from_wire(sa_p)
         configured = parse_proposals(ProtocolId.IKE, sa.conn.proposals)
-        try:
-            selected = select_proposal(
-                received,
-                configured,
-                prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
-            )
-        except NoProposalChosen as e:
-            for line in e.diagnosis.log_lines():
-                sa.cfg("%s", line)
-            raise TaskFailed(
-                "IKE_SA rekey: no acceptable proposal", NotifyType.NO_PROPOSAL_CHOSEN
-            ) from e
+        selected = responder_select(sa, received, configured, "IKE_SA rekey")
         if len(selected.spi) != 8:
             raise TaskFailed("new IKE SPI must be 8 bytes", NotifyType.INVALID_SYNTAX)
         ke_t = selected.first(TransformType.KE)

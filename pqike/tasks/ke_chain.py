@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kem import registry
 from kem.base import Initiator
 from kem.errors import KemError
 from pqike.proposal import Proposal, Transform
 from pqike.tasks.base import Incoming, Outgoing, TaskFailed
+from pqike.tasks.common import ke_backend
 from pqike.wire.iana import KeMethod, NotifyType, TransformType
 from pqike.wire.payloads import KeyExchange, Notify
 
@@ -26,21 +26,6 @@ LINK_SIZE = 1
 
 def method_name(method: int) -> str:
     return KeMethod(method).name if method in KeMethod._value2member_map_ else str(method)
-
-
-def _backend(method: int):  # type: ignore[no-untyped-def]
-    try:
-        m = registry.get(method)
-    except KeyError as e:
-        raise TaskFailed(
-            f"key exchange method {method} unknown", NotifyType.NO_PROPOSAL_CHOSEN
-        ) from e
-    if not m.available:
-        raise TaskFailed(
-            f"key exchange method {m.log_name} unavailable: {m.unavailable_reason}",
-            NotifyType.NO_PROPOSAL_CHOSEN,
-        )
-    return m
 
 
 @dataclass
@@ -69,7 +54,7 @@ class KeChain:
 
     def start(self, msg: Outgoing, method: int) -> None:
         """Add our KE payload for ``method`` (a DH public value or KEM encapsulation key)."""
-        self._ke = _backend(method).initiator()
+        self._ke = ke_backend(method).initiator()
         msg.add(KeyExchange(method=method, data=self._ke.public_value))
 
     def start_followup(self, msg: Outgoing) -> None:
@@ -114,7 +99,7 @@ class KeChain:
                 int(method).to_bytes(2, "big"),
             )
         try:
-            self._response, secret = _backend(method).respond(ke.data)
+            self._response, secret = ke_backend(method).respond(ke.data)
         except KemError as e:
             raise TaskFailed(
                 f"invalid KE payload for {method_name(method)}: {e}", NotifyType.INVALID_SYNTAX
