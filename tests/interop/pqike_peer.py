@@ -1,0 +1,321 @@
+"""A real ``pqike daemon`` in a network namespace, for interop tests against strongSwan.
+
+    with PqikePeer("carol", topo.carol, config_tree, tmp_path / "pq-carol",
+                   listen=topo.carol_addr) as carol:
+        r = carol.initiate(child="net")          # the CLI: exit status + streamed log
+        (sa,) = carol.list_sas()                 # [IkeSaInfo] over the control socket
+        carol.grep(r"selected proposal: (\\S+)")
+
+The daemon runs ``-F`` (log to stderr, captured in WORKDIR/pqike.log) with its control socket
+WORKDIR/pqike.sock, started through ``nsenter`` so it binds in the namespace; the client side
+(the CLI and ``pqike.daemon.control.request``) only needs the Unix socket, a host file, so it
+runs without nsenter. ``stop()`` (also on any exception, at exit, or when the test process
+dies: PDEATHSIG) terminates the daemon's whole process group and removes the socket.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, request
+from pqike.events import IkeSaInfo
+from tests.exchange.peers import _toml
+from tests.harness.netns import ns_argv
+from tests.harness.strongswan import SentPacket, _die_with_parent
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+DEFAULT_LOG_LEVELS = "ike=2,cfg=2,net=1,enc=1,knl=1"
+
+_SENT_RE = re.compile(r"sending packet: from (\S+)\[(\d+)\] to (\S+)\[(\d+)\] \((\d+) bytes\)")
+_SPLIT_RE = re.compile(r"splitting IKE message \((\d+) bytes\) into (\d+) fragments")
+
+_RUNNING: set[PqikePeer] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for p in list(_RUNNING):
+        p.stop()
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    output: str
+    argv: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class PqikePeer:
+    """One ``pqike daemon`` (foreground) in namespace ``netns``.
+
+    config    a config tree (dict, rendered as TOML), TOML text, or an existing file/directory
+    workdir   host directory: pqike.toml, pqike.sock, pqike.log (created)
+    listen    local addresses to bind (``--listen``), e.g. "192.168.0.3"
+    kernel    ``--kernel`` backend ("none": negotiate only, install nothing)
+    log_level ``--log-level`` (charon-style subsystem levels)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        netns: str | None,
+        config: dict[str, Any] | str | os.PathLike,
+        workdir: str | os.PathLike,
+        *,
+        listen: str | list[str] | tuple[str, ...] = (),
+        kernel: str = "none",
+        log_level: str = DEFAULT_LOG_LEVELS,
+        files: dict[str, bytes | str] | None = None,
+    ) -> None:
+        self.name = name
+        self.netns = netns
+        self.workdir = Path(workdir).resolve()
+        self.config = config
+        self.listen = [listen] if isinstance(listen, str) else list(listen)
+        self.kernel = kernel
+        self.log_level = log_level
+        self.files = files or {}
+        self._sockdir: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    # paths
+    @property
+    def socket_path(self) -> str:
+        """WORKDIR/pqike.sock, or a short /tmp directory if that is too long for AF_UNIX."""
+        path = str(self.workdir / "pqike.sock")
+        if len(os.fsencode(path)) <= 100:
+            return path
+        if self._sockdir is None:
+            self._sockdir = tempfile.mkdtemp(prefix="pqike-sock-")
+        return os.path.join(self._sockdir, "pqike.sock")
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "pqike.log"
+
+    @property
+    def config_path(self) -> Path:
+        if isinstance(self.config, os.PathLike):
+            return Path(self.config)
+        return self.workdir / "pqike.toml"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.config, dict):
+            self.config_path.write_text(_toml(self.config))
+        elif isinstance(self.config, str):
+            self.config_path.write_text(self.config)
+        for rel, content in self.files.items():
+            p = self.workdir / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content.encode() if isinstance(content, str) else content)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+    def argv(self) -> list[str]:
+        argv = [PYTHON, "-m", "pqike", "daemon", "--config", str(self.config_path), "-F"]
+        argv += ["--socket", self.socket_path, "--kernel", self.kernel]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        for addr in self.listen:
+            argv += ["--listen", addr]
+        return ns_argv(self.netns, argv)
+
+    # lifecycle
+    def start(self, timeout: float = 20) -> PqikePeer:
+        if self.running:
+            raise RuntimeError(f"{self.name}: pqike already running")
+        self._write_config()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        _RUNNING.add(self)
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name}: pqike daemon exited with {code} during startup:\n{self.tail()}"
+                )
+            if os.path.exists(self.socket_path):
+                try:
+                    request(self.socket_path, Request(cmd="list-sas"), timeout=5)
+                    return self
+                except (DaemonUnreachable, ProtocolError) as e:
+                    last = e
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.name}: control socket did not answer ({last}):\n{self.tail()}")
+
+    def stop(self, timeout: float = 5) -> int | None:
+        """SIGTERM, then SIGKILL to the process group. Idempotent, never raises."""
+        proc, self.proc = self.proc, None
+        _RUNNING.discard(self)
+        if proc is None:
+            return self.returncode
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
+        if self._sockdir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._sockdir)
+        self.returncode = proc.returncode
+        return self.returncode
+
+    def __enter__(self) -> PqikePeer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # control
+    def cli(self, *args: str, timeout: float = 45) -> CliResult:
+        """``python -m pqike ARGS --socket SOCK``; exit status and combined output."""
+        argv = [PYTHON, "-m", "pqike", *args, "--socket", self.socket_path]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        try:
+            r = subprocess.run(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                cwd=REPO,
+                env=env,
+            )
+            return CliResult(r.returncode, r.stdout, list(args))
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+            return CliResult(-1, (out or "") + "\n[pqike cli timed out]", list(args))
+
+    def _named(self, cmd: str, child: str | None, ike: str | None, timeout: float) -> CliResult:
+        args = [cmd, "--timeout", str(timeout)]
+        if child:
+            args += ["--child", child]
+        if ike:
+            args += ["--ike", ike]
+        return self.cli(*args, timeout=timeout + 20)
+
+    def initiate(
+        self, child: str | None = None, ike: str | None = None, timeout: float = 20
+    ) -> CliResult:
+        return self._named("initiate", child, ike, timeout)
+
+    def terminate(
+        self, child: str | None = None, ike: str | None = None, timeout: float = 10
+    ) -> CliResult:
+        return self._named("terminate", child, ike, timeout)
+
+    def rekey(
+        self, child: str | None = None, ike: str | None = None, timeout: float = 15
+    ) -> CliResult:
+        return self._named("rekey", child, ike, timeout)
+
+    def list_sas(self, ike: str | None = None) -> list[IkeSaInfo]:
+        r = request(self.socket_path, Request(cmd="list-sas", ike=ike), timeout=10)
+        if not r.ok:
+            raise RuntimeError(f"{self.name}: list-sas failed: {r.message}")
+        return msgspec.convert(r.data or [], list[IkeSaInfo])
+
+    def wait_sa(
+        self, ike: str | None = None, state: str = "ESTABLISHED", timeout: float = 15
+    ) -> IkeSaInfo:
+        deadline = time.monotonic() + timeout
+        while True:
+            for sa in self.list_sas(ike):
+                if sa.state == state:
+                    return sa
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no IKE_SA in state {state}: {self.list_sas()}")
+            time.sleep(0.1)
+
+    def wait_for(self, predicate, timeout: float = 15, what: str = "condition") -> Any:
+        """Poll list_sas() until predicate(sas) returns something truthy; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sas = self.list_sas()
+            if found := predicate(sas):
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {what} not reached: {sas}")
+            time.sleep(0.1)
+
+    # log
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, n: int = 40) -> str:
+        return f"--- {self.log_path}\n" + "\n".join(self.log_text().splitlines()[-n:])
+
+    def grep(self, pattern: str | re.Pattern[str]) -> list[re.Match[str]]:
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return [m for line in self.log_text().splitlines() if (m := rx.search(line))]
+
+    def wait_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if found := self.grep(pattern):
+                return found[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {pattern!r} not in {self.log_path}")
+            time.sleep(0.1)
+
+    def sent_packets(self) -> list[SentPacket]:
+        return [
+            SentPacket(m[1], int(m[2]), m[3], int(m[4]), int(m[5])) for m in self.grep(_SENT_RE)
+        ]
+
+    def fragment_splits(self) -> list[tuple[int, int]]:
+        return [(int(m[1]), int(m[2])) for m in self.grep(_SPLIT_RE)]
+
+    def selected_proposals(self) -> list[str]:
+        return [m[1] for m in self.grep(r"selected proposal: (\S+)")]
