@@ -2,7 +2,7 @@
 # System-level prerequisites for the test suite, installed only when we are root:
 #  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
 #  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
-#  - ping (traffic through the tunnels in the end-to-end tests)
+#  - ping, nft (traffic through the tunnels, random loss in the end-to-end soak)
 #  - user-mode-linux + busybox-static (a real kernel with ESP for the XFRM tests)
 # Without root, or without a package mirror, the tests that need these skip with the reason.
 set -u
@@ -17,6 +17,7 @@ need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/linux.uml ] || need+=(user-mode-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
