@@ -83,8 +83,15 @@ def child_keys_for(sa, child: ChildSa, ni: bytes, nr: bytes) -> None:  # type: i
     )
 
 
-def install_child(sa, child: ChildSa, now: float) -> None:  # type: ignore[no-untyped-def]
-    """Install both SAs and the policies; undo everything on a kernel error."""
+def install_child(  # type: ignore[no-untyped-def]
+    sa, child: ChildSa, now: float, *, initiator: bool | None = None
+) -> None:
+    """Install both SAs and the policies; undo everything on a kernel error.
+
+    ``initiator``: our role in the exchange that negotiated the CHILD_SA (default: our
+    IKE_SA role, right for IKE_AUTH). RFC 7296 §2.17 takes the keys of the SA from the
+    exchange's initiator to its responder first: in a CREATE_CHILD_SA the original IKE
+    responder may be the initiator (strongSwan child_create: ``this->initiator``)."""
     p, keys = child.proposal, child.keys
     assert p is not None and keys is not None
     encr = p.first(TransformType.ENCR)
@@ -94,7 +101,9 @@ def install_child(sa, child: ChildSa, now: float) -> None:  # type: ignore[no-un
     mode = Mode.TUNNEL if child.mode == "TUNNEL" else Mode.TRANSPORT
     i_to_r = (keys.encr_i, keys.integ_i)
     r_to_i = (keys.encr_r, keys.integ_r)
-    inbound, outbound = (r_to_i, i_to_r) if sa.initiator else (i_to_r, r_to_i)
+    if initiator is None:
+        initiator = sa.initiator
+    inbound, outbound = (r_to_i, i_to_r) if initiator else (i_to_r, r_to_i)
     encap = (sa.local.port, sa.remote.port) if child.encap else None
     local_net = child.local_ts[0].networks()[0]
     remote_net = child.remote_ts[0].networks()[0]

@@ -153,7 +153,8 @@ class ChildSaKe(Task):
         )
         sa.cfg("selected proposal: %s", p)
         try:
-            install_child(sa, child, sa.now)
+            # keys by our role in this CREATE_CHILD_SA, not in the IKE_SA
+            install_child(sa, child, sa.now, initiator=self.initiator)
         except KernelError as e:
             sa.log("unable to install CHILD_SA %s: %s", child.label, e)
             return False
