@@ -8,7 +8,10 @@ IKE_SA_INIT and IKE_INTERMEDIATE messages (from the pcaps) to have exactly stron
 IKE_AUTH sizes are only printed (strongSwan adds notifies pqike doesn't send, see
 ``AUTH_SIZE_NOTE``).
 
-pqike runs with ``--kernel none`` (negotiation only): the data plane is not part of this file.
+pqike runs with ``--kernel none`` (negotiation only), except in test_ping_userspace_esp,
+which sends traffic through pqike's userspace ESP backend and strongSwan's kernel-libipsec.
+Sizes are printed as "SIZES ..." lines (pytest -s); pcaps of cases 1-4 land in
+PQIKE_PCAP_DIR if set.
 """
 
 from __future__ import annotations
@@ -402,7 +405,7 @@ class Pair:
         self.pq = self._pqike(self.pq_name, self.pq_ns, tree, **kw)
         return self.pq
 
-    def baseline(self, conf: str, other_conf: str, **kw: Any) -> dict[tuple, int]:
+    def baseline(self, conf: str, other_conf: str, **kw: Any) -> Sizes:
         """strongSwan in pqike's role too: connect, measure, tear down. Returns sizes."""
         other = self._charon(f"{self.pq_name}-ss", self.pq_ns, other_conf, **kw)
         other.load_all()
@@ -712,3 +715,60 @@ def test_rekey(pair, role, by, what):
     assert p.pq.grep(rf"{verb} IKE_FOLLOWUP_KE request \d+ \[ KE N\(ADD_KE\) \]"), p.pq.tail()
     done = r"CHILD_SA net\{1\} rekeyed: net\{2\}" if what == "child" else r"IKE_SA \w+\[1\] rekeyed"
     assert p.pq.grep(done), p.pq.tail()
+    if what == "ike":
+        # the new IKE_SA carries requests both ways (its keys and message IDs): a CHILD_SA
+        # rekey from each end
+        for side in ("pqike", "strongswan"):
+            spi = one_sa(p.pq).children[0].spi_in
+            if side == "pqike":
+                r = p.pq.rekey(child="net")
+            else:
+                r = p.ss.swanctl("--rekey", "--child", "net")
+            assert r.ok, f"{r.output}\n{p.pq.tail()}"
+            pq_after, _ = wait_agreement(
+                p.pq, p.ss, initiator, ready=lambda a, b, old=spi: a.children[0].spi_in != old
+            )
+            assert (pq_after.spi_i, pq_after.spi_r) == (pq_sa.spi_i, pq_sa.spi_r)
+
+
+# --------------------------------------------------------------------------- data plane
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("by", ["pqike", "strongswan"])
+def test_ping_userspace_esp(pair, role, by):
+    """Bonus: traffic through pqike's userspace ESP (TUN + ESP-in-UDP, --kernel userspace)
+    and strongSwan's kernel-libipsec, carol's virtual IP -> moon's intranet, before and
+    after a CHILD_SA rekey with PFS. A rekey started by the IKE responder is where the key
+    directions of RFC 7296 §2.17 follow the CREATE_CHILD_SA roles, not the IKE_SA ones."""
+    from tests.harness.strongswan import ping
+
+    p = pair(role)
+    kw = {"proposal": "aes256-sha256-x25519-ke1_mlkem768", "esp": PFS}
+    p.start_ss(ss_conf(p.ss_name, **kw))
+    try:
+        p.start_pq(pq_tree(p.pq_name, **kw), kernel="userspace")
+    except RuntimeError as e:
+        if "kernel" in str(e).lower() or "tun" in str(e).lower():
+            pytest.skip(f"pqike's userspace kernel backend can't run here: {e}")
+        raise
+    assert p.pq is not None and p.ss is not None
+    p.establish()
+    for round_ in (1, 2):
+        r = ping(p.topo.carol, p.topo.moon_intranet, src="10.3.0.1", count=3)
+        assert r.returncode == 0 and " 0% packet loss" in r.stdout, f"{r.stdout}\n{p.pq.tail()}"
+        (child,) = one_sa(p.pq).children
+        assert (child.packets_in, child.packets_out) == (3, 3), child
+        if round_ == 1:
+            if by == "pqike":
+                r = p.pq.rekey(child="net")
+            else:
+                r = p.ss.swanctl("--rekey", "--child", "net")
+            assert r.ok, f"{r.output}\n{p.pq.tail()}"
+            wait_agreement(
+                p.pq,
+                p.ss,
+                p.pq_initiator,
+                ready=lambda a, b, old=child.spi_in: a.children[0].spi_in != old,
+            )
+    assert not p.pq.grep(r"ICV mismatch"), p.pq.tail()
