@@ -23,17 +23,27 @@ with a KernelError instead of replacing it).
   tunnel policy installs that route automatically when ``install_routes`` (default) and
   a local source address exists; ``add_route`` does it explicitly. The rule is added with the
   first route of a family and removed with the last one (unless it existed before).
+
+Threads: pyroute2 (0.9) drives its synchronous API with an asyncio loop of its own and
+refuses to run inside a running one ("Cannot run the event loop while another loop is
+running"), which is where the daemon calls us. So every netlink call, including opening the
+sockets, is made on one dedicated worker thread (pyroute2's loop is per thread); public
+methods hand their work to it and wait (as pqike.kernel.tun.Netlink does for userspace ESP).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -343,6 +353,19 @@ def sa_id_message(spi: int, dst: str, mark: tuple[int, int] | None = None) -> nx
     return msg
 
 
+T = TypeVar("T")
+
+
+def _on_worker(method: Callable[..., T]) -> Callable[..., T]:
+    """Run an XfrmKernel method on the backend's netlink worker thread (see the module doc)."""
+
+    @functools.wraps(method)
+    def wrapper(self: XfrmKernel, *args: Any, **kwargs: Any) -> T:
+        return self._run(method, self, *args, **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class _Route:
     """A route as installed (resolved next hop), with its users."""
@@ -375,6 +398,25 @@ class XfrmKernel:
     _rules: set[int] = field(default_factory=set)  # families whose rule we added
     _xfrm: nx.XfrmSocket | None = None
     _ipr: IPRoute | None = None
+    _worker: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _worker_ident: int | None = field(default=None, repr=False)
+    _worker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ---- the netlink thread -------------------------------------------------------------
+
+    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if threading.get_ident() == self._worker_ident:
+            return fn(*args, **kwargs)  # nested call, already on the worker
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="pqike-xfrm", initializer=self._mark_worker
+                )
+            worker = self._worker
+        return worker.submit(fn, *args, **kwargs).result()
+
+    def _mark_worker(self) -> None:
+        self._worker_ident = threading.get_ident()
 
     # ---- sockets ------------------------------------------------------------------------
 
@@ -401,6 +443,7 @@ class XfrmKernel:
 
     # ---- probe --------------------------------------------------------------------------
 
+    @_on_worker
     def probe(self) -> str | None:
         """Install and delete a throw-away ESP SA (TEST-NET-2 addresses, no policy)."""
         try:
@@ -467,6 +510,7 @@ class XfrmKernel:
 
     # ---- SAs ----------------------------------------------------------------------------
 
+    @_on_worker
     def alloc_spi(self, src: str, dst: str) -> int:
         """Reserve an SPI for the inbound SA from ``src`` (peer) to ``dst`` (us)."""
         msg = nx.xfrm_userspi_info()
@@ -486,6 +530,7 @@ class XfrmKernel:
         self._larval[(spi, dst)] = src
         return spi
 
+    @_on_worker
     def add_sa(self, sa: KernelSa) -> None:
         key = (sa.spi, sa.dst)
         if key in self._sas:
@@ -505,6 +550,7 @@ class XfrmKernel:
         self._larval.pop(key, None)
         self._sas[key] = sa
 
+    @_on_worker
     def del_sa(self, spi: int, dst: str) -> None:
         key = (spi, dst)
         if key not in self._sas and key not in self._larval:
@@ -518,6 +564,7 @@ class XfrmKernel:
         self._sas.pop(key, None)
         self._larval.pop(key, None)
 
+    @_on_worker
     def query_sa(self, spi: int, dst: str) -> SaCounters:
         try:
             replies = self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_GETSA)
@@ -531,6 +578,7 @@ class XfrmKernel:
 
     # ---- policies -----------------------------------------------------------------------
 
+    @_on_worker
     def add_policy(self, policy: KernelPolicy) -> None:
         key = policy_key(policy)
         users = self._policies.get(key)
@@ -545,6 +593,7 @@ class XfrmKernel:
             except KernelError as e:  # traffic still flows for forwarded packets
                 log.warning("no route for %s: %s", _policy_str(policy), e)
 
+    @_on_worker
     def del_policy(self, policy: KernelPolicy) -> None:
         key = policy_key(policy)
         users = self._policies.get(key)
@@ -610,6 +659,7 @@ class XfrmKernel:
                 log.debug("no route to %s (%s); VIP goes on lo", peer, _error_text(e))
         return self.ipr.link_lookup(ifname="lo")[0]
 
+    @_on_worker
     def add_vip(self, address: str, peer: str | None = None) -> None:
         if address in self._vips:
             return
@@ -625,6 +675,7 @@ class XfrmKernel:
             raise KernelError(f"adding virtual IP {address}: {_error_text(e)}") from e
         self._vips[address] = (index, plen)
 
+    @_on_worker
     def del_vip(self, address: str) -> None:
         owned = self._vips.pop(address, None)
         if owned is None:
@@ -663,6 +714,7 @@ class XfrmKernel:
             break
         return spec, family
 
+    @_on_worker
     def add_route(self, route: KernelRoute) -> None:
         have = self._routes.get(route)
         if have is not None:
@@ -680,6 +732,7 @@ class XfrmKernel:
             ) from e
         self._routes[route] = _Route(spec, family)
 
+    @_on_worker
     def del_route(self, route: KernelRoute) -> None:
         have = self._routes.get(route)
         if have is None:
@@ -744,6 +797,16 @@ class XfrmKernel:
 
     def close(self) -> None:
         """Remove exactly what this backend installed; the first error is raised at the end."""
+        try:
+            self._run(self._close)
+        finally:
+            with self._worker_lock:
+                worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.shutdown(wait=True)
+            self._worker_ident = None
+
+    def _close(self) -> None:
         errors: list[str] = []
 
         def attempt(fn: Callable[[], None]) -> None:
