@@ -26,9 +26,14 @@ from pqike.proposal import (
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.sa.child_sa import ChildSa, ChildState
-from pqike.sa.ts import TrafficSelector, fmt, is_subset, narrow
+from pqike.sa.ts import TrafficSelector, fmt, is_subset
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
-from pqike.tasks.common import child_established, responder_select
+from pqike.tasks.common import (
+    best_child_config,
+    child_established,
+    configured_ts,
+    responder_select,
+)
 from pqike.wire.iana import EncrId, ExchangeType, IntegId, NotifyType, ProtocolId, TransformType
 from pqike.wire.payloads import AddressRangeSelector, SecurityAssociation, TSi, TSr
 
@@ -51,18 +56,6 @@ def _from_wire_ts(payload: TSi | TSr | None) -> list[TrafficSelector]:
                 )
             except ValueError:
                 continue
-    return out
-
-
-def _configured_ts(
-    specs: list[TrafficSelector | None], dynamic: list[str]
-) -> list[TrafficSelector]:
-    out: list[TrafficSelector] = []
-    for ts in specs:
-        if ts is None:
-            out += [TrafficSelector.host(a) for a in dynamic]
-        else:
-            out.append(ts)
     return out
 
 
@@ -254,8 +247,8 @@ class ChildCreate(Task):
             if any(t is not None for t in cfg.selectors("local")):
                 self.my_ts = [t for t in cfg.selectors("local") if t is not None]
         else:
-            self.my_ts = _configured_ts(cfg.selectors("local"), [sa.local.host])
-        self.peer_ts = _configured_ts(cfg.selectors("remote"), [sa.remote.host])
+            self.my_ts = configured_ts(cfg.selectors("local"), [sa.local.host])
+        self.peer_ts = configured_ts(cfg.selectors("remote"), [sa.remote.host])
         msg.add(to_wire(self.offered, spi))
         msg.add(TSi(selectors=_to_wire_ts(self.my_ts)))
         msg.add(TSr(selectors=_to_wire_ts(self.peer_ts)))
@@ -315,15 +308,9 @@ class ChildCreate(Task):
     def _match_config(
         self, tsi: list[TrafficSelector], tsr: list[TrafficSelector], peer_dyn: list[str]
     ) -> tuple[str, Child, list[TrafficSelector], list[TrafficSelector]] | None:
-        """The first child config whose selectors intersect the proposed ones, narrowed."""
+        """The best-fitting child config, its selectors narrowed (tasks.common)."""
         sa = self.sa
-        for name, cfg in sa.conn.children.items():
-            mine = _configured_ts(cfg.selectors("local"), [sa.local.host])
-            theirs = _configured_ts(cfg.selectors("remote"), peer_dyn)
-            n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
-            if n_tsr and n_tsi:
-                return name, cfg, n_tsr, n_tsi
-        return None
+        return best_child_config(sa, tsi, tsr, list(sa.local_vips) or [sa.local.host], peer_dyn)
 
     def process_r(self, msg: Incoming) -> Status:
         if msg.exchange != ExchangeType.IKE_AUTH:

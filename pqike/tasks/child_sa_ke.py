@@ -31,12 +31,16 @@ from pqike.sa.child_sa import ChildSa, ChildState
 from pqike.sa.ts import TrafficSelector, fmt, is_subset, narrow
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.child_create import (
-    _configured_ts,
     _from_wire_ts,
     _to_wire_ts,
     install_child,
 )
-from pqike.tasks.common import child_established, responder_select
+from pqike.tasks.common import (
+    best_child_config,
+    child_established,
+    configured_ts,
+    responder_select,
+)
 from pqike.tasks.ke_chain import KeChain, method_name
 from pqike.wire.iana import (
     EncrId,
@@ -206,8 +210,8 @@ class ChildSaKe(Task):
                 self.my_ts, self.peer_ts = self.rekey.local_ts, self.rekey.remote_ts
             else:
                 dyn_local = list(sa.local_vips) or [sa.local.host]
-                self.my_ts = _configured_ts(self.cfg.selectors("local"), dyn_local)
-                self.peer_ts = _configured_ts(self.cfg.selectors("remote"), [sa.remote.host])
+                self.my_ts = configured_ts(self.cfg.selectors("local"), dyn_local)
+                self.peer_ts = configured_ts(self.cfg.selectors("remote"), [sa.remote.host])
         sa.log("%s", self._what().replace("creating", "establishing"))
         if self.rekey is not None:
             msg.add(
@@ -421,13 +425,7 @@ class ChildSaKe(Task):
             if cfg is not None and n_tsr and n_tsi:
                 return old.name, cfg, n_tsr, n_tsi
             return None
-        for name, cfg in sa.conn.children.items():
-            mine = _configured_ts(cfg.selectors("local"), my_dyn)
-            theirs = _configured_ts(cfg.selectors("remote"), peer_dyn)
-            n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
-            if n_tsr and n_tsi:
-                return name, cfg, n_tsr, n_tsi
-        return None
+        return best_child_config(sa, tsi, tsr, my_dyn, peer_dyn)
 
     def build_r(self, msg: Outgoing) -> Status:
         sa, child = self.sa, self.child

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 from kem import registry
 from pqike.events import EventKind
 from pqike.proposal import NoProposalChosen, Proposal, select_proposal
-from pqike.sa.ts import fmt
+from pqike.sa.ts import TrafficSelector, fmt, narrow
 from pqike.tasks.base import TaskFailed
 from pqike.wire.iana import NotifyType
 
 if TYPE_CHECKING:
     from kem.registry import Method
+    from pqike.config import Child
     from pqike.sa.child_sa import ChildSa
     from pqike.sa.ike_sa import IkeSa
 
@@ -71,3 +72,50 @@ def child_established(sa: IkeSa, child: ChildSa, rekeyed: ChildSa | None = None)
         sa.emit(EventKind.CHILD_REKEYED, f"{rekeyed.label} -> {child.label}", child)
     else:
         sa.emit(EventKind.CHILD_ESTABLISHED, "", child)
+
+
+def best_child_config(
+    sa: IkeSa,
+    tsi: list[TrafficSelector],
+    tsr: list[TrafficSelector],
+    my_dyn: list[str],
+    peer_dyn: list[str],
+) -> tuple[str, Child, list[TrafficSelector], list[TrafficSelector]] | None:
+    """The child config that fits the proposed selectors best, with them narrowed.
+
+    As strongSwan's peer_cfg get_ts_match(): a proposed selector equal to a configured one
+    scores 5, one that merely intersects scores 1, so a request for exactly a ``host``
+    child's selectors is not taken by a wider ``net`` child listed first.
+    """
+    best: tuple[int, str, Child, list[TrafficSelector], list[TrafficSelector]] | None = None
+    for name, cfg in sa.conn.children.items():
+        mine = configured_ts(cfg.selectors("local"), my_dyn)
+        theirs = configured_ts(cfg.selectors("remote"), peer_dyn)
+        n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
+        if not n_tsr or not n_tsi:
+            continue
+        score = _ts_score(tsr, mine) + _ts_score(tsi, theirs)
+        if best is None or score > best[0]:
+            best = (score, name, cfg, n_tsr, n_tsi)
+    return None if best is None else best[1:]
+
+
+def _ts_score(proposed: list[TrafficSelector], configured: list[TrafficSelector]) -> int:
+    score = 0
+    for p in proposed:
+        if p in configured:
+            score += 5
+        elif any(p.intersect(c) is not None for c in configured):
+            score += 1
+    return score
+
+
+def configured_ts(specs: list[TrafficSelector | None], dynamic: list[str]) -> list[TrafficSelector]:
+    """Configured selectors with ``dynamic`` (None) replaced by the given addresses."""
+    out: list[TrafficSelector] = []
+    for ts in specs:
+        if ts is None:
+            out += [TrafficSelector.host(a) for a in dynamic]
+        else:
+            out.append(ts)
+    return out

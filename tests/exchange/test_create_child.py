@@ -181,3 +181,25 @@ def test_simultaneous_child_rekey_resolved_by_nonces(seed: int) -> None:
     assert (c.spi_in, c.spi_out) == (m.spi_out, m.spi_in)
     _keys_agree(net)
     assert len(net.peers["carol"].kernel.sas) == 2
+
+
+def test_responder_picks_best_fitting_child_config() -> None:
+    """A request for exactly 'host' selectors gets 'host', not the wider 'net' listed first
+    (strongSwan peer_cfg get_ts_match scoring)."""
+    from pqike.sa.ts import TrafficSelector as TS
+    from pqike.tasks.common import best_child_config
+
+    net = _up()
+    (sa,) = [s for s in net.peers["moon"].engine.sas.values()]
+    import msgspec
+
+    host = msgspec.structs.replace(sa.conn.children["net"], local_ts=("10.1.0.1/32",))
+    sa.conn = msgspec.structs.replace(sa.conn, children={**sa.conn.children, "host": host})
+    match = best_child_config(
+        sa, [TS.host("10.3.0.1")], [TS.host("10.1.0.1")], [sa.local.host], ["10.3.0.1"]
+    )
+    assert match is not None and match[0] == "host"
+    wide = best_child_config(
+        sa, [TS.host("10.3.0.1")], [TS.from_cidr("10.1.0.0/24")], [sa.local.host], ["10.3.0.1"]
+    )
+    assert wide is not None and wide[0] == "net"

@@ -631,15 +631,6 @@ def _setup_pfs(p: Pair, host_ts: str = "10.2.0.1/32") -> tuple[IkeSaInfo, IkeSa]
     return pq_sa, ss_sa
 
 
-CHILD_SELECTION_BUG = (
-    "pqike's CHILD_SA responder takes the FIRST child config whose selectors intersect the "
-    "proposed ones (child_sa_ke.py responder loop / child_create._match_config), charon the "
-    "BEST (peer_cfg.c get_ts_match: 5 x round per equal TS, 1 x round per intersecting one): "
-    "for TSr 10.1.0.1/32 pqike picks 'net' (10.1.0.0/24, narrowed) where charon picks "
-    "'host' (10.1.0.1/32), so the CHILD_SA gets net's name, proposals and lifetimes"
-)
-
-
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(
     "host_ts",
@@ -649,9 +640,7 @@ CHILD_SELECTION_BUG = (
         pytest.param("10.1.0.1/32", id="inside-net"),
     ],
 )
-def test_second_child_pfs(pair, request, role, host_ts):
-    if role == "responder" and host_ts == "10.1.0.1/32":
-        request.applymarker(pytest.mark.xfail(reason=CHILD_SELECTION_BUG, strict=True))
+def test_second_child_pfs(pair, role, host_ts):
     p = pair(role)
     _setup_pfs(p, host_ts)
     assert p.pq is not None and p.ss is not None
