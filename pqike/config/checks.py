@@ -20,9 +20,9 @@ Finding = tuple[str, str, bool]  # keypath, message, is_error
 
 MIN_PSK_LENGTH = 20  # characters; shorter PSKs fall to offline dictionary attacks
 
-# IKE_SA_INIT as charon builds it (matches the 292 bytes of reference 004's first request:
-# header 28, SA, KE, Nonce 36, NAT-D 2x28, FRAG_SUP 8, HASH_ALG 16, REDIR_SUP 8, IKE_INT_SUP
-# 8, strongSwan vendor ID 20).
+# IKE_SA_INIT as pqike builds it: header 28, SA, KE, Nonce 36, NAT-D 2x28, FRAG_SUP 8,
+# HASH_ALG 16, IKE_INT_SUP 8 (charon adds REDIR_SUP 8 and, with send_vendor_id, a 20-byte
+# vendor ID: 292 bytes in reference 004's first request). pqike.plan has the exact model.
 _HEADER = 28
 _NONCE = 4 + 32
 _NATD = 2 * (8 + 20)
@@ -64,11 +64,8 @@ def ike_sa_init_size(conn: Connection, daemon: Daemon, ke_data: int) -> int:
     """Estimated IKE message length of our IKE_SA_INIT with ``ke_data`` bytes of KE data."""
     size = _HEADER + _sa_payload(conn.proposals) + 8 + ke_data + _NONCE + _NATD
     size += _NOTIFY * (1 if conn.fragmentation != "no" else 0)
-    size += _HASH_ALG if conn.local.auth == "pubkey" else 0
-    size += _NOTIFY  # REDIRECT_SUPPORTED
+    size += _HASH_ALG
     size += _NOTIFY if any(_ADDKE.match(t) for p in conn.proposals for t in ke_tokens(p)) else 0
-    size += _NOTIFY if conn.childless in ("prefer", "force") else 0
-    size += _VENDOR_ID if daemon.send_vendor_id else 0
     return size
 
 

@@ -218,10 +218,21 @@ def test_psk_without_matching_secret_warns(tmp_path: Path) -> None:
     assert [w.keypath for w in config.warnings] == ["connections.home.local.auth"]
 
 
-def test_ike_sa_init_estimate_matches_reference_292_bytes() -> None:
-    # reference 004: carol's first IKE_SA_INIT request is 292 bytes (send_vendor_id = yes)
+def test_ike_sa_init_estimate_matches_what_pqike_sends() -> None:
+    # reference 004: charon's first IKE_SA_INIT request is 292 bytes; pqike sends neither
+    # REDIRECT_SUPPORTED (8) nor a vendor ID (20): 264, what the engine sends (see
+    # tests/exchange/test_ike_sa.py, same proposal shape)
     config = load_config(CONFIGS / "carol")
-    assert checks_mod.ike_sa_init_size(config.connections["home"], config.daemon, 32) == 292
+    conn = config.connections["home"]
+    estimate = checks_mod.ike_sa_init_size(conn, config.daemon, 32)
+    assert estimate == 292 - 8 - 20
+    from pqike.engine import Engine
+    from pqike.kernel.base import MemoryKernel
+
+    engine = Engine(config, MemoryKernel(), source_for=lambda r: "192.168.0.3")
+    engine.initiate("net", "home", 0.0)  # IKE_SA_INIT needs only x25519, no liboqs
+    (init,) = engine.pop_outgoing()
+    assert len(init.data) == estimate
 
 
 def test_large_first_ke_warns_with_injected_sizes(
