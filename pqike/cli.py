@@ -442,6 +442,8 @@ def _format_child(c: ChildSaInfo) -> list[str]:
     lines.append(f"    out {c.spi_out}, {c.bytes_out:6d} bytes, {c.packets_out:5d} packets")
     lines.append(f"    local  {' '.join(c.local_ts)}")
     lines.append(f"    remote {' '.join(c.remote_ts)}")
+    if c.last_error:
+        lines.append(f"    last rekey failed: {c.last_error}")
     return lines
 
 

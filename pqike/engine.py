@@ -564,4 +564,5 @@ class Engine:
             installed=max(0.0, now - c.installed_at),
             rekey_in=max(0.0, c.rekey_at - now) if c.rekey_at is not None else None,
             expires_in=max(0.0, c.expire_at - now) if c.expire_at is not None else None,
+            last_error=c.last_error,
         )

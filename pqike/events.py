@@ -75,6 +75,7 @@ class ChildSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     installed: float = 0.0  # seconds since installation
     rekey_in: float | None = None  # seconds until rekeying
     expires_in: float | None = None
+    last_error: str = ""  # why the last rekey of this CHILD_SA failed (e.g. a PFS mismatch)
 
 
 class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,6 +38,7 @@ class ChildSa:
     installed_at: float = 0.0
     rekey_at: float | None = None
     expire_at: float | None = None
+    last_error: str = ""  # why its last rekey failed; list-sas shows it until one succeeds
     # RFC 7296 §2.8.1: nonces and new CHILD_SA of the peer's rekey that crossed ours
     collision: tuple[bytes, bytes, ChildSa] | None = field(default=None, repr=False)
 

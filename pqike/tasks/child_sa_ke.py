@@ -130,6 +130,8 @@ class ChildSaKe(Task):
         sa.log("%s failed: %s", self._what(), reason)
         kind = EventKind.REKEY_FAILED if self.rekey else EventKind.CHILD_FAILED
         sa.emit(kind, reason, self.rekey or self.child)
+        if self.rekey is not None:
+            self.rekey.last_error = reason
         if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
             self.rekey.state = ChildState.INSTALLED
             self.sa.home().schedule_retry(self.rekey)

@@ -125,6 +125,12 @@ def test_rekey_pfs_mismatch_is_reported_not_silent() -> None:
     assert _children(net, "carol")["net"].state == "INSTALLED"
     sa = next(iter(net.peers["carol"].engine.sas.values()))
     assert sa.retry_at
+    # and list-sas says so (the CLI shows "last rekey failed: ...")
+    assert "NO_PROPOSAL_CHOSEN" in _children(net, "carol")["net"].last_error
+    from pqike.cli import format_sas
+
+    text = format_sas(net.peers["carol"].engine.list_sas())
+    assert "last rekey failed: NO_PROPOSAL_CHOSEN" in text
 
 
 def test_lifetimes_rekey_children_and_ike_automatically() -> None:
