@@ -30,7 +30,7 @@ mount -t proc proc $R/proc
 mount -t sysfs sys $R/sys
 mount --bind /dev $R/dev
 mount -t tmpfs -o mode=755 run $R/run
-mount -t tmpfs -o mode=1777 tmp $R/tmp
+# /tmp stays the overlay's: the checkout (and its venv) may live under the host's /tmp
 # modules: the guest kernel looks in /lib/modules/$KVER; busybox modprobe reads modules.dep
 mkdir -p $R/usr/lib/modules
 ln -sfn "$MODS" "$R/usr/lib/modules/$KVER"
