@@ -60,9 +60,11 @@ from pqike.kernel.base import (
     Mode,
     SaCounters,
 )
+from pqike.log import Subsystem, get_logger
 from pqike.wire.iana import EncrId, IntegId
 
 log = logging.getLogger(__name__)
+knl = get_logger(Subsystem.KNL)  # what was installed/removed, at level 2 (--log-level knl=2)
 
 ROUTE_PROTO = 158  # rtm_protocol tag of pqike's routes (unassigned in /etc/iproute2/rt_protos)
 POLICY_PRIORITY_BASE = 100_000
@@ -549,6 +551,16 @@ class XfrmKernel:
             self._call(what, msg, nx.XFRM_MSG_NEWSA)
         self._larval.pop(key, None)
         self._sas[key] = sa
+        knl.control(
+            "added %s SA %08x %s -> %s reqid %d (%s%s)",
+            "inbound" if sa.inbound else "outbound",
+            sa.spi,
+            sa.src,
+            sa.dst,
+            sa.reqid,
+            sa.encr.name,
+            f", UDP {sa.encap[0]}->{sa.encap[1]}" if sa.encap else "",
+        )
 
     @_on_worker
     def del_sa(self, spi: int, dst: str) -> None:
@@ -561,8 +573,10 @@ class XfrmKernel:
         except NetlinkError as e:
             if e.code not in (errno.ESRCH, errno.ENOENT):
                 raise KernelError(f"deleting SA {spi:08x} to {dst}: {_error_text(e)}") from e
+            knl.control("SA %08x to %s was gone already (%s)", spi, dst, _errname(e.code))
         self._sas.pop(key, None)
         self._larval.pop(key, None)
+        knl.control("deleted SA %08x to %s", spi, dst)
 
     @_on_worker
     def query_sa(self, spi: int, dst: str) -> SaCounters:
@@ -587,6 +601,12 @@ class XfrmKernel:
             f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark), msg_type
         )
         self._policies.setdefault(key, []).append(policy)
+        knl.control(
+            "%s policy %s (%d users)",
+            "updated" if users else "added",
+            _policy_str(policy),
+            len(self._policies[key]),
+        )
         if not users and self.install_routes:
             try:
                 self._route_for_policy(key, policy)
@@ -609,6 +629,7 @@ class XfrmKernel:
                     policy_message(users[-1], self.mark),
                     nx.XFRM_MSG_UPDPOLICY,
                 )
+            knl.control("policy %s kept for %d users", _policy_str(policy), len(users))
             return
         del self._policies[key]
         route = self._policy_routes.pop(key, None)
@@ -619,6 +640,7 @@ class XfrmKernel:
         except NetlinkError as e:
             if e.code not in (errno.ENOENT, errno.ESRCH):
                 raise KernelError(f"deleting policy {_policy_str(policy)}: {_error_text(e)}") from e
+        knl.control("deleted policy %s", _policy_str(policy))
 
     def _route_for_policy(self, key: tuple, policy: KernelPolicy) -> None:
         if policy.direction != Direction.OUT or policy.tunnel is None:
@@ -674,6 +696,7 @@ class XfrmKernel:
                 return
             raise KernelError(f"adding virtual IP {address}: {_error_text(e)}") from e
         self._vips[address] = (index, plen)
+        knl.control("installed virtual IP %s/%d on interface %d", address, plen, index)
 
     @_on_worker
     def del_vip(self, address: str) -> None:
@@ -686,6 +709,7 @@ class XfrmKernel:
         except NetlinkError as e:
             if e.code not in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
                 raise KernelError(f"removing virtual IP {address}: {_error_text(e)}") from e
+        knl.control("removed virtual IP %s", address)
 
     # ---- routes -------------------------------------------------------------------------
 
@@ -731,6 +755,13 @@ class XfrmKernel:
                 f"adding route to {route.dst} src {route.src}: {_error_text(e)}"
             ) from e
         self._routes[route] = _Route(spec, family)
+        knl.control(
+            "installed route %s via %s src %s table %d",
+            route.dst,
+            spec.get("gateway", "-"),
+            route.src,
+            self.route_table,
+        )
 
     @_on_worker
     def del_route(self, route: KernelRoute) -> None:
@@ -741,6 +772,7 @@ class XfrmKernel:
         if have.users > 0:
             return
         del self._routes[route]
+        knl.control("removing route %s src %s table %d", route.dst, route.src, self.route_table)
         try:
             self.ipr.route("del", **have.spec)
         except NetlinkError as e:
