@@ -9,6 +9,7 @@ status (a guest cannot pass its exit status out otherwise).
 
     result = run_pytest(["tests/uml/esp", "-q"])       # -> UmlResult
     python -m tests.uml.harness tests/uml/esp -q       # same from a shell (scripts/uml-test.sh)
+    python -m tests.uml.harness tests/uml/e2e -v -s    # daemons on the xfrm backend, charon
 
 ``unavailable()`` says why UML cannot run here (not root, packages missing and not
 installable); the pytest wrapper skips with that reason.
@@ -155,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"UML unavailable: {reason}", file=sys.stderr)
         return 77
-    res = run_pytest(args, timeout=float(os.environ.get("PQIKE_UML_TIMEOUT", 240)))
+    # tests/uml/e2e takes ~3.5 min: leave room (PQIKE_UML_TIMEOUT / PQIKE_UML_MEM override)
+    res = run_pytest(
+        args,
+        timeout=float(os.environ.get("PQIKE_UML_TIMEOUT", 600)),
+        mem=os.environ.get("PQIKE_UML_MEM", "256M"),
+    )
     sys.stdout.write(res.output)
     if res.returncode in (124, 125):
         sys.stdout.write(res.console)
