@@ -20,12 +20,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pyroute2 import IPRoute
 from pyroute2 import netns as pnetns
 
 from pqike.kernel.netlink_xfrm import XfrmSocket, unpack_addr
 from pqike.netns import ns_argv
-from tests.e2e.daemons import Pqike
+from tests.e2e.daemons import Pqike, snapshot
 
 IKE = "aes256-sha256-x25519-ke1_mlkem768"
 ESP = "aes256gcm16-x25519-ke1_mlkem768"
@@ -116,34 +115,6 @@ def xfrm_state(ns: str) -> tuple[list[XSa], list[XPolicy]]:
             tmpl = (unpack_addr(t["saddr"], tf), unpack_addr(t["id_daddr"], tf))
         out_pols.append(XPolicy(src, dst, DIRS[m["dir"]], tmpl))
     return out_sas, out_pols
-
-
-def snapshot(ns: str, families: tuple[int, ...] = (2, 10)) -> dict[str, list]:
-    """Links, addresses, routes (every table but local) and rules of a namespace, via netlink.
-
-    Like tests.e2e.daemons.snapshot(), whose ``get_routes(table=0)`` returns no routes at all
-    with pyroute2 0.9 (it filters on table 0): here the dump is not filtered by table.
-    ``families=(2,)``: IPv4 only (in UML, ipv6 is a module loaded on first use, so IPv6
-    link-local addresses, routes and default rules may appear during a test)."""
-    with IPRoute(netns=ns) as ipr:
-        links = sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
-        addrs = sorted(
-            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-            for fam in families
-            for a in ipr.get_addr(family=fam)
-        )
-        routes = sorted(
-            f"{r.get_attr('RTA_DST') or 'default'}/{r['dst_len']} table {r.get_attr('RTA_TABLE')}"
-            for fam in families
-            for r in ipr.get_routes(family=fam)
-            if r.get_attr("RTA_TABLE") != 255  # local table: follows the addresses
-        )
-        rules = sorted(
-            f"{r['family']} prio {r.get_attr('FRA_PRIORITY')} table {r.get_attr('FRA_TABLE')}"
-            for fam in families
-            for r in ipr.get_rules(family=fam)
-        )
-    return {"links": links, "addrs": addrs, "routes": routes, "rules": rules}
 
 
 def leftovers(ns: str) -> dict[str, list]:
