@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from pqike.crypto.keyschedule import ChildKeys
+from pqike.kernel.base import KernelSa
 from pqike.proposal import Proposal
 from pqike.sa.ts import TrafficSelector
 
@@ -39,6 +40,10 @@ class ChildSa:
     rekey_at: float | None = None
     expire_at: float | None = None
     last_error: str = ""  # why its last rekey failed; list-sas shows it until one succeeds
+    # rekey responder: our outbound SA waits until the old CHILD_SA is gone (strongSwan
+    # does the same), else we send with keys the initiator has not installed yet
+    pending_outbound: KernelSa | None = field(default=None, repr=False)
+    replaces: ChildSa | None = field(default=None, repr=False)
     # RFC 7296 §2.8.1: nonces and new CHILD_SA of the peer's rekey that crossed ours
     collision: tuple[bytes, bytes, ChildSa] | None = field(default=None, repr=False)
 

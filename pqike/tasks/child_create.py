@@ -77,7 +77,12 @@ def child_keys_for(sa, child: ChildSa, ni: bytes, nr: bytes) -> None:  # type: i
 
 
 def install_child(  # type: ignore[no-untyped-def]
-    sa, child: ChildSa, now: float, *, initiator: bool | None = None
+    sa,
+    child: ChildSa,
+    now: float,
+    *,
+    initiator: bool | None = None,
+    with_outbound: bool = True,
 ) -> None:
     """Install both SAs and the policies; undo everything on a kernel error.
 
@@ -143,6 +148,9 @@ def install_child(  # type: ignore[no-untyped-def]
                         KernelPolicy(rn, ln, Direction.IN, child.reqid, tunnel_in),
                         KernelPolicy(rn, ln, Direction.FWD, child.reqid, tunnel_in),
                     ]
+    if not with_outbound:
+        # the kernel sends with the newest SA of a policy: hold the outbound one back
+        child.pending_outbound = sas.pop()
     done_sas: list[KernelSa] = []
     done_pol: list[KernelPolicy] = []
     try:
@@ -174,8 +182,24 @@ def uninstall_child(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
         ChildState.DELETING,
     ):
         kernel.del_sa(child.spi_in, sa.local.host)
-        kernel.del_sa(child.spi_out, sa.remote.host)
+        if child.pending_outbound is None:
+            kernel.del_sa(child.spi_out, sa.remote.host)
+    child.pending_outbound = None
     child.state = ChildState.DELETED
+
+
+def install_pending_outbound(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+    """Switch traffic to a CHILD_SA we answered a rekey for: its initiator has installed
+    its inbound SA by now (it deleted the old CHILD_SA, or never will)."""
+    pending, child.pending_outbound = child.pending_outbound, None
+    if pending is None or child.state == ChildState.DELETED:
+        return
+    try:
+        sa.svc.kernel.add_sa(pending)
+    except KernelError as e:
+        sa.log("unable to install outbound SA %08x of CHILD_SA %s: %s", pending.spi, child.label, e)
+        return
+    sa.log.control("installed outbound SA %08x of CHILD_SA %s", pending.spi, child.label)
 
 
 class ChildCreate(Task):

@@ -160,7 +160,11 @@ class ChildSaKe(Task):
         sa.cfg("selected proposal: %s", p)
         try:
             # keys by our role in this CREATE_CHILD_SA, not in the IKE_SA
-            install_child(sa, child, sa.now, initiator=self.initiator)
+            # as the responder of a rekey, send with the new SA only once the old is gone
+            defer = self.rekey is not None and not self.initiator
+            install_child(sa, child, sa.now, initiator=self.initiator, with_outbound=not defer)
+            if defer:
+                child.replaces = self.rekey
         except KernelError as e:
             sa.log("unable to install CHILD_SA %s: %s", child.label, e)
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pqike.events import EventKind
 from pqike.sa.child_sa import ChildSa
 from pqike.tasks.base import Incoming, Outgoing, Status, Task
-from pqike.tasks.child_create import uninstall_child
+from pqike.tasks.child_create import install_pending_outbound, uninstall_child
 from pqike.wire.iana import ExchangeType, ProtocolId
 from pqike.wire.payloads import Delete
 
@@ -20,6 +20,10 @@ def _remove_child(sa, child: ChildSa, reason: str) -> None:  # type: ignore[no-u
     for owner in (sa, sa.home()):
         if child in owner.children:
             owner.children.remove(child)
+        for successor in owner.children:
+            if successor.replaces is child:
+                successor.replaces = None
+                install_pending_outbound(sa, successor)
     sa.log(
         "closing CHILD_SA %s with SPIs %08x_i %08x_o and TS %s === %s",
         child.label,

@@ -209,3 +209,25 @@ def test_responder_picks_best_fitting_child_config() -> None:
         sa, [TS.host("10.3.0.1")], [TS.from_cidr("10.1.0.0/24")], [sa.local.host], ["10.3.0.1"]
     )
     assert wide is not None and wide[0] == "net"
+
+
+def test_rekey_responder_switches_outbound_only_after_old_sa_deleted() -> None:
+    """The kernel sends with the newest SA of a policy: the responder of a rekey must not
+    install its new outbound SA before the initiator has the matching inbound one (found
+    with real kernels in UML; strongSwan waits for the DELETE of the old CHILD_SA too)."""
+    net = _up()
+    carol, moon = net.peers["carol"], net.peers["moon"]
+    carol.engine.rekey(None, "net", net.now)
+    (req,) = carol.engine.pop_outgoing()
+    moon.engine.receive(req, net.now)
+    (resp,) = moon.engine.pop_outgoing()
+    (m,) = moon.engine.list_sas()
+    new = next(c for c in m.children if c.state == "INSTALLED")
+    assert (int(new.spi_in, 16), "192.168.0.2") in moon.kernel.sas  # inbound: at once
+    assert (int(new.spi_out, 16), "192.168.0.3") not in moon.kernel.sas  # outbound: not yet
+    carol.engine.receive(resp, net.now)
+    (delete,) = carol.engine.pop_outgoing()  # carol now deletes the old CHILD_SA
+    moon.engine.receive(delete, net.now)
+    assert (int(new.spi_out, 16), "192.168.0.3") in moon.kernel.sas
+    net.run()
+    _keys_agree(net)
