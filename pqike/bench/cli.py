@@ -18,6 +18,7 @@ from pqike import plan as planner
 from pqike.bench import report, scenarios
 from pqike.bench.report import Progress
 
+PROPOSAL_LABELS = ("x25519+mlkem768", "3mlkem")  # pqike.bench.interop.PROPOSALS
 UML_HARNESS = Path(__file__).resolve().parents[2] / "tests" / "uml"
 
 
@@ -314,14 +315,43 @@ def handshake_cmd(
     type=int,
     help="initiators in flight (repeatable)",
 )
-@click.option("--handshakes", default=300, show_default=True)
+@click.option("--handshakes", default=300, show_default=True, help="per run")
+@click.option(
+    "--inmem/--no-inmem",
+    default=True,
+    show_default=True,
+    help="one responder engine and N initiators in this process (responder CPU)",
+)
+@click.option(
+    "--udp/--no-udp",
+    default=True,
+    show_default=True,
+    help="pqike daemon vs charon as responder over UDP in namespaces (root + sid root)",
+)
+@click.option("--runs", default=1, show_default=True, help="UDP: runs per point (median)")
+@click.option(
+    "--child/--childless",
+    default=False,
+    show_default=True,
+    help="UDP: CHILD_SA in IKE_AUTH, or childless IKE_SAs (RFC 6023)",
+)
+@click.option("--sources", default=8, show_default=True, help="UDP: source addresses in carol")
+@click.option("--udp-timeout", default=120.0, show_default=True, help="UDP: seconds per run")
 @click.option(
     "--sas",
     "sa_counts",
     multiple=True,
     type=int,
-    help="measure memory per IKE_SA at these counts (default 1000)",
+    help="memory per IKE_SA at these counts (default 1000; 0: skip)",
 )
+@click.option(
+    "--memory-method",
+    type=click.Choice(["rss", "tracemalloc"]),
+    default="rss",
+    show_default=True,
+    help="rss: VmRSS of a fresh process (+ a tracemalloc sample); tracemalloc: over all N",
+)
+@click.option("--sample", default=200, show_default=True, help="SAs of the tracemalloc sample")
 def load_cmd(
     scen_file,
     only,
@@ -331,67 +361,239 @@ def load_cmd(
     progress,
     concurrency,  # type: ignore[no-untyped-def]
     handshakes,
+    inmem,
+    udp,
+    runs,
+    child,
+    sources,
+    udp_timeout,
     sa_counts,
+    memory_method,
+    sample,
 ) -> None:
-    """Responder handshakes/s with N concurrent initiators; memory per IKE_SA."""
+    """Responder handshakes/s and CPU per handshake (in memory; pqike vs charon over UDP);
+    memory per IKE_SA."""
     from pqike.bench import perf
+    from pqike.bench import strongswan as ss
 
     data = scenarios.load(scen_file)
-    scens = _select(data, only or ("x25519", "3mlkem"), references, matrix)
+    scens = _select(data, only or ("x25519+mlkem768", "3mlkem"), references, matrix)
     rows = []
-    for scen in scens:
-        for n in concurrency:
-            bar = Progress(handshakes, progress)
+    if inmem:
+        for scen in scens:
+            for n in concurrency:
+                bar = Progress(handshakes, progress)
 
-            def tick(done: int, total: int, bar: Progress = bar, label: str = scen.name) -> None:
-                bar.done = done
-                bar.show(label)
+                def tick(
+                    done: int, total: int, bar: Progress = bar, label: str = scen.name
+                ) -> None:
+                    bar.done = done
+                    bar.show(label)
 
-            rows.append(perf.load(scen, n, handshakes, progress=tick))
-            bar.close()
-    click.echo("Responder load (in memory; handshakes/s = established / responder process CPU)")
-    click.echo(
-        report.table(
-            rows,
-            [
-                ("scenario", "scenario"),
-                ("concurrency", "N"),
-                ("established", "done"),
-                ("responder_hs_per_s", "resp hs/s"),
-                ("system_hs_per_s", "both sides hs/s"),
-                ("status", "status"),
-            ],
+                rows.append(perf.load(scen, n, handshakes, progress=tick))
+                bar.close()
+        click.echo("Responder load (in memory; handshakes/s = established / responder process CPU)")
+        click.echo(
+            report.table(
+                rows,
+                [
+                    ("scenario", "scenario"),
+                    ("concurrency", "N"),
+                    ("established", "done"),
+                    ("responder_hs_per_s", "resp hs/s"),
+                    ("system_hs_per_s", "both sides hs/s"),
+                    ("status", "status"),
+                ],
+            )
         )
-    )
-    click.echo(f"strongSwan ratio: {rows[0].get('strongswan', '-') if rows else '-'}")
+        for path in report.write(out_dir, "load", rows, _meta()):
+            click.echo(f"wrote {path}")
+    if udp:
+        from pqike.bench import udpload
+
+        props = {s.name: s.ike for s in scens if ss.speaks(s.ike) and not s.unavailable()}
+        bar = Progress(runs * len(props) * len(concurrency) * 2, progress)
+        udp_rows, why = udpload.run(
+            props,
+            handshakes=handshakes,
+            concurrency=concurrency,
+            runs=runs,
+            sources=sources,
+            child=child,
+            timeout=udp_timeout,
+            progress=bar.step,
+        )
+        bar.close()
+        kind = "with CHILD_SA" if child else "childless"
+        click.echo(
+            f"\nResponder over UDP, pqike daemon vs charon 6.1 ({kind} IKE_SAs, PSK; "
+            f"{handshakes} handshakes per run, load generator: pqike engines in carol)"
+        )
+        if why:
+            click.echo(f"not run: {why}")
+        else:
+            click.echo(
+                report.table(
+                    udp_rows,
+                    [
+                        ("proposal", "proposal"),
+                        ("responder", "responder"),
+                        ("concurrency", "N"),
+                        ("run", "run"),
+                        ("established", "done"),
+                        ("hs_per_s", "hs/s wall"),
+                        ("responder_cpu_ms_per_hs", "resp CPU ms/hs"),
+                        ("loadgen_cpu_ms_per_hs", "gen CPU ms/hs"),
+                        ("latency_median_ms", "lat med ms"),
+                        ("latency_p90_ms", "lat p90 ms"),
+                        ("status", "status"),
+                    ],
+                )
+            )
+            rat = udpload.ratios(udp_rows)
+            click.echo("\npqike / strongSwan (medians over runs)")
+            click.echo(
+                report.table(
+                    rat,
+                    [
+                        ("proposal", "proposal"),
+                        ("concurrency", "N"),
+                        ("pqike_cpu_ms_per_hs", "pqike CPU ms/hs"),
+                        ("strongswan_cpu_ms_per_hs", "sS CPU ms/hs"),
+                        ("cpu_ratio", "CPU ratio"),
+                        ("pqike_hs_per_s", "pqike hs/s"),
+                        ("strongswan_hs_per_s", "sS hs/s"),
+                        ("wall_rate_ratio", "sS/pqike hs/s"),
+                    ],
+                )
+            )
+            meta = _meta(child=child, handshakes=handshakes, runs=runs, sources=sources)
+            for path in report.write(out_dir, "load_udp", udp_rows, meta):
+                click.echo(f"wrote {path}")
+            report.write(out_dir, "load_udp_ratio", rat, meta)
+    counts = [c for c in (sa_counts or (1000,)) if c > 0]
     mem = []
-    for scen in scens[:1]:
-        for count in sa_counts or (1000,):
-            bar = Progress(count, progress)
+    for scen in scens if counts else []:
+        for count in counts:
+            if progress is not False:
+                click.echo(f"memory: {scen.name} {count} IKE_SAs ...", err=True)
+            if memory_method == "tracemalloc":
+                bar = Progress(count, progress)
 
-            def tick2(done: int, total: int, bar: Progress = bar) -> None:
-                bar.done = done
-                bar.show(f"{done} IKE_SAs")
+                def tick2(done: int, total: int, bar: Progress = bar) -> None:
+                    bar.done = done
+                    bar.show(f"{done} IKE_SAs")
 
-            mem.append(perf.memory_per_sa(scen, count, progress=tick2))
-            bar.close()
-    click.echo("\nMemory per established IKE_SA (responder, tracemalloc)")
+                row = perf.memory_per_sa(scen, count, progress=tick2)
+                row["method"] = "tracemalloc (all)"
+                mem.append(row)
+                bar.close()
+            else:
+                mem.append(perf.memory_rss(scen, count))
+        if memory_method == "rss" and sample:
+            mem.append(perf.memory_sample(scen, sample, max(counts)))
+    if mem:
+        click.echo(
+            f"\nMemory per established IKE_SA (responder engine with its CHILD_SA in the "
+            f"in-memory kernel; rss: fresh process, after {perf.WARMUP} warm-up SAs)"
+        )
+        click.echo(
+            report.table(
+                mem,
+                [
+                    ("scenario", "scenario"),
+                    ("method", "method"),
+                    ("established", "IKE_SAs"),
+                    ("bytes_per_sa", "bytes/SA"),
+                    ("bytes_total", "total bytes"),
+                    ("wall_s", "s"),
+                    ("status", "status"),
+                ],
+            )
+        )
+        for path in report.write(out_dir, "memory", mem, _meta(method=memory_method)):
+            click.echo(f"wrote {path}")
+
+
+@bench.command("interop")
+@click.option("--reps", "-N", default=10, show_default=True, help="handshakes per point")
+@click.option(
+    "--proposal",
+    "labels",
+    multiple=True,
+    type=click.Choice(sorted(PROPOSAL_LABELS)),
+    help="default: both",
+)
+@click.option(
+    "--pairing",
+    "pairings",
+    multiple=True,
+    type=click.Choice(["ss->ss", "pq->ss", "ss->pq", "pq->pq", "all"]),
+    help="initiator->responder (default: ss->ss pq->ss ss->pq; all adds pq->pq)",
+)
+@click.option(
+    "--via",
+    "vias",
+    multiple=True,
+    type=click.Choice(["socket", "cli"]),
+    help="start handshakes over the control socket/vici or with the CLI (default: both)",
+)
+@click.option("--rounds", default=1, show_default=True, help="repeat the pairings, reps split")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="bench/results",
+    show_default=True,
+)
+@click.option("--progress/--no-progress", default=None)
+def interop_cmd(reps, labels, pairings, vias, rounds, out_dir, progress) -> None:  # type: ignore[no-untyped-def]
+    """Wall-clock handshake time pqike <-> strongSwan vs strongSwan <-> strongSwan."""
+    from pqike.bench import interop
+
+    if "all" in pairings:
+        pairings = interop.ALL_PAIRINGS
+    props = {k: v for k, v in interop.PROPOSALS.items() if not labels or k in labels}
+    opts = interop.Options(
+        reps=reps,
+        proposals=props,
+        pairings=tuple(pairings or interop.PAIRINGS),
+        vias=tuple(vias or interop.VIAS),
+        rounds=max(1, rounds),
+    )
+    bar = Progress(reps * len(props) * len(opts.pairings) * len(opts.vias), progress)
+    rows, why = interop.run(opts, progress=bar.step)
+    bar.close()
+    if why:
+        click.echo(f"not run: {why}")
+        return
+    summ = interop.summarize(rows)
+    click.echo(
+        f"Handshake time to IKE_SA + CHILD_SA, ms (N={reps}; log = initiator's log, "
+        "'initiating IKE_SA' -> 'CHILD_SA established'; cmd = the initiate command's wall time)"
+    )
     click.echo(
         report.table(
-            mem,
+            summ,
             [
-                ("scenario", "scenario"),
-                ("established", "IKE_SAs"),
-                ("bytes_per_sa", "bytes/SA"),
-                ("bytes_total", "total bytes"),
-                ("wall_s", "s"),
-                ("status", "status"),
+                ("proposal", "proposal"),
+                ("pairing", "init->resp"),
+                ("via", "via"),
+                ("n", "n"),
+                ("failed", "failed"),
+                ("log_median_ms", "log med"),
+                ("log_p90_ms", "log p90"),
+                ("vs_ss", "vs ss->ss"),
+                ("cmd_median_ms", "cmd med"),
+                ("cmd_p90_ms", "cmd p90"),
+                ("overhead_median_ms", "cmd-log med"),
             ],
         )
     )
-    for path in report.write(out_dir, "load", rows, _meta()):
+    meta = _meta(reps=reps, rounds=rounds, pqike_kernel="none", charon_kernel="libipsec")
+    for path in report.write(out_dir, "interop", rows, meta):
         click.echo(f"wrote {path}")
-    report.write(out_dir, "memory", mem, _meta())
+    report.write(out_dir, "interop_summary", summ, meta)
 
 
 @click.command("plan")

@@ -11,17 +11,32 @@ responder throughput and memory per IKE_SA, all with pqike engines in one proces
 - Load: one responder engine and N initiator engines (distinct identities) keep N handshakes
   in flight; handshakes per second = established IKE_SAs / responder process CPU, i.e. what
   one core sustains for the responder (the initiators' CPU is not counted).
-- Memory: tracemalloc of the responder's state with N established IKE_SAs (each with its
-  CHILD_SA in the in-memory kernel), divided by N, after the initiators are gone.
+- Memory per IKE_SA (``memory_rss``, what ``pqike bench load --sas N`` reports): a fresh
+  Python process builds N established responder IKE_SAs (each with its CHILD_SA in the
+  in-memory kernel) by in-memory handshakes and reads its own VmRSS from /proc before
+  (after a warm-up of ``WARMUP`` SAs, so imports and caches are in the baseline) and after;
+  (after - before) / N. No tracemalloc, so 10k SAs take about a minute. It counts
+  everything the process holds, C allocations (OpenSSL/liboqs) included, plus the slack of
+  Python's allocator: the initiator engines are built and dropped 50 at a time in the same
+  process, their freed blocks stay in the heap and are reused, so the slack is about one
+  batch, not N.
+- ``memory_sample``: tracemalloc (Python allocations only) around ``sample`` SAs after the
+  same warm-up, bytes per SA extrapolated to N; a cross-check of the RSS figure.
+- ``memory_per_sa``: the older, slow method (tracemalloc over all N SAs).
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -135,7 +150,7 @@ def rtt_loss(
 class _Fleet:
     """One responder, many initiator engines with distinct identities and addresses."""
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup, keep_events: bool = False) -> None:
         carol_cfg, moon_cfg = configs(setup)
         rw = moon_cfg.connections["rw"]
         rw = msgspec.structs.replace(rw, remote=msgspec.structs.replace(rw.remote, id="%any"))
@@ -150,15 +165,23 @@ class _Fleet:
             carol_cfg, secrets=msgspec.structs.replace(carol_cfg.secrets, ike={"any": anyone})
         )
         self.events: list[Event] = []
+        self.keep_events = keep_events
+        self.established = 0
         self.moon = Engine(
             self.moon_cfg,
             MemoryKernel(),
-            events=self.events.append,
+            events=self.on_event,
             source_for=lambda r: "192.168.0.2",
         )
         self.cpu = 0.0
         self.now = 0.0
         self._n = 0
+
+    def on_event(self, e: Event) -> None:
+        if e.kind == EventKind.IKE_ESTABLISHED:
+            self.established += 1
+        if self.keep_events:
+            self.events.append(e)
 
     def initiator(self) -> tuple[Engine, str]:
         self._n += 1
@@ -180,7 +203,7 @@ class _Fleet:
             eng, ip = self.initiator()
             eng.initiate("net", "home", self.now)
             carols[ip] = eng
-        before = sum(1 for e in self.events if e.kind == EventKind.IKE_ESTABLISHED)
+        before = self.established
         pending: list[Datagram] = [d for e in carols.values() for d in e.pop_outgoing()]
         while pending:
             nxt: list[Datagram] = []
@@ -195,7 +218,7 @@ class _Fleet:
                 nxt += e.pop_outgoing()
             nxt += self.moon.pop_outgoing()
             pending = nxt
-        return sum(1 for e in self.events if e.kind == EventKind.IKE_ESTABLISHED) - before
+        return self.established - before
 
 
 def load(
@@ -241,7 +264,7 @@ def _fresh(fleet: _Fleet) -> Engine:
         else Engine(
             fleet.moon_cfg,
             MemoryKernel(),
-            events=fleet.events.append,
+            events=fleet.on_event,
             source_for=lambda r: "192.168.0.2",
         )
     )
@@ -282,3 +305,120 @@ def memory_per_sa(
         }
     )
     return row
+
+
+# --- memory without tracemalloc -------------------------------------------------------------
+
+WARMUP = 100
+
+
+def _vm(field: str) -> int:
+    """VmRSS / VmHWM of this process, in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+def _build(fleet: _Fleet, count: int, batch: int = 50) -> int:
+    done = 0
+    while done < count:
+        got = fleet.handshake_batch(min(batch, count - done))
+        if not got:
+            break
+        done += got
+    return done
+
+
+def _rss_worker(ike: str, esp: str, count: int, mode: str) -> dict[str, Any]:
+    """In a fresh process: build WARMUP + count responder SAs, measure (see module doc)."""
+    fleet = _Fleet(Setup(ike, esp))
+    _build(fleet, WARMUP)
+    gc.collect()
+    t = time.perf_counter()
+    if mode == "tracemalloc":
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        done = _build(fleet, count)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+    else:
+        base = _vm("VmRSS")
+        done = _build(fleet, count)
+        gc.collect()
+        used = _vm("VmRSS") - base
+    established = sum(1 for sa in fleet.moon.sas.values() if sa.established) - WARMUP
+    return {
+        "established": established,
+        "built": done,
+        "bytes_total": used,
+        "bytes_per_sa": used / max(1, established),
+        "rss_bytes": _vm("VmRSS"),
+        "peak_rss_bytes": _vm("VmHWM"),
+        "wall_s": time.perf_counter() - t,
+    }
+
+
+def _in_subprocess(scen: Scenario, count: int, mode: str, timeout: float) -> dict[str, Any]:
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    argv = [sys.executable, "-m", "pqike.bench.perf", "memory", scen.ike, scen.esp]
+    r = subprocess.run(
+        [*argv, str(count), mode], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip()[-500:] or f"exit {r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def memory_rss(scen: Scenario, count: int, timeout: float = 1800) -> dict[str, Any]:
+    """Bytes per established responder IKE_SA from the RSS of a fresh process with N SAs."""
+    row: dict[str, Any] = {"scenario": scen.name, "ike": scen.ike, "sas": count, "method": "rss"}
+    if scen.unavailable():
+        row["status"] = f"unavailable: {scen.unavailable()}"
+        return row
+    try:
+        row.update(_in_subprocess(scen, count, "rss", timeout))
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        row["status"] = f"failed: {e}"
+        return row
+    row["status"] = "ok"
+    return row
+
+
+def memory_sample(
+    scen: Scenario, sample: int, extrapolate_to: int, timeout: float = 600
+) -> dict[str, Any]:
+    """tracemalloc around ``sample`` SAs, bytes per SA, extrapolated to ``extrapolate_to``."""
+    row: dict[str, Any] = {
+        "scenario": scen.name,
+        "ike": scen.ike,
+        "sas": extrapolate_to,
+        "method": f"tracemalloc {sample} x{extrapolate_to / sample:g}",
+    }
+    if scen.unavailable():
+        row["status"] = f"unavailable: {scen.unavailable()}"
+        return row
+    try:
+        res = _in_subprocess(scen, sample, "tracemalloc", timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        row["status"] = f"failed: {e}"
+        return row
+    row.update(
+        {
+            "established": res["established"],
+            "bytes_per_sa": res["bytes_per_sa"],
+            "bytes_total": round(res["bytes_per_sa"] * extrapolate_to),
+            "wall_s": res["wall_s"],
+            "status": "ok (extrapolated)",
+        }
+    )
+    return row
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 6 or sys.argv[1] != "memory":
+        sys.exit("usage: python -m pqike.bench.perf memory IKE ESP COUNT rss|tracemalloc")
+    print(json.dumps(_rss_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])))

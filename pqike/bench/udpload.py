@@ -1,0 +1,312 @@
+"""Responder load over real UDP: pqike daemon vs charon (strongSwan 6.1) as the responder.
+
+``pqike bench load --udp``: the reference topology (pqike.netns), the responder in moon
+(192.168.0.2, port 500), the load generator (pqike.bench.loadgen: pqike engines as
+initiators) in carol, sending from ``sources`` extra addresses of carol's eth0
+(192.168.0.100...) and an ephemeral port per concurrent handshake.
+
+For each proposal, responder and run: a fresh responder (that is the cleanup of the IKE_SAs
+the previous run left), the generator starts and binds its sockets, then the responder's
+CPU time (utime + stime of /proc/PID/stat, all threads, clock ticks) is read, the generator
+runs ``handshakes`` handshakes with ``concurrency`` in flight, and the CPU time is read again.
+Reported: established handshakes per second of wall time (first initiate to last
+established, as the generator sees it) and responder CPU ms per handshake.
+
+Both responders are configured alike: the same IKE and ESP proposals, PSK with any remote
+identity, no COOKIEs or per-IP blocking (pqike cookie_threshold = 0; charon cookie_threshold
+and block_threshold = 1000000), log level 0 everywhere (charon's syslog off). pqike runs
+``--kernel none``. By default the IKE_SAs are childless (RFC 6023: no CHILD_SA, so charon's
+kernel-libipsec install and pqike's absent one don't enter the comparison); ``child=True``
+adds the CHILD_SA in IKE_AUTH, with a virtual IP from the responder's pool for each
+initiator (10.3.0.0/16), as in the interop tests.
+
+The wall rate is bounded by the generator: it is Python (pqike's initiator costs about what
+its responder does) and shares the machine's cores with the responder, so against charon it
+is the generator's speed that is measured. The CPU per handshake is the comparable figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pqike.bench.inmem import PSK
+from pqike.bench.interop import ESP, MOON_ID, PROPOSALS, _peer_class
+from pqike.bench.strongswan import REPO, problem
+
+SOURCES_BASE = "192.168.0.{}"
+CHARON_OPTIONS: dict[str, Any] = {
+    "cookie_threshold": 1000000,
+    "block_threshold": 1000000,
+    "syslog": {"daemon": {"default": -1}},
+}
+
+
+def pq_responder(proposal: str, pool: bool = False) -> dict[str, Any]:
+    """pool: a virtual IP pool (for --child; charon answers an initiator that asks for no
+    virtual IP with FAILED_CP_REQUIRED when its connection has pools)."""
+    tree: dict[str, Any] = {
+        "daemon": {"fragment_size": 1480, "cookie_threshold": 0},
+        "connections": {
+            "rw": {
+                "local_addrs": ["192.168.0.2"],
+                "proposals": [proposal],
+                "local": {"auth": "psk", "id": MOON_ID},
+                "remote": {"auth": "psk", "id": "%any"},
+                "children": {"net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [ESP]}},
+            }
+        },
+        "secrets": {"ike-any": {"secret": PSK}},
+    }
+    if pool:
+        tree["connections"]["rw"]["pools"] = ["rw_pool"]
+        tree["pools"] = {"rw_pool": {"addrs": "10.3.0.0/16"}}
+    return tree
+
+
+def ss_responder(proposal: str, pool: bool = False) -> str:
+    pools = "pools = rw_pool" if pool else ""
+    pool_def = "pools { rw_pool { addrs = 10.3.0.0/16 } }" if pool else ""
+    return f"""connections {{
+  rw {{
+    local_addrs = 192.168.0.2
+    {pools}
+    version = 2
+    proposals = {proposal}
+    local {{ auth = psk
+             id = {MOON_ID} }}
+    remote {{ auth = psk
+              id = %any }}
+    children {{ net {{ local_ts = 10.1.0.0/24
+                     esp_proposals = {ESP} }} }}
+  }}
+}}
+{pool_def}
+secrets {{ ike-any {{ secret = "{PSK}" }} }}
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads, also those that exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _responder(impl: str, topo: Any, proposal: str, work: Path, child: bool) -> Any:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    if impl == "pqike":
+        return _peer_class()(
+            "moon",
+            topo.moon,
+            pq_responder(proposal, pool=child),
+            work,
+            listen=topo.moon_addr,
+            kernel="none",
+            log_level="0",
+        )
+    from tests.harness.strongswan import Charon
+
+    return Charon(
+        "moon",
+        topo.moon,
+        ss_responder(proposal, pool=child),
+        work,
+        fragment_size=1480,
+        log_levels={"default": 0},
+        options=CHARON_OPTIONS,
+    )
+
+
+def _generator(
+    topo: Any,
+    proposal: str,
+    handshakes: int,
+    concurrency: int,
+    sources: Sequence[str],
+    child: bool,
+    timeout: float,
+) -> subprocess.Popen[str]:
+    from tests.harness.netns import ns_argv
+
+    argv = [sys.executable, "-m", "pqike.bench.loadgen", "--target", topo.moon_addr]
+    argv += ["--proposal", proposal, "--esp", ESP, "--handshakes", str(handshakes)]
+    argv += ["--concurrency", str(concurrency), "--timeout", str(timeout)]
+    for s in sources:
+        argv += ["--source", s]
+    if child:
+        argv.append("--child")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        ns_argv(topo.carol, argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def one_run(
+    impl: str,
+    topo: Any,
+    label: str,
+    proposal: str,
+    handshakes: int,
+    concurrency: int,
+    sources: Sequence[str],
+    child: bool,
+    timeout: float,
+    work: Path,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "responder": impl,
+        "proposal": label,
+        "ike": proposal,
+        "child": child,
+        "concurrency": concurrency,
+        "handshakes": handshakes,
+    }
+    resp = _responder(impl, topo, proposal, work, child)
+    gen = None
+    try:
+        resp.start()
+        if impl == "strongswan":
+            resp.load_all()
+        pid = resp.pid
+        with open(f"/proc/{pid}/comm") as f:
+            row["responder_comm"] = f.read().strip()
+        gen = _generator(topo, proposal, handshakes, concurrency, sources, child, timeout)
+        assert gen.stdin is not None and gen.stdout is not None
+        ready = gen.stdout.readline().strip()
+        if ready != "READY":
+            _, err = gen.communicate(timeout=30)
+            row["status"] = f"generator failed: {(ready + err).strip()[-300:]}"
+            return row
+        time.sleep(0.2)  # let the responder settle after its start
+        idle0, t_idle = cpu_seconds(pid), time.monotonic()
+        time.sleep(0.5)
+        idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
+        cpu0 = cpu_seconds(pid)
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        out = gen.stdout.readline()
+        cpu1 = cpu_seconds(pid)
+        gen.wait(timeout=30)
+        res = json.loads(out) if out.strip() else {}
+        if not res:
+            row["status"] = f"generator failed: {gen.stderr.read()[-300:] if gen.stderr else ''}"
+            return row
+        done = res["established"]
+        cpu = cpu1 - cpu0
+        row.update(
+            {
+                "established": done,
+                "failed": res["failed"],
+                "timed_out": res["timed_out"],
+                "wall_s": res["wall_s"],
+                "hs_per_s": res["hs_per_s"],
+                "responder_cpu_s": cpu,
+                "responder_cpu_ms_per_hs": cpu / done * 1e3 if done else None,
+                "responder_idle_cpu_per_s": idle_rate,
+                "hs_per_responder_cpu_s": done / cpu if cpu else None,
+                "latency_median_ms": res["latency_median_ms"],
+                "latency_p90_ms": res["latency_p90_ms"],
+                "loadgen_cpu_ms_per_hs": res["loadgen_cpu_s"] / done * 1e3 if done else None,
+                "errors": "; ".join(f"{k} x{v}" for k, v in res["errors"].items()),
+                "status": "ok" if done == handshakes else f"{handshakes - done} not established",
+            }
+        )
+        return row
+    finally:
+        if gen is not None and gen.poll() is None:
+            gen.kill()
+            with contextlib.suppress(Exception):
+                gen.wait(timeout=5)
+        resp.stop()
+
+
+def run(
+    proposals: dict[str, str] | None = None,
+    responders: Sequence[str] = ("pqike", "strongswan"),
+    handshakes: int = 300,
+    concurrency: Sequence[int] = (20,),
+    runs: int = 1,
+    sources: int = 8,
+    child: bool = False,
+    timeout: float = 120.0,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    why = problem()
+    if why:
+        return [], why
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.harness import netns as nsh
+
+    nsh.remove_stale()
+    srcs = [SOURCES_BASE.format(100 + i) for i in range(sources)]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pqike-bl-") as tmp, nsh.topology() as topo:
+        for s in srcs:
+            nsh.add_address(topo.carol, "eth0", f"{s}/24")
+        i = 0
+        for run_no in range(runs):
+            for label, proposal in (proposals or PROPOSALS).items():
+                for n in concurrency:
+                    for impl in responders:
+                        i += 1
+                        if progress:
+                            progress(f"{impl} {label} N={n} run {run_no + 1}")
+                        row = one_run(
+                            impl, topo, label, proposal, handshakes, n, srcs, child, timeout,
+                            Path(tmp) / str(i),
+                        )  # fmt: skip
+                        row["run"] = run_no
+                        rows.append(row)
+    return rows, None
+
+
+def ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pqike / strongSwan per (proposal, concurrency), over the medians of the runs."""
+    import statistics
+
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        if r.get("established"):
+            g = groups.setdefault((r["proposal"], r["concurrency"]), {})
+            g.setdefault(r["responder"], []).append(r)
+    out = []
+    for (label, n), g in groups.items():
+        if "pqike" not in g or "strongswan" not in g:
+            continue
+
+        def med(rs: list[dict[str, Any]], key: str) -> float:
+            return statistics.median(r[key] for r in rs if r.get(key) is not None)
+
+        pq_cpu = med(g["pqike"], "responder_cpu_ms_per_hs")
+        ss_cpu = med(g["strongswan"], "responder_cpu_ms_per_hs")
+        pq_rate, ss_rate = med(g["pqike"], "hs_per_s"), med(g["strongswan"], "hs_per_s")
+        out.append(
+            {
+                "proposal": label,
+                "concurrency": n,
+                "pqike_cpu_ms_per_hs": pq_cpu,
+                "strongswan_cpu_ms_per_hs": ss_cpu,
+                "cpu_ratio": pq_cpu / ss_cpu if ss_cpu else None,
+                "pqike_hs_per_s": pq_rate,
+                "strongswan_hs_per_s": ss_rate,
+                "wall_rate_ratio": ss_rate / pq_rate if pq_rate else None,
+            }
+        )
+    return out
