@@ -96,6 +96,7 @@ class Engine:
         self._timers: list[tuple[float, int, IkeSa]] = []
         self._seq = 0
         self._by_peer: dict[tuple[str, str], set[IkeSa]] = {}  # (conn, remote id) -> SAs
+        self._half_open_by_ip: dict[str, int] = {}
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -197,8 +198,7 @@ class Engine:
                 self._forget(sa)
                 continue
             if sa.half_open_key is not None and sa.state != IkeState.CONNECTING:
-                self._half_open.pop(sa.half_open_key, None)
-                sa.half_open_key = None
+                self._drop_half_open(sa)
             if sa.established and sa.remote_id:
                 self._by_peer.setdefault((sa.name, sa.remote_id), set()).add(sa)
             when = sa.next_deadline()
@@ -207,11 +207,21 @@ class Engine:
                 self._seq += 1
                 heapq.heappush(self._timers, (when, self._seq, sa))
 
+    def _drop_half_open(self, sa: IkeSa) -> None:
+        key, sa.half_open_key = sa.half_open_key, None
+        if key is None or self._half_open.pop(key, None) is None:
+            return
+        left = self._half_open_by_ip.get(key[1], 1) - 1
+        if left > 0:
+            self._half_open_by_ip[key[1]] = left
+        else:
+            self._half_open_by_ip.pop(key[1], None)
+
     def _forget(self, sa: IkeSa) -> None:
         if self.sas.get(sa.engine_key) is sa:
             del self.sas[sa.engine_key]
         if sa.half_open_key is not None:
-            self._half_open.pop(sa.half_open_key, None)
+            self._drop_half_open(sa)
         peers = self._by_peer.get((sa.name, sa.remote_id))
         if peers is not None:
             peers.discard(sa)
@@ -433,6 +443,15 @@ class Engine:
         if sa is not None:  # a retransmitted IKE_SA_INIT request
             sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
             return
+        block = self.config.daemon.block_threshold
+        if block and self._half_open_by_ip.get(dgram.src.host, 0) >= block:
+            # charon.block_threshold: one address may not hold more half-open IKE_SAs
+            log(
+                "ignoring IKE_SA_INIT from %s, peer too aggressive (%d half-open IKE_SAs)",
+                dgram.src.host,
+                self._half_open_by_ip[dgram.src.host],
+            )
+            return
         if not self._cookie_ok(msg, dgram):
             return
         name, conn = self._responder_conn(dgram)
@@ -460,11 +479,12 @@ class Engine:
         sa.log("%s is initiating an IKE_SA", dgram.src.host)
         self._register(sa, sa.spi_r)
         self._half_open[key] = sa
+        self._half_open_by_ip[dgram.src.host] = self._half_open_by_ip.get(dgram.src.host, 0) + 1
         sa.half_open_key = key
         sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
 
     def _cookie_ok(self, msg: Message, dgram: Datagram) -> bool:
-        half_open = sum(1 for s in self._half_open.values() if s.state == IkeState.CONNECTING)
+        half_open = len(self._half_open)  # only CONNECTING responder SAs stay in it
         threshold = self.config.daemon.cookie_threshold
         if not threshold or half_open < threshold:
             return True

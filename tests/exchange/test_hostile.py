@@ -113,3 +113,26 @@ def test_init_flood_cookies_bound_half_open_state() -> None:
     for _ in range(5):
         net.advance(10.0)
     assert len(m.sas) == 1  # half-open SAs timed out (half_open_timeout 30 s)
+
+
+def test_block_threshold_limits_half_open_per_address() -> None:
+    """charon.block_threshold: one address cannot hold more half-open IKE_SAs."""
+    carol = psk_config("carol", "aes256-sha256-x25519")
+    moon = psk_config(
+        "moon", "aes256-sha256-x25519", extra_daemon={"block_threshold": 2, "cookie_threshold": 0}
+    )
+    template = make_pair(carol, moon).peers["carol"].engine
+    template.initiate("net", None, 0.0)
+    (init,) = template.pop_outgoing()
+    m = make_pair(carol, moon).peers["moon"].engine
+    for i in range(6):
+        msg = decode_message(init.data)
+        msg.spi_i = (100 + i).to_bytes(8, "big")
+        m.receive(
+            Datagram(data=msg.encode(), src=Endpoint(CAROL, 500), dst=Endpoint(MOON, 500)), 0.0
+        )
+    assert len(m.sas) == 2
+    m.tick(60.0)  # half-open SAs time out and the address may try again
+    assert len(m.sas) == 0
+    m.receive(Datagram(data=init.data, src=Endpoint(CAROL, 500), dst=Endpoint(MOON, 500)), 61.0)
+    assert len(m.sas) == 1
