@@ -47,6 +47,7 @@ _LAZY = {
     "pki": ("pqike.pki", "pki"),
     "bench": ("pqike.bench.cli", "bench"),
     "plan": ("pqike.bench.cli", "plan"),
+    "demo": ("pqike.demo", "demo"),
 }
 
 
@@ -65,15 +66,13 @@ class _Group(click.Group):
     """Lazy subcommands (pki, demo) and no traceback for anything a command raises."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx)) | set(_LAZY) | {"demo"}
+        names = set(super().list_commands(ctx)) | set(_LAZY)
         return sorted(names)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
         if command is not None:
             return command
-        if name == "demo":
-            return _demo_command()
         if name in _LAZY:
             module, attr = _LAZY[name]
             try:
@@ -97,30 +96,6 @@ class _Group(click.Group):
             raise Failure(
                 f"internal error: {type(e).__name__}: {e} (PQIKE_DEBUG=1 shows the traceback)", 1
             ) from None
-
-
-def _demo_command() -> click.Command:
-    if importlib.util.find_spec("pqike.demo") is not None:
-        module = importlib.import_module("pqike.demo")
-        command = getattr(module, "demo", None) or getattr(module, "cli", None)
-        if isinstance(command, click.Command):
-            return command
-        main_fn = getattr(module, "main", None)
-        if callable(main_fn):
-
-            @click.command(name="demo", help=(module.__doc__ or "").strip().split("\n")[0])
-            def demo_main() -> None:
-                code = main_fn()
-                if code:
-                    raise SystemExit(code)
-
-            return demo_main
-
-    @click.command(name="demo", help="Run the carol/moon demo (not available yet).")
-    def demo_missing() -> None:
-        raise Failure("demo not available yet", 1)
-
-    return demo_missing
 
 
 def _unreachable(e: DaemonUnreachable) -> Failure:

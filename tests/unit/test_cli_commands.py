@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import shutil
@@ -304,13 +303,6 @@ def test_version_and_help(runner):
     result = runner.invoke(cli, ["--help"])
     for name in ("daemon", "initiate", "list-sas", "list-algs", "pki", "demo"):
         assert name in result.output
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pqike.demo") is not None,
-                    reason="pqike.demo exists")
-def test_demo_slot(runner):
-    result = runner.invoke(cli, ["demo"])
-    assert result.exit_code == 1 and result.stderr == "pqike: demo not available yet\n"
 
 
 def test_parse_log_levels():
