@@ -12,6 +12,7 @@ was installed is removed before the failure is reported (no half-installed CHILD
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from pqike.config import Child
 from pqike.crypto.keyschedule import derive_child_keys
@@ -37,6 +38,9 @@ from pqike.tasks.common import (
 from pqike.wire.iana import EncrId, ExchangeType, IntegId, NotifyType, ProtocolId, TransformType
 from pqike.wire.payloads import AddressRangeSelector, SecurityAssociation, TSi, TSr
 
+if TYPE_CHECKING:
+    from pqike.sa.ike_sa import IkeSa
+
 
 def _to_wire_ts(tss: list[TrafficSelector]) -> list[AddressRangeSelector]:
     return [AddressRangeSelector(t.start, t.end, t.protocol, t.start_port, t.end_port) for t in tss]
@@ -59,7 +63,7 @@ def _from_wire_ts(payload: TSi | TSr | None) -> list[TrafficSelector]:
     return out
 
 
-def child_keys_for(sa, child: ChildSa, ni: bytes, nr: bytes) -> None:  # type: ignore[no-untyped-def]
+def child_keys_for(sa: IkeSa, child: ChildSa, ni: bytes, nr: bytes) -> None:
     p = child.proposal
     assert p is not None and sa.keys is not None and sa.suite is not None
     encr = p.first(TransformType.ENCR)
@@ -76,8 +80,8 @@ def child_keys_for(sa, child: ChildSa, ni: bytes, nr: bytes) -> None:  # type: i
     )
 
 
-def install_child(  # type: ignore[no-untyped-def]
-    sa,
+def install_child(
+    sa: IkeSa,
     child: ChildSa,
     now: float,
     *,
@@ -171,7 +175,7 @@ def install_child(  # type: ignore[no-untyped-def]
     child.installed_at = now
 
 
-def uninstall_child(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+def uninstall_child(sa: IkeSa, child: ChildSa) -> None:
     kernel = sa.svc.kernel
     for pol in getattr(child, "installed_policies", []):
         kernel.del_policy(pol)
@@ -188,7 +192,7 @@ def uninstall_child(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
     child.state = ChildState.DELETED
 
 
-def install_pending_outbound(sa, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+def install_pending_outbound(sa: IkeSa, child: ChildSa) -> None:
     """Switch traffic to a CHILD_SA we answered a rekey for: its initiator has installed
     its inbound SA by now (it deleted the old CHILD_SA, or never will)."""
     pending, child.pending_outbound = child.pending_outbound, None
@@ -207,7 +211,7 @@ class ChildCreate(Task):
 
     name = "child_create"
 
-    def __init__(self, sa, initiator: bool, child_name: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool, child_name: str | None = None) -> None:
         super().__init__(sa, initiator)
         self.child_name = child_name
         self.child_cfg: Child | None = sa.child_config(child_name) if child_name else None

@@ -14,6 +14,7 @@ not discovered when the CHILD_SA silently expires.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from pqike.config import Child
 from pqike.crypto.keyschedule import derive_child_keys
@@ -52,6 +53,9 @@ from pqike.wire.iana import (
 )
 from pqike.wire.payloads import Nonce, Notify, SecurityAssociation, TSi, TSr
 
+if TYPE_CHECKING:
+    from pqike.sa.ike_sa import IkeSa
+
 NONCE_SIZE = 32
 REKEYED_GRACE = 60.0  # seconds an old CHILD_SA lives on after its rekey, awaiting DELETE
 
@@ -60,7 +64,7 @@ def _notify_name(ntype: int) -> str:
     return NotifyType(ntype).name if ntype in NotifyType._value2member_map_ else str(ntype)
 
 
-def _ike_rekey_running(sa) -> bool:  # type: ignore[no-untyped-def]
+def _ike_rekey_running(sa: IkeSa) -> bool:
     """An IKE_SA rekey of ours or of the peer is under way on this IKE_SA."""
     from pqike.tasks.ike_rekey import IkeRekey
 
@@ -86,7 +90,7 @@ class ChildSaKe(Task):
 
     def __init__(
         self,
-        sa,  # type: ignore[no-untyped-def]
+        sa: IkeSa,
         initiator: bool,
         child_name: str | None = None,
         rekey: ChildSa | None = None,
@@ -419,7 +423,9 @@ class ChildSaKe(Task):
             self.rekey.state = ChildState.REKEYING
         return Status.NEED_MORE
 
-    def _match(self, tsi, tsr):  # type: ignore[no-untyped-def]
+    def _match(
+        self, tsi: list[TrafficSelector], tsr: list[TrafficSelector]
+    ) -> tuple[str, Child, list[TrafficSelector], list[TrafficSelector]] | None:
         sa = self.sa
         peer_dyn = list(sa.remote_vips) or [sa.remote.host]
         my_dyn = list(sa.local_vips) or [sa.local.host]

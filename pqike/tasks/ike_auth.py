@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pqike.auth.certs import (
     Identity,
@@ -45,6 +46,10 @@ from pqike.wire.payloads import (
     Notify,
 )
 
+if TYPE_CHECKING:
+    from pqike.config import Connection
+    from pqike.sa.ike_sa import IkeSa
+
 
 @dataclass
 class _Creds:
@@ -60,7 +65,7 @@ def _identity(text: str | None, fallback_host: str) -> Identity:
 class IkeAuth(Task):
     name = "ike_auth"
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self.peer_certs: list = []
         self.peer_certreq = False
@@ -357,7 +362,7 @@ class IkeAuth(Task):
         from pqike.proposal import parse_proposals
         from pqike.wire.iana import ProtocolId
 
-        def names_peer(conn) -> bool:  # type: ignore[no-untyped-def]
+        def names_peer(conn: Connection) -> bool:
             rid = conn.remote.id
             return bool(rid) and rid != "%any" and str(Identity.from_string(rid)) == str(peer)
 

@@ -8,11 +8,15 @@ reconnect gets the same address (reference 003: a changed virtual IP left stale 
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from pqike.sa.pool import AddressPool, PoolExhausted
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.wire.iana import CfgAttr, CfgType, ExchangeType, NotifyType
 from pqike.wire.payloads import ConfigAttribute, Configuration
+
+if TYPE_CHECKING:
+    from pqike.sa.ike_sa import IkeSa
 
 _ADDR = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
 
@@ -29,7 +33,7 @@ def _decode_addr(attr: ConfigAttribute) -> str | None:
 class IkeConfig(Task):
     name = "ike_config"
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self.requested: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         self.assigned: list[str] = []

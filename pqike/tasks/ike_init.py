@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+from typing import TYPE_CHECKING
 
 from kem.base import Initiator
 from kem.errors import KemError
@@ -38,6 +39,10 @@ from pqike.wire.iana import (
     TransformType,
 )
 from pqike.wire.payloads import KeyExchange, Nonce, SecurityAssociation
+
+if TYPE_CHECKING:
+    from kem.registry import Method
+    from pqike.sa.ike_sa import IkeSa
 
 NONCE_SIZE = 32  # strongSwan's NONCE_SIZE
 # What we verify in RFC 7427 signatures; Identity (RFC 8420) is what ML-DSA/EdDSA need.
@@ -67,7 +72,7 @@ def ike_suite(p: Proposal) -> IkeSuite:
 class IkeInit(Task):
     name = "ike_init"
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self.cfg = get_logger(Subsystem.CFG, sa.log.sa)
         try:
@@ -85,7 +90,7 @@ class IkeInit(Task):
 
     # ---- helpers ------------------------------------------------------------------------
 
-    def _method(self, method: int):  # type: ignore[no-untyped-def]
+    def _method(self, method: int) -> Method:
         return ke_backend(method)
 
     def _add_natd(self, msg: Outgoing) -> None:

@@ -8,6 +8,8 @@ moves over to it. The initiator of the rekey then deletes the old IKE_SA.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pqike.crypto.algorithms import UnsupportedTransform
 from pqike.crypto.keyschedule import rekey_ike_keys
 from pqike.events import EventKind
@@ -26,10 +28,13 @@ from pqike.tasks.ke_chain import KeChain, method_name
 from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId, TransformType
 from pqike.wire.payloads import Nonce, SecurityAssociation
 
+if TYPE_CHECKING:
+    from pqike.sa.ike_sa import IkeSa
+
 NONCE_SIZE = 32
 
 
-def _busy(sa, ignore: Task | None = None) -> str:  # type: ignore[no-untyped-def]
+def _busy(sa: IkeSa, ignore: Task | None = None) -> str:
     """Why the IKE_SA cannot be rekeyed right now ('' if it can): a CHILD_SA half-way
     through a rekey or delete, or an exchange of ours in progress."""
     from pqike.sa.child_sa import ChildState
@@ -48,7 +53,7 @@ def _busy(sa, ignore: Task | None = None) -> str:  # type: ignore[no-untyped-def
 class IkeRekey(Task):
     name = "ike_rekey"
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self.offered: tuple[Proposal, ...] = ()
         self.selected: Proposal | None = None
@@ -61,7 +66,7 @@ class IkeRekey(Task):
         self.stage = "create"
         self.retries = 0
 
-    def _new_sa(self):  # type: ignore[no-untyped-def]
+    def _new_sa(self) -> IkeSa:
         """Derive the new IKE_SA and hand it everything the old one had."""
         old = self.sa
         assert old.keys is not None and old.suite is not None and self.selected is not None

@@ -7,6 +7,8 @@ empty INFORMATIONAL request is a liveness check, answered empty.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pqike.events import EventKind
 from pqike.sa.child_sa import ChildSa
 from pqike.tasks.base import Incoming, Outgoing, Status, Task
@@ -14,8 +16,11 @@ from pqike.tasks.child_create import install_pending_outbound, uninstall_child
 from pqike.wire.iana import ExchangeType, ProtocolId
 from pqike.wire.payloads import Delete
 
+if TYPE_CHECKING:
+    from pqike.sa.ike_sa import IkeSa
 
-def _remove_child(sa, child: ChildSa, reason: str) -> None:  # type: ignore[no-untyped-def]
+
+def _remove_child(sa: IkeSa, child: ChildSa, reason: str) -> None:
     uninstall_child(sa, child)
     for owner in (sa, sa.home()):
         if child in owner.children:
@@ -40,7 +45,7 @@ class IkeDelete(Task):
 
     name = "ike_delete"
 
-    def __init__(self, sa, initiator: bool, rekeyed: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool, rekeyed: bool = False) -> None:
         super().__init__(sa, initiator)
         self.rekeyed = rekeyed  # the old IKE_SA after a rekey: its children moved on
 
@@ -66,7 +71,7 @@ class ChildDelete(Task):
 
     name = "child_delete"
 
-    def __init__(self, sa, initiator: bool, child: ChildSa) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool, child: ChildSa) -> None:
         super().__init__(sa, initiator)
         self.child = child
 
@@ -102,7 +107,7 @@ class InformationalResponder(Task):
 
     name = "informational"
 
-    def __init__(self, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self.reply_spis: list[bytes] = []
 

@@ -9,6 +9,7 @@ from all shared secrets in exchange order (strongSwan key_exchange_concat_secret
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kem.base import Initiator
@@ -109,11 +110,11 @@ class KeChain:
     def respond_followup(self, msg: Incoming) -> None:
         self.respond(msg, self.pending[0].id)
 
-    def add_response(self, msg: Outgoing, method: int, rng) -> None:  # type: ignore[no-untyped-def]
+    def add_response(self, msg: Outgoing, method: int, rng: Callable[[int], bytes]) -> None:
         msg.add(KeyExchange(method=method, data=self._response))
         self.add_link(msg, rng)
 
-    def add_link(self, msg: Outgoing, rng) -> None:  # type: ignore[no-untyped-def]
+    def add_link(self, msg: Outgoing, rng: Callable[[int], bytes]) -> None:
         if self.pending:
             self.link = rng(LINK_SIZE)
             msg.add(Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=self.link))
