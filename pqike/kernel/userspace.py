@@ -353,6 +353,18 @@ class UserspaceKernel:
     def _route_in(
         self, net: IPNetwork, src: str | None, src_ts: IPNetwork | None, peer: str | None
     ) -> None:
+        if (
+            peer is not None
+            and net.prefixlen == net.max_prefixlen
+            and net.network_address == (ipaddress.ip_address(peer))
+        ):
+            # as strongSwan's kernel-libipsec: routing the IKE peer's own address into the
+            # TUN would capture the IKE and ESP-in-UDP packets to it as well
+            raise KernelError(
+                f"the CHILD_SA's remote selector {net} is the IKE peer's own address, which "
+                "the userspace data plane cannot route without capturing IKE traffic (the "
+                "xfrm backend can)"
+            )
         tun = self._ensure_tun()
         try:
             tun.ensure_rule(

@@ -302,6 +302,11 @@ class ChildSaKe(Task):
 
     def _complete(self) -> Status:
         if not self._finish():
+            # the peer has installed its half: delete it, nothing may stay half-installed
+            from pqike.tasks.informational import ChildDelete
+
+            assert self.child is not None
+            self.sa.queue(ChildDelete(self.sa, True, self.child, unwanted=True))
             return self._failed("kernel refused the new CHILD_SA")
         if self.rekey is not None:
             from pqike.tasks.informational import ChildDelete

@@ -71,12 +71,17 @@ class ChildDelete(Task):
 
     name = "child_delete"
 
-    def __init__(self, sa: IkeSa, initiator: bool, child: ChildSa) -> None:
+    def __init__(
+        self, sa: IkeSa, initiator: bool, child: ChildSa, *, unwanted: bool = False
+    ) -> None:
         super().__init__(sa, initiator)
         self.child = child
+        # a CHILD_SA the peer installed but we could not: tell it to drop its half
+        self.unwanted = unwanted
 
     def build_i(self, msg: Outgoing) -> Status:
-        if self.child not in self.sa.children and self.child not in self.sa.home().children:
+        known = self.child in self.sa.children or self.child in self.sa.home().children
+        if not known and not self.unwanted:
             return Status.SUCCESS
         msg.exchange = ExchangeType.INFORMATIONAL
         msg.add(Delete(protocol=ProtocolId.ESP, spis=[self.child.spi_in.to_bytes(4, "big")]))

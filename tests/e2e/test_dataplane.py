@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 
 import pytest
 
 from pqike.kernel.tun import tun_available
-from pqike.netns import topology
+from pqike.netns import add_address, topology
 from tests.e2e.daemons import Pqike, daemon, ping, psk_tree, snapshot
 
 IKE = "aes256-sha256-x25519-ke1_mlkem768"
@@ -130,3 +131,52 @@ def test_delete_reinitiate_and_vip_change_leave_nothing_stale(pair) -> None:  # 
         assert "10.4.0.1/32" in snap["addrs"] and "10.3.0.1/32" not in snap["addrs"]
         assert ping(topo.carol, "10.1.0.1", "10.4.0.1") == (3, 3)
         assert ping(topo.carol, "10.1.0.1", "10.3.0.1", count=1)[1] == 0
+
+
+def test_net_and_host_children_of_the_reference(pair) -> None:  # type: ignore[no-untyped-def]
+    """The walkthrough's two children, each with its own ESP proposal and, for ``host``, its
+    own PFS group in a CREATE_CHILD_SA with IKE_FOLLOWUP_KE; traffic through each.
+
+    The walkthrough's ``host`` reaches moon's outer address itself. The userspace data
+    plane, like strongSwan's kernel-libipsec, cannot route the IKE peer's own address into
+    its TUN (it refuses with a clear error, checked below); here ``host`` reaches a second
+    address of moon instead. With the xfrm backend (tests/uml) the outer address works.
+    """
+    topo, carol, moon = pair
+    add_address(topo.moon, "intranet", "10.2.0.1/32")
+    esp_host = "aes256-sha256-modp3072-ke1_mlkem768"
+    carol_tree = psk_tree("carol", carol.socket, proposals=IKE, esp=ESP)
+    carol_tree["connections"]["home"]["children"]["host"] = {
+        "remote_ts": ["10.2.0.1/32"],
+        "esp_proposals": [esp_host],
+    }
+    carol_tree["connections"]["home"]["children"]["outer"] = {"esp_proposals": [esp_host]}
+    carol.write_config(carol_tree)
+    moon_tree = psk_tree("moon", moon.socket, proposals=IKE, esp=ESP)
+    moon_tree["connections"]["rw"]["children"]["host"] = {
+        "local_ts": ["10.2.0.1/32"],
+        "esp_proposals": [esp_host],
+    }
+    moon_tree["connections"]["rw"]["children"]["outer"] = {"esp_proposals": [esp_host]}
+    moon.write_config(moon_tree)
+    with daemon(moon), daemon(carol):
+        assert carol.cli("initiate", "--child", "net").returncode == 0
+        out = carol.cli("initiate", "--child", "host", "--ike", "home")
+        assert out.returncode == 0, out.stdout + carol.log
+        (sa,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
+        children = {c["name"]: c for c in sa["children"]}
+        assert set(children) == {"net", "host"}
+        assert "MODP_3072" in children["host"]["proposal"]
+        assert children["host"]["remote_ts"] == ["10.2.0.1/32"]
+        assert ping(topo.carol, "10.1.0.1", "10.3.0.1") == (3, 3)
+        assert ping(topo.carol, "10.2.0.1", "10.3.0.1") == (3, 3)
+        refused = carol.cli("initiate", "--child", "outer", "--ike", "home")
+        assert refused.returncode != 0
+        assert "IKE peer's own address" in refused.stdout + refused.stderr
+        # moon's half of the refused CHILD_SA was deleted again: nothing half-installed
+        time.sleep(1)
+        (m,) = [s for s in moon.sas() if s["state"] == "ESTABLISHED"]
+        assert sorted(c["name"] for c in m["children"]) == ["host", "net"]
+        (sa,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
+        host_child = next(c for c in sa["children"] if c["name"] == "host")
+        assert host_child["packets_out"] >= 3 and host_child["packets_in"] >= 3
