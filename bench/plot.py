@@ -4,6 +4,7 @@
 
 sizes.json      -> sizes_<profile>.png: bytes per direction and max fragments per proposal
 rtt_loss.json   -> rtt_loss.png: time to IKE_SA + CHILD_SA versus RTT, one line per loss rate
+rtt.json        -> rtt_real.png: the same measured (`pqike bench rtt`: netem in UML)
 handshake.json  -> cpu.png: CPU per side split into KE / auth / symmetric / protocol
 """
 
@@ -114,6 +115,53 @@ def plot_rtt(results: Path) -> list[Path]:
     return [path]
 
 
+def plot_rtt_real(results: Path) -> list[Path]:
+    """rtt.json/rtt_runs.json (`pqike bench rtt`, netem in UML) -> rtt_real.png: medians of the
+    loss-free settings against RTT per proposal, every handshake as a point (x: lossy)."""
+    summ = [r for r in _rows(results / "rtt.json") if r.get("median_ms") is not None]
+    runs = [r for r in _rows(results / "rtt_runs.json") if r.get("ok") and r.get("ms")]
+    if not summ:
+        return []
+    props = list(dict.fromkeys(r["proposal"] for r in summ))
+    jit = max(r["rtt_ms"] for r in summ) * 0.01 or 1.0  # spread the points of one RTT a bit
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, prop in enumerate(props):
+        color = f"C{i}"
+        clean = sorted(
+            (r for r in summ if r["proposal"] == prop and not r["loss_pct"]),
+            key=lambda r: r["rtt_ms"],
+        )
+        ax.plot(
+            [r["rtt_ms"] for r in clean],
+            [r["median_ms"] for r in clean],
+            "-",
+            color=color,
+            label=f"{prop} (median, no loss)",
+        )
+        for lossy in (False, True):
+            pts = [r for r in runs if r["proposal"] == prop and bool(r["loss_pct"]) == lossy]
+            ax.scatter(
+                [r["rtt_ms"] + ((i - 1) * 2 + lossy) * jit for r in pts],
+                [r["ms"] for r in pts],
+                marker="x" if lossy else "o",
+                s=18,
+                color=color,
+                alpha=0.7,
+                label=f"{prop}, loss {pts[0]['loss_pct']:g}% each way" if lossy and pts else None,
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("RTT (ms, netem delay RTT/2 on each veth end)")
+    ax.set_ylabel("initiating IKE_SA -> CHILD_SA established (ms)")
+    ax.set_title("Real handshake time vs RTT and loss (pqike <-> pqike, netem in UML)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = results / "rtt_real.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def plot_cpu(results: Path) -> list[Path]:
     rows = [r for r in _rows(results / "handshake.json") if r.get("i_total_ms") is not None]
     if not rows:
@@ -148,7 +196,7 @@ def plot_cpu(results: Path) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     results = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "results"
-    made = plot_sizes(results) + plot_rtt(results) + plot_cpu(results)
+    made = plot_sizes(results) + plot_rtt(results) + plot_rtt_real(results) + plot_cpu(results)
     for p in made:
         print(f"wrote {p}")
     if not made:

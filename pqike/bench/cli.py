@@ -295,7 +295,7 @@ def handshake_cmd(
     netem = (
         "not run: no user-mode Linux harness (tests/uml) in this tree"
         if not UML_HARNESS.exists()
-        else "not run: tests/uml exists but is not wired in yet"
+        else "not run here: measured by 'pqike bench rtt' (netem in user-mode Linux)"
     )
     click.echo(f"\nnetem RTT/loss in network namespaces: {netem}")
     meta = _meta(profile=profile, repeat=repeat, netem=netem)
@@ -594,6 +594,55 @@ def interop_cmd(reps, labels, pairings, vias, rounds, out_dir, progress) -> None
     for path in report.write(out_dir, "interop", rows, meta):
         click.echo(f"wrote {path}")
     report.write(out_dir, "interop_summary", summ, meta)
+
+
+@bench.command("rtt")
+@click.option(
+    "--reps", "-N", default=5, show_default=True, help="handshakes per point (x4 with loss)"
+)
+@click.option(
+    "--setting",
+    "settings",
+    multiple=True,
+    type=click.Choice(["lan", "rtt50", "rtt50-loss1", "sat600"]),
+    help="netem setting (repeatable; default: all)",
+)
+@click.option(
+    "--proposal",
+    "labels",
+    multiple=True,
+    type=click.Choice(["x25519", "x25519+mlkem768", "x25519+mlkem768+mlkem1024+mlkem512"]),
+    help="default: all three",
+)
+@click.option("--timeout", default=420.0, show_default=True, help="seconds for the UML run")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="bench/results",
+    show_default=True,
+)
+def rtt_cmd(reps, settings, labels, timeout, out_dir) -> None:  # type: ignore[no-untyped-def]
+    """Real handshake time vs RTT/loss: pqike <-> pqike under netem, inside user-mode Linux."""
+    from pqike.bench import rtt
+
+    click.echo("booting user-mode Linux (netem); this takes a few minutes ...", err=True)
+    rows, meta, why = rtt.run(reps=reps, settings=settings, proposals=labels, timeout=timeout)
+    if why:
+        click.echo(f"not run: {why}")
+        return
+    click.echo(
+        f"Handshake time to IKE_SA + CHILD_SA, ms, real (netem in UML; N={reps}, {4 * reps} "
+        "with loss; initiator's "
+        "log 'initiating IKE_SA' -> 'CHILD_SA established'; PSK, --kernel none; netem delay "
+        "RTT/2 and loss on both veth ends)"
+    )
+    summ, paths = rtt.write(out_dir, rows, _meta(**meta))
+    click.echo(rtt.render(summ))
+    if meta.get("uml_exit"):
+        click.echo(f"UML run exited {meta['uml_exit']} (see {meta.get('uml_outdir')})", err=True)
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @click.command("plan")
