@@ -32,6 +32,9 @@ net = get_logger(Subsystem.NET)
 enc = get_logger(Subsystem.ENC)
 
 
+GRAVEYARD_SECONDS = 60.0  # how long we still answer a DELETE for an IKE_SA we removed
+
+
 class EngineError(Exception):
     """A command could not be carried out; the message is for the operator."""
 
@@ -97,6 +100,7 @@ class Engine:
         self._seq = 0
         self._by_peer: dict[tuple[str, str], set[IkeSa]] = {}  # (conn, remote id) -> SAs
         self._half_open_by_ip: dict[str, int] = {}
+        self._graveyard: dict[bytes, tuple[float, IkeSa]] = {}  # deleted by the peer
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -220,6 +224,12 @@ class Engine:
     def _forget(self, sa: IkeSa) -> None:
         if self.sas.get(sa.engine_key) is sa:
             del self.sas[sa.engine_key]
+        if sa.last_response is not None and sa.delete_after_exchange:
+            # the peer deleted this IKE_SA; if our empty answer got lost it retransmits the
+            # DELETE: answer that from here rather than let it retry for minutes
+            self._graveyard[sa.engine_key] = (sa.now + GRAVEYARD_SECONDS, sa)
+        for key in [k for k, (t, _) in self._graveyard.items() if t < sa.now]:
+            del self._graveyard[key]
         if sa.half_open_key is not None:
             self._drop_half_open(sa)
         peers = self._by_peer.get((sa.name, sa.remote_id))
@@ -262,7 +272,7 @@ class Engine:
             (
                 sa
                 for sa in self.sas.values()
-                if sa.name == name and sa.state == IkeState.ESTABLISHED
+                if sa.name == name and sa.state == IkeState.ESTABLISHED and not sa.deleting
             ),
             None,
         )
@@ -411,6 +421,18 @@ class Engine:
             if sa is not None and not sa.initiator:
                 sa = None
         if sa is None:
+            gone = self._graveyard.get(msg.spi_r if msg.initiator else msg.spi_i)
+            if gone is not None and not msg.response and gone[1].last_response is not None:
+                mid, packets = gone[1].last_response
+                if msg.message_id == mid and now <= gone[0]:
+                    enc(
+                        "retransmitted request %d for deleted IKE_SA %s, answering again",
+                        mid,
+                        gone[1].label,
+                    )
+                    for data in packets:
+                        self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
+                    return
             enc(
                 "received %s for unknown IKE_SA %s_i %s_r, ignored",
                 msg.exchange.name if isinstance(msg.exchange, ExchangeType) else msg.exchange,

@@ -171,6 +171,13 @@ class IkeSa:
         return f"{self.name}[{self.unique_id}]"
 
     @property
+    def deleting(self) -> bool:
+        """We are deleting it (new work must go to another IKE_SA)."""
+        from pqike.tasks.informational import IkeDelete
+
+        return any(isinstance(t, IkeDelete) for t in (*self.active, *self.queued))
+
+    @property
     def established(self) -> bool:
         return self.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
 

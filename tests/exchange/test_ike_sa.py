@@ -204,3 +204,36 @@ def test_reference_proposal_mldsa87(tmp_path) -> None:  # type: ignore[no-untype
     # BIKE-L3 request: 3168 bytes as 3 fragments of at most 1444 (reference walkthrough)
     sizes = [len(d.data) for d in net.log if d.src.host == CAROL]
     assert sizes[1] == 1264 and sizes[2:5] == [1444, 1444, 420]
+
+
+def test_lost_delete_response_is_answered_again() -> None:
+    """moon removed the IKE_SA on carol's DELETE but its answer was lost: the retransmitted
+    DELETE is answered from moon's short memory of deleted IKE_SAs, not ignored for minutes."""
+    net = _establish("aes256-sha256-x25519")
+    dropped: list[int] = []
+
+    def lose_first_answer(d):  # type: ignore[no-untyped-def]
+        if d.src.host == MOON and not dropped:
+            dropped.append(len(d.data))
+            return []
+        return [d]
+
+    net.filter = lose_first_answer
+    net.peers["carol"].engine.terminate("home", None, None, net.now)
+    net.run()
+    assert dropped and net.peers["moon"].engine.list_sas() == []
+    assert net.peers["carol"].engine.list_sas() != []  # still waiting for the answer
+    net.advance(5.0)  # first retransmit
+    assert net.peers["carol"].engine.list_sas() == []
+    assert net.peers["carol"].events[-1].kind == EventKind.IKE_DELETED
+
+
+def test_initiate_while_deleting_starts_a_new_ike_sa() -> None:
+    net = _establish("aes256-sha256-x25519")
+    net.filter = lambda d: []  # the DELETE goes unanswered for now
+    carol = net.peers["carol"].engine
+    carol.terminate("home", None, None, net.now)
+    net.run()
+    new_id = carol.initiate("net", "home", net.now)
+    (old,) = [s for s in carol.sas.values() if s.deleting]
+    assert new_id != old.unique_id
