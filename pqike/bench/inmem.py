@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pqike.config import Config, load_config
+from pqike.config.toml_writer import dumps as _toml
 from pqike.engine import Engine
 from pqike.events import Datagram, Event, EventKind
 from pqike.kernel.base import MemoryKernel
@@ -40,25 +41,6 @@ CATEGORIES = ("kem", "auth", "sym")
 
 
 # --- configs ------------------------------------------------------------------------------
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return str(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml(tree: dict, prefix: str = "") -> str:
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in tree.items() if not isinstance(v, dict)]
-    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.append(_toml(v, f"{prefix}.{k}" if prefix else k))
-    return "\n".join(x for x in out if x) + "\n"
 
 
 @dataclass(frozen=True)

@@ -8,32 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pqike.config import Config, load_config
+from pqike.config.toml_writer import dumps as _toml
 from pqike.engine import Engine
 from pqike.events import Datagram, Event
 from pqike.kernel.base import MemoryKernel
 
 CAROL, MOON = "192.168.0.3", "192.168.0.2"
 PSK = "qwerty-psk-0123456789"
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return str(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml(tree: dict, prefix: str = "") -> str:
-    """A minimal TOML writer for nested dicts of scalars and lists (test configs only)."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in tree.items() if not isinstance(v, dict)]
-    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.append(_toml(v, f"{prefix}.{k}" if prefix else k))
-    return "\n".join(x for x in out if x) + "\n"
 
 
 def load_tree(tree: dict) -> Config:
