@@ -406,7 +406,52 @@ def _conf_section(name: str, values: dict[str, Any], indent: str = "") -> str:
     return "\n".join(lines)
 
 
-class Charon:
+class CharonLog:
+    """Reading a charon-style log (charon's or pqike's): ``name`` and ``log_path`` come from
+    the class using it."""
+
+    name: str
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def grep(self, pattern: str | re.Pattern[str]) -> list[re.Match[str]]:
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return [m for line in self.log_text().splitlines() if (m := rx.search(line))]
+
+    def wait_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if found := self.grep(pattern):
+                return found[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {pattern!r} not in {self.log_path}")
+            time.sleep(0.1)
+
+    def sent_packets(self) -> list[SentPacket]:
+        """Every 'sending packet: from A[p] to B[q] (N bytes)' line. N is the IKE message
+        size: on port 4500 the UDP payload is N + 4 (the non-ESP marker)."""
+        return [
+            SentPacket(m[1], int(m[2]), m[3], int(m[4]), int(m[5])) for m in self.grep(_SENT_RE)
+        ]
+
+    def fragment_splits(self) -> list[tuple[int, int]]:
+        """[(message bytes, fragment count)] from 'splitting IKE message (X bytes) into N'."""
+        return [(int(m[1]), int(m[2])) for m in self.grep(_SPLIT_RE)]
+
+    def selected_proposals(self) -> list[str]:
+        """'IKE:AES_CBC_256/...' and 'ESP:...' strings from 'selected proposal:' lines."""
+        return [m[1] for m in self.grep(r"selected proposal: (\S+)")]
+
+
+class Charon(CharonLog):
     """One charon (strongSwan 6.x IKE daemon) chrooted into the sid root, in a netns.
 
     name          label for messages (e.g. "carol")
@@ -728,41 +773,6 @@ class Charon:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no IKE SA in state {state}: {self.list_sas()}")
             time.sleep(0.1)
-
-    # log
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def grep(self, pattern: str | re.Pattern[str]) -> list[re.Match[str]]:
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return [m for line in self.log_text().splitlines() if (m := rx.search(line))]
-
-    def wait_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            if found := self.grep(pattern):
-                return found[0]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {pattern!r} not in {self.log_path}")
-            time.sleep(0.1)
-
-    def sent_packets(self) -> list[SentPacket]:
-        """Every 'sending packet: from A[p] to B[q] (N bytes)' line. N is the IKE message
-        size: on port 4500 the UDP payload is N + 4 (the non-ESP marker)."""
-        return [
-            SentPacket(m[1], int(m[2]), m[3], int(m[4]), int(m[5])) for m in self.grep(_SENT_RE)
-        ]
-
-    def fragment_splits(self) -> list[tuple[int, int]]:
-        """[(message bytes, fragment count)] from 'splitting IKE message (X bytes) into N'."""
-        return [(int(m[1]), int(m[2])) for m in self.grep(_SPLIT_RE)]
-
-    def selected_proposals(self) -> list[str]:
-        """'IKE:AES_CBC_256/...' and 'ESP:...' strings from 'selected proposal:' lines."""
-        return [m[1] for m in self.grep(r"selected proposal: (\S+)")]
 
 
 def leaked_mounts(root: Path | None = None) -> list[str]:

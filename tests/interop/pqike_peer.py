@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,14 +33,12 @@ from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, requ
 from pqike.events import IkeSaInfo
 from tests.exchange.peers import _toml
 from tests.harness.netns import ns_argv
-from tests.harness.strongswan import SentPacket, _die_with_parent
+from tests.harness.strongswan import CharonLog, _die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 DEFAULT_LOG_LEVELS = "ike=2,cfg=2,net=1,enc=1,knl=1"
 
-_SENT_RE = re.compile(r"sending packet: from (\S+)\[(\d+)\] to (\S+)\[(\d+)\] \((\d+) bytes\)")
-_SPLIT_RE = re.compile(r"splitting IKE message \((\d+) bytes\) into (\d+) fragments")
 
 _RUNNING: set[PqikePeer] = set()
 
@@ -63,7 +60,7 @@ class CliResult:
         return self.returncode == 0
 
 
-class PqikePeer:
+class PqikePeer(CharonLog):
     """One ``pqike daemon`` (foreground) in namespace ``netns``.
 
     config    a config tree (dict, rendered as TOML), TOML text, or an existing file/directory
@@ -286,36 +283,5 @@ class PqikePeer:
                 raise TimeoutError(f"{self.name}: {what} not reached: {sas}")
             time.sleep(0.1)
 
-    # log
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def tail(self, n: int = 40) -> str:
         return f"--- {self.log_path}\n" + "\n".join(self.log_text().splitlines()[-n:])
-
-    def grep(self, pattern: str | re.Pattern[str]) -> list[re.Match[str]]:
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return [m for line in self.log_text().splitlines() if (m := rx.search(line))]
-
-    def wait_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            if found := self.grep(pattern):
-                return found[0]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {pattern!r} not in {self.log_path}")
-            time.sleep(0.1)
-
-    def sent_packets(self) -> list[SentPacket]:
-        return [
-            SentPacket(m[1], int(m[2]), m[3], int(m[4]), int(m[5])) for m in self.grep(_SENT_RE)
-        ]
-
-    def fragment_splits(self) -> list[tuple[int, int]]:
-        return [(int(m[1]), int(m[2])) for m in self.grep(_SPLIT_RE)]
-
-    def selected_proposals(self) -> list[str]:
-        return [m[1] for m in self.grep(r"selected proposal: (\S+)")]
