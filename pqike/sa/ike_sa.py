@@ -23,6 +23,7 @@ from pqike.log import Subsystem, get_logger
 from pqike.proposal import Proposal
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import FragmentLimits, FragmentVerdict, MemoryBudget, Reassembler
+from pqike.sa.rules import Phase, Verdict, request_verdict
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.wire import sk as wire_sk
 from pqike.wire.errors import DecodeError
@@ -33,6 +34,11 @@ from pqike.wire.summary import describe
 
 if TYPE_CHECKING:
     from pqike.kernel.base import KernelBackend
+
+
+# strongSwan (ike_rekey.c): the rekey responder deletes the old IKE_SA itself if the peer has
+# not done so 90 s after the rekey
+REKEYED_IKE_GRACE = 90.0
 
 
 class IkeState(Enum):
@@ -159,6 +165,7 @@ class IkeSa:
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
         self.failure = ""
         self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
+        self.rekeyed_at: float | None = None
         # the engine's bookkeeping: our key in its table, armed timer, half-open entry
         self.engine_key = b""
         self.timer_at: float | None = None
@@ -180,6 +187,17 @@ class IkeSa:
     @property
     def established(self) -> bool:
         return self.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+
+    @property
+    def phase(self) -> Phase:
+        """Where this IKE_SA stands for the peer's requests (pqike.sa.rules)."""
+        if self.state == IkeState.CONNECTING:
+            return Phase.SETUP
+        if self.established:
+            return Phase.DELETING if self.deleting else Phase.ESTABLISHED
+        if self.state == IkeState.REKEYED:
+            return Phase.REKEYED
+        return Phase.GONE
 
     def child_config(self, name: str) -> Child | None:
         return self.conn.children.get(name)
@@ -305,6 +323,7 @@ class IkeSa:
         new.created_at = self.now
         new.schedule_ike()
         self.state = IkeState.REKEYED
+        self.rekeyed_at = self.now
         self.rekey_at = None
         self.svc.adopt(new)
         return new
@@ -457,16 +476,6 @@ class IkeSa:
                 self.peer_mid += 1
                 return
             self.passive = [task]
-        elif self.state == IkeState.REKEYED and msg.exchange == ExchangeType.CREATE_CHILD_SA:
-            # RFC 7296 §2.25: this IKE_SA is being replaced; the peer retries on the new one
-            self.log(
-                "CREATE_CHILD_SA on rekeyed IKE_SA %s, answering TEMPORARY_FAILURE", self.label
-            )
-            reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
-            reply.notify(NotifyType.TEMPORARY_FAILURE)
-            self._send_response(reply, now)
-            self.peer_mid += 1
-            return
         elif not self.passive or msg.exchange not in (
             ExchangeType.IKE_INTERMEDIATE,
             ExchangeType.IKE_AUTH,
@@ -624,7 +633,18 @@ class IkeSa:
             times += list(self.retry_at.values())
             if self.conn.dpd_delay:
                 times.append(self.last_inbound + self.conn.dpd_delay)
+        if self._awaits_peer_delete():
+            times.append(self.rekeyed_at + REKEYED_IKE_GRACE)  # type: ignore[operator]
         return min(times) if times else None
+
+    def _awaits_peer_delete(self) -> bool:
+        """A rekeyed IKE_SA whose DELETE is the peer's job (we responded to the rekey)."""
+        return (
+            self.state == IkeState.REKEYED
+            and self.rekeyed_at is not None
+            and self.request is None
+            and not self.deleting
+        )
 
     def _lifetimes(self, now: float) -> None:
         from pqike.sa.child_sa import ChildState
@@ -677,6 +697,13 @@ class IkeSa:
         half_open = self.state == IkeState.CONNECTING and not self.initiator
         if half_open and now - self.created_at >= self.svc.config.daemon.half_open_timeout:
             self.fail("half-open IKE_SA timed out", now)
+            return
+        if self._awaits_peer_delete() and now >= self.rekeyed_at + REKEYED_IKE_GRACE:  # type: ignore[operator]
+            from pqike.tasks.informational import IkeDelete
+
+            self.log("peer did not delete rekeyed IKE_SA %s, deleting it", self.label)
+            self.queue(IkeDelete(self, True, rekeyed=True))
+            self.initiate(now)
             return
         self._lifetimes(now)
         r = self.request
@@ -734,6 +761,20 @@ class IkeSa:
         if mid != self.peer_mid:
             self.log("received message ID %d, expected %d, ignored", mid, self.peer_mid)
             return
+        phase = self.phase
+        verdict = request_verdict(phase, not self.initiator, message.exchange, mid)
+        if verdict is Verdict.DROP:
+            # decided on the header alone: a refused request costs no decryption
+            ex = message.exchange
+            self.log(
+                "received %s request %d from %s for %s IKE_SA %s, dropped",
+                ex.name if isinstance(ex, ExchangeType) else f"exchange type {ex}",
+                mid,
+                src,
+                phase.value,
+                self.label,
+            )
+            return
         inner = self._open(message, raw, self._frag_requests)
         if inner is None:
             return
@@ -741,6 +782,19 @@ class IkeSa:
         if message.exchange != ExchangeType.IKE_SA_INIT and (src, dst) != (self.remote, self.local):
             # an authenticated request from a new address/port: the peer floated (NAT-T)
             self.remote, self.local = src, dst
+        if verdict is Verdict.TEMPORARY_FAILURE:
+            # RFC 7296 §2.25: this IKE_SA is going away; the peer retries on its successor
+            self.log(
+                "%s request on %s IKE_SA %s, answering TEMPORARY_FAILURE",
+                inner.exchange.name,
+                phase.value,
+                self.label,
+            )
+            reply = Outgoing(inner.exchange, mid, is_response=True)
+            reply.notify(NotifyType.TEMPORARY_FAILURE)
+            self._send_response(reply, now)
+            self.peer_mid += 1
+            return
         self.process_request(inner, src, dst, now)
 
     def _open(self, message: Message, raw: bytes, frags: Reassembler) -> Incoming | None:
@@ -837,6 +891,8 @@ class IkeSa:
         for child in list(self.children):
             uninstall_child(self, child)
         self.children.clear()
+        for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
+            task.abort()
         for vip in self.local_vips:
             self.svc.kernel.del_vip(vip)
         self.local_vips.clear()

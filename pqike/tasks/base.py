@@ -117,5 +117,9 @@ class Task:
         self.reason = reason
         return Status.FAILED
 
+    def abort(self) -> None:
+        """The IKE_SA goes away with this task unfinished: release what it holds in the
+        kernel (a reserved SPI, say)."""
+
     def __repr__(self) -> str:
         return f"<{self.name} {'i' if self.initiator else 'r'}>"

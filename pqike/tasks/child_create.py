@@ -192,6 +192,16 @@ def uninstall_child(sa: IkeSa, child: ChildSa) -> None:
     child.state = ChildState.DELETED
 
 
+def release_spi(sa: IkeSa, child: ChildSa | None) -> None:
+    """Give back the inbound SPI of a CHILD_SA that was never installed (the kernel keeps
+    an SPI reserved with ALLOCSPI as a larval SA until its own timeout otherwise)."""
+    if child is None or not child.spi_in:
+        return
+    if child.state in (ChildState.CREATED, ChildState.INSTALLING, ChildState.FAILED):
+        sa.svc.kernel.del_sa(child.spi_in, sa.local.host)
+        child.state = ChildState.DELETED
+
+
 def install_pending_outbound(sa: IkeSa, child: ChildSa) -> None:
     """Switch traffic to a CHILD_SA we answered a rekey for: its initiator has installed
     its inbound SA by now (it deleted the old CHILD_SA, or never will)."""
@@ -239,6 +249,10 @@ class ChildCreate(Task):
         self.sa.emit(EventKind.CHILD_FAILED, reason, self.child)
         if self.child is not None:
             self.child.state = ChildState.FAILED
+        release_spi(self.sa, self.child)
+
+    def abort(self) -> None:
+        release_spi(self.sa, self.child)
 
     def _established(self) -> bool:
         child = self.child

@@ -35,6 +35,7 @@ from pqike.tasks.child_create import (
     _from_wire_ts,
     _to_wire_ts,
     install_child,
+    release_spi,
 )
 from pqike.tasks.common import (
     best_child_config,
@@ -139,7 +140,11 @@ class ChildSaKe(Task):
         if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
             self.rekey.state = ChildState.INSTALLED
             self.sa.home().schedule_retry(self.rekey)
+        release_spi(sa, self.child)
         return Status.SUCCESS  # the IKE_SA itself is fine
+
+    def abort(self) -> None:
+        release_spi(self.sa, self.child)
 
     def _finish(self) -> bool:
         """Derive KEYMAT from every shared secret and install; False if the kernel refused."""
