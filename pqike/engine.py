@@ -394,7 +394,8 @@ class Engine:
                 type(e).__name__,
                 e,
             )
-            log.control("%s", traceback.format_exc())
+            for line in traceback.format_exc().splitlines():  # the formatter keeps one line
+                log.control("%s", line)
             for sa in list(self.sas.values()):
                 if (
                     sa.state in (IkeState.CREATED, IkeState.CONNECTING)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from pqike.text import one_line
+
 __all__ = ["Logger", "Subsystem", "configure", "get_logger"]
 
 
@@ -51,7 +53,10 @@ class _Formatter(logging.Formatter):
         ts = self.formatTime(record, "%H:%M:%S") + f".{int(record.msecs):03d}"
         sa = getattr(record, "sa", "")
         ctx = f"<{sa}> " if sa else ""
-        return f"{ts} [{record.name.rsplit('.', 1)[-1]}] {ctx}{record.getMessage()}"
+        # one record, one line: whatever text slipped in unescaped cannot forge another
+        # line (multi-line output such as tracebacks is logged line by line)
+        message = one_line(record.getMessage())
+        return f"{ts} [{record.name.rsplit('.', 1)[-1]}] {ctx}{message}"
 
 
 class Logger:

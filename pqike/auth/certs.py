@@ -32,6 +32,7 @@ from pqike.auth.keys import (
     subject_public_key_bytes,
 )
 from pqike.auth.schemes import SignatureScheme, scheme_from_algorithm_identifier
+from pqike.text import printable, printable_bytes
 from pqike.wire.iana import CertEncoding, IdType
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "load_certificates",
     "load_private_key",
     "match_identity",
+    "name_text",
     "names_equal",
     "parse_cert_payload",
     "parse_certreq_data",
@@ -259,7 +261,7 @@ def cert_public_key(cert: x509.Certificate) -> PublicKey:
         try:
             return public_key_from_spki(cert_spki_der(cert))
         except AuthError as exc:
-            raise CertificateError(f"certificate '{dn_string(cert.subject)}': {exc}") from None
+            raise CertificateError(f"certificate {_quoted(cert)}: {exc}") from None
 
 
 def cert_signature_scheme(cert: x509.Certificate) -> SignatureScheme:
@@ -313,8 +315,13 @@ def _fmt_time(t: dt.datetime, utc: bool = True) -> str:
     return t.astimezone().strftime("%b %d %H:%M:%S %Y")
 
 
+def name_text(name: x509.Name) -> str:
+    """``dn_string`` for a log line or an error: a peer's certificate chooses its names."""
+    return printable(dn_string(name))
+
+
 def _quoted(cert: x509.Certificate) -> str:
-    return f"'{dn_string(cert.subject)}'"
+    return f"'{name_text(cert.subject)}'"
 
 
 def _ext(cert: x509.Certificate, cls: type) -> x509.Extension | None:
@@ -460,7 +467,7 @@ def verify_chain(
                 raise CertificateError(f"self-signed certificate {_quoted(current)} is not trusted")
             aki = _aki(current)
             hint = f" (authorityKeyIdentifier {_hex(aki)})" if aki else ""
-            raise CertificateError(f"no trusted CA for issuer '{dn_string(current.issuer)}'{hint}")
+            raise CertificateError(f"no trusted CA for issuer '{name_text(current.issuer)}'{hint}")
         path.append(issuer)
         if _der_bytes(issuer) in anchor_ders:
             _check_validity(issuer, now)
@@ -501,21 +508,37 @@ class Identity:
             return cls(IdType.ID_RFC822_ADDR, text.encode())
         return cls(IdType.ID_FQDN, text.encode())
 
+    def problem(self) -> str | None:
+        """Why the data cannot be what the ID type says (None: it can). An IP address
+        identity of the wrong length would otherwise be read as the other family."""
+        want = _ADDRESS_ID_LEN.get(self.id_type)
+        if want is None or len(self.data) == want:
+            return None
+        name = IdType(self.id_type).name
+        return f"invalid {name} identity ({len(self.data)} bytes, expected {want})"
+
     def __str__(self) -> str:
+        """The identity as charon prints it, safe to log whatever the peer sent."""
         match self.id_type:
             case IdType.ID_IPV4_ADDR | IdType.ID_IPV6_ADDR:
+                if self.problem() is not None:
+                    return f"(invalid {IdType(self.id_type).name} {self.data.hex()})"
                 return str(ipaddress.ip_address(self.data))
             case IdType.ID_FQDN | IdType.ID_RFC822_ADDR:
-                return self.data.decode("utf-8", "replace")
+                return printable_bytes(self.data)
             case IdType.ID_DER_ASN1_DN:
                 try:
-                    return ", ".join(
-                        f"{_DN_NAMES.get(o, o)}={v}" for o, v in _der_name_attrs(self.data)
-                    )
+                    attrs = _der_name_attrs(self.data)
                 except (_der.DerError, ValueError):
                     return f"(invalid DN {self.data.hex()})"
+                return printable(", ".join(f"{_DN_NAMES.get(o, o)}={v}" for o, v in attrs))
+            case _ if self.id_type not in IdType._value2member_map_:
+                return f"(unknown ID type {int(self.id_type)} {self.data.hex()})"
             case _:
                 return f"@#{self.data.hex()}"
+
+
+_ADDRESS_ID_LEN = {IdType.ID_IPV4_ADDR: 4, IdType.ID_IPV6_ADDR: 16}
 
 
 def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:

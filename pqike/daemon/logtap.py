@@ -13,6 +13,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
+from pqike.text import one_line
+
 __all__ = ["LogRouter", "LogTap", "format_record", "sa_id"]
 
 _ROOT = "pqike"
@@ -36,7 +38,7 @@ def format_record(record: logging.LogRecord) -> str:
         msg = record.getMessage()
     except Exception:  # a bad format string must not kill the stream
         msg = str(record.msg)
-    return f"[{subsystem}] {msg}"
+    return f"[{subsystem}] {one_line(msg)}"
 
 
 class LogTap:
