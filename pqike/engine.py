@@ -22,9 +22,9 @@ from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
-from pqike.wire.errors import DecodeError
+from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
-from pqike.wire.message import Message, decode_message
+from pqike.wire.message import Message, decode_header, decode_message
 from pqike.wire.payloads import Notify
 
 log = get_logger(Subsystem.MGR)
@@ -71,6 +71,32 @@ def default_source(remote: str) -> str:
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.connect((remote, 500))
         return str(s.getsockname()[0])
+
+
+def _starts_ike_sa(header: Message) -> bool:
+    """Whether the header is that of an IKE_SA_INIT request (I flag, no responder SPI)."""
+    return (
+        header.exchange == ExchangeType.IKE_SA_INIT
+        and header.initiator
+        and not header.response
+        and header.message_id == 0
+        and header.spi_r == bytes(8)
+    )
+
+
+def _init_notify_response(request: Message, ntype: NotifyType, data: bytes = b"") -> bytes:
+    """An unprotected IKE_SA_INIT response holding one notify, for which we keep no state
+    (RFC 7296 §2.6): the initiator's SPI, a zero responder SPI, our version in the header."""
+    reply = Message(
+        spi_i=request.spi_i,
+        spi_r=bytes(8),
+        exchange=ExchangeType.IKE_SA_INIT,
+        message_id=0,
+        payloads=[Notify(notify_type=ntype, data=data)],
+        initiator=False,
+        response=True,
+    )
+    return reply.encode()
 
 
 class Engine:
@@ -409,7 +435,7 @@ class Engine:
         try:
             msg = decode_message(dgram.data)
         except DecodeError as e:
-            enc("invalid IKE message from %s: %s, dropped", dgram.src, e)
+            self._undecodable(dgram, e)
             return
         if msg.initiator:  # sent by the original initiator: we are the responder
             if msg.exchange == ExchangeType.IKE_SA_INIT and not msg.response:
@@ -532,16 +558,29 @@ class Engine:
     def _stateless_notify(
         self, msg: Message, dgram: Datagram, ntype: NotifyType, data: bytes = b""
     ) -> None:
-        reply = Message(
-            spi_i=msg.spi_i,
-            spi_r=bytes(8),
-            exchange=ExchangeType.IKE_SA_INIT,
-            message_id=0,
-            payloads=[Notify(notify_type=ntype, data=data)],
-            initiator=False,
-            response=True,
-        )
-        self._out.append(Datagram(data=reply.encode(), src=dgram.dst, dst=dgram.src))
+        reply = _init_notify_response(msg, ntype, data)
+        self._out.append(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
+
+    def _undecodable(self, dgram: Datagram, error: DecodeError) -> None:
+        """RFC 7296 §2.5: an unknown major version or an unsupported critical payload is
+        answered, unprotected and without state, but only in a request that starts an
+        IKE_SA (without keys nothing else is ours to answer) and never with more bytes than
+        it had, so that we are no reflector. Anything else undecodable is dropped:
+        INVALID_SYNTAX may only go in a protected response (§3.10.1)."""
+        if isinstance(error, InvalidMajorVersion | UnsupportedCriticalPayload):
+            header = decode_header(dgram.data)
+            data = error.notify_data if isinstance(error, UnsupportedCriticalPayload) else b""
+            reply = _init_notify_response(header, error.notify, data)
+            if _starts_ike_sa(header) and len(reply) <= len(dgram.data):
+                enc(
+                    "invalid IKE_SA_INIT request from %s: %s, sending %s",
+                    dgram.src,
+                    error,
+                    error.notify.name,
+                )
+                self._out.append(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
+                return
+        enc("invalid IKE message from %s: %s, dropped", dgram.src, error)
 
     def _responder_conn(self, dgram: Datagram) -> tuple[str, Connection | None]:
         best: tuple[int, str, Connection | None] = (0, "", None)

@@ -34,7 +34,7 @@ from pqike.crypto.keyschedule import IkeKeys
 from pqike.crypto.mac import integ_icv, verify_icv
 from pqike.wire.iana import EncrId, IntegId
 
-__all__ = ["Direction", "IntegrityError", "SkCipher", "SkError", "SkFormatError"]
+__all__ = ["Direction", "IntegrityError", "PaddingError", "SkCipher", "SkError", "SkFormatError"]
 
 
 class SkError(ValueError):
@@ -47,6 +47,10 @@ class IntegrityError(SkError):
 
 class SkFormatError(SkError):
     """The encrypted body is malformed (too short, misaligned, bad Pad Length)."""
+
+
+class PaddingError(SkFormatError):
+    """A bad Pad Length, found after the ICV verified: the sender holds the keys."""
 
 
 class Direction(StrEnum):
@@ -181,7 +185,7 @@ class SkCipher:
             padded = dec.update(ct) + dec.finalize()
         pad_len = padded[-1]
         if pad_len + 1 > len(padded):
-            raise SkFormatError(f"Pad Length {pad_len} exceeds the {len(padded)}-byte plaintext")
+            raise PaddingError(f"Pad Length {pad_len} exceeds the {len(padded)}-byte plaintext")
         return padded[: len(padded) - pad_len - 1]
 
     # --- AEAD ---------------------------------------------------------------------------

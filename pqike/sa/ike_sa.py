@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pqike.config import Child, Config, Connection
 from pqike.crypto.algorithms import IkeSuite
 from pqike.crypto.keyschedule import IkeKeys, int_auth, update_ike_keys
-from pqike.crypto.sk import IntegrityError, SkCipher, SkError
+from pqike.crypto.sk import IntegrityError, PaddingError, SkCipher, SkError
 from pqike.events import Datagram, Endpoint, Event, EventKind
 from pqike.log import Subsystem, get_logger
 from pqike.proposal import Proposal
@@ -26,7 +26,7 @@ from pqike.sa.fragments import FragmentLimits, FragmentVerdict, MemoryBudget, Re
 from pqike.sa.rules import Phase, Verdict, request_verdict
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.wire import sk as wire_sk
-from pqike.wire.errors import DecodeError
+from pqike.wire.errors import DecodeError, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message
 from pqike.wire.payloads import Encrypted, EncryptedFragment, Notify, Payload, decode_payloads
@@ -39,6 +39,26 @@ if TYPE_CHECKING:
 # strongSwan (ike_rekey.c): the rekey responder deletes the old IKE_SA itself if the peer has
 # not done so 90 s after the rekey
 REKEYED_IKE_GRACE = 90.0
+
+# The errors an unprotected IKE_SA_INIT response may carry (RFC 7296 §1.2, §2.5, §2.6,
+# §2.7, §2.21.1); for anything else a malformed IKE_SA_INIT request gets no answer.
+_INIT_ERRORS = frozenset(
+    {
+        NotifyType.NO_PROPOSAL_CHOSEN,
+        NotifyType.INVALID_KE_PAYLOAD,
+        NotifyType.COOKIE,
+        NotifyType.INVALID_MAJOR_VERSION,
+        NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+    }
+)
+
+
+# exchanges of an established IKE_SA (IKE_AUTH/IKE_INTERMEDIATE failures end it anyway)
+_AFTER_AUTH = (
+    ExchangeType.CREATE_CHILD_SA,
+    ExchangeType.INFORMATIONAL,
+    ExchangeType.IKE_FOLLOWUP_KE,
+)
 
 
 class IkeState(Enum):
@@ -435,6 +455,10 @@ class IkeSa:
 
     def _process_response(self, msg: Incoming, now: float) -> None:
         self.request = None
+        if msg.exchange in _AFTER_AUTH and msg.notify(NotifyType.INVALID_SYNTAX) is not None:
+            # RFC 7296 §2.21.3: the peer could not parse our request; fatal in both peers
+            self.fail("received INVALID_SYNTAX notify error, destroying IKE_SA", now)
+            return
         if msg.exchange == ExchangeType.IKE_SA_INIT:
             self.init_response = msg.raw
         for task in list(self.active):
@@ -505,13 +529,19 @@ class IkeSa:
                     failed = TaskFailed(task.reason or f"{task.name} failed")
                     break
         if failed is not None:
+            if msg.exchange == ExchangeType.IKE_SA_INIT and failed.notify not in _INIT_ERRORS:
+                # RFC 7296 §3.10.1: INVALID_SYNTAX only ever goes in a protected response;
+                # an unprotected answer to a forged request would make us a reflector
+                self.fail(f"{failed.reason}, IKE_SA_INIT request dropped unanswered", now)
+                return
             reply.payloads = []
             if failed.notify is not None:
                 reply.notify(failed.notify, failed.data)
             if msg.exchange == ExchangeType.IKE_SA_INIT:
                 self.spi_r = bytes(8)  # we keep no state: RFC 7296 §2.6 / §3.4 answers
             self._send_response(reply, now)
-            fatal = msg.exchange in (
+            # INVALID_SYNTAX is fatal in both peers (RFC 7296 §2.21.3), whatever the exchange
+            fatal = failed.notify == NotifyType.INVALID_SYNTAX or msg.exchange in (
                 ExchangeType.IKE_SA_INIT,
                 ExchangeType.IKE_INTERMEDIATE,
                 ExchangeType.IKE_AUTH,
@@ -826,7 +856,15 @@ class IkeSa:
                 "integrity check of %s %s %d failed, dropped", ex_name, role, message.message_id
             )
             return None
-        except (SkError, DecodeError) as e:
+        except (DecodeError, PaddingError) as e:
+            # the engine decoded the outer message already, so this is the decrypted inner
+            # chain (or its padding): the ICV was valid, the sender holds the keys
+            if message.response:
+                self.enc("invalid %s response %d: %s, dropped", ex_name, message.message_id, e)
+            else:
+                self._answer_malformed(message, e)
+            return None
+        except SkError as e:
             self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
             return None
         self.enc("parsed %s", describe(message, inner))
@@ -860,6 +898,26 @@ class IkeSa:
             size,
         )
         return inner
+
+    def _answer_malformed(self, message: Message, error: DecodeError | PaddingError) -> None:
+        """RFC 7296 §2.21.2/§2.21.3: an authenticated request we cannot parse is answered in
+        a protected response, UNSUPPORTED_CRITICAL_PAYLOAD (with the payload type) or else
+        INVALID_SYNTAX. INVALID_SYNTAX is fatal in both peers, and either ends an IKE_SA
+        still being set up; after an UNSUPPORTED_CRITICAL_PAYLOAD an established one goes on."""
+        assert isinstance(message.exchange, ExchangeType)
+        if isinstance(error, UnsupportedCriticalPayload):
+            notify, data = NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, error.notify_data
+        else:
+            notify, data = NotifyType.INVALID_SYNTAX, b""
+        reply = Outgoing(message.exchange, message.message_id, is_response=True)
+        reply.notify(notify, data)
+        reason = f"invalid {message.exchange.name} request {message.message_id}: {error}"
+        self.enc("%s, sending %s", reason, notify.name)
+        self._send_response(reply, self.now)
+        if notify == NotifyType.INVALID_SYNTAX or not self.established:
+            self.fail(f"{reason} (sent {notify.name})", self.now)
+        else:
+            self.peer_mid += 1
 
     # ---- failure and teardown -----------------------------------------------------------
 

@@ -355,7 +355,8 @@ class IkeInit(Task):
         try:
             self.response_value, g_ir = self._method(ke_t.id).respond(ke.data)
         except KemError as e:
-            raise TaskFailed(f"invalid KE payload: {e}", NotifyType.INVALID_SYNTAX) from e
+            # unprotected, so not INVALID_SYNTAX (RFC 7296 §3.10.1); charon's answer too
+            raise TaskFailed(f"invalid KE payload: {e}", NotifyType.NO_PROPOSAL_CHOSEN) from e
         sa.ni = nonce.data
         sa.nr = sa.svc.rng(NONCE_SIZE)
         self._capabilities(msg)

@@ -23,7 +23,7 @@ from pqike.wire.payloads import (
     encode_chain,
 )
 
-__all__ = ["Message", "decode_message", "encode_header"]
+__all__ = ["Message", "decode_header", "decode_message", "encode_header"]
 
 _HEADER = struct.Struct("!8s8sBBBBII")
 _KNOWN_FLAGS = HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE
@@ -106,26 +106,33 @@ class Message:
         return replace(self, payloads=list(payloads))
 
 
-def decode_message(data: bytes) -> Message:
-    """Decode one IKE message (UDP payload without the non-ESP marker)."""
-    data = bytes(data)
+def decode_header(data: bytes) -> Message:
+    """The header fields alone, without payloads and unchecked (any version, any Length):
+    enough to answer a message whose body cannot be decoded."""
     if len(data) < IKE_HEADER_LEN:
         raise InvalidSyntax(f"truncated IKE header: {len(data)} of {IKE_HEADER_LEN} bytes", 0)
-    spi_i, spi_r, first, version, exchange, flags, message_id, length = _HEADER.unpack_from(data)
-    if version >> 4 != IKEV2_VERSION >> 4:
-        raise InvalidMajorVersion(version >> 4, 17)
-    if length != len(data):
-        raise InvalidSyntax(f"IKE header Length {length} but the message has {len(data)} bytes", 24)
-    payloads = decode_chain(first, data[IKE_HEADER_LEN:], IKE_HEADER_LEN, outer=True)
+    spi_i, spi_r, _, version, exchange, flags, message_id, _ = _HEADER.unpack_from(data)
     return Message(
         spi_i=spi_i,
         spi_r=spi_r,
         exchange=exchange,
         message_id=message_id,
-        payloads=payloads,
         initiator=bool(flags & HeaderFlag.INITIATOR),
         response=bool(flags & HeaderFlag.RESPONSE),
         version_flag=bool(flags & HeaderFlag.VERSION),
         reserved_flags=flags & ~_KNOWN_FLAGS & 0xFF,
         version=version,
     )
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one IKE message (UDP payload without the non-ESP marker)."""
+    data = bytes(data)
+    message = decode_header(data)
+    _, _, first, _, _, _, _, length = _HEADER.unpack_from(data)
+    if message.version >> 4 != IKEV2_VERSION >> 4:
+        raise InvalidMajorVersion(message.version >> 4, 17)
+    if length != len(data):
+        raise InvalidSyntax(f"IKE header Length {length} but the message has {len(data)} bytes", 24)
+    message.payloads = decode_chain(first, data[IKE_HEADER_LEN:], IKE_HEADER_LEN, outer=True)
+    return message
