@@ -176,7 +176,7 @@ class IkeAuth(Task):
         sa = self.sa
         assert sa.keys is not None and sa.suite is not None
         side = "initiator" if not sa.initiator else "responder"
-        peer = _peer_identity(ident_payload)
+        peer = _peer_identity(ident_payload, sa)
         expected = sa.conn.remote.id
         auth = msg.first(Authentication)
         if auth is None:
@@ -347,7 +347,7 @@ class IkeAuth(Task):
         idi = msg.first(IDi)
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
-        self._switch_connection(_peer_identity(idi))
+        self._switch_connection(_peer_identity(idi, self.sa))
         peer = self._verify(msg, idi)
         self.sa.remote_id = str(peer)
         if msg.notify(NotifyType.INITIAL_CONTACT) is not None or self.sa.conn.unique == "replace":
@@ -406,13 +406,13 @@ class IkeAuth(Task):
         return Status.SUCCESS
 
 
-def _peer_identity(payload: Identification) -> Identity:
+def _peer_identity(payload: Identification, sa: IkeSa) -> Identity:
     """The peer's IDi/IDr as an Identity; one whose data cannot be of its ID type is an
     invalid ID, which RFC 7296 §2.21.2 answers with AUTHENTICATION_FAILED."""
     peer = Identity(payload.id_type, payload.data)  # type: ignore[arg-type]
     problem = peer.problem()
     if problem is not None:
-        raise TaskFailed(f"received {problem}", NotifyType.AUTHENTICATION_FAILED)
+        raise TaskFailed(f"received {problem} from {sa.remote}", NotifyType.AUTHENTICATION_FAILED)
     return peer
 
 
