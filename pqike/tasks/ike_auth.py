@@ -69,6 +69,7 @@ class IkeAuth(Task):
         super().__init__(sa, initiator)
         self.peer_certs: list = []
         self.peer_certreq = False
+        self.peer: Identity | None = None  # the peer's identity once its AUTH verified
 
     # ---- credentials --------------------------------------------------------------------
 
@@ -348,8 +349,8 @@ class IkeAuth(Task):
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
         self._switch_connection(_peer_identity(idi, self.sa))
-        peer = self._verify(msg, idi)
-        self.sa.remote_id = str(peer)
+        self.peer = self._verify(msg, idi)
+        self.sa.remote_id = str(self.peer)
         if msg.notify(NotifyType.INITIAL_CONTACT) is not None or self.sa.conn.unique == "replace":
             self.sa.svc.replace_duplicates(self.sa)
         return Status.NEED_MORE
@@ -400,7 +401,8 @@ class IkeAuth(Task):
         if msg.exchange != ExchangeType.IKE_AUTH:
             return Status.NEED_MORE
         creds = self._local()
-        self._add_auth(msg, creds, Identity.from_string(self.sa.remote_id))
+        # the identity as received: its printed form need not parse back (an FQDN "a=b")
+        self._add_auth(msg, creds, self.peer)
         self.sa.local_id = str(creds.identity)
         self.sa.set_established()
         return Status.SUCCESS

@@ -13,6 +13,7 @@ from pqike.text import printable
 from pqike.wire.iana import AuthMethod, ExchangeType, IdType, NotifyType
 from pqike.wire.payloads import Authentication, IDi
 from tests.exchange.crafted import captured_log, dropping, notify_types, open_answer, send_sealed
+from tests.exchange.peers import CAROL, MOON, load_tree, make_pair
 
 FORGED = "carol\n12:00:00.000 [IKE] <rw|9> IKE_SA rw[9] established"
 LINE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} \[[A-Za-z]+\] ")
@@ -72,3 +73,43 @@ def test_identity_cannot_forge_log_lines(id_type: IdType, data: bytes, shown: st
     assert all(LINE.match(line) for line in lines)
     assert all(m.isprintable() for m in log.messages)  # escaped where it was printed
     assert f"authentication of '{shown}' with pre-shared key failed" in log.text
+
+
+def test_identity_whose_printed_form_does_not_parse_back() -> None:
+    """An FQDN "a=b" prints like a DN that does not parse: the responder answers with the
+    identity it verified, not with its printed form read back."""
+    secrets = {"ike-1": {"id-1": "moon.strongswan.org", "id-2": "a=b", "secret": "x" * 20}}
+    carol = {
+        "daemon": {"control_socket": "/tmp/x"},
+        "connections": {
+            "home": {
+                "remote_addrs": [MOON],
+                "local_addrs": [CAROL],
+                "proposals": ["aes256-sha256-x25519"],
+                "local": {"auth": "psk", "id": "@a=b"},
+                "remote": {"auth": "psk", "id": "moon.strongswan.org"},
+                "children": {"net": {"remote_ts": ["10.1.0.0/16"]}},
+            }
+        },
+        "secrets": secrets,
+    }
+    moon = {
+        "daemon": {"control_socket": "/tmp/x"},
+        "connections": {
+            "rw": {
+                "local_addrs": [MOON],
+                "proposals": ["aes256-sha256-x25519"],
+                "local": {"auth": "psk", "id": "moon.strongswan.org"},
+                "remote": {"auth": "psk", "id": "%any"},
+                "children": {"net": {"local_ts": ["10.1.0.0/24"]}},
+            }
+        },
+        "secrets": secrets,
+    }
+    net = make_pair(load_tree(carol), load_tree(moon))
+    with captured_log() as log:
+        net.peers["carol"].engine.initiate("net", None, net.now)
+        net.run()
+    assert "internal error" not in log.text, log.text
+    (info,) = net.peers["moon"].engine.list_sas()
+    assert info.state == "ESTABLISHED" and info.remote_id == "a=b"
