@@ -1,10 +1,9 @@
 """Key and certificate generation, like strongSwan's ``pki`` (--gen, --pub, --self, --issue,
---print). Plain functions plus a click group ``pki`` for the CLI.
+--print, --verify). Plain functions plus a click group ``pki`` for the CLI.
 
-Falcon: keys can be generated (liboqs) and used for IKE signatures and loaded from/verified
-in certificates made elsewhere, but pqike cannot *issue* Falcon certificates — cryptography's
-CertificateBuilder accepts neither a Falcon subject key nor a Falcon signer, and splicing
-both into DER by hand would need an ASN.1 library that is not a pqike dependency.
+Certificates are encoded by pqike.auth.x509_der for every key type, so Falcon keys (liboqs,
+which cryptography's CertificateBuilder cannot take) can be subjects and CAs alike, in the
+encoding pq-strongswan's ``pki`` writes and reads.
 """
 
 from __future__ import annotations
@@ -17,31 +16,38 @@ from pathlib import Path
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pqike.auth.certs import (
     cert_public_key,
+    cert_spki_der,
     format_certificate,
     load_certificate,
+    load_certificates,
+    names_equal,
     parse_dn,
     summarize_certificate,
+    verify_cert_signature,
+    verify_chain,
 )
-from pqike.auth.errors import AuthError
+from pqike.auth.errors import AuthError, CertificateError
 from pqike.auth.keys import (
-    FalconPrivateKey,
-    FalconPublicKey,
     KeyType,
     PrivateKey,
     PublicKey,
     generate_private_key,
+    key_type,
     load_private_key,
     load_public_key,
     private_key_pem,
-    public_key_of,
     public_key_pem,
+    spki_der,
+    subject_key_identifier,
 )
+from pqike.auth.schemes import SCHEMES, SignatureScheme, default_scheme
+from pqike.auth.x509_der import TbsCertificate, sign_certificate
 
 __all__ = [
     "KEY_KINDS",
@@ -119,28 +125,12 @@ def parse_san(text: str) -> x509.GeneralName:
     return x509.DNSName(text)
 
 
-def _signature_hash(signer: PrivateKey) -> hashes.HashAlgorithm | None:
-    if isinstance(signer, FalconPrivateKey):
-        raise AuthError(
-            "Falcon CAs are not supported: cryptography cannot sign certificates with Falcon"
-        )
-    if isinstance(signer, rsa.RSAPrivateKey):
-        return hashes.SHA256()  # PKCS#1 v1.5, as pki without --rsa-padding pss
-    if isinstance(signer, ec.EllipticCurvePrivateKey):
-        return {256: hashes.SHA256(), 384: hashes.SHA384()}.get(
-            signer.curve.key_size, hashes.SHA512()
-        )
-    return None  # EdDSA, ML-DSA: the algorithm fixes the hash (pure)
-
-
-def _subject_key(key: PrivateKey | PublicKey) -> PublicKey:
-    pub = public_key_of(key)
-    if isinstance(pub, FalconPublicKey):
-        raise AuthError(
-            "certificates for Falcon keys are not supported: cryptography cannot "
-            "encode a Falcon SubjectPublicKeyInfo"
-        )
-    return pub
+def _certificate_scheme(signer: PrivateKey) -> SignatureScheme:
+    """pki's defaults: RSA PKCS#1 v1.5 with SHA-256 (no --rsa-padding pss), ECDSA with its
+    curve's hash; EdDSA, ML-DSA and Falcon sign the TBSCertificate as it is."""
+    if key_type(signer) is KeyType.RSA:
+        return SCHEMES["RSA_EMSA_PKCS1_SHA2_256"]
+    return default_scheme(signer)
 
 
 def _validity(
@@ -150,42 +140,40 @@ def _validity(
     return start, not_after or start + dt.timedelta(days=lifetime_days)
 
 
-def _builder(
+def _ca_extensions(path_len: int | None) -> list[tuple[x509.ExtensionType, bool]]:
+    usage = x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return [(x509.BasicConstraints(ca=True, path_length=path_len), True), (usage, True)]
+
+
+def _issue(
     subject: x509.Name,
     issuer: x509.Name,
-    pub: PublicKey,
+    spki: bytes,
+    signer: PrivateKey,
     serial: int | None,
     validity: tuple[dt.datetime, dt.datetime],
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(pub)  # type: ignore[arg-type]
-        .serial_number(serial or x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-    )  # type: ignore[arg-type]
-
-
-def _ca_extensions(b: x509.CertificateBuilder, path_len: int | None) -> x509.CertificateBuilder:
-    return b.add_extension(
-        x509.BasicConstraints(ca=True, path_length=path_len), critical=True
-    ).add_extension(
-        x509.KeyUsage(
-            digital_signature=False,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        ),
-        critical=True,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    ski = x509.SubjectKeyIdentifier(subject_key_identifier(spki))
+    tbs = TbsCertificate(
+        serial or x509.random_serial_number(),
+        issuer,
+        subject,
+        *validity,
+        spki,
+        ((ski, False), *extensions),
     )
+    return sign_certificate(tbs, signer, _certificate_scheme(signer))
 
 
 def self_signed_ca(
@@ -200,10 +188,17 @@ def self_signed_ca(
 ) -> x509.Certificate:
     """A self-signed CA certificate (pki --self --ca)."""
     name = parse_dn(dn) if isinstance(dn, str) else dn
-    b = _builder(
-        name, name, _subject_key(key), serial, _validity(not_before, lifetime_days, not_after)
-    )
-    return _ca_extensions(b, path_len).sign(key, _signature_hash(key))  # type: ignore[arg-type]
+    validity = _validity(not_before, lifetime_days, not_after)
+    return _issue(name, name, spki_der(key), key, serial, validity, _ca_extensions(path_len))
+
+
+def _extended_key_usage(flags: Iterable[str]) -> list[tuple[x509.ExtensionType, bool]]:
+    usages = []
+    for flag in flags:
+        if flag not in _FLAGS:
+            raise AuthError(f"unknown flag {flag!r} (one of {', '.join(_FLAGS)})")
+        usages.append(_FLAGS[flag])
+    return [(x509.ExtendedKeyUsage(usages), False)] if usages else []
 
 
 def issue_certificate(
@@ -224,29 +219,26 @@ def issue_certificate(
     """A certificate signed by the CA (pki --issue). ``flags``: serverAuth, clientAuth,
     ikeIntermediate, ocspSigning (extendedKeyUsage)."""
     name = parse_dn(dn) if isinstance(dn, str) else dn
-    pub = _subject_key(subject_key)
-    b = _builder(
-        name, ca_cert.subject, pub, serial, _validity(not_before, lifetime_days, not_after)
-    )
+    ca_spki = cert_spki_der(ca_cert)
+    if spki_der(ca_key) != ca_spki:  # as pki --issue: nothing the CA cannot vouch for
+        raise AuthError("CA private key does not match CA certificate")
     try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        key_id = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
-    b = b.add_extension(aki, critical=False)
+        key_id = subject_key_identifier(ca_spki)
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.AuthorityKeyIdentifier(key_id, None, None), False)
+    ]
     names = [n if isinstance(n, x509.GeneralName) else parse_san(n) for n in san]
     if names:
-        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    usages = []
-    for flag in flags:
-        if flag not in _FLAGS:
-            raise AuthError(f"unknown flag {flag!r} (one of {', '.join(_FLAGS)})")
-        usages.append(_FLAGS[flag])
-    if usages:
-        b = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        extensions.append((x509.SubjectAlternativeName(names), False))
+    extensions += _extended_key_usage(flags)
     if ca:
-        b = _ca_extensions(b, path_len)
-    return b.sign(ca_key, _signature_hash(ca_key))  # type: ignore[arg-type]
+        extensions += _ca_extensions(path_len)
+    validity = _validity(not_before, lifetime_days, not_after)
+    return _issue(
+        name, ca_cert.subject, spki_der(subject_key), ca_key, serial, validity, extensions
+    )
 
 
 def certificate_pem(cert: x509.Certificate) -> bytes:
@@ -399,6 +391,35 @@ def print_cmd(infile: click.utils.LazyFile, utc: bool) -> None:
         )
     except AuthError as exc:
         raise _fail(exc) from exc
+
+
+def _check_self_signed(cert: x509.Certificate) -> None:
+    if not names_equal(cert.subject, cert.issuer):
+        raise CertificateError("no CA certificate given and the certificate is not self-signed")
+    if not verify_cert_signature(cert, cert_public_key(cert)):
+        raise CertificateError("signature of the self-signed certificate is invalid")
+
+
+@pki.command("verify")
+@click.option("--in", "infile", type=click.File("rb"), required=True)
+@click.option(
+    "--cacert",
+    "cacerts",
+    type=click.File("rb"),
+    multiple=True,
+    help="trusted CA certificate(s) (repeatable); without one, --in must be self-signed",
+)
+def verify_cmd(infile: click.utils.LazyFile, cacerts: tuple[click.utils.LazyFile, ...]) -> None:
+    """Verify a certificate's trust chain and lifetimes (like pki --verify; no revocation)."""
+    try:
+        cert = load_certificate(infile.read())
+        anchors = [ca for f in cacerts for ca in load_certificates(f.read())]
+        if not anchors:
+            _check_self_signed(cert)
+        verify_chain(cert, anchors or [cert])
+    except AuthError as exc:
+        raise click.ClickException(f"certificate untrusted: {exc}") from exc
+    click.echo("certificate trusted, lifetimes valid")
 
 
 # --- a whole test/demo PKI -----------------------------------------------------------------

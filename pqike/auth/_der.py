@@ -1,4 +1,5 @@
-"""Just enough DER for AlgorithmIdentifiers, SubjectPublicKeyInfo and PKCS#8 envelopes.
+"""Just enough DER for AlgorithmIdentifiers, SubjectPublicKeyInfo, PKCS#8 envelopes and the
+outer layers of an X.509 certificate.
 
 cryptography (our only ASN.1-capable dependency) exposes no generic DER codec, and the
 structures needed here are tiny: definite lengths, a handful of universal tags. Anything
@@ -7,14 +8,18 @@ else is rejected rather than guessed at.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 SEQUENCE = 0x30
+BOOLEAN = 0x01
 INTEGER = 0x02
 BIT_STRING = 0x03
 OCTET_STRING = 0x04
 NULL = 0x05
 OID = 0x06
+UTC_TIME = 0x17
+GENERALIZED_TIME = 0x18
 
 
 class DerError(ValueError):
@@ -140,3 +145,21 @@ def parse_algorithm_identifier(data: bytes) -> tuple[str, bytes | None]:
     if not parts or parts[0].tag != OID or len(parts) > 2:
         raise DerError("malformed AlgorithmIdentifier")
     return decode_oid(parts[0].value), parts[1].encoded if len(parts) == 2 else None
+
+
+def encode_bool(value: bool) -> bytes:
+    return tlv(BOOLEAN, b"\xff" if value else b"\x00")  # DER: TRUE is 0xFF
+
+
+def bit_string(data: bytes) -> bytes:
+    """A BIT STRING of whole octets (no unused bits), as keys and signatures are."""
+    return tlv(BIT_STRING, b"\x00" + data)
+
+
+def encode_time(t: dt.datetime) -> bytes:
+    """RFC 5280 §4.1.2.5 Time: UTCTime through 2049, GeneralizedTime from 2050; seconds
+    precision, always UTC ("Z"). A naive datetime is taken as UTC."""
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    if 1950 <= t.year <= 2049:
+        return tlv(UTC_TIME, t.strftime("%y%m%d%H%M%SZ").encode())
+    return tlv(GENERALIZED_TIME, f"{t.year:04d}{t.strftime('%m%d%H%M%S')}Z".encode())

@@ -29,7 +29,7 @@ from pqike.auth.keys import (
     key_type,
     load_private_key,
     public_key_from_spki,
-    subject_public_key_bytes,
+    subject_key_identifier,
 )
 from pqike.auth.schemes import SignatureScheme, scheme_from_algorithm_identifier
 from pqike.text import printable, printable_bytes
@@ -579,7 +579,7 @@ def match_identity(cert: x509.Certificate, identity: Identity) -> bool:
         return data in {
             _ski(cert),
             certreq_hash(spki),
-            hashlib.sha1(subject_public_key_bytes(spki), usedforsecurity=False).digest(),
+            subject_key_identifier(spki),
         }
     return False
 
@@ -666,7 +666,7 @@ def summarize_certificate(cert: x509.Certificate, *, has_private_key: bool = Fal
         key_type=key_type(key),
         key_bits=key_bits(key),
         keyid=_hex(certreq_hash(spki)),
-        subjkey=_hex(hashlib.sha1(subject_public_key_bytes(spki), usedforsecurity=False).digest()),
+        subjkey=_hex(subject_key_identifier(spki)),
         authkey_id=_hex(aki) if aki else None,
         subjkey_id=_hex(ski) if ski else None,
         signature_scheme=scheme,

@@ -6,14 +6,17 @@ Everything but Falcon is a cryptography key object. Falcon (liboqs) keys use thi
   1.3.9999.3.4, as in strongSwan 6.0 betas), parameters absent, the raw liboqs public key
   as the BIT STRING; PEM label ``PUBLIC KEY``.
 * private key: PKCS#8 PrivateKeyInfo, version 0, the same AlgorithmIdentifier, and as
-  privateKey an OCTET STRING holding the raw liboqs secret key followed by the raw public
-  key (liboqs cannot derive one from the other); PEM label ``PRIVATE KEY``. Unencrypted.
-  This is pqike's own choice; other OQS tools may nest or order it differently.
+  privateKey (an OCTET STRING) the DER of an inner OCTET STRING holding the raw liboqs
+  secret key followed by the raw public key (liboqs cannot derive one from the other);
+  PEM label ``PRIVATE KEY``; unencrypted. This is what pq-strongswan's oqs plugin writes
+  (oqs_private_key.c get_encoding()) and reads. Keys from older pqike releases, without
+  the inner OCTET STRING, still load.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,6 +48,7 @@ __all__ = [
     "public_key_pem",
     "spki_algorithm_oid",
     "spki_der",
+    "subject_key_identifier",
     "subject_public_key_bytes",
 ]
 
@@ -185,8 +189,7 @@ def spki_der(key: PrivateKey | PublicKey) -> bytes:
     if isinstance(pub, FalconPublicKey):
         return _der.tlv(
             _der.SEQUENCE,
-            _der.algorithm_identifier(FALCON_OIDS[pub.key_type])
-            + _der.tlv(_der.BIT_STRING, b"\x00" + pub.raw),
+            _der.algorithm_identifier(FALCON_OIDS[pub.key_type]) + _der.bit_string(pub.raw),
         )
     return pub.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -200,6 +203,12 @@ def subject_public_key_bytes(spki: bytes) -> bytes:
     if len(parts) != 2 or parts[1].tag != _der.BIT_STRING or parts[1].value[:1] != b"\x00":
         raise _der.DerError("malformed SubjectPublicKeyInfo")
     return parts[1].value[1:]
+
+
+def subject_key_identifier(spki: bytes) -> bytes:
+    """SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2 method 1): the
+    subjectKeyIdentifier pki writes and strongSwan's 'subjkey'."""
+    return hashlib.sha1(subject_public_key_bytes(spki), usedforsecurity=False).digest()
 
 
 def _falcon_public_from_spki(spki: bytes) -> FalconPublicKey | None:
@@ -258,6 +267,8 @@ def _falcon_private_from_pkcs8(der: bytes) -> FalconPrivateKey | None:
         return None
     _alg, pk_len, sk_len = _FALCON_PARAMS[kt]
     blob = parts[2].value
+    if len(blob) != sk_len + pk_len:  # not pqike's old flat form: strongSwan's nested one
+        blob = _der.read_single(blob, _der.OCTET_STRING).value
     if len(blob) != sk_len + pk_len:
         raise AuthError(f"{kt} private key must hold {sk_len}+{pk_len} bytes, got {len(blob)}")
     return FalconPrivateKey(kt, blob[:sk_len], FalconPublicKey(kt, blob[sk_len:]))
@@ -306,7 +317,7 @@ def private_key_pem(key: PrivateKey, password: bytes | None = None) -> bytes:
             _der.SEQUENCE,
             _der.encode_uint(0)
             + _der.algorithm_identifier(FALCON_OIDS[key.key_type])
-            + _der.tlv(_der.OCTET_STRING, key.secret + key.public.raw),
+            + _der.tlv(_der.OCTET_STRING, _der.tlv(_der.OCTET_STRING, key.secret + key.public.raw)),
         )
         return _pem("PRIVATE KEY", der)
     enc = (

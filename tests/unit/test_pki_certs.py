@@ -33,7 +33,6 @@ from pqike.auth.certs import (
     verify_chain,
 )
 from pqike.auth.errors import AuthError, CertificateError
-from pqike.auth.oqs_support import liboqs_unavailable_reason
 from pqike.auth.payload import sign_auth_data
 from pqike.auth.schemes import default_scheme
 from pqike.wire.iana import CertEncoding, IdType
@@ -256,15 +255,10 @@ def test_summary_like_swanctl(env: Pki) -> None:
     assert "  flags:     CA self-signed\n" in both
 
 
-def test_falcon_certificates_are_refused_cleanly(env: Pki) -> None:
-    reason = liboqs_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"liboqs: {reason}")
-    falcon = pki.generate_key("falcon512")
-    with pytest.raises(AuthError, match="Falcon keys are not supported"):
-        pki.issue_certificate(env.ca, env.ca_key, falcon, "CN=falcon")
-    with pytest.raises(AuthError, match="Falcon CAs are not supported"):
-        pki.issue_certificate(env.ca, falcon, env.moon_key, "CN=x")
+def test_ca_key_must_match_ca_certificate(env: Pki) -> None:
+    """As pki --issue: a key that is not the CA certificate's signs nothing in its name."""
+    with pytest.raises(AuthError, match=r"^CA private key does not match CA certificate$"):
+        pki.issue_certificate(env.ca, env.moon_key, env.carol_key, "CN=x")
 
 
 def test_ike_auth_size_order(env: Pki, capsys: pytest.CaptureFixture[str]) -> None:
