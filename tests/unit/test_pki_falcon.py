@@ -252,10 +252,17 @@ def test_encoder_matches_cryptography(kind: str) -> None:
     ee_key = ec.generate_private_key(ec.SECP256R1())
     sans = ["moon.strongswan.org", "192.168.0.1", "C=CH, CN=dir"]
     ee = pki.issue_certificate(
-        ca, key, ee_key, MOON_DN, san=sans, flags=["serverAuth", "ikeIntermediate"],
-        serial=12345678901234567890, not_before=START, not_after=START.replace(year=2030),
+        ca,
+        key,
+        ee_key,
+        MOON_DN,
+        san=sans,
+        flags=["serverAuth", "ikeIntermediate"],
+        serial=12345678901234567890,
+        not_before=START,
+        not_after=START.replace(year=2030),
         ca=True,
-    )  # fmt: skip
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())  # type: ignore[arg-type]
     ref = (
         _reference_builder(
@@ -290,18 +297,47 @@ def _pki(*args: str, code: int = 0) -> str:
 
 
 def test_cli_falcon_ca_workflow(tmp_path: Path) -> None:
-    f = {n: str(tmp_path / f"{n}.pem") for n in ("caKey", "caCert", "moonKey", "moonCert",
-                                                 "carolKey", "carolPub", "carolCert")}  # fmt: skip
+    f = {
+        n: str(tmp_path / f"{n}.pem")
+        for n in ("caKey", "caCert", "moonKey", "moonCert", "carolKey", "carolPub", "carolCert")
+    }
     _pki("gen", "--type", "falcon1024", "--outfile", f["caKey"])
     _pki("self", "--in", f["caKey"], "--dn", CA_DN, "--outfile", f["caCert"])
     _pki("gen", "--type", "mldsa87", "--outfile", f["moonKey"])
-    _pki("issue", "--cacert", f["caCert"], "--cakey", f["caKey"], "--in", f["moonKey"],
-         "--dn", MOON_DN, "--san", "moon.strongswan.org", "--outfile", f["moonCert"])  # fmt: skip
+    _pki(
+        "issue",
+        "--cacert",
+        f["caCert"],
+        "--cakey",
+        f["caKey"],
+        "--in",
+        f["moonKey"],
+        "--dn",
+        MOON_DN,
+        "--san",
+        "moon.strongswan.org",
+        "--outfile",
+        f["moonCert"],
+    )
     _pki("gen", "--type", "falcon512", "--outfile", f["carolKey"])
     Path(f["carolPub"]).write_text(_pki("pub", "--in", f["carolKey"]))
-    _pki("issue", "--cacert", f["caCert"], "--cakey", f["caKey"], "--in", f["carolPub"],
-         "--dn", "C=CH, O=Cyber, CN=carol@strongswan.org", "--san", "carol@strongswan.org",
-         "--flag", "clientAuth", "--outfile", f["carolCert"])  # fmt: skip
+    _pki(
+        "issue",
+        "--cacert",
+        f["caCert"],
+        "--cakey",
+        f["caKey"],
+        "--in",
+        f["carolPub"],
+        "--dn",
+        "C=CH, O=Cyber, CN=carol@strongswan.org",
+        "--san",
+        "carol@strongswan.org",
+        "--flag",
+        "clientAuth",
+        "--outfile",
+        f["carolCert"],
+    )
     text = _pki("print", "--in", f["caCert"])
     assert "  pubkey:    FALCON_1024 14344 bits\n" in text
     assert "  signature: FALCON_1024, " in text and "  flags:     CA self-signed\n" in text
