@@ -297,47 +297,17 @@ def _pki(*args: str, code: int = 0) -> str:
 
 
 def test_cli_falcon_ca_workflow(tmp_path: Path) -> None:
-    f = {
-        n: str(tmp_path / f"{n}.pem")
-        for n in ("caKey", "caCert", "moonKey", "moonCert", "carolKey", "carolPub", "carolCert")
-    }
+    names = "caKey caCert moonKey moonCert carolKey carolPub carolCert otherKey otherCert"
+    f = {n: str(tmp_path / f"{n}.pem") for n in names.split()}
     _pki("gen", "--type", "falcon1024", "--outfile", f["caKey"])
     _pki("self", "--in", f["caKey"], "--dn", CA_DN, "--outfile", f["caCert"])
     _pki("gen", "--type", "mldsa87", "--outfile", f["moonKey"])
-    _pki(
-        "issue",
-        "--cacert",
-        f["caCert"],
-        "--cakey",
-        f["caKey"],
-        "--in",
-        f["moonKey"],
-        "--dn",
-        MOON_DN,
-        "--san",
-        "moon.strongswan.org",
-        "--outfile",
-        f["moonCert"],
-    )
+    ca = ["--cacert", f["caCert"], "--cakey", f["caKey"]]
+    _pki("issue", *ca, "--in", f["moonKey"], "--dn", MOON_DN, "--outfile", f["moonCert"])
     _pki("gen", "--type", "falcon512", "--outfile", f["carolKey"])
     Path(f["carolPub"]).write_text(_pki("pub", "--in", f["carolKey"]))
-    _pki(
-        "issue",
-        "--cacert",
-        f["caCert"],
-        "--cakey",
-        f["caKey"],
-        "--in",
-        f["carolPub"],
-        "--dn",
-        "C=CH, O=Cyber, CN=carol@strongswan.org",
-        "--san",
-        "carol@strongswan.org",
-        "--flag",
-        "clientAuth",
-        "--outfile",
-        f["carolCert"],
-    )
+    carol = ["--dn", "C=CH, O=Cyber, CN=carol@strongswan.org", "--san", "carol@strongswan.org"]
+    _pki("issue", *ca, "--in", f["carolPub"], *carol, "--outfile", f["carolCert"])
     text = _pki("print", "--in", f["caCert"])
     assert "  pubkey:    FALCON_1024 14344 bits\n" in text
     assert "  signature: FALCON_1024, " in text and "  flags:     CA self-signed\n" in text
@@ -349,9 +319,9 @@ def test_cli_falcon_ca_workflow(tmp_path: Path) -> None:
     out = _pki("verify", "--in", f["moonCert"], code=1)
     assert "certificate untrusted: no CA certificate given and the certificate is not" in out
     # a CA of the same name with another key
-    _pki("gen", "--type", "falcon1024", "--outfile", f["carolKey"])
-    _pki("self", "--in", f["carolKey"], "--dn", CA_DN, "--outfile", f["carolPub"])
-    out = _pki("verify", "--in", f["moonCert"], "--cacert", f["carolPub"], code=1)
+    _pki("gen", "--type", "falcon1024", "--outfile", f["otherKey"])
+    _pki("self", "--in", f["otherKey"], "--dn", CA_DN, "--outfile", f["otherCert"])
+    out = _pki("verify", "--in", f["moonCert"], "--cacert", f["otherCert"], code=1)
     assert f"certificate untrusted: no trusted CA for issuer '{CA_DN}'" in out
 
 

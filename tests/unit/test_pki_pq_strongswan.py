@@ -71,24 +71,9 @@ def test_pqike_takes_pq_strongswans_keys_and_certificates(tmp_path: Path) -> Non
     ca_key.write_bytes(_pki(tmp_path, "--gen", "--type", "falcon1024").stdout)
     ca_cert.write_bytes(_pki(tmp_path, "--self", "--ca", "--in", str(ca_key), "--dn", CA_DN).stdout)
     ee_key.write_bytes(_pki(tmp_path, "--gen", "--type", "falcon512").stdout)
-    ee_cert.write_bytes(
-        _pki(
-            tmp_path,
-            "--issue",
-            "--cacert",
-            str(ca_cert),
-            "--cakey",
-            str(ca_key),
-            "--type",
-            "priv",
-            "--in",
-            str(ee_key),
-            "--dn",
-            "C=CH, O=Cyber, CN=carol@strongswan.org",
-            "--san",
-            "carol@strongswan.org",
-        ).stdout
-    )
+    issue = ["--issue", "--cacert", str(ca_cert), "--cakey", str(ca_key), "--type", "priv"]
+    carol = ["--dn", "C=CH, O=Cyber, CN=carol@strongswan.org", "--san", "carol@strongswan.org"]
+    ee_cert.write_bytes(_pki(tmp_path, *issue, "--in", str(ee_key), *carol).stdout)
     ca, ee = load_certificate_file(ca_cert), load_certificate_file(ee_cert)
     assert verify_chain(ee, [ca]) == [ee, ca]
     key = load_private_key(ee_key.read_bytes())
@@ -134,20 +119,8 @@ def test_pq_strongswan_takes_pqikes_keys_and_certificates(tmp_path: Path) -> Non
         assert f"  keyid:     {_colon_sha1(spki_der(key))}\n" in out
     out = _text(tmp_path, "--print", "--in", f["moonCert.pem"])
     assert "  altNames:  moon.strongswan.org\n" in out and "  pubkey:    Falcon512 7176 bits" in out
-    eve = _pki(
-        tmp_path,
-        "--issue",
-        "--cacert",
-        f["caCert.pem"],
-        "--cakey",
-        f["caKey.pem"],
-        "--type",
-        "priv",
-        "--in",
-        f["moonKey.pem"],
-        "--dn",
-        "C=CH, CN=eve",
-    ).stdout
+    issue = ["--issue", "--cacert", f["caCert.pem"], "--cakey", f["caKey.pem"], "--type", "priv"]
+    eve = _pki(tmp_path, *issue, "--in", f["moonKey.pem"], "--dn", "C=CH, CN=eve").stdout
     (tmp_path / "eve.der").write_bytes(eve)
     eve_cert = load_certificate_file(tmp_path / "eve.der")
     assert verify_chain(eve_cert, [ca]) == [eve_cert, ca]
