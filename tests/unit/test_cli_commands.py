@@ -93,7 +93,7 @@ def test_list_algs_shows_why_a_method_is_unavailable(runner, monkeypatch):
     assert result.exit_code == 0, result.output
     kyber = next(line for line in result.output.splitlines() if " KYBER_L3 " in line)
     assert kyber.rstrip().endswith("unavailable: liboqs: shared library not found")
-    assert "  -  " in kyber  # no sizes without a provider
+    assert kyber.split()[5:8] == ["1184", "1088", "32"]  # sizes need no provider
 
 
 def test_list_algs_json(runner):
@@ -102,7 +102,7 @@ def test_list_algs_json(runner):
     data = json.loads(result.output)
     assert set(data) == {"ke", "encryption", "integrity", "prf", "signature"}
     mlkem = next(m for m in data["ke"] if m["name"] == "ML_KEM_768")
-    assert mlkem["id"] == 36 and mlkem["public_value"] in (1184, None)
+    assert mlkem["id"] == 36 and mlkem["public_value"] == 1184
     assert any(e["name"] == "AES_CBC" and e["key_bits"] == [128, 192, 256]
                for e in data["encryption"])
 
