@@ -181,7 +181,8 @@ def _pqike(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_readme_commands_without_liboqs(tmp_path: Path) -> None:
     """With no liboqs anywhere (OQS_INSTALL_PATH -> an empty directory) the README's plan
-    example and bench sizes of the walkthrough work and say why the CPU figures are missing."""
+    example, list-algs, --version and bench sizes of the walkthrough all work and say why
+    the CPU figures are missing."""
     empty = tmp_path / "no-oqs"
     empty.mkdir()
     env = {"OQS_INSTALL_PATH": str(empty)}
@@ -196,6 +197,10 @@ def test_readme_commands_without_liboqs(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     totals = json.loads(r.stdout)["establishment_totals"]
     assert (totals["bytes_i2r"], totals["bytes_r2i"]) == (21768, 26137)  # README "Results"
+    r = _pqike("list-algs", env=env)
+    assert r.returncode == 0 and r.stdout.startswith(f"liboqs unavailable: {why}")
+    r = _pqike("--version", env=env)
+    assert r.returncode == 0 and f"liboqs unavailable: {why}" in r.stdout
     args = ["--no-matrix", "--only", "walkthrough", "--profile", "1480", "--no-strongswan"]
     r = _pqike("bench", "sizes", *args, "--out", str(tmp_path), "--no-progress", env=env)
     assert r.returncode == 0, r.stderr
