@@ -10,7 +10,8 @@
 # The prefix is $OQS_INSTALL_PATH when set, else /var/cache/pqike/liboqs-0.16.0 as root and
 # ${XDG_CACHE_HOME:-~/.cache}/pqike/liboqs-0.16.0 otherwise; kem.providers.oqs_loader
 # (cache_prefix) looks there too. Sources, in order:
-#   1. the upstream release (git tag 0.16.0, commit checked) when GitHub answers within seconds;
+#   1. the upstream release (git tag 0.16.0, commit checked) when GitHub answers within seconds
+#      (PQIKE_LIBOQS_UPSTREAM names another git URL);
 #   2. the release tarball named by PQIKE_LIBOQS_TARBALL (sha256 checked); the Makefile points
 #      it at ../shared/vendor/liboqs-0.16.0.tar.gz when that file exists.
 # The build runs in a temporary directory, installs into a staging tree, is verified there and
@@ -21,7 +22,7 @@ set -euo pipefail
 VERSION=0.16.0
 COMMIT=5a1a854b0dc9f2141bdc771c555ee60c37950183
 SHA256=1b82e61efbe55b8ed98374d8b6f416e948b59154612153c71909b060e1368941
-UPSTREAM=https://github.com/open-quantum-safe/liboqs
+UPSTREAM=${PQIKE_LIBOQS_UPSTREAM:-https://github.com/open-quantum-safe/liboqs}
 # The salted frodokem_* must stay: without them the FrodoKEM sources are not compiled and
 # liboqs.so lacks OQS_KEM_efrodokem_* (shared/vendor/README.md).
 KEMS="ml_kem_512 ml_kem_768 ml_kem_1024 kyber_512 kyber_768 kyber_1024 bike_l1 bike_l3 bike_l5
@@ -115,24 +116,6 @@ if [ "$mode" = check ]; then
   exit 0
 fi
 
-# build tools: Debian packages, installed when missing and root
-need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
-command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
-command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
-[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${need[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null 2>&1 || log "apt-get update failed (continuing)"
-    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
-      || die "apt-get could not install ${need[*]} (no package mirror reachable?)"
-  else
-    die "missing build tools: ${need[*]} (as root: apt-get install ${need[*]})"
-  fi
-fi
-
 mkdir -p "$(dirname "$PREFIX")"
 exec 9>"$PREFIX.lock"
 flock 9 || die "could not lock $PREFIX.lock"
@@ -152,7 +135,9 @@ refuse_foreign() {
 }
 refuse_foreign
 
-# the work directory sits beside the prefix, so the final rename stays on one file system
+# the work directory sits beside the prefix, so the final rename stays on one file system;
+# one left by a killed build is removed (we hold the lock: nobody else is building)
+rm -rf --one-file-system "$(dirname "$PREFIX")/.liboqs-$VERSION.build."*
 WORK=$(mktemp -d "$(dirname "$PREFIX")/.liboqs-$VERSION.build.XXXXXX")
 trap 'rm -rf --one-file-system "$WORK"' EXIT
 SRC=$WORK/src
@@ -160,7 +145,10 @@ SRC=$WORK/src
 # 1. upstream, if GitHub answers quickly (a fresh machine behind a registry-only proxy fails
 #    here in well under a second)
 from_upstream() {
-  command -v git >/dev/null 2>&1 || { log "no git: not trying $UPSTREAM"; return 1; }
+  if ! command -v git >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+    log "no git or curl: not trying $UPSTREAM"
+    return 1
+  fi
   if ! curl -sfI -o /dev/null --connect-timeout 5 --max-time 10 "$UPSTREAM" 2>/dev/null; then
     log "$UPSTREAM not reachable (no network?)"
     return 1
@@ -189,6 +177,24 @@ from_tarball() {
 
 start=$(date +%s)
 from_upstream || from_tarball
+
+# build tools: Debian packages, installed when missing and root
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1 || log "apt-get update failed (continuing)"
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
+      || die "apt-get could not install ${need[*]} (no package mirror reachable?)"
+  else
+    die "missing build tools: ${need[*]} (as root: apt-get install ${need[*]})"
+  fi
+fi
 
 LOGFILE="$(dirname "$PREFIX")/liboqs-$VERSION.build.log"
 log "building liboqs $VERSION (only the algorithms pqike uses; about a minute on 2 cores; log: $LOGFILE)"
