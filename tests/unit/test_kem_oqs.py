@@ -94,9 +94,12 @@ _PROBE = (
 
 
 def _probe(install: Path) -> tuple[dict, str]:
-    env = {**os.environ, "OQS_INSTALL_PATH": str(install)}
+    return _run_probe(_PROBE, {**os.environ, "OQS_INSTALL_PATH": str(install)})
+
+
+def _run_probe(code: str, env: dict[str, str]) -> tuple[dict, str]:
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", code],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -246,16 +249,7 @@ def test_loader_hands_the_cache_to_liboqs_python(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "OQS_INSTALL_PATH"}
     env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path))
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result = json.loads(proc.stdout)
+    result, _ = _run_probe(code, env)
     assert result == {
         "ok": True,
         "reason": None,
