@@ -92,6 +92,11 @@ class _Group(click.Group):
             raise Failure(str(e), 2) from None
         except DaemonUnreachable as e:
             raise _unreachable(e) from None
+        except BrokenPipeError:
+            # the reader went away (`pqike list-algs | head`): stop quietly, as cat does;
+            # stdout now points at nothing so the interpreter's final flush cannot fail
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None  # 128 + SIGPIPE, what a shell reports
         except Exception as e:
             if os.environ.get("PQIKE_DEBUG"):
                 raise

@@ -44,9 +44,15 @@ def live(workdir):
     root.setLevel(1)
     loop = asyncio.new_event_loop()
     FakeEngine.instances.clear()
-    daemon = Daemon(load_config(workdir), config_path=str(workdir), engine_factory=FakeEngine,
-                    socket_path=str(workdir / "ctl.sock"), listen=["127.0.0.1"], ike_port=0,
-                    natt_port=0)
+    daemon = Daemon(
+        load_config(workdir),
+        config_path=str(workdir),
+        engine_factory=FakeEngine,
+        socket_path=str(workdir / "ctl.sock"),
+        listen=["127.0.0.1"],
+        ike_port=0,
+        natt_port=0,
+    )
     started = threading.Event()
 
     def serve():
@@ -107,8 +113,9 @@ def test_list_algs_json(runner):
     status = oqs_loader.load()
     assert data["liboqs"]["available"] is (status.module is not None)
     assert data["liboqs"]["library"] == (status.library or None)
-    assert any(e["name"] == "AES_CBC" and e["key_bits"] == [128, 192, 256]
-               for e in data["encryption"])
+    assert any(
+        e["name"] == "AES_CBC" and e["key_bits"] == [128, 192, 256] for e in data["encryption"]
+    )
 
 
 # --- list-sas formatting ----------------------------------------------------------------------
@@ -116,20 +123,41 @@ def test_list_algs_json(runner):
 
 def _sa(**changes) -> IkeSaInfo:
     child = ChildSaInfo(
-        name="net", unique_id=1, reqid=1, state="INSTALLED", mode="TUNNEL", protocol="ESP",
-        encap=True, spi_in="c1a6ba36", spi_out="cc8e4ab2",
+        name="net",
+        unique_id=1,
+        reqid=1,
+        state="INSTALLED",
+        mode="TUNNEL",
+        protocol="ESP",
+        encap=True,
+        spi_in="c1a6ba36",
+        spi_out="cc8e4ab2",
         proposal="ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ",
-        local_ts=["10.3.0.1/32"], remote_ts=["10.1.0.0/24"],
-        bytes_in=168, packets_in=2, installed=12.4, rekey_in=1187.0, expires_in=1308.9,
+        local_ts=["10.3.0.1/32"],
+        remote_ts=["10.1.0.0/24"],
+        bytes_in=168,
+        packets_in=2,
+        installed=12.4,
+        rekey_in=1187.0,
+        expires_in=1308.9,
     )
     base = {
-        "name": "home", "unique_id": 1, "state": "ESTABLISHED", "version": 2, "initiator": True,
-        "spi_i": "cb469ea1a7223567", "spi_r": "6010c9fd60119c5b",
-        "local": "192.168.0.3[4500]", "remote": "192.168.0.2[4500]",
-        "local_id": "carol@strongswan.org", "remote_id": "moon.strongswan.org",
+        "name": "home",
+        "unique_id": 1,
+        "state": "ESTABLISHED",
+        "version": 2,
+        "initiator": True,
+        "spi_i": "cb469ea1a7223567",
+        "spi_r": "6010c9fd60119c5b",
+        "local": "192.168.0.3[4500]",
+        "remote": "192.168.0.2[4500]",
+        "local_id": "carol@strongswan.org",
+        "remote_id": "moon.strongswan.org",
         "proposal": "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519/"
-                    "KE1_ML_KEM_768",
-        "local_vips": ["10.3.0.1"], "established": 12.9, "rekey_in": 1683.2,
+        "KE1_ML_KEM_768",
+        "local_vips": ["10.3.0.1"],
+        "established": 12.9,
+        "rekey_in": 1683.2,
         "children": [child],
     }
     base.update(changes)
@@ -153,8 +181,18 @@ def test_format_sas_like_swanctl():
 
 
 def test_format_sas_responder_connecting_and_gcm():
-    text = format_sas([_sa(initiator=False, state="CONNECTING", proposal="", children=[],
-                           local_vips=[], remote_vips=["10.3.0.1"])])
+    text = format_sas(
+        [
+            _sa(
+                initiator=False,
+                state="CONNECTING",
+                proposal="",
+                children=[],
+                local_vips=[],
+                remote_vips=["10.3.0.1"],
+            )
+        ]
+    )
     assert text.splitlines() == [
         "home: #1, CONNECTING, IKEv2, cb469ea1a7223567_i 6010c9fd60119c5b_r*",
         "  local  'carol@strongswan.org' @ 192.168.0.3[4500]",
@@ -181,8 +219,10 @@ def test_initiate_list_sas_terminate(runner, live):
     result = runner.invoke(cli, ["list-sas", *_sock(live)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("home: #1, ESTABLISHED, IKEv2, cb469ea1a7223567_i* ")
-    assert "  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_CBC-256/HMAC_SHA2_256_128\n" \
+    assert (
+        "  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_CBC-256/HMAC_SHA2_256_128\n"
         in result.output
+    )
     result = runner.invoke(cli, ["list-sas", "--json", *_sock(live)])
     assert json.loads(result.output)[0]["children"][0]["spi_out"] == "cc8e4ab2"
     result = runner.invoke(cli, ["terminate", "--ike", "home", *_sock(live)])
@@ -194,8 +234,7 @@ def test_initiate_failure_exit_status(runner, live):
     result = runner.invoke(cli, ["initiate", "--child", "bad", *_sock(live)])
     assert result.exit_code == 1
     assert result.stderr == "initiate failed: no acceptable ESP proposal\n"
-    result = runner.invoke(cli, ["initiate", "--child", "never", "--timeout", "0.2",
-                                 *_sock(live)])
+    result = runner.invoke(cli, ["initiate", "--child", "never", "--timeout", "0.2", *_sock(live)])
     assert result.exit_code == 1
     assert "timeout after 0.2s" in result.stderr
     result = runner.invoke(cli, ["initiate", *_sock(live)])
@@ -235,14 +274,24 @@ def test_list_conns_reload_stats(runner, live, workdir):
 # --- errors without a daemon ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["list-sas"], ["initiate", "--child", "net"], ["reload"],
-                                  ["terminate", "--ike", "home"], ["stats"], ["list-certs"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list-sas"],
+        ["initiate", "--child", "net"],
+        ["reload"],
+        ["terminate", "--ike", "home"],
+        ["stats"],
+        ["list-certs"],
+    ],
+)
 def test_daemon_not_running(runner, args, tmp_path):
     path = str(tmp_path / "none.sock")
     result = runner.invoke(cli, [*args, "--socket", path])
     assert result.exit_code == 2
-    assert result.stderr == (f"pqike: cannot reach the daemon at {path} "
-                             "(is `pqike daemon` running?)\n")
+    assert result.stderr == (
+        f"pqike: cannot reach the daemon at {path} (is `pqike daemon` running?)\n"
+    )
     assert "Traceback" not in result.output
 
 
@@ -276,15 +325,18 @@ def test_list_certs_from_config_dir(runner, workdir):
 
     ca_key, key = generate_key("ecdsa"), generate_key("ed25519")
     ca = self_signed_ca(ca_key, "C=CH, O=pqike, CN=Test CA")
-    cert = issue_certificate(ca, ca_key, key, "C=CH, O=pqike, CN=carol",
-                             san=["carol@example.org"])
+    cert = issue_certificate(ca, ca_key, key, "C=CH, O=pqike, CN=carol", san=["carol@example.org"])
     (workdir / "ca.pem").write_bytes(certificate_pem(ca))
     (workdir / "carol.pem").write_bytes(certificate_pem(cert))
     (workdir / "carol.key").write_bytes(private_key_pem(key))
     (workdir / "pqike.toml").write_text(
-        CONFIG.replace('auth = "psk"\nid = "carol@example.org"',
-                       'auth = "pubkey"\nid = "carol@example.org"\ncerts = ["carol.pem"]\n'
-                       'key = "carol.key"\ncacerts = ["ca.pem", "missing.pem"]', 1))
+        CONFIG.replace(
+            'auth = "psk"\nid = "carol@example.org"',
+            'auth = "pubkey"\nid = "carol@example.org"\ncerts = ["carol.pem"]\n'
+            'key = "carol.key"\ncacerts = ["ca.pem", "missing.pem"]',
+            1,
+        )
+    )
     result = runner.invoke(cli, ["list-certs", "--config", str(workdir)])
     assert result.exit_code == 0, result.output
     assert "List of X.509 End Entity Certificates" in result.stdout
@@ -292,10 +344,11 @@ def test_list_certs_from_config_dir(runner, workdir):
     assert "pubkey:    ED25519 256 bits, has private key" in result.stdout
     assert "List of X.509 CA Certificates" in result.stdout
     assert f"warning: {workdir / 'missing.pem'}: cannot read certificate" in result.stderr
-    data = json.loads(runner.invoke(cli, ["list-certs", "--json", "--config",
-                                          str(workdir)]).stdout)
-    assert [c["subject"] for c in data["certs"]] == ["C=CH, O=pqike, CN=carol",
-                                                     "C=CH, O=pqike, CN=Test CA"]
+    data = json.loads(runner.invoke(cli, ["list-certs", "--json", "--config", str(workdir)]).stdout)
+    assert [c["subject"] for c in data["certs"]] == [
+        "C=CH, O=pqike, CN=carol",
+        "C=CH, O=pqike, CN=Test CA",
+    ]
 
 
 # --- small things -----------------------------------------------------------------------------
@@ -344,6 +397,23 @@ def test_parse_log_levels():
 
 
 def test_daemon_rejects_bad_log_level(runner, workdir):
-    result = runner.invoke(cli, ["daemon", "--config", str(workdir), "-F",
-                                 "--log-level", "ike=9"])
+    result = runner.invoke(cli, ["daemon", "--config", str(workdir), "-F", "--log-level", "ike=9"])
     assert result.exit_code == 2 and "level must be -1..4" in result.output
+
+
+def test_reader_going_away_is_no_internal_error() -> None:
+    """`pqike list-algs | head -1`: the pipe closes before pqike has written; it stops
+    quietly with the shell's SIGPIPE status instead of an internal error."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pqike", "list-algs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the interpreter has started: every write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
