@@ -6,8 +6,9 @@
     ker, secret = m.respond(kei)                  # responder
     assert ke.finish(ker) == secret
 
-Providers load lazily, on the first use of ``available``/``provider``/``sizes``/exchanges, and
-are tried in preference order (cryptography > liboqs > pqcrypto); the first that loads wins.
+Providers load lazily, on the first use of ``available``/``provider``/exchanges, and are tried
+in preference order (cryptography > liboqs > pqcrypto); the first that loads wins. ``sizes``
+needs no provider: it is the specification's (kem.sizes), which every provider must match.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from kem.base import Backend, Initiator, Kind, ProviderInfo, Sizes
 from kem.errors import MethodUnavailable, ProviderUnavailable, UnknownMethod
 from kem.ids import KEYWORDS, KeMethod, log_name
+from kem.sizes import SIZES
 
 # Provider name -> module in kem.providers (imported on first use).
 _PROVIDER_MODULES = {
@@ -74,6 +76,7 @@ class Method:
         self.keywords: tuple[str, ...] = tuple(w for w, m in KEYWORDS.items() if m == method)
         self.log_name = log_name(method)
         self.provider_names = spec.providers  # preference order
+        self.sizes: Sizes = SIZES[method]  # the specification's; providers are checked against it
         self._lock = threading.Lock()
         self._backends: dict[str, Backend | str] = {}  # name -> backend or failure reason
 
@@ -86,12 +89,22 @@ class Method:
             if name not in self._backends:
                 try:
                     module = importlib.import_module(_PROVIDER_MODULES[name])
-                    self._backends[name] = module.backend(self.id)
+                    self._backends[name] = self._checked(name, module.backend(self.id))
                 except ProviderUnavailable as exc:
                     self._backends[name] = exc.reason
                 except ImportError as exc:
                     self._backends[name] = f"{name}: {exc}"
             return self._backends[name]
+
+    def _checked(self, name: str, backend: Backend) -> Backend | str:
+        # Peers send the specified sizes: a provider with others (another algorithm version
+        # behind the same name) could not interoperate, and plans would not match the wire.
+        if backend.sizes == self.sizes:
+            return backend
+        return (
+            f"{backend.provider} reports sizes {_sizes_text(backend.sizes)} for "
+            f"{self.log_name}, not the specified {_sizes_text(self.sizes)}"
+        )
 
     def backend(self, provider: str | None = None) -> Backend:
         """The preferred available backend, or the named provider's; MethodUnavailable if none."""
@@ -136,11 +149,6 @@ class Method:
     def provider(self) -> ProviderInfo | None:
         return self.backend().provider if self.available else None
 
-    @property
-    def sizes(self) -> Sizes | None:
-        """Sizes as reported by the chosen provider; None when unavailable."""
-        return self.backend().sizes if self.available else None
-
     def initiator(self) -> Initiator:
         """Start an exchange as initiator; send ``.public_value``, then ``.finish(KEr data)``."""
         return self.backend().initiator()
@@ -161,9 +169,9 @@ class Method:
             "name": self.log_name,
             "kind": str(self.kind),
             "nist_level": self.nist_level,
-            "public_value": sizes.public_value if sizes else None,
-            "responder_value": sizes.responder_value if sizes else None,
-            "shared_secret": sizes.shared_secret if sizes else None,
+            "public_value": sizes.public_value,
+            "responder_value": sizes.responder_value,
+            "shared_secret": sizes.shared_secret,
             "provider": provider.name if provider else None,
             "provider_version": provider.version if provider else None,
             "provider_detail": provider.detail if provider else None,
@@ -174,6 +182,10 @@ class Method:
 
     def __repr__(self) -> str:
         return f"<Method {self.log_name} ({int(self.id)})>"
+
+
+def _sizes_text(s: Sizes) -> str:
+    return f"{s.public_value}/{s.responder_value}/{s.shared_secret}"
 
 
 _METHODS: dict[KeMethod, Method] = {m: Method(m, spec) for m, spec in _SPECS.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -35,6 +36,7 @@ __all__ = [
     "Failure",
     "algorithms",
     "cli",
+    "environment",
     "format_algorithms",
     "format_sas",
     "main",
@@ -159,7 +161,21 @@ def _echo_json(data: Any) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(format_environment(environment()), nl=False)
+        ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show pqike's version and those of cryptography, liboqs and pqcrypto, and exit.",
+)
 def cli() -> None:
     """pqike: post-quantum hybrid IKEv2 (RFC 7296, 9242, 9370, 7383) daemon and control tool."""
 
@@ -530,14 +546,37 @@ def list_certs(config_dir: str | None, as_json: bool, socket_path: str) -> None:
 # --- list-algs -------------------------------------------------------------------------------
 
 
-def algorithms() -> dict[str, list[dict[str, Any]]]:
-    """Every KE method, ENCR/INTEG/PRF transform and signature scheme pqike knows."""
+def liboqs_info() -> dict[str, Any]:
+    """The liboqs pqike uses (version, library, liboqs-python's version), or why there is none."""
+    from kem.providers import oqs_loader
+
+    status = oqs_loader.load()
+    return {
+        "available": status.module is not None,
+        "version": status.version or None,
+        "library": status.library or None,
+        "python_version": status.python_version or None,
+        "unavailable_reason": status.reason,
+        "notes": list(status.notes),
+    }
+
+
+def _liboqs_text(info: dict[str, Any]) -> str:
+    if not info["available"]:
+        return f"liboqs unavailable: {info['unavailable_reason']}"
+    text = f"liboqs {info['version']} at {info['library']} (liboqs-python {info['python_version']})"
+    return "; ".join([text, *info["notes"]])
+
+
+def algorithms() -> dict[str, Any]:
+    """Every KE method, ENCR/INTEG/PRF transform and signature scheme pqike knows, and the
+    liboqs in use."""
     from kem import registry
     from pqike.crypto.algorithms import UnsupportedTransform, encr_spec, integ_spec, prf_spec
     from pqike.proposal.model import algorithm_name
     from pqike.wire.iana import EncrId, IntegId, PrfId, TransformType
 
-    out: dict[str, list[dict[str, Any]]] = {"ke": [m.describe() for m in registry.all()]}
+    out: dict[str, Any] = {"liboqs": liboqs_info(), "ke": [m.describe() for m in registry.all()]}
     encr = []
     for e in EncrId:
         try:
@@ -625,8 +664,9 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  
     return lines
 
 
-def format_algorithms(algs: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["key exchange methods:"]
+def format_algorithms(algs: dict[str, Any]) -> str:
+    lines = [_liboqs_text(algs["liboqs"])] if "liboqs" in algs else []
+    lines.append("key exchange methods:")
     rows = []
     for r in algs["ke"]:
         provider = f"{r['provider']} {r['provider_version']}" if r["provider"] else "-"
@@ -773,14 +813,44 @@ def stats(as_json: bool, socket_path: str) -> None:
     click.echo("packets: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in packets.items()))
 
 
-@cli.command()
-def version() -> None:
-    """Show the pqike version and its environment."""
-    import cryptography
+def environment() -> dict[str, Any]:
+    """pqike's version and those of what it runs on (Python, cryptography, liboqs, pqcrypto)."""
+    from kem.providers import pyca
 
+    crypto = pyca.provider_info()
+    try:
+        pqcrypto: str | None = importlib.metadata.version("pqcrypto")
+    except importlib.metadata.PackageNotFoundError:
+        pqcrypto = None
     uname = platform.uname()
-    click.echo(f"pqike {__version__}")
-    click.echo(
-        f"Python {platform.python_version()}, cryptography {cryptography.__version__}, "
-        f"{uname.system} {uname.release} {uname.machine}"
+    return {
+        "pqike": __version__,
+        "python": platform.python_version(),
+        "system": f"{uname.system} {uname.release} {uname.machine}",
+        "cryptography": crypto.version,
+        "openssl": crypto.detail or None,
+        "liboqs": liboqs_info(),
+        "pqcrypto": pqcrypto,
+    }
+
+
+def format_environment(env: dict[str, Any]) -> str:
+    openssl = f" ({env['openssl']})" if env["openssl"] else ""
+    pqcrypto = f"pqcrypto {env['pqcrypto']}" if env["pqcrypto"] else "pqcrypto not installed"
+    return (
+        f"pqike {env['pqike']}\n"
+        f"Python {env['python']}, cryptography {env['cryptography']}{openssl}, {env['system']}\n"
+        f"{_liboqs_text(env['liboqs'])}\n"
+        f"{pqcrypto}\n"
     )
+
+
+@cli.command()
+@_json_option
+def version(as_json: bool) -> None:
+    """Show the pqike version and its environment (cryptography, liboqs, pqcrypto)."""
+    env = environment()
+    if as_json:
+        _echo_json(env)
+    else:
+        click.echo(format_environment(env), nl=False)

@@ -21,7 +21,9 @@ The model follows what pqike sends for the usual road-warrior setup (the bench s
 
 Credentials for the AUTH/CERT sizes are generated once per process with pqike.pki (a CA and
 an end-entity certificate of the requested kind), and the AUTH value is a real signature.
-Expected CPU comes from timing the registry's and the signers' primitives on this machine.
+KE sizes are the specifications' (kem.sizes), so a plan needs no KE provider; expected CPU comes
+from timing the registry's and the signers' primitives on this machine, and is "unavailable"
+with the reason for a method whose provider (liboqs, typically) is missing here.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ RESPONDER_ID = "moon.strongswan.org"
 
 
 class PlanError(ValueError):
-    """The proposal cannot be planned (syntax, or a method this machine does not have)."""
+    """The proposal cannot be planned (syntax, or credentials this machine cannot make)."""
 
 
 @dataclass
@@ -142,6 +144,7 @@ class ExchangePlan:
     # expected CPU of the KE/auth primitives, seconds, per side of the IKE_SA
     cpu_initiator: float = 0.0
     cpu_responder: float = 0.0
+    cpu_unavailable: str | None = None  # why the CPU cannot be timed here (no provider)
 
 
 @dataclass
@@ -162,14 +165,17 @@ class Plan:
         msgs = [m for x in exchanges for m in (x.request, x.response)]
         i2r = [m for m in msgs if m.sender == "initiator"]
         r2i = [m for m in msgs if m.sender == "responder"]
+        missing = _missing_cpu(exchanges)
         return {
             "round_trips": len(exchanges),
             "bytes_i2r": sum(m.length for m in i2r),
             "bytes_r2i": sum(m.length for m in r2i),
             "packets_i2r": sum(m.fragments for m in i2r),
             "packets_r2i": sum(m.fragments for m in r2i),
-            "cpu_initiator": sum(x.cpu_initiator for x in exchanges),
-            "cpu_responder": sum(x.cpu_responder for x in exchanges),
+            # a partial sum would understate the cost: none at all when a method is missing
+            "cpu_initiator": None if missing else sum(x.cpu_initiator for x in exchanges),
+            "cpu_responder": None if missing else sum(x.cpu_responder for x in exchanges),
+            "cpu_unavailable": missing,
         }
 
     def totals(self, which: str = "establishment") -> dict[str, Any]:
@@ -183,6 +189,7 @@ class Plan:
                 "response": x.response.as_dict(),
                 "cpu_initiator": x.cpu_initiator,
                 "cpu_responder": x.cpu_responder,
+                "cpu_unavailable": x.cpu_unavailable,
             }
 
         return {
@@ -199,6 +206,16 @@ class Plan:
             "create_child_totals": self.totals("create_child") if self.create_child else None,
             "warnings": list(self.warnings),
         }
+
+
+def _missing_cpu(exchanges: Sequence[ExchangePlan]) -> str | None:
+    """The exchanges whose CPU cannot be timed here: "kyber3, bike3: <reason>; ..."."""
+    methods: dict[str, list[str]] = {}
+    for x in exchanges:
+        if x.cpu_unavailable:
+            keyword, reason = x.cpu_unavailable.split(": ", 1)  # as _costs() writes it
+            methods.setdefault(reason, []).append(keyword)
+    return "; ".join(f"{', '.join(words)}: {why}" for why, words in methods.items()) or None
 
 
 # --- credentials and primitive costs ----------------------------------------------------------
@@ -370,16 +387,8 @@ class _Builder:
         )
 
 
-def _method(tid: int):  # type: ignore[no-untyped-def]
-    m = registry.get(tid)
-    if not m.available:
-        raise PlanError(f"{m.keyword} ({m.log_name}) unavailable: {m.unavailable_reason}")
-    return m
-
-
 def _ke(tid: int, responder: bool) -> KeyExchange:
-    sizes = _method(tid).sizes
-    assert sizes is not None
+    sizes = registry.get(tid).sizes  # the specification's: no provider needed
     return KeyExchange(
         method=tid, data=bytes(sizes.responder_value if responder else sizes.public_value)
     )
@@ -441,10 +450,17 @@ def _announced(response: bool, addke: bool) -> list[Payload]:
     return list(msg.payloads)
 
 
-def _costs(tid: int, cpu: bool) -> tuple[float, float, float]:
+def _costs(tids: Sequence[int], cpu: bool) -> tuple[float, float, str | None]:
+    """(initiator, responder) CPU seconds of these methods' primitives, plus why they cannot be
+    timed here (a method without provider: its sizes are known, its cost is not)."""
     if not cpu:
-        return 0.0, 0.0, 0.0
-    return ke_costs(int(tid))
+        return 0.0, 0.0, None
+    for tid in tids:
+        m = registry.get(tid)
+        if not m.available:
+            return 0.0, 0.0, f"{m.keyword}: {m.unavailable_reason}"
+    costs = [ke_costs(int(tid)) for tid in tids]
+    return sum(g + f for g, _, f in costs), sum(r for _, r, _ in costs), None
 
 
 def plan(
@@ -492,26 +508,22 @@ def plan(
         resp.append(
             CertificateRequest(encoding=CertEncoding.X509_SIGNATURE, data=sample.certreq_data)
         )
-    g, r, f = _costs(first.id, cpu)
     result.establishment.append(
         ExchangePlan(
             "IKE_SA_INIT",
             b.message(ExchangeType.IKE_SA_INIT, 0, False, req),
             b.message(ExchangeType.IKE_SA_INIT, 0, True, resp),
-            g + f,
-            r,
+            *_costs([first.id], cpu),
         )
     )
     mid = 1
     for t in addkes:
-        g, r, f = _costs(t.id, cpu)
         result.establishment.append(
             ExchangePlan(
                 "IKE_INTERMEDIATE",
                 b.message(ExchangeType.IKE_INTERMEDIATE, mid, False, [_ke(t.id, False)]),
                 b.message(ExchangeType.IKE_INTERMEDIATE, mid, True, [_ke(t.id, True)]),
-                g + f,
-                r,
+                *_costs([t.id], cpu),
             )
         )
         mid += 1
@@ -584,12 +596,9 @@ def plan(
         ts_req = [TSi(selectors=_ts("10.3.0.1/32")), TSr(selectors=_ts(outer))]
         creq: list[Payload] = [to_wire(child_offered, spi), Nonce(data=bytes(NONCE_SIZE))]
         cresp: list[Payload] = [to_wire([csel], spi), Nonce(data=bytes(NONCE_SIZE))]
-        cost_i = cost_r = 0.0
         if ckes:
             creq.append(_ke(ckes[0].id, False))
             cresp.append(_ke(ckes[0].id, True))
-            g, r, f = _costs(ckes[0].id, cpu)
-            cost_i, cost_r = g + f, r
         creq += ts_req
         cresp += ts_req
         cadd = [t for t in ckes if t.type != TransformType.KE]
@@ -600,22 +609,19 @@ def plan(
                 "CREATE_CHILD_SA",
                 b.message(ExchangeType.CREATE_CHILD_SA, mid, False, creq),
                 b.message(ExchangeType.CREATE_CHILD_SA, mid, True, cresp),
-                cost_i,
-                cost_r,
+                *_costs([ckes[0].id] if ckes else [], cpu),
             )
         )
         for n, t in enumerate(cadd, start=1):
             mid += 1
             link = _notify(NotifyType.ADDITIONAL_KEY_EXCHANGE, bytes(link_size))
             fresp: list[Payload] = [_ke(t.id, True)] + ([link] if n < len(cadd) else [])
-            g, r, f = _costs(t.id, cpu)
             result.create_child.append(
                 ExchangePlan(
                     "IKE_FOLLOWUP_KE",
                     b.message(ExchangeType.IKE_FOLLOWUP_KE, mid, False, [_ke(t.id, False), link]),
                     b.message(ExchangeType.IKE_FOLLOWUP_KE, mid, True, fresp),
-                    g + f,
-                    r,
+                    *_costs([t.id], cpu),
                 )
             )
 
@@ -686,6 +692,12 @@ def _packets_text(m: MessagePlan) -> str:
     return " + ".join(parts)
 
 
+def _cpu_text(x: ExchangePlan) -> str:
+    if x.cpu_unavailable:
+        return f"  unavailable: {x.cpu_unavailable}"
+    return f"{x.cpu_initiator * 1e3:5.2f}/{x.cpu_responder * 1e3:5.2f}"
+
+
 def render(p: Plan) -> str:
     lines = [
         f"proposal   {p.proposal}",
@@ -710,22 +722,23 @@ def render(p: Plan) -> str:
         )
         for x in exchanges:
             for m in (x.request, x.response):
-                cpu = (
-                    f"{x.cpu_initiator * 1e3:5.2f}/{x.cpu_responder * 1e3:5.2f}"
-                    if not m.response
-                    else ""
-                )
+                cpu = "" if m.response else _cpu_text(x)
                 arrow = "i->r" if m.sender == "initiator" else "r->i"
                 lines.append(
                     f"  {m.exchange + ' ' + str(m.message_id):<18}{arrow:<5}"
                     f"{m.length:>7}{m.fragments:>6}  {_packets_text(m):<32}{cpu:>12}"
                 )
         t = Plan._totals(exchanges)
+        cpu_total = (
+            f"expected KE+auth CPU unavailable: {t['cpu_unavailable']}"
+            if t["cpu_unavailable"]
+            else f"expected KE+auth CPU initiator {t['cpu_initiator'] * 1e3:.2f} ms, "
+            f"responder {t['cpu_responder'] * 1e3:.2f} ms"
+        )
         lines.append(
             f"  total: {t['round_trips']} round trips, i->r {t['bytes_i2r']} bytes in "
             f"{t['packets_i2r']} packets, r->i {t['bytes_r2i']} bytes in {t['packets_r2i']} "
-            f"packets; expected KE+auth CPU initiator {t['cpu_initiator'] * 1e3:.2f} ms, "
-            f"responder {t['cpu_responder'] * 1e3:.2f} ms"
+            f"packets; {cpu_total}"
         )
         lines.append("")
     for w in p.warnings:

@@ -9,6 +9,10 @@ liboqs-python 0.16.0.1 (oqs/oqs.py), at import time:
     ctypes OQS_KEM struct layout is that of its own version.
 So: locate and dlopen the library ourselves first, never import oqs unless that worked, require
 matching major.minor, and strip the stdout handler / capture the warning.
+
+Where liboqs is looked for: $OQS_INSTALL_PATH when set (liboqs-python's own variable), else the
+cache scripts/liboqs.sh builds into (cache_prefix(); /var/cache/pqike as root), else ~/_oqs.
+A liboqs found in the cache is handed to liboqs-python through OQS_INSTALL_PATH while it imports.
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 HINT = "BIKE/HQC/FrodoKEM/Kyber need it"
+LIBOQS_VERSION = "0.16.0"  # what scripts/liboqs.sh builds: liboqs-python 0.16.0.1 wants it
+SYSTEM_CACHE = Path("/var/cache/pqike")  # root's cache, beside the strongSwan root
+BUILD_HINT = "build it with scripts/liboqs.sh (make test does) or set OQS_INSTALL_PATH"
 
 
 @dataclass(frozen=True)
@@ -41,29 +50,81 @@ _lock = threading.Lock()
 _status: OqsStatus | None = None
 
 
-def install_dir() -> tuple[Path, str]:
-    """The directory liboqs-python searches, and how it was chosen (for messages)."""
+def cache_prefix() -> Path:
+    """Where scripts/liboqs.sh installs liboqs when OQS_INSTALL_PATH is unset (its --prefix)."""
+    name = f"liboqs-{LIBOQS_VERSION}"
+    if os.geteuid() == 0:
+        return SYSTEM_CACHE / name
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pqike" / name
+
+
+def search_path() -> list[tuple[Path, str]]:
+    """The install prefixes looked at, in order, each with how it was chosen (for messages)."""
     if "OQS_INSTALL_PATH" in os.environ:
-        return Path(os.environ["OQS_INSTALL_PATH"]), "OQS_INSTALL_PATH"
-    return Path.home() / "_oqs", "default"
+        return [(Path(os.environ["OQS_INSTALL_PATH"]), "OQS_INSTALL_PATH")]
+    found = [(cache_prefix(), "cache"), (SYSTEM_CACHE / f"liboqs-{LIBOQS_VERSION}", "cache")]
+    found.append((Path.home() / "_oqs", "default"))
+    return [d for i, d in enumerate(found) if d[0] not in [p for p, _ in found[:i]]]
 
 
-def find_library() -> tuple[Path | None, str]:
-    """The liboqs.so liboqs-python would load from the install dir, or (None, reason)."""
-    root, how = install_dir()
-    shown = f"{root} ({how})" if how != "default" else "~/_oqs (set OQS_INSTALL_PATH)"
+def _library_in(root: Path) -> tuple[Path | None, list[str]]:
+    """``root``'s lib/liboqs.so (or lib64/), else None and the versioned files seen instead."""
     others: list[str] = []
     for sub in ("lib", "lib64"):
         path = root / sub / "liboqs.so"
         if path.exists():
-            return path, ""
+            return path, []
         others += sorted(p.name for p in (root / sub).glob("liboqs.so.*"))
-    if others:
-        return None, (
-            f"liboqs in {shown} has {', '.join(others)} but no liboqs.so, which "
-            f"liboqs-python loads; {HINT}"
-        )
-    return None, f"liboqs not found in {shown}; {HINT}"
+    return None, others
+
+
+def install_dir() -> tuple[Path, str]:
+    """The liboqs install prefix pqike uses (the first of search_path() holding a liboqs.so,
+    else the first searched), and how it was chosen."""
+    candidates = search_path()
+    for root, how in candidates:
+        if _library_in(root)[0] is not None:
+            return root, how
+    return candidates[0]
+
+
+def _shown(root: Path, how: str) -> str:
+    if how == "default":
+        return "~/_oqs"
+    return f"{root} ({how})" if how == "OQS_INSTALL_PATH" else str(root)
+
+
+def find_library() -> tuple[Path | None, str]:
+    """The liboqs.so liboqs-python will load (via install_dir()), or (None, reason)."""
+    candidates = search_path()
+    for root, how in candidates:
+        path, others = _library_in(root)
+        if path is not None:
+            return path, ""
+        if others:
+            return None, (
+                f"liboqs in {_shown(root, how)} has {', '.join(others)} but no liboqs.so, "
+                f"which liboqs-python loads; {HINT}"
+            )
+    where = " or ".join(_shown(root, how) for root, how in candidates)
+    hint = "" if candidates[0][1] == "OQS_INSTALL_PATH" else f": {BUILD_HINT}"
+    return None, f"liboqs not found in {where}{hint}; {HINT}"
+
+
+@contextmanager
+def _install_path_env(root: Path) -> Iterator[None]:
+    """OQS_INSTALL_PATH=root while liboqs-python imports: it only looks there and in ~/_oqs,
+    and would otherwise try to download and build liboqs."""
+    before = os.environ.get("OQS_INSTALL_PATH")
+    os.environ["OQS_INSTALL_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["OQS_INSTALL_PATH"]
+        else:
+            os.environ["OQS_INSTALL_PATH"] = before
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -100,7 +161,7 @@ def _probe() -> OqsStatus:
     mute = _MuteFilter()
     oqs_logger.addFilter(mute)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _install_path_env(path.parent.parent):
             warnings.simplefilter("always")
             import oqs
     except BaseException as exc:  # SystemExit from its auto-install path, too

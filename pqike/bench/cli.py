@@ -148,6 +148,8 @@ def sizes_cmd(
                     ("fragments", "n"),
                     ("packets", "packets"),
                     ("plan_match", "plan"),
+                    ("plan_bytes", "plan B"),  # the only sizes when pqike cannot run one
+                    ("plan_fragments", "plan n"),
                     ("ref_bytes", "ref"),
                     ("ref_packets", "ref packets"),
                     ("ss_bytes", "sS"),
@@ -165,6 +167,7 @@ def sizes_cmd(
                     ("profile", "frag"),
                     ("auth", "auth"),
                     ("phase", "phase"),
+                    ("source", "sizes"),  # pqike's messages, or the plan's without a provider
                     ("round_trips", "RTs"),
                     ("bytes_i2r", "i->r B"),
                     ("packets_i2r", "pkts"),

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from kem import registry
 from kem.errors import MethodUnavailable
+from kem.providers import oqs_loader
 from pqike.cli import cli, format_sas, parse_log_levels
 from pqike.config import load_config
 from pqike.daemon import Daemon
@@ -93,16 +94,19 @@ def test_list_algs_shows_why_a_method_is_unavailable(runner, monkeypatch):
     assert result.exit_code == 0, result.output
     kyber = next(line for line in result.output.splitlines() if " KYBER_L3 " in line)
     assert kyber.rstrip().endswith("unavailable: liboqs: shared library not found")
-    assert "  -  " in kyber  # no sizes without a provider
+    assert kyber.split()[5:8] == ["1184", "1088", "32"]  # sizes need no provider
 
 
 def test_list_algs_json(runner):
     result = runner.invoke(cli, ["list-algs", "--json"])
     assert result.exit_code == 0
     data = json.loads(result.output)
-    assert set(data) == {"ke", "encryption", "integrity", "prf", "signature"}
+    assert set(data) == {"liboqs", "ke", "encryption", "integrity", "prf", "signature"}
     mlkem = next(m for m in data["ke"] if m["name"] == "ML_KEM_768")
-    assert mlkem["id"] == 36 and mlkem["public_value"] in (1184, None)
+    assert mlkem["id"] == 36 and mlkem["public_value"] == 1184
+    status = oqs_loader.load()
+    assert data["liboqs"]["available"] is (status.module is not None)
+    assert data["liboqs"]["library"] == (status.library or None)
     assert any(e["name"] == "AES_CBC" and e["key_bits"] == [128, 192, 256]
                for e in data["encryption"])
 
@@ -300,9 +304,33 @@ def test_list_certs_from_config_dir(runner, workdir):
 def test_version_and_help(runner):
     result = runner.invoke(cli, ["version"])
     assert result.exit_code == 0 and result.output.startswith("pqike 0.1.0\n")
+    assert runner.invoke(cli, ["--version"]).output == result.output
     result = runner.invoke(cli, ["--help"])
     for name in ("daemon", "initiate", "list-sas", "list-algs", "pki", "demo"):
         assert name in result.output
+
+
+def test_version_names_the_libraries(runner, monkeypatch):
+    """`pqike --version` and `version`: pqike, cryptography, liboqs (which one) and pqcrypto."""
+    import cryptography
+
+    lines = runner.invoke(cli, ["--version"]).output.splitlines()
+    assert lines[0] == "pqike 0.1.0"
+    assert f"cryptography {cryptography.__version__} (OpenSSL " in lines[1]
+    status = oqs_loader.load()
+    if status.module is not None:
+        assert lines[2].startswith(f"liboqs {status.version} at {status.library} (liboqs-python ")
+    else:
+        assert lines[2] == f"liboqs unavailable: {status.reason}"
+    assert lines[3].startswith("pqcrypto ")
+    hidden = oqs_loader.OqsStatus(None, "liboqs not found in /nowhere (OQS_INSTALL_PATH)")
+    monkeypatch.setattr(oqs_loader, "load", lambda: hidden)
+    data = json.loads(runner.invoke(cli, ["version", "--json"]).output)
+    assert data["liboqs"]["available"] is False
+    assert data["liboqs"]["unavailable_reason"] == hidden.reason
+    assert data["cryptography"] == cryptography.__version__
+    algs = runner.invoke(cli, ["list-algs"]).output.splitlines()
+    assert algs[0] == f"liboqs unavailable: {hidden.reason}"
 
 
 def test_parse_log_levels():

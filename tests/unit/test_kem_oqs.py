@@ -155,3 +155,111 @@ def test_loader_version_mismatch(tmp_path: Path) -> None:
         assert "liboqs-python not installed" in result["reason"]
     else:
         assert "liboqs 0.1.0" in result["reason"] and "does not match" in result["reason"]
+
+
+# --- where liboqs is looked for: OQS_INSTALL_PATH, the scripts/liboqs.sh cache, ~/_oqs --------
+
+
+def _as_user(monkeypatch: pytest.MonkeyPatch, home: Path, xdg: Path | None = None) -> None:
+    """Make oqs_loader see a non-root user with this home (and XDG cache) directory."""
+    monkeypatch.delenv("OQS_INSTALL_PATH", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("HOME", str(home))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+
+
+def test_search_path_without_liboqs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_user(monkeypatch, tmp_path)
+    monkeypatch.setattr(oqs_loader, "SYSTEM_CACHE", tmp_path / "system")
+    user_cache = tmp_path / ".cache" / "pqike" / "liboqs-0.16.0"
+    assert oqs_loader.cache_prefix() == user_cache
+    assert [p for p, _ in oqs_loader.search_path()] == [
+        user_cache,
+        tmp_path / "system" / "liboqs-0.16.0",
+        tmp_path / "_oqs",
+    ]
+    path, reason = oqs_loader.find_library()
+    assert path is None
+    assert reason.startswith(f"liboqs not found in {user_cache} or ")
+    assert "scripts/liboqs.sh" in reason and "OQS_INSTALL_PATH" in reason
+    assert oqs_loader.install_dir() == (user_cache, "cache")  # where the script would build
+
+
+def test_search_path_prefers_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_user(monkeypatch, tmp_path, xdg=tmp_path / "xdg")
+    monkeypatch.setattr(oqs_loader, "SYSTEM_CACHE", tmp_path / "system")
+    for root in (tmp_path / "system" / "liboqs-0.16.0", tmp_path / "_oqs"):
+        (root / "lib").mkdir(parents=True)
+        (root / "lib" / "liboqs.so").write_bytes(b"")
+    assert oqs_loader.install_dir() == (tmp_path / "system" / "liboqs-0.16.0", "cache")
+    user = tmp_path / "xdg" / "pqike" / "liboqs-0.16.0"
+    (user / "lib64").mkdir(parents=True)
+    (user / "lib64" / "liboqs.so").write_bytes(b"")
+    assert oqs_loader.find_library() == (user / "lib64" / "liboqs.so", "")
+    monkeypatch.setenv("OQS_INSTALL_PATH", str(tmp_path / "_oqs"))  # explicit: only there
+    assert oqs_loader.search_path() == [(tmp_path / "_oqs", "OQS_INSTALL_PATH")]
+
+
+def _script_prefix(env: dict[str, str], user: str | None = None) -> str:
+    cmd = ["bash", str(REPO / "scripts" / "liboqs.sh"), "--prefix"]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, check=True)
+    return proc.stdout.strip()
+
+
+def test_script_prefix_is_the_loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/liboqs.sh --prefix (what pq-strongswan and the Makefile use) == cache_prefix()."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OQS_INSTALL_PATH", "XDG_CACHE_HOME")}
+    monkeypatch.delenv("OQS_INSTALL_PATH", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert _script_prefix(env) == str(oqs_loader.cache_prefix())
+    assert _script_prefix({**env, "OQS_INSTALL_PATH": f"{tmp_path}/"}) == str(tmp_path)
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return  # the non-root rule needs a switch of user
+    for xdg in (None, tmp_path / "xdg"):
+        user_env = {**env, "HOME": str(tmp_path)}
+        if xdg is not None:
+            user_env["XDG_CACHE_HOME"] = str(xdg)
+        _as_user(monkeypatch, tmp_path, xdg)
+        assert _script_prefix(user_env, user="65534") == str(oqs_loader.cache_prefix())
+
+
+@pytest.mark.oqs
+def test_loader_hands_the_cache_to_liboqs_python(tmp_path: Path) -> None:
+    """A liboqs found in the cache (no OQS_INSTALL_PATH) is what liboqs-python loads, and the
+    environment is left as it was."""
+    real, _ = oqs_loader.find_library()
+    if real is None:
+        pytest.skip("liboqs unavailable")
+    cache = tmp_path / "xdg" / "pqike" / "liboqs-0.16.0" / "lib"
+    cache.mkdir(parents=True)
+    (cache / "liboqs.so").symlink_to(real.resolve())
+    code = (
+        "import json, os; os.geteuid = lambda: 1000\n"
+        "from kem.providers import oqs_loader as L; s = L.load()\n"
+        "print(json.dumps({'ok': s.module is not None, 'reason': s.reason, 'lib': s.library,"
+        " 'notes': s.notes, 'env': os.environ.get('OQS_INSTALL_PATH')}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OQS_INSTALL_PATH"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(proc.stdout)
+    assert result == {
+        "ok": True,
+        "reason": None,
+        "lib": str(cache / "liboqs.so"),
+        "notes": [],
+        "env": None,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from kem import InvalidPeerValue, KeMethod, MethodUnavailable, UnknownMethod, registry
-from kem.base import Kind
+from kem.base import Kind, Sizes
+from kem.errors import ProviderUnavailable
 from kem.ids import KEYWORDS
+from kem.sizes import SIZES
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -63,7 +66,7 @@ def test_unavailable_method_raises_with_reason() -> None:
     if m.available:
         pytest.skip("this cryptography has brainpoolP224r1")
     assert not m.available and "BrainpoolP224R1" in (m.unavailable_reason or "")
-    assert m.provider is None and m.sizes is None
+    assert m.provider is None and m.sizes == Sizes(56, 56, 28)  # the specification's
     for call in (m.initiator, lambda: m.respond(b"\0" * 56)):
         with pytest.raises(MethodUnavailable) as exc:
             call()
@@ -101,6 +104,42 @@ def test_static_sizes() -> None:
             continue
         s = m.sizes
         assert (s.public_value, s.responder_value, s.shared_secret) == sizes, method.name
+
+
+_PAIRS = [(m.id, name) for m in registry.all() for name in m.provider_names]
+
+
+@pytest.mark.parametrize(("method", "provider"), _PAIRS, ids=[f"{m.name}-{p}" for m, p in _PAIRS])
+def test_size_table_is_the_providers(method: KeMethod, provider: str) -> None:
+    """kem.sizes (what plans use without providers) == what each provider reports, asked
+    directly (the registry itself refuses a provider that differs)."""
+    module = importlib.import_module(registry._PROVIDER_MODULES[provider])
+    try:
+        backend = module.backend(method)
+    except ProviderUnavailable as exc:
+        pytest.skip(f"{method.name} via {provider} unavailable: {exc.reason}")
+    assert backend.sizes == SIZES[method]
+
+
+def test_table_covers_every_method() -> None:
+    assert set(SIZES) == {m.id for m in registry.all()}
+
+
+def test_provider_with_other_sizes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider whose sizes differ from the specification's is not used: peers (and plans)
+    go by the specified sizes."""
+    x25519 = registry.get(KeMethod.CURVE_25519).backend()
+    fake = type(sys)("kem_test_fake_provider")
+    fake.backend = lambda method: x25519  # 32-byte values claimed for HQC-1
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setitem(registry._PROVIDER_MODULES, "fake", fake.__name__)
+    spec = registry._Spec(Kind.KEM, 1, ("fake",))
+    entry = registry.Method(KeMethod.HQC_L1, spec)
+    assert not entry.available
+    assert entry.unavailable_reason == (
+        f"{x25519.provider} reports sizes 32/32/32 for HQC_L1, not the specified 2241/4433/32"
+    )
+    assert entry.sizes == Sizes(2241, 4433, 32)
 
 
 def _run_kem(*args: str, env_extra: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
