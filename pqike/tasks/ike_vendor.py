@@ -37,6 +37,7 @@ KNOWN_VIDS: dict[bytes, str] = {
     bytes.fromhex("26244d38eddb61b3172a36e3d0cfb819"): "Vid-Initial-Contact",
 }
 _LOGGED_BYTES = 32  # an unknown vendor ID is logged by its first bytes only
+_LOGGED_UNKNOWN = 4  # ... and only so many of them per message (no log flood)
 
 
 def add_vendor_ids(sa: IkeSa, msg: Outgoing) -> None:
@@ -48,14 +49,19 @@ def add_vendor_ids(sa: IkeSa, msg: Outgoing) -> None:
 
 def process_vendor_ids(sa: IkeSa, msg: Incoming) -> None:
     """Note the peer's vendor IDs (before its proposals are selected or checked)."""
+    unknown = 0
     for vid in msg.all(VendorId):
         name = KNOWN_VIDS.get(vid.data)
         if name is None:
-            sa.enc("received unknown vendor ID: %s", _hex(vid.data))
+            unknown += 1
+            if unknown <= _LOGGED_UNKNOWN:
+                sa.enc("received unknown vendor ID: %s", _hex(vid.data))
             continue
         sa.log("received %s vendor ID", name)
         if name == STRONGSWAN:
             sa.peer_strongswan = True
+    if unknown > _LOGGED_UNKNOWN:
+        sa.enc("received %d more unknown vendor IDs, not shown", unknown - _LOGGED_UNKNOWN)
 
 
 def private_algs_ok(sa: IkeSa) -> bool:

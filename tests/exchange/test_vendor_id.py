@@ -135,8 +135,9 @@ def test_create_child_sa_with_private_pfs_refused_without_vendor_id(
 
 
 def test_unknown_vendor_ids_are_logged_short(caplog: pytest.LogCaptureFixture) -> None:
-    """A long unknown vendor ID is named by its first bytes only; IKE_SA_INIT is answered
-    as usual. (Added on the way, they make IKE_AUTH fail: they change the signed message.)"""
+    """A long unknown vendor ID is named by its first bytes only, many of them by a count;
+    IKE_SA_INIT is answered as usual. (Added on the way, they make IKE_AUTH fail: they
+    change the signed message.)"""
     caplog.set_level(logging.INFO, logger="pqike")
     net = _pair("aes256-sha256-x25519")
 
@@ -145,6 +146,7 @@ def test_unknown_vendor_ids_are_logged_short(caplog: pytest.LogCaptureFixture) -
         if msg.exchange != ExchangeType.IKE_SA_INIT or msg.response:
             return [d]
         vids = [VendorId(data=b"x" * 1000), VendorId(data=b"FLEXVPN-SUPPORTED")]
+        vids += [VendorId(data=bytes([i])) for i in range(10)]  # a flood is cut short
         return [Datagram(msg.with_payloads([*msg.payloads, *vids]).encode(), d.src, d.dst)]
 
     net.filter = add_vids
@@ -154,6 +156,8 @@ def test_unknown_vendor_ids_are_logged_short(caplog: pytest.LogCaptureFixture) -
         caplog.text
     )
     assert "received Cisco FlexVPN Supported vendor ID" in caplog.text
+    assert caplog.text.count("received unknown vendor ID: ") == 4
+    assert "received 7 more unknown vendor IDs, not shown" in caplog.text
     assert "parsed IKE_AUTH request 1" in caplog.text
 
 
