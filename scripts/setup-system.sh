@@ -2,6 +2,7 @@
 # System-level prerequisites for the test suite, installed only when we are root:
 #  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
 #  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
+#  - pq-strongswan, strongSwan 6.0.0beta6 with its oqs plugin (the walkthrough's peer)
 #  - ping, nft (traffic through the tunnels, random loss in the end-to-end soak)
 #  - user-mode-linux + busybox-static (a real kernel with ESP for the XFRM tests)
 # Without root, or without a package mirror, the tests that need these skip with the reason.
@@ -31,5 +32,10 @@ fi
 
 if [ -x scripts/strongswan-root.sh ]; then
   scripts/strongswan-root.sh || echo "setup-system: strongSwan root unavailable; interop tests will skip" >&2
+fi
+# pq-strongswan (strongSwan 6.0.0beta6 + oqs, the walkthrough's own system) from ../shared/vendor,
+# against liboqs (scripts/pq-strongswan.sh runs scripts/liboqs.sh first)
+if [ -x scripts/pq-strongswan.sh ]; then
+  scripts/pq-strongswan.sh || echo "setup-system: pq-strongswan unavailable; its interop tests will skip" >&2
 fi
 exit 0

@@ -81,6 +81,9 @@ def configs(s: Setup, workdir: str | None = None) -> tuple[Config, Config]:
         "max_packet": s.max_packet,
         "control_socket": "/tmp/pqike-bench-unused",
         "cookie_threshold": 0,  # a load generator is not an attack
+        # pqike on both ends: private-use methods (Kyber, BIKE, ...) without vendor IDs, so
+        # the sizes stay those of the messages themselves
+        "accept_private_algs": True,
     }
     if s.ipv6:
         daemon["fragment_size_v6"] = max(1280, s.fragment_size)

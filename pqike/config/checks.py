@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from kem.ids import KEYWORDS as KE_KEYWORDS
 from pqike.config.model import Config, Connection, Daemon
 from pqike.config.proposals import first_ke, ke_tokens
 from pqike.config.values import address_range
@@ -21,8 +22,8 @@ Finding = tuple[str, str, bool]  # keypath, message, is_error
 MIN_PSK_LENGTH = 20  # characters; shorter PSKs fall to offline dictionary attacks
 
 # IKE_SA_INIT as pqike builds it: header 28, SA, KE, Nonce 36, NAT-D 2x28, FRAG_SUP 8,
-# HASH_ALG 16, IKE_INT_SUP 8 (charon adds REDIR_SUP 8 and, with send_vendor_id, a 20-byte
-# vendor ID: 292 bytes in reference 004's first request). pqike.plan has the exact model.
+# HASH_ALG 16, IKE_INT_SUP 8, with send_vendor_id a 20-byte vendor ID (charon adds REDIR_SUP
+# 8: 292 bytes in reference 004's first request). pqike.plan has the exact model.
 _HEADER = 28
 _NONCE = 4 + 32
 _NATD = 2 * (8 + 20)
@@ -32,6 +33,7 @@ _VENDOR_ID = 4 + 16
 _CERTREQ = 5 + 20  # one CA's SHA-1 key id, responder side
 _IP_UDP = {4: 20 + 8, 6: 40 + 8}
 _ADDKE = re.compile(r"ke\d_")
+_PRIVATE_USE = 1024  # key exchange IDs from here on are private use
 
 
 def _ke_sizes(keyword: str) -> tuple[int, int] | None:
@@ -66,6 +68,7 @@ def ike_sa_init_size(conn: Connection, daemon: Daemon, ke_data: int) -> int:
     size += _NOTIFY * (1 if conn.fragmentation != "no" else 0)
     size += _HASH_ALG
     size += _NOTIFY if any(_ADDKE.match(t) for p in conn.proposals for t in ke_tokens(p)) else 0
+    size += _VENDOR_ID if daemon.send_vendor_id else 0
     return size
 
 
@@ -118,6 +121,34 @@ def _check_init_size(name: str, conn: Connection, daemon: Daemon) -> Iterator[Fi
             f"IKE_SA_INIT with '{ke}' ({size} bytes) exceeds max_packet {daemon.max_packet}",
             True,
         )
+
+
+def _private_methods(proposal: str) -> list[str]:
+    """Private-use key exchange keywords (IDs >= 1024: Kyber, BIKE, HQC, FrodoKEM)."""
+    words = [t.split("_", 1)[1] if _ADDKE.match(t) else t for t in ke_tokens(proposal)]
+    return [w for w in words if KE_KEYWORDS.get(w, 0) >= _PRIVATE_USE]
+
+
+def _check_private(name: str, conn: Connection, daemon: Daemon) -> Iterator[Finding]:
+    """strongSwan (and pqike) use private-use IDs only with a peer that sent strongSwan's
+    vendor ID: without send_vendor_id, such a proposal cannot be agreed with either (unless
+    the operator chose accept_private_algs, which says they know)."""
+    if daemon.send_vendor_id or daemon.accept_private_algs:
+        return
+    places = [(f"connections.{name}.proposals", conn.proposals)] + [
+        (f"connections.{name}.children.{c}.esp_proposals", child.esp_proposals)
+        for c, child in conn.children.items()
+    ]
+    for keypath, proposals in places:
+        for i, text in enumerate(proposals):
+            if words := _private_methods(text):
+                yield (
+                    f"{keypath}[{i}]",
+                    f"{', '.join(words)}: private-use method (ID >= 1024), which strongSwan "
+                    "and pqike use only with a peer that sent strongSwan's vendor ID; set "
+                    "daemon.send_vendor_id = true (on both ends)",
+                    False,
+                )
 
 
 def _check_auth(config: Config, name: str, conn: Connection) -> Iterator[Finding]:
@@ -184,6 +215,7 @@ def check(config: Config) -> Iterator[Finding]:
     for name, conn in config.connections.items():
         yield from _check_auth(config, name, conn)
         yield from _check_init_size(name, conn, d)
+        yield from _check_private(name, conn, d)
         if not any(_is_specific(a) for a in conn.remote_addrs):
             for cname, child in conn.children.items():
                 if child.start_action == "start":

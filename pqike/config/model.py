@@ -171,7 +171,12 @@ class Daemon(_Section):
     max_fragments: Annotated[int, Meta(ge=1, le=65535)] = 255
     max_reassemblies: Annotated[int, Meta(ge=1)] = 64
     reassembly_memory: Annotated[int, Meta(ge=65536)] = 4 * 1024 * 1024
-    send_vendor_id: bool = False  # charon.send_vendor_id
+    # charon.send_vendor_id: send strongSwan's vendor ID, which is what makes a strongSwan
+    # peer use the private-use algorithms (IDs >= 1024: Kyber, BIKE, HQC, FrodoKEM) with us
+    send_vendor_id: bool = False
+    # charon.accept_private_algs: use private-use IDs with any peer, not only one that sent
+    # strongSwan's vendor ID
+    accept_private_algs: bool = False
     prefer_configured_proposals: bool = True  # charon.prefer_configured_proposals
     kernel: Literal["auto", "xfrm", "userspace", "none"] = "auto"
     control_socket: Annotated[str, PATH] = "/run/pqike/pqike.sock"

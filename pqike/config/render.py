@@ -187,6 +187,7 @@ def to_strongswan_conf(config: Config) -> str:
     w.kv("block_threshold", d.block_threshold)
     w.kv("half_open_timeout", d.half_open_timeout)
     w.kv("send_vendor_id", d.send_vendor_id)
+    w.kv("accept_private_algs", d.accept_private_algs)
     w.kv("prefer_configured_proposals", d.prefer_configured_proposals)
     w.open("filelog")
     w.open("stderr")

@@ -24,10 +24,13 @@ from pqike.proposal.parse import (
     parse_proposals,
 )
 from pqike.proposal.select import (
+    PRIVATE_SKIPPED_LOG,
+    PRIVATE_USE,
     Diagnosis,
     MismatchKind,
     NoProposalChosen,
     PairDiagnosis,
+    PrivateUseRefused,
     TypeMismatch,
     check_selected,
     diagnose,
@@ -38,10 +41,13 @@ from pqike.proposal.select import (
 __all__ = [
     "KEYWORDS",
     "KE_TYPES",
+    "PRIVATE_SKIPPED_LOG",
+    "PRIVATE_USE",
     "Diagnosis",
     "MismatchKind",
     "NoProposalChosen",
     "PairDiagnosis",
+    "PrivateUseRefused",
     "Proposal",
     "ProposalError",
     "Transform",

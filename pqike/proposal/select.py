@@ -20,7 +20,7 @@ select_proposal(), select_algos(), select_algo()):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -37,10 +37,13 @@ from pqike.proposal.parse import ProposalError
 from pqike.wire.iana import ProtocolId, TransformType
 
 __all__ = [
+    "PRIVATE_SKIPPED_LOG",
+    "PRIVATE_USE",
     "Diagnosis",
     "MismatchKind",
     "NoProposalChosen",
     "PairDiagnosis",
+    "PrivateUseRefused",
     "TypeMismatch",
     "check_selected",
     "diagnose",
@@ -49,7 +52,11 @@ __all__ = [
 ]
 
 T = TransformType
-_PRIVATE_USE = 1024  # IDs >= 1024 are private use in every transform registry
+PRIVATE_USE = 1024  # IDs >= 1024 are private use in every transform registry
+# strongSwan's proposal.c select_algo() line when PROPOSAL_SKIP_PRIVATE refuses a match
+PRIVATE_SKIPPED_LOG = (
+    "an algorithm from private space would match, but peer implementation is unknown, skipped"
+)
 
 
 class MismatchKind(Enum):
@@ -106,7 +113,10 @@ class TypeMismatch:
                 "key exchange; RFC 9370 forbids repeating a method)"
             )
         elif self.kind is MismatchKind.PRIVATE:
-            text += " (only private-use IDs in common and the peer is not known to share them)"
+            text += (
+                " (only private-use IDs in common, and the peer sent no strongSwan vendor ID:"
+                " send_vendor_id = yes on its side, or accept_private_algs = yes here)"
+            )
         return text
 
     def _pfs_text(self) -> str:
@@ -216,6 +226,9 @@ class NoProposalChosen(Exception):
         super().__init__(f"no acceptable proposal found: {diagnosis.reason}")
 
 
+OnPrivateSkipped = Callable[[Transform], None]
+
+
 @dataclass(slots=True)
 class _Match:
     selected: list[Transform] = field(default_factory=list)
@@ -223,7 +236,11 @@ class _Match:
 
 
 def _select_type(
-    pref: Proposal, other: Proposal, ttype: int, used: set[int], skip_private: bool
+    pref: Proposal,
+    other: Proposal,
+    ttype: int,
+    used: set[int],
+    skip_private: OnPrivateSkipped | None,
 ) -> tuple[Transform | None, MismatchKind | None, tuple[Transform, ...]]:
     """select_algo(): (chosen transform or None for "nothing/NONE", failure kind, repeats)."""
     mine, theirs = pref.of_type(ttype), other.of_type(ttype)
@@ -241,7 +258,8 @@ def _select_type(
                 continue
             if is_ke_type(ttype) and not t1.is_none and t1.id in used:
                 repeated.append(t1)
-            elif skip_private and t1.id >= _PRIVATE_USE:
+            elif skip_private is not None and t1.id >= PRIVATE_USE:
+                skip_private(t1)
                 private = True
             else:
                 return (None if t1.is_none else t1), None, ()
@@ -257,7 +275,7 @@ def _match_pair(
     *,
     prefer_configured: bool,
     strip: bool,
-    skip_private: bool,
+    skip_private: OnPrivateSkipped | None,
 ) -> _Match:
     """select_algos() over every type; keeps going after a failure to list all mismatches."""
     m = _Match()
@@ -306,7 +324,7 @@ def _run(
     configured: Sequence[Proposal],
     prefer_configured: bool,
     strip: bool,
-    skip_private: bool,
+    skip_private: OnPrivateSkipped | None,
 ) -> Proposal | Diagnosis:
     pairs: list[PairDiagnosis] = []
     rx = list(enumerate(received))
@@ -324,6 +342,14 @@ def _run(
     return Diagnosis(tuple(received), tuple(configured), tuple(pairs), strip_ke=strip)
 
 
+def _skipper(
+    skip_private: bool, on_private_skipped: OnPrivateSkipped | None
+) -> OnPrivateSkipped | None:
+    if not skip_private:
+        return None
+    return on_private_skipped or (lambda t: None)
+
+
 def select_proposal(
     received: Sequence[Proposal],
     configured: Sequence[Proposal],
@@ -331,6 +357,7 @@ def select_proposal(
     prefer_configured: bool = True,
     strip_ke: bool = False,
     skip_private: bool = False,
+    on_private_skipped: OnPrivateSkipped | None = None,
 ) -> Proposal:
     """The responder's choice: one transform per type, number and SPI of the received one.
 
@@ -338,11 +365,14 @@ def select_proposal(
     yes). ``strip_ke`` ignores KE and ADDKE on both sides: the CHILD_SA created in IKE_AUTH
     has no key exchange of its own (RFC 7296 §1.2; strongSwan ignores KE transforms a peer
     still sends there). ``skip_private`` refuses IDs >= 1024, as strongSwan does unless the
-    peer sent its vendor ID (or ``accept_private_algs``).
+    peer sent its vendor ID (or ``accept_private_algs``); ``on_private_skipped`` is called
+    with each private-use transform that would have matched (where strongSwan logs
+    PRIVATE_SKIPPED_LOG).
 
     Raises NoProposalChosen with a Diagnosis.
     """
-    result = _run(received, configured, prefer_configured, strip_ke, skip_private)
+    skipper = _skipper(skip_private, on_private_skipped)
+    result = _run(received, configured, prefer_configured, strip_ke, skipper)
     if isinstance(result, Diagnosis):
         raise NoProposalChosen(result)
     return result
@@ -357,7 +387,7 @@ def diagnose(
     skip_private: bool = False,
 ) -> Diagnosis | None:
     """The Diagnosis select_proposal() would raise, or None if a proposal matches."""
-    result = _run(received, configured, prefer_configured, strip_ke, skip_private)
+    result = _run(received, configured, prefer_configured, strip_ke, _skipper(skip_private, None))
     return result if isinstance(result, Diagnosis) else None
 
 
@@ -372,7 +402,14 @@ def strip_ke(proposals: Sequence[Proposal]) -> tuple[Proposal, ...]:
     return tuple(out)
 
 
-def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Proposal:
+class PrivateUseRefused(ProposalError):
+    """The responder chose a private-use transform (ID >= 1024) but we don't know that the
+    peer means by it what we do (strongSwan: no vendor ID from the peer)."""
+
+
+def check_selected(
+    offered: Sequence[Proposal], selected: Proposal, *, skip_private: bool = False
+) -> Proposal:
     """Initiator side: is the responder's single proposal a valid choice from ours?
 
     RFC 7296 §3.3.6: it carries the number of one of our proposals and exactly one
@@ -382,7 +419,9 @@ def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Proposal:
     offered NONE and left out of the result. RFC 9370: no KE method may repeat.
 
     ``offered`` are the proposals as sent (already stripped for IKE_AUTH); unnumbered ones
-    count 1, 2, ... by position. Raises ProposalError naming the offending transform.
+    count 1, 2, ... by position. ``skip_private`` refuses a private-use transform, as
+    strongSwan's initiator does when it runs its selection with PROPOSAL_SKIP_PRIVATE over
+    the answer (PrivateUseRefused). Raises ProposalError naming the offending transform.
     """
     numbered = {(p.number or i + 1): p for i, p in enumerate(offered)}
     ours = numbered.get(selected.number)
@@ -402,6 +441,12 @@ def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Proposal:
             raise ProposalError(str(t), f"{type_label(ttype)}: not offered (we offered {offered})")
         if t.is_none:
             continue
+        if skip_private and t.id >= PRIVATE_USE:
+            raise PrivateUseRefused(
+                str(t),
+                "private-use algorithm, but the peer sent no strongSwan vendor ID "
+                "(send_vendor_id = yes on its side, or accept_private_algs = yes here)",
+            )
         if is_ke_type(ttype):
             if t.id in methods:
                 raise ProposalError(

@@ -145,6 +145,7 @@ class IkeSa:
         self.peer_frag = False
         self.peer_intermediate = False
         self.peer_hash_algs: list[int] = []
+        self.peer_strongswan = False  # sent strongSwan's vendor ID (pqike.tasks.ike_vendor)
         self.nat_local = False  # we are behind a NAT
         self.nat_remote = False
         self.local_id = ""
@@ -326,6 +327,7 @@ class IkeSa:
         new.set_keys(suite, keys)
         new.peer_frag, new.peer_intermediate = self.peer_frag, self.peer_intermediate
         new.peer_hash_algs = self.peer_hash_algs
+        new.peer_strongswan = self.peer_strongswan
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.local_id, new.remote_id = self.local_id, self.remote_id
         new.local_vips, self.local_vips = self.local_vips, []

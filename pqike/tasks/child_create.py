@@ -21,7 +21,6 @@ from pqike.kernel.base import Direction, KernelError, KernelPolicy, KernelSa, Mo
 from pqike.proposal import (
     Proposal,
     ProposalError,
-    check_selected,
     parse_proposals,
     strip_ke,
 )
@@ -31,6 +30,7 @@ from pqike.sa.ts import TrafficSelector, fmt, is_subset
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.common import (
     best_child_config,
+    check_response,
     child_established,
     configured_ts,
     responder_select,
@@ -322,7 +322,7 @@ class ChildCreate(Task):
         try:
             if len(received) != 1:
                 raise ProposalError(f"{len(received)} proposals", "exactly one expected")
-            selected = check_selected(self.offered, received[0])
+            selected = check_response(self.sa, self.offered, received[0])
         except ProposalError as e:
             self._child_failed(f"peer selected an invalid ESP proposal: {e}")
             return Status.SUCCESS

@@ -23,7 +23,6 @@ from pqike.kernel.base import KernelError
 from pqike.proposal import (
     Proposal,
     ProposalError,
-    check_selected,
     format_proposals,
     parse_proposals,
 )
@@ -39,6 +38,7 @@ from pqike.tasks.child_create import (
 )
 from pqike.tasks.common import (
     best_child_config,
+    check_response,
     child_established,
     configured_ts,
     responder_select,
@@ -267,7 +267,7 @@ class ChildSaKe(Task):
         try:
             if len(received) != 1:
                 raise ProposalError(f"{len(received)} proposals", "exactly one expected")
-            selected = check_selected(self.offered, received[0])
+            selected = check_response(self.sa, self.offered, received[0])
         except ProposalError as e:
             raise TaskFailed(f"peer selected an invalid ESP proposal: {e}") from e
         if len(selected.spi) != 4:

@@ -1,5 +1,6 @@
 """Helpers several tasks share: the responder's proposal choice with its diagnosis, the
-key exchange backend for a negotiated method, and the log line of a new CHILD_SA."""
+initiator's check of the answer, the key exchange backend for a negotiated method, and the
+log line of a new CHILD_SA."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from typing import TYPE_CHECKING
 
 from kem import registry
 from pqike.events import EventKind
-from pqike.proposal import NoProposalChosen, Proposal, select_proposal
+from pqike.proposal import (
+    PRIVATE_SKIPPED_LOG,
+    NoProposalChosen,
+    PrivateUseRefused,
+    Proposal,
+    Transform,
+    check_selected,
+    select_proposal,
+)
 from pqike.sa.ts import TrafficSelector, fmt, narrow
 from pqike.tasks.base import TaskFailed
+from pqike.tasks.ike_vendor import private_algs_ok
 from pqike.wire.iana import NotifyType
 
 if TYPE_CHECKING:
@@ -45,18 +55,42 @@ def responder_select(
     strip_ke: bool = False,
 ) -> Proposal:
     """Select as responder; on failure log why (received vs configured, the first
-    transform type that did not match) and raise NO_PROPOSAL_CHOSEN."""
+    transform type that did not match) and raise NO_PROPOSAL_CHOSEN. Private-use IDs are
+    only selected if the peer sent strongSwan's vendor ID (or accept_private_algs)."""
+    skipped: list[Transform] = []
     try:
-        return select_proposal(
+        selected = select_proposal(
             received,
             configured,
             strip_ke=strip_ke,
             prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
+            skip_private=not private_algs_ok(sa),
+            on_private_skipped=skipped.append,
         )
     except NoProposalChosen as e:
+        _log_private_skipped(sa, [str(t) for t in skipped])
         for line in e.diagnosis.log_lines():
             sa.cfg("%s", line)
         raise TaskFailed(f"{what}: no acceptable proposal", NotifyType.NO_PROPOSAL_CHOSEN) from e
+    _log_private_skipped(sa, [str(t) for t in skipped])
+    return selected
+
+
+def check_response(sa: IkeSa, offered: Sequence[Proposal], selected: Proposal) -> Proposal:
+    """The initiator's check of the responder's choice (check_selected), refusing a
+    private-use algorithm unless the peer sent strongSwan's vendor ID (strongSwan runs its
+    selection with PROPOSAL_SKIP_PRIVATE over the answer, too)."""
+    try:
+        return check_selected(offered, selected, skip_private=not private_algs_ok(sa))
+    except PrivateUseRefused as e:
+        _log_private_skipped(sa, [e.token])
+        raise
+
+
+def _log_private_skipped(sa: IkeSa, names: list[str]) -> None:
+    """strongSwan's line, once per selection, naming what was skipped."""
+    if names:
+        sa.cfg("%s (%s)", PRIVATE_SKIPPED_LOG, ", ".join(sorted(set(names))))
 
 
 def child_established(sa: IkeSa, child: ChildSa, rekeyed: ChildSa | None = None) -> None:

@@ -23,13 +23,13 @@ from pqike.proposal import (
     Proposal,
     ProposalError,
     Transform,
-    check_selected,
     format_proposals,
     parse_proposals,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
-from pqike.tasks.common import ke_backend, responder_select
+from pqike.tasks.common import check_response, ke_backend, responder_select
+from pqike.tasks.ike_vendor import add_vendor_ids, process_vendor_ids
 from pqike.wire.iana import (
     ExchangeType,
     HashAlgorithm,
@@ -180,6 +180,7 @@ class IkeInit(Task):
                 sa.ni = sa.svc.rng(NONCE_SIZE)
             msg.add(Nonce(data=sa.ni))
             self._announce(msg, any(p.has_additional_ke for p in self.proposals))
+            add_vendor_ids(sa, msg)
             return Status.NEED_MORE
         if self.pending and msg.exchange == ExchangeType.IKE_AUTH:
             msg.exchange = ExchangeType.IKE_INTERMEDIATE
@@ -241,8 +242,9 @@ class IkeInit(Task):
         received = from_wire(sa_payload)
         if len(received) != 1:
             return self.fail(f"IKE_SA_INIT response has {len(received)} proposals (1 expected)")
+        process_vendor_ids(sa, msg)
         try:
-            selected = check_selected(self.proposals, received[0])
+            selected = check_response(sa, self.proposals, received[0])
         except ProposalError as e:
             return self.fail(f"peer selected an invalid proposal: {e}")
         self.cfg("selected proposal: %s", selected)
@@ -332,6 +334,7 @@ class IkeInit(Task):
         if sa_payload is None or ke is None or nonce is None:
             raise TaskFailed("IKE_SA_INIT request lacks SA, KE or Nonce", NotifyType.INVALID_SYNTAX)
         received = from_wire(sa_payload)
+        process_vendor_ids(sa, msg)
         selected = responder_select(
             sa,
             received,
@@ -378,6 +381,7 @@ class IkeInit(Task):
             msg.add(KeyExchange(method=ke_t.id, data=self.response_value))
             msg.add(Nonce(data=self.sa.nr))
             self._announce(msg, self.selected.has_additional_ke)
+            add_vendor_ids(self.sa, msg)
             return Status.NEED_MORE if self.pending else Status.SUCCESS
         if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
             t = self.pending.pop(0)

@@ -16,13 +16,12 @@ from pqike.events import EventKind
 from pqike.proposal import (
     Proposal,
     ProposalError,
-    check_selected,
     format_proposals,
     parse_proposals,
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
-from pqike.tasks.common import responder_select
+from pqike.tasks.common import check_response, responder_select
 from pqike.tasks.ike_init import ike_suite
 from pqike.tasks.ke_chain import KeChain, method_name
 from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId, TransformType
@@ -174,7 +173,7 @@ class IkeRekey(Task):
         try:
             if len(received) != 1:
                 raise ProposalError(f"{len(received)} proposals", "exactly one expected")
-            selected = check_selected(self.offered, received[0])
+            selected = check_response(self.sa, self.offered, received[0])
         except ProposalError as e:
             raise TaskFailed(f"peer selected an invalid IKE proposal: {e}") from e
         ke_t = selected.first(TransformType.KE)

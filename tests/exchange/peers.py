@@ -156,6 +156,7 @@ def cert_configs(
     kind: str = "mldsa87",
     ca_kind: str | None = None,
     fragment_size: int = 1480,
+    extra_daemon: dict | None = None,
 ) -> tuple[Config, Config]:
     """carol/moon with public key authentication under one CA, files written to ``tmp``."""
     from pqike.pki import create_peer_pki
@@ -165,7 +166,12 @@ def cert_configs(
         "moon": (tmp / "moon", "moon.strongswan.org"),
     }
     create_peer_pki(dirs, kind=kind, ca_kind=ca_kind)
-    daemon = {"fragment_size": fragment_size, "max_packet": 65535, "control_socket": "/tmp/x"}
+    daemon = {
+        "fragment_size": fragment_size,
+        "max_packet": 65535,
+        "control_socket": "/tmp/x",
+        **(extra_daemon or {}),
+    }
     carol = {
         "daemon": daemon,
         "authorities": {"ca": {"cacert": "x509ca/caCert.pem"}},

@@ -61,7 +61,10 @@ def test_second_child_with_followup_ke_chain() -> None:
 def test_host_child_of_reference_frodo_bike() -> None:
     """modp3072 + FrodoKEM-AES-L3 + BIKE-L3: the FrodoKEM request needs 12 fragments."""
     _need("frodoa3", "bike3")
-    net = _up(host_esp="aes256-sha256-modp3072-ke1_frodoa3-ke2_bike3")
+    net = _up(
+        host_esp="aes256-sha256-modp3072-ke1_frodoa3-ke2_bike3",
+        extra_daemon={"send_vendor_id": True},  # private-use methods: strongSwan's vendor ID
+    )
     start = len(net.log)
     net.peers["carol"].engine.initiate("host", "home", net.now)
     net.run()

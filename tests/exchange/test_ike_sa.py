@@ -194,7 +194,8 @@ def test_reference_proposal_mldsa87(tmp_path) -> None:  # type: ignore[no-untype
     from tests.exchange.peers import cert_configs
 
     prop = "aes256-sha256-x25519-ke1_kyber3-ke2_bike3-ke3_hqc3"
-    carol, moon = cert_configs(tmp_path, prop)
+    # private-use methods need strongSwan's vendor ID on both sides, as in the walkthrough
+    carol, moon = cert_configs(tmp_path, prop, extra_daemon={"send_vendor_id": True})
     net = make_pair(carol, moon)
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()

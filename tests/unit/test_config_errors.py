@@ -211,6 +211,20 @@ def test_short_psk_warns(tmp_path: Path) -> None:
     assert "only 6 characters" in w.message
 
 
+def test_private_use_methods_without_vendor_id_warn(tmp_path: Path) -> None:
+    # Kyber/BIKE (IDs >= 1024) are used only with a peer that sent strongSwan's vendor ID
+    text = _edit(PSK, "ke2_mlkem1024-ke3_mlkem512", "ke2_bike3-ke3_mlkem512")
+    text = _edit(text, '"aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024"]', '"aes256-kyber1"]')
+    config = _load(tmp_path, text)
+    assert [(w.keypath, w.message.split(":")[0]) for w in config.warnings] == [
+        ("connections.home.proposals[0]", "bike3"),
+        ("connections.home.children.net.esp_proposals[0]", "kyber1"),
+    ]
+    assert "set daemon.send_vendor_id = true" in config.warnings[0].message
+    text = _edit(text, "fragment_size = 1480", "fragment_size = 1480\nsend_vendor_id = true")
+    assert _load(tmp_path, text).warnings == ()
+
+
 def test_psk_without_matching_secret_warns(tmp_path: Path) -> None:
     text = _edit(PSK, 'id-2 = "carol@strongswan.org"', 'id-2 = "dave@x"')
     assert _load(tmp_path, text).warnings == ()  # one matching id is enough, as in charon
@@ -219,13 +233,13 @@ def test_psk_without_matching_secret_warns(tmp_path: Path) -> None:
 
 
 def test_ike_sa_init_estimate_matches_what_pqike_sends() -> None:
-    # reference 004: charon's first IKE_SA_INIT request is 292 bytes; pqike sends neither
-    # REDIRECT_SUPPORTED (8) nor a vendor ID (20): 264, what the engine sends (see
-    # tests/exchange/test_ike_sa.py, same proposal shape)
+    # reference 004: charon's first IKE_SA_INIT request is 292 bytes; pqike does not send
+    # REDIRECT_SUPPORTED (8): 284 with the vendor ID of send_vendor_id = true, what the
+    # engine sends (see tests/exchange/test_ike_sa.py, same proposal shape)
     config = load_config(CONFIGS / "carol")
     conn = config.connections["home"]
     estimate = checks_mod.ike_sa_init_size(conn, config.daemon, 32)
-    assert estimate == 292 - 8 - 20
+    assert config.daemon.send_vendor_id and estimate == 292 - 8
     from pqike.engine import Engine
     from pqike.kernel.base import MemoryKernel
 

@@ -17,6 +17,7 @@ from pqike.proposal import (
     KEYWORDS,
     MismatchKind,
     NoProposalChosen,
+    PrivateUseRefused,
     Proposal,
     ProposalError,
     Transform,
@@ -397,6 +398,45 @@ def test_skip_private() -> None:
     only_private = numbered(parse_proposals(IKE, "aes256-sha256-x25519-ke1_kyber3"))
     d = diagnose(only_private, cfg, skip_private=True)
     assert d is not None and d.pairs[0].first.kind is MismatchKind.PRIVATE
+    assert "peer sent no strongSwan vendor ID" in d.reason
+
+
+def test_private_skipped_callback_names_what_would_have_matched() -> None:
+    # strongSwan logs PRIVATE_SKIPPED_LOG where select_algo() skips a match; here the
+    # caller is told which transform, on success (a public fallback) and on failure
+    cfg = parse_proposals(IKE, "aes256-sha256-x25519-ke1_kyber3-ke1_mlkem768-ke2_bike3-ke2_none")
+    rx = numbered(cfg)
+    seen: list[Transform] = []
+    got = select_proposal(rx, cfg, skip_private=True, on_private_skipped=seen.append)
+    assert [str(t) for t in got.key_exchanges] == ["CURVE_25519", "KE1_ML_KEM_768"]
+    assert [str(t) for t in seen] == ["KE1_KYBER_L3", "KE2_BIKE_L3"]
+    seen.clear()
+    assert select_proposal(rx, cfg, on_private_skipped=seen.append).first(T.ADDKE2) is not None
+    assert seen == []  # not skipping: not called
+    with pytest.raises(NoProposalChosen):
+        select_proposal(
+            numbered(parse_proposals(ESP, "aes256-sha256-frodoa3")),
+            parse_proposals(ESP, "aes256-sha256-frodoa3"),
+            skip_private=True,
+            on_private_skipped=seen.append,
+        )
+    assert [str(t) for t in seen] == ["FRODO_AES_L3"]
+
+
+def test_check_selected_refuses_private_choice_when_asked() -> None:
+    offered = parse_proposals(IKE, "aes256-sha256-x25519-ke1_kyber3-ke1_mlkem768")
+    kyber = parse_proposal(IKE, "aes256-sha256-x25519-ke1_kyber3")
+    chosen = Proposal(IKE, kyber.transforms, number=1)
+    assert check_selected(offered, chosen).first(T.ADDKE1) == Transform(T.ADDKE1, KeMethod.KYBER_L3)
+    with pytest.raises(PrivateUseRefused) as e:
+        check_selected(offered, chosen, skip_private=True)
+    assert e.value.token == "KE1_KYBER_L3" and "strongSwan vendor ID" in e.value.reason
+    public = Proposal(
+        IKE, parse_proposal(IKE, "aes256-sha256-x25519-ke1_mlkem768").transforms, number=1
+    )
+    assert check_selected(offered, public, skip_private=True).first(T.ADDKE1) == Transform(
+        T.ADDKE1, KeMethod.ML_KEM_768
+    )
 
 
 # --- every keN_x / keN_none combination (peer-pitfalls: strongSwan #2048, libreswan #2446) --
