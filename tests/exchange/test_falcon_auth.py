@@ -66,7 +66,13 @@ def test_walkthrough_ike_auth_sizes(tmp_path: Path, capsys: pytest.CaptureFixtur
     IKE_AUTH messages need 7 fragments, as the reference's; their sizes are printed (they
     vary by a few bytes: Falcon signatures and random serials have no fixed length)."""
     _need("kyber3", "bike3", "hqc3")
-    carol, moon = cert_configs(tmp_path, WALKTHROUGH, kind="mldsa87", ca_kind="falcon1024")
+    carol, moon = cert_configs(
+        tmp_path,
+        WALKTHROUGH,
+        kind="mldsa87",
+        ca_kind="falcon1024",
+        extra_daemon={"send_vendor_id": True},  # Kyber/BIKE/HQC are private-use IDs
+    )
     with split_log() as log:
         net = make_pair(carol, moon)
         net.peers["carol"].engine.initiate("net", None, 0.0)
