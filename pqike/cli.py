@@ -282,7 +282,10 @@ def daemon(
             default = new_default
     if not foreground:
         _daemonize(settings.file)
-    pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
+    try:
+        pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
+    except OSError as e:  # created 0600, never through a symbolic link (pqike.files)
+        _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
     try:
         backend = select_backend(kernel or config.daemon.kernel)
     except KernelError as e:

@@ -12,11 +12,13 @@ without drowning the log in key material.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from pqike.files import open_private
 from pqike.text import one_line
 
 __all__ = ["Logger", "Subsystem", "configure", "get_logger"]
@@ -111,7 +113,7 @@ def configure(
     for h in list(root.handlers):
         root.removeHandler(h)
     handler: logging.Handler = (
-        logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
+        _PrivateFileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
     )
     handler.setFormatter(_Formatter())
     root.addHandler(handler)
@@ -122,3 +124,15 @@ def configure(
         level = _py_level(levels.get(sub.value, default))
         logging.getLogger(f"{_ROOT}.{sub.value}").setLevel(level)
     return handler
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """A log file created 0600 (level 4 writes keys), its mode forced to 0600 if it existed
+    with another, never opened through a symbolic link; appended to, as charon's filelog."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, mode="a", encoding="utf-8")
+
+    def _open(self) -> Any:
+        fd = open_private(self.baseFilename, append=True)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)

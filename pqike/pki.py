@@ -9,10 +9,14 @@ encoding pq-strongswan's ``pki`` writes and reads.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import ipaddress
 import os
+import stat
+import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import click
 from cryptography import x509
@@ -48,6 +52,7 @@ from pqike.auth.keys import (
 )
 from pqike.auth.schemes import SCHEMES, SignatureScheme, default_scheme
 from pqike.auth.x509_der import TbsCertificate, sign_certificate
+from pqike.files import PRIVATE_MODE, write_atomic
 
 __all__ = [
     "KEY_KINDS",
@@ -62,6 +67,7 @@ __all__ = [
 
 DEFAULT_CA_LIFETIME_DAYS = 3652  # pki --self --ca in the strongSwan docs; pki's own default is 1095
 DEFAULT_LIFETIME_DAYS = 1095  # strongSwan pki --issue/--self default
+PUBLIC_MODE = 0o644  # certificates and public keys
 
 KEY_KINDS: dict[str, tuple[KeyType, dict[str, object]]] = {
     "mldsa44": (KeyType.ML_DSA_44, {}),
@@ -246,14 +252,9 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
 
 
 def write_pem(path: str | Path, data: bytes, *, private: bool = False) -> None:
-    """Write a PEM file; private keys are created with mode 0600."""
-    path = Path(path)
-    if private:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
+    """Write a PEM file as a new file renamed over ``path`` (never through a symbolic link):
+    mode 0600 for private keys whatever the old file's mode was, 0644 otherwise."""
+    write_atomic(path, data, PRIVATE_MODE if private else PUBLIC_MODE)
 
 
 def _load_any_key(data: bytes) -> PrivateKey | PublicKey:
@@ -268,9 +269,30 @@ def _load_any_key(data: bytes) -> PrivateKey | PublicKey:
 
 def _emit(data: bytes, outfile: str | None, private: bool = False) -> None:
     if outfile:
-        write_pem(outfile, data, private=private)
-    else:
-        click.echo(data.decode(), nl=False)
+        try:
+            write_pem(outfile, data, private=private)
+        except OSError as e:
+            raise click.ClickException(f"{e.filename or outfile}: {e.strerror or e}") from None
+        return
+    if private:
+        _warn_if_readable(sys.stdout)
+    click.echo(data.decode(), nl=False)
+
+
+def _warn_if_readable(stream: IO[str]) -> None:
+    """``pki gen > key.pem``: the shell created key.pem with its umask (often 0644) before
+    we run. strongSwan's pki writes keys to stdout too, so warn rather than refuse."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return  # not a real file (a pipe wrapper, a test runner's buffer)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
+        click.echo(
+            f"warning: the private key goes to a file with mode "
+            f"{stat.S_IMODE(st.st_mode):04o} that others may read; use --outfile (0600) "
+            f"or chmod 600 it",
+            err=True,
+        )
 
 
 def _fail(exc: Exception) -> click.ClickException:

@@ -8,6 +8,7 @@ meant, and apply the swanctl syntaxes (durations, comma lists, relative paths).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -169,8 +170,10 @@ def _decode_value(value: Any, tp: Any, kp: str, ctx: Context) -> Any:
 
 
 def _resolve(path: str, ctx: Context) -> str:
+    # lexically, never following symbolic links: a link where a key or log file is to be
+    # written must still be seen (and refused) when the file is opened (pqike.files)
     p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (ctx.base_dir / p).resolve())
+    return str(p if p.is_absolute() else os.path.normpath(ctx.base_dir / p))
 
 
 def _tname(value: Any) -> str:

@@ -417,3 +417,23 @@ def test_reader_going_away_is_no_internal_error() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert err == ""
+
+
+# --- files: the log file is never opened through a symlink ------------------------------------
+
+
+def test_daemon_refuses_a_symlink_as_log_file(runner, workdir):
+    # dangling, and relative in the config: loading must not resolve it away either
+    target = workdir / "gone" / "elsewhere.log"
+    (workdir / "charon.log").symlink_to(target)
+    (workdir / "pqike.toml").write_text(
+        f'[daemon]\ncontrol_socket = "{workdir / "ctl.sock"}"\n'
+        f'[daemon.log]\nfile = "charon.log"\n' + CONFIG
+    )
+    result = runner.invoke(cli, ["daemon", "--config", str(workdir), "-F"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"pqike: daemon.log.file {workdir / 'charon.log'}: is a symbolic link, refusing to "
+        "write through it\n"
+    )
+    assert not target.exists()

@@ -1,0 +1,94 @@
+"""Files holding secrets (pqike.files): the daemon log and key files are 0600 whatever
+existed before, and never written through a symbolic link."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pqike import log as pqlog
+from pqike.files import open_private, write_atomic
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger("pqike")
+    handlers, level, propagate = list(root.handlers), root.level, root.propagate
+    levels = {s: logging.getLogger(f"pqike.{s.value}").level for s in pqlog.Subsystem}
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    root.propagate = propagate
+    for s, lvl in levels.items():
+        logging.getLogger(f"pqike.{s.value}").setLevel(lvl)
+
+
+def test_log_file_is_created_0600(tmp_path: Path, restore_logging: None) -> None:
+    path = tmp_path / "charon.log"
+    old = os.umask(0o022)  # the usual umask: a plain open() gives 0644
+    try:
+        pqlog.configure({"ike": 4}, filename=str(path))
+    finally:
+        os.umask(old)
+    pqlog.get_logger(pqlog.Subsystem.IKE).private("SK_ei secret %s", "0011")
+    assert _mode(path) == 0o600
+    assert "SK_ei secret 0011" in path.read_text()
+
+
+def test_existing_world_readable_log_file_becomes_0600_and_is_appended(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    path = tmp_path / "charon.log"
+    path.write_text("yesterday\n")
+    path.chmod(0o644)
+    pqlog.configure(filename=str(path))
+    pqlog.get_logger(pqlog.Subsystem.DMN).basic("today")
+    assert _mode(path) == 0o600
+    lines = path.read_text().splitlines()
+    assert lines[0] == "yesterday" and lines[1].endswith("[DMN] today")
+
+
+def test_log_file_symlink_is_refused(tmp_path: Path, restore_logging: None) -> None:
+    target = tmp_path / "elsewhere.log"
+    link = tmp_path / "charon.log"
+    link.symlink_to(target)  # dangling: following it would create the attacker's file
+    with pytest.raises(OSError) as e:
+        pqlog.configure(filename=str(link))
+    assert e.value.errno == errno.ELOOP and e.value.filename == str(link)
+    assert e.value.strerror == "is a symbolic link, refusing to write through it"
+    assert not target.exists()
+
+
+def test_open_private_truncates_and_forces_the_mode(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"old old old")
+    path.chmod(0o666)
+    fd = open_private(path)
+    try:
+        os.write(fd, b"new")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"new" and _mode(path) == 0o600
+
+
+def test_write_atomic_leaves_nothing_behind_when_it_fails(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomic(tmp_path / "key.pem", b"secret")
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "key.pem", b"secret")
+    assert [p.name for p in tmp_path.iterdir()] == ["key.pem"]
