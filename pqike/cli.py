@@ -507,7 +507,7 @@ def list_sas(ike: str | None, ike_id: int | None, as_json: bool, socket_path: st
 def list_conns(config_dir: str | None, ike: str | None, as_json: bool, socket_path: str) -> None:
     """List the loaded connections (like swanctl --list-conns)."""
     if config_dir is not None:
-        config = load_config(config_dir)
+        config = load_config(config_dir, require_files=False)  # settings only, pki may not have run
         conns = config.connections
         if ike is not None:
             if ike not in conns:
@@ -540,7 +540,8 @@ def list_certs(config_dir: str | None, as_json: bool, socket_path: str) -> None:
     if config_dir is not None:
         from pqike.daemon.certs import list_certificates
 
-        data = msgspec.to_builtins(list_certificates(load_config(config_dir)))
+        # unusable files are listed as problems, not refused
+        data = msgspec.to_builtins(list_certificates(load_config(config_dir, require_files=False)))
     else:
         data = _checked(_call(socket_path, Request(cmd="list-certs"))).data or {}
     if as_json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 __all__ = ["ConfigError", "ConfigWarning"]
@@ -19,8 +21,21 @@ class ConfigError(Exception):
         self.file = file
         self.keypath = keypath
         self.message = message
+        self.errors: tuple[ConfigError, ...] = (self,)
         where = f"{file}: {keypath}" if keypath else file
         super().__init__(f"{where}: {message}")
+
+    @classmethod
+    def all_of(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """Several problems found at once (unreadable files) as one exception: the first
+        one's file, keypath and message, and every problem on its own line in str()."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(first.file, first.keypath, first.message)
+        combined.errors = tuple(errors)
+        combined.args = ("\n".join(str(e) for e in errors),)
+        return combined
 
 
 class ConfigWarning(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from pqike.config.checks import check
+from pqike.config.credentials import Credentials, load_credentials
 from pqike.config.decode import Context, decode_named, decode_secrets, decode_struct
 from pqike.config.errors import ConfigError, ConfigWarning
 from pqike.config.model import (
@@ -63,12 +64,13 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"TOML syntax: {e}") from None
 
 
-def load_config(path: str | os.PathLike[str], *, require_files: bool = False) -> Config:
+def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> Config:
     """Load, validate and return a Config; raise ConfigError naming file, key and problem.
 
-    ``require_files``: certificates, keys and CA files must exist now. Off by default so a
-    config can be loaded (and checked) before ``pqike pki`` generated its credentials; the
-    daemon then reports a missing file when a connection first needs it.
+    ``require_files``: read every certificate, key and CA file now and refuse the config if
+    one cannot be used (every such problem is reported, not only the first); the Config then
+    carries them (``credentials``). Off only to inspect a config before ``pqike pki``
+    generated its credentials (``list-conns``/``list-certs --config``); IKE_AUTH then fails.
     """
     root = Path(path)
     files = _files(root)
@@ -142,24 +144,9 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = False) ->
         if is_error:
             raise ConfigError(file_of(keypath), keypath, message)
         warnings.append(ConfigWarning(file_of(keypath), keypath, message))
+    credentials = Credentials()
     if require_files:
-        for keypath, filename in _referenced_files(config):
-            if not Path(filename).is_file():
-                raise ConfigError(file_of(keypath), keypath, f"file not found: {filename}")
-    return msgspec.structs.replace(config, warnings=tuple(warnings))
-
-
-def _referenced_files(config: Config) -> list[tuple[str, str]]:
-    out = []
-    for name, conn in config.connections.items():
-        for side, auth in (("local", conn.local), ("remote", conn.remote)):
-            for key in ("certs", "cacerts"):
-                out += [
-                    (f"connections.{name}.{side}.{key}[{i}]", f)
-                    for i, f in enumerate(getattr(auth, key))
-                ]
-            if auth.key:
-                out.append((f"connections.{name}.{side}.key", auth.key))
-    out += [(f"authorities.{name}.cacert", a.cacert) for name, a in config.authorities.items()]
-    out += [(f"secrets.{name}.file", p.file) for name, p in config.secrets.private.items()]
-    return out
+        credentials, problems = load_credentials(config, str(files[0].parent.resolve()))
+        if problems:
+            raise ConfigError.all_of([ConfigError(file_of(kp), kp, m) for kp, m in problems])
+    return msgspec.structs.replace(config, warnings=tuple(warnings), credentials=credentials)

@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from pqike.config.credentials import Credentials
 from pqike.config.errors import ConfigWarning
 from pqike.config.proposals import ke_tokens, validate_proposal
 from pqike.config.values import (
@@ -377,6 +378,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     source: str = ""  # what load_config() was given
     files: tuple[str, ...] = ()  # every file read, in merge order
     warnings: tuple[ConfigWarning, ...] = ()
+    # certificates and keys as read and checked at load (empty if loaded without its files)
+    credentials: Credentials = msgspec.field(default_factory=Credentials)
 
     def trust_anchors(self, connection: str | None = None) -> tuple[str, ...]:
         """CA certificate files: every authority's, plus the connection's remote cacerts."""

@@ -632,17 +632,17 @@ class Daemon:
         if not self.config_path:
             raise CommandError("the daemon was started without a configuration path")
         try:
-            new = load_config(self.config_path)
+            loaded = load_config(self.config_path)
         except ConfigError as e:
-            cfg.basic(
-                "reloading %s failed, keeping the running configuration: %s", self.config_path, e
-            )
+            cfg.basic("reloading %s failed, keeping the running configuration", self.config_path)
+            for problem in e.errors:  # one line each: a log line never spans lines
+                cfg.basic("  %s", problem)
             return Result(ok=False, message=str(e))
-        changed = _restart_needed(self._loaded, new)
-        self._loaded = new
-        new = self._effective(new)
+        changed = _restart_needed(self._loaded, loaded)
+        new = self._effective(loaded)
         with self.router.engine_call():
             self.engine.load_config(new)
+        self._loaded = loaded  # only once the engine took it
         old, self.config = self.config, new
         lines = [_loaded_message(old, new)]
         lines += [f"warning: {w}" for w in new.warnings]

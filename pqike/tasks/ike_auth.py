@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pqike.auth.certs import (
@@ -19,13 +18,11 @@ from pqike.auth.certs import (
     TrustStore,
     cert_payload_data,
     cert_public_key,
-    load_certificate_file,
     match_identity,
     parse_cert_payload,
     verify_chain,
 )
 from pqike.auth.errors import AuthError
-from pqike.auth.keys import load_private_key
 from pqike.auth.payload import sign_auth_data, verify_auth_data
 from pqike.auth.psk import build_psk_auth, verify_psk
 from pqike.auth.schemes import classic_verify, select_scheme
@@ -77,13 +74,18 @@ class IkeAuth(Task):
         conn = self.sa.conn
         creds = _Creds(_identity(conn.local.id, self.sa.local.host))
         if conn.local.auth == "pubkey":
-            if not conn.local.certs or not conn.local.key:
-                raise TaskFailed("public key authentication needs local certs and key")
-            try:
-                creds.cert = load_certificate_file(conn.local.certs[0])
-                creds.key = load_private_key(Path(conn.local.key).read_bytes())
-            except (OSError, AuthError, ValueError) as e:
-                raise TaskFailed(f"cannot load our certificate or key: {e}") from e
+            if not conn.local.certs:
+                raise TaskFailed("public key authentication needs local certs")
+            # read and checked when the config was loaded: never the file as it is now
+            loaded = self.sa.svc.config.credentials
+            creds.cert = loaded.certs.get(conn.local.certs[0])
+            if creds.cert is None:
+                raise TaskFailed(f"certificate {conn.local.certs[0]} is not loaded")
+            creds.key = (
+                loaded.keys.get(conn.local.key) if conn.local.key else loaded.key_for(creds.cert)
+            )
+            if creds.key is None:
+                raise TaskFailed(f"no private key loaded for {conn.local.certs[0]}")
             if conn.local.id is None:
                 from pqike.auth.certs import dn_string
 
@@ -92,11 +94,13 @@ class IkeAuth(Task):
 
     def _trust(self) -> TrustStore:
         store = TrustStore()
-        for path in self.sa.svc.config.trust_anchors(self.sa.name):
-            try:
-                store.add(load_certificate_file(path))
-            except (OSError, AuthError, ValueError) as e:
-                self.sa.log("cannot load CA certificate %s: %s", path, e)
+        config = self.sa.svc.config
+        for path in config.trust_anchors(self.sa.name):
+            cert = config.credentials.certs.get(path)
+            if cert is None:
+                self.sa.log("CA certificate %s is not loaded", path)
+                continue
+            store.add(cert)
         return store
 
     def _psk(self, local: Identity, remote: Identity) -> bytes:

@@ -419,7 +419,32 @@ def test_reader_going_away_is_no_internal_error() -> None:
     assert err == ""
 
 
-# --- files: the log file is never opened through a symlink ------------------------------------
+# --- files: refused at reload, log file never through a symlink -------------------------------
+
+PUBKEY = CONFIG.replace(
+    'auth = "psk"\nid = "carol@example.org"',
+    'auth = "pubkey"\nid = "carol@example.org"\ncerts = ["carol.pem"]\nkey = "carol.key"\n'
+    'cacerts = ["ca.pem"]',
+    1,
+)
+
+
+def test_reload_with_unusable_files_fails_with_every_reason(runner, live, workdir):
+    (workdir / "ca.pem").write_text("not a certificate")
+    (workdir / "pqike.toml").write_text(PUBKEY)
+    result = runner.invoke(cli, ["reload", *_sock(live)])
+    assert result.exit_code == 1
+    main = workdir / "pqike.toml"
+    assert result.stderr == (
+        f"pqike: {main}: connections.home.local.certs[0]: carol.pem: cannot read: "
+        "No such file or directory\n"
+        f"{main}: connections.home.local.cacerts[0]: ca.pem: not a PEM or DER X.509 "
+        "certificate\n"
+        f"{main}: connections.home.local.key: carol.key: cannot read: No such file or directory\n"
+    )
+    assert FakeEngine.instances[0].loaded == [live.config]  # only the start's
+    result = runner.invoke(cli, ["list-conns", *_sock(live)])
+    assert "local pre-shared key authentication" in result.output
 
 
 def test_daemon_refuses_a_symlink_as_log_file(runner, workdir):

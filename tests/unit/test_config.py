@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from pqike.auth.keys import load_private_key, private_key_pem, spki_der
 from pqike.config import (
     Child,
     Config,
@@ -18,9 +20,17 @@ from pqike.config import (
     load_config,
     parse_duration,
 )
+from pqike.pki import create_peer_pki, generate_key
+from tests.unit.shipped import shipped_configs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = sorted(p.name for p in CONFIGS.iterdir() if (p / "pqike.toml").is_file())
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/ plus the certificates and keys they name."""
+    return shipped_configs(tmp_path_factory.mktemp("configs"))
 
 
 def test_all_scenarios_are_shipped() -> None:
@@ -28,16 +38,16 @@ def test_all_scenarios_are_shipped() -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_config_loads_cleanly(name: str) -> None:
-    config = load_config(CONFIGS / name)
+def test_shipped_config_loads_cleanly(configs: Path, name: str) -> None:
+    config = load_config(configs / name)
     assert config.warnings == ()
     assert len(config.connections) == 1
     first_line = (CONFIGS / name / "pqike.toml").read_text().splitlines()[0]
     assert first_line.startswith(f"# {name}: ")  # the one-line README
 
 
-def test_carol_matches_reference_walkthrough() -> None:
-    c = load_config(CONFIGS / "carol")
+def test_carol_matches_reference_walkthrough(configs: Path) -> None:
+    c = load_config(configs / "carol")
     home = c.connections["home"]
     assert home.remote_addrs == ("192.168.0.2",) and home.vips == ("0.0.0.0",)
     assert home.proposals == ("aes256-sha256-x25519-ke1_kyber3-ke2_bike3-ke3_hqc3",)
@@ -50,14 +60,14 @@ def test_carol_matches_reference_walkthrough() -> None:
     assert net.pfs_groups == ("x25519", "ke1_kyber3", "ke2_bike3", "ke3_hqc3")
     assert host.pfs_groups == ("modp3072", "ke1_frodoa3", "ke2_bike3")
     # paths are relative to the config file's directory
-    assert home.local.certs == (str(CONFIGS / "carol/x509/carolCert.pem"),)
-    assert home.local.key == str(CONFIGS / "carol/private/carolKey.pem")
-    assert c.trust_anchors("home") == (str(CONFIGS / "carol/x509ca/caCert.pem"),)
+    assert home.local.certs == (str(configs / "carol/x509/carolCert.pem"),)
+    assert home.local.key == str(configs / "carol/private/carolKey.pem")
+    assert c.trust_anchors("home") == (str(configs / "carol/x509ca/caCert.pem"),)
     assert (c.daemon.fragment_size, c.daemon.max_packet) == (1480, 30000)
 
 
-def test_moon_pool_and_alternatives() -> None:
-    c = load_config(CONFIGS / "moon")
+def test_moon_pool_and_alternatives(configs: Path) -> None:
+    c = load_config(configs / "moon")
     rw = c.connections["rw"]
     assert rw.pools == ("rw_pool",)
     assert str(c.pools["rw_pool"].bounds()[0]) == "10.3.0.0"
@@ -65,7 +75,7 @@ def test_moon_pool_and_alternatives() -> None:
     # keN_none alternatives are options, not PFS groups
     assert "ke4_none" not in rw.children["net"].pfs_groups
     assert "ke4_hqc5" in rw.children["net"].pfs_groups
-    assert c.trust_anchors("rw") == (str(CONFIGS / "moon/x509ca/caCert.pem"),)
+    assert c.trust_anchors("rw") == (str(configs / "moon/x509ca/caCert.pem"),)
 
 
 def test_psk_variant_matches_capture() -> None:
@@ -183,7 +193,7 @@ def test_conf_d_merge_and_relative_paths(tmp_path: Path) -> None:
         '[connections.gw.remote]\nid = "gw.example.net"\n'
     )
     (tmp_path / "conf.d" / "20-pools.toml").write_text('[pools.p]\naddrs = "10.9.0.1-10.9.0.9"\n')
-    c = load_config(tmp_path)
+    c = load_config(tmp_path, require_files=False)  # paths only: me.pem is not there
     assert c.daemon.kernel == "none"
     assert c.connections["gw"].local.certs == (str(tmp_path / "conf.d" / "me.pem"),)
     assert c.connections["gw"].local.key == "/abs/key.pem"
@@ -191,30 +201,117 @@ def test_conf_d_merge_and_relative_paths(tmp_path: Path) -> None:
     assert [Path(f).name for f in c.files] == ["pqike.toml", "10-gw.toml", "20-pools.toml"]
 
 
-def test_require_files(tmp_path: Path) -> None:
-    src = (CONFIGS / "carol" / "pqike.toml").read_text()
-    (tmp_path / "pqike.toml").write_text(src)
-    load_config(tmp_path)  # lazily checked by default: pki has not run yet
+def _carol(tmp_path: Path, pki: bool = True) -> Path:
+    (tmp_path / "pqike.toml").write_text((CONFIGS / "carol" / "pqike.toml").read_text())
+    if pki:
+        create_peer_pki({"carol": (tmp_path, "carol@strongswan.org")}, kind="ed25519")
+    return tmp_path
+
+
+def _problems(path: Path) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as e:
-        load_config(tmp_path, require_files=True)
-    assert e.value.keypath == "connections.home.local.certs[0]"
-    assert "file not found" in e.value.message
-    for rel in ("x509/carolCert.pem", "private/carolKey.pem", "x509ca/caCert.pem"):
-        (tmp_path / rel).parent.mkdir(exist_ok=True)
-        (tmp_path / rel).write_text("x")
-    assert load_config(tmp_path, require_files=True).connections["home"]
+        load_config(path)
+    main = str(path / "pqike.toml")
+    assert all(p.file == main for p in e.value.errors)
+    assert str(e.value) == "\n".join(f"{main}: {p.keypath}: {p.message}" for p in e.value.errors)
+    return [(p.keypath, p.message) for p in e.value.errors]
 
 
-def test_structs_are_frozen_and_failed_load_changes_nothing(tmp_path: Path) -> None:
-    good = load_config(CONFIGS / "carol")
-    before = msgspec.to_builtins(good)
+def test_missing_files_are_refused_all_of_them(tmp_path: Path) -> None:
+    _carol(tmp_path, pki=False)
+    missing = "cannot read: No such file or directory"
+    assert _problems(tmp_path) == [
+        ("connections.home.local.certs[0]", f"x509/carolCert.pem: {missing}"),
+        ("authorities.strongswan.cacert", f"x509ca/caCert.pem: {missing}"),
+        ("connections.home.local.key", f"private/carolKey.pem: {missing}"),
+    ]
+    # inspecting a config before `pqike pki` ran (list-conns/list-certs --config)
+    config = load_config(tmp_path, require_files=False)
+    assert config.connections["home"] and not config.credentials.certs
+
+
+def test_unreadable_and_invalid_files_are_refused(tmp_path: Path) -> None:
+    _carol(tmp_path)
+    assert load_config(tmp_path).credentials.certs  # as `pqike pki` made them: fine
+    cert, ca, key = "x509/carolCert.pem", "x509ca/caCert.pem", "private/carolKey.pem"
+    (tmp_path / cert).unlink()
+    (tmp_path / cert).mkdir()  # chmod 000 would not stop root: a directory cannot be read
+    pem = b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"
+    (tmp_path / ca).write_bytes(pem)
+    (tmp_path / key).write_bytes(b"\x30\x03\x02\x01\x00")
+    assert _problems(tmp_path) == [
+        ("connections.home.local.certs[0]", f"{cert}: not a regular file"),
+        ("authorities.strongswan.cacert", f"{ca}: not a PEM or DER X.509 certificate"),
+        ("connections.home.local.key", f"{key}: not a PEM or DER private key"),
+    ]
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    _carol(tmp_path)
+    (tmp_path / "x509ca/caCert.pem").unlink()
+    os.mkfifo(tmp_path / "x509ca/caCert.pem")  # nobody writes: a blocking read would hang
+    assert _problems(tmp_path) == [
+        ("authorities.strongswan.cacert", "x509ca/caCert.pem: not a regular file")
+    ]
+
+
+def test_private_key_must_belong_to_the_certificate(tmp_path: Path) -> None:
+    _carol(tmp_path)
+    other = generate_key("ed25519")
+    (tmp_path / "private/carolKey.pem").write_bytes(private_key_pem(other))
+    assert _problems(tmp_path) == [
+        (
+            "connections.home.local.key",
+            "private/carolKey.pem: not the private key of certificate x509/carolCert.pem",
+        )
+    ]
+
+
+def test_secrets_private_key_with_passphrase(tmp_path: Path) -> None:
+    _carol(tmp_path)
+    key = load_private_key((tmp_path / "private/carolKey.pem").read_bytes())
+    (tmp_path / "private/carolKey.pem").write_bytes(private_key_pem(key, b"pass phrase"))
+    text = (tmp_path / "pqike.toml").read_text().replace('key = "private/carolKey.pem"\n', "")
+    text += '[secrets.private-carol]\nfile = "private/carolKey.pem"\n'
+    (tmp_path / "pqike.toml").write_text(text)
+    assert _problems(tmp_path) == [
+        (
+            "secrets.private-carol.file",
+            "private/carolKey.pem: encrypted private key, and no secrets.private<suffix> "
+            "entry gives its passphrase",
+        ),
+    ]
+    (tmp_path / "pqike.toml").write_text(text + 'secret = "wrong"\n')
+    assert _problems(tmp_path) == [
+        ("secrets.private-carol.file", "private/carolKey.pem: wrong passphrase in secrets.private")
+    ]
+    (tmp_path / "pqike.toml").write_text(text + 'secret = "pass phrase"\n')
+    creds = load_config(tmp_path).credentials
+    cert = creds.certs[str(tmp_path / "x509/carolCert.pem")]
+    assert spki_der(creds.key_for(cert)) == spki_der(key)  # found by its public key, as charon
+
+
+def test_credentials_are_read_at_load_not_later(tmp_path: Path) -> None:
+    _carol(tmp_path)
+    config = load_config(tmp_path)
+    path = str(tmp_path / "x509/carolCert.pem")
+    der = config.credentials.certs[path].tbs_certificate_bytes
+    (tmp_path / "x509/carolCert.pem").write_bytes(b"garbage")
+    assert config.credentials.certs[path].tbs_certificate_bytes == der
+    assert repr(config.credentials) == "Credentials(2 certificates, 1 private keys)"
+    assert "PrivateKey" not in repr(config)
+
+
+def test_structs_are_frozen_and_failed_load_changes_nothing(configs: Path, tmp_path: Path) -> None:
+    good = load_config(configs / "carol")
+    before = msgspec.to_builtins(good, enc_hook=repr)  # Credentials: certificate objects
     with pytest.raises(AttributeError):
         good.connections["home"].rekey_time = 5  # type: ignore[misc]
     bad = tmp_path / "pqike.toml"
     bad.write_text((CONFIGS / "carol" / "pqike.toml").read_text().replace('"30m"', '"30x"'))
     with pytest.raises(ConfigError):
         load_config(tmp_path)
-    assert msgspec.to_builtins(good) == before
+    assert msgspec.to_builtins(good, enc_hook=repr) == before
     assert isinstance(good, Config)
 
 

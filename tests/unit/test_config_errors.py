@@ -8,6 +8,7 @@ import pytest
 
 from pqike.config import Config, ConfigError, load_config
 from pqike.config import checks as checks_mod
+from pqike.pki import create_peer_pki
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -232,11 +233,12 @@ def test_psk_without_matching_secret_warns(tmp_path: Path) -> None:
     assert [w.keypath for w in config.warnings] == ["connections.home.local.auth"]
 
 
-def test_ike_sa_init_estimate_matches_what_pqike_sends() -> None:
+def test_ike_sa_init_estimate_matches_what_pqike_sends(tmp_path: Path) -> None:
     # reference 004: charon's first IKE_SA_INIT request is 292 bytes; pqike does not send
     # REDIRECT_SUPPORTED (8): 284 with the vendor ID of send_vendor_id = true, what the
     # engine sends (see tests/exchange/test_ike_sa.py, same proposal shape)
-    config = load_config(CONFIGS / "carol")
+    create_peer_pki({"carol": (tmp_path, "carol@strongswan.org")}, kind="ed25519")
+    config = _load(tmp_path, CAROL)
     conn = config.connections["home"]
     estimate = checks_mod.ike_sa_init_size(conn, config.daemon, 32)
     assert config.daemon.send_vendor_id and estimate == 292 - 8
@@ -259,6 +261,7 @@ def test_large_first_ke_warns_with_injected_sizes(
         CAROL, 'proposals = ["aes256-sha256-x25519-', 'proposals = ["aes256-sha256-frodoa3-'
     )
     text = _edit(text, "max_packet = 30000", "max_packet = 60000")
+    create_peer_pki({"carol": (tmp_path, "carol@strongswan.org")}, kind="ed25519")
     config = _load(tmp_path, text)
     [w] = config.warnings
     assert w.keypath == "connections.home.proposals[0]"
@@ -276,6 +279,7 @@ def test_large_first_ke_warns_with_kem_registry(tmp_path: Path) -> None:
         'proposals = ["aes256-sha256-x25519-ke1_kyber3-ke2_bike3-ke3_hqc3"]',
         'proposals = ["aes256-sha256-hqc3-ke1_kyber3"]',
     )
+    create_peer_pki({"carol": (tmp_path, "carol@strongswan.org")}, kind="ed25519")
     [w] = _load(tmp_path, text).warnings
     assert "'hqc3'" in w.message
     # ML-KEM-768 first still overflows the 1280-byte default fragment_size, x25519 doesn't

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import re
 import shutil
 from pathlib import Path
@@ -10,10 +9,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pqike.config import (
     Connection,
@@ -23,8 +18,17 @@ from pqike.config import (
     to_swanctl_conf,
 )
 from pqike.config.decode import Context, decode_named
+from pqike.pki import create_peer_pki
+from tests.unit.shipped import IDS, shipped_configs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/ plus the certificates and keys they name."""
+    return shipped_configs(tmp_path_factory.mktemp("configs"))
+
 
 # `swanctl --list-conns` output from reference 004 (pq-strongswan walkthrough)
 CAROL_LIST_CONNS = """\
@@ -61,55 +65,22 @@ rw: IKEv2, no reauthentication, rekeying every 14400s
 """
 
 
-def _cert(path: Path, cn: str) -> None:
-    """A throwaway self-signed cert with the walkthrough's subject (ECDSA stands in for ML-DSA)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cyber"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
 @pytest.mark.parametrize(
-    ("name", "certs", "expected"),
-    [
-        ("carol", {"x509/carolCert.pem": "carol@strongswan.org"}, CAROL_LIST_CONNS),
-        (
-            "moon",
-            {"x509/moonCert.pem": "moon.strongswan.org", "x509ca/caCert.pem": "Cyber Root CA"},
-            MOON_LIST_CONNS,
-        ),
-    ],
+    ("name", "expected"), [("carol", CAROL_LIST_CONNS), ("moon", MOON_LIST_CONNS)]
 )
-def test_list_conns_matches_reference(
-    tmp_path: Path, name: str, certs: dict[str, str], expected: str
-) -> None:
+def test_list_conns_matches_reference(tmp_path: Path, name: str, expected: str) -> None:
     shutil.copy(CONFIGS / name / "pqike.toml", tmp_path / "pqike.toml")
-    for rel, cn in certs.items():
-        _cert(tmp_path / rel, cn)
+    # the walkthrough's subjects: C=CH, O=Cyber, CN=<id>, CA "Cyber Root CA" (Ed25519 stands
+    # in for ML-DSA, the listing shows subjects only)
+    create_peer_pki({name: (tmp_path, IDS[name])}, kind="ed25519")
     assert describe_connections(load_config(tmp_path)) == expected
 
 
 def test_list_conns_without_cert_files_shows_paths_and_psk() -> None:
     out = describe_connections(load_config(CONFIGS / "carol-psk"))
     assert "  local pre-shared key authentication:\n    id: carol@strongswan.org\n" in out
-    out = describe_connections(load_config(CONFIGS / "carol"))
+    # list-conns --config before `pqike pki` ran: the paths stand in for the subjects
+    out = describe_connections(load_config(CONFIGS / "carol", require_files=False))
     assert f"    certs: {CONFIGS / 'carol/x509/carolCert.pem'}\n" in out
 
 
@@ -171,8 +142,8 @@ def _typed(section: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["carol", "moon", "carol-psk", "moon-psk", "moon-ecdsa"])
-def test_swanctl_conf_round_trips(name: str) -> None:
-    config = load_config(CONFIGS / name)
+def test_swanctl_conf_round_trips(configs: Path, name: str) -> None:
+    config = load_config(configs / name)
     text = to_swanctl_conf(config)
     parsed = parse_swanctl(text)
     ctx = Context("<swanctl.conf>", Path("/"))
@@ -221,8 +192,8 @@ def test_swanctl_conf_quotes_what_needs_quoting(tmp_path: Path) -> None:
         to_swanctl_conf(config, ["nope"])
 
 
-def test_strongswan_conf_carries_daemon_settings() -> None:
-    parsed = parse_swanctl(to_strongswan_conf(load_config(CONFIGS / "carol")))
+def test_strongswan_conf_carries_daemon_settings(configs: Path) -> None:
+    parsed = parse_swanctl(to_strongswan_conf(load_config(configs / "carol")))
     charon = parsed["charon"]
     assert (charon["fragment_size"], charon["max_packet"]) == ("1480", "30000")
     assert (charon["send_vendor_id"], charon["prefer_configured_proposals"]) == ("yes", "no")

@@ -351,6 +351,38 @@ def test_reload_with_bad_config_keeps_the_running_one(workdir, logs):
     asyncio.run(run())
 
 
+def test_reload_with_unusable_files_changes_nothing_and_logs_each_reason(workdir, logs):
+    async def run():
+        async with running(workdir) as d:
+            engine = FakeEngine.instances[0]
+            before, loaded = d.config, list(engine.loaded)
+            (workdir / "ca.pem").write_bytes(b"\x00" * 64)
+            (workdir / "pqike.toml").write_text(
+                CONFIG.replace(
+                    'auth = "psk"\nid = "carol@example.org"',
+                    'auth = "pubkey"\nid = "carol@example.org"\ncerts = ["carol.pem"]\n'
+                    'key = "carol.key"\ncacerts = ["ca.pem"]',
+                    1,
+                )
+            )
+            result = await call(d, Request(cmd="reload"))
+            assert not result.ok
+            problems = [
+                "connections.home.local.certs[0]: carol.pem: cannot read: No such file or "
+                "directory",
+                "connections.home.local.cacerts[0]: ca.pem: not a PEM or DER X.509 certificate",
+                "connections.home.local.key: carol.key: cannot read: No such file or directory",
+            ]
+            main = workdir / "pqike.toml"
+            assert result.message.splitlines() == [f"{main}: {p}" for p in problems]
+            assert d.config is before and engine.config is before and engine.loaded == loaded
+            start = logs.lines.index(f"reloading {workdir} failed, keeping the running "
+                                     "configuration")
+            assert logs.lines[start + 1 : start + 4] == [f"  {main}: {p}" for p in problems]
+
+    asyncio.run(run())
+
+
 def test_received_datagrams_reach_the_engine_and_answers_go_back(workdir, logs):
     async def run():
         async with running(workdir) as d:

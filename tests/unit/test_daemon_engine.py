@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -74,47 +75,112 @@ def log_level():
     root.setLevel(old)
 
 
+@contextlib.asynccontextmanager
+async def two_daemons(base: Path, moon_config: str, carol_config: str):
+    """moon, then carol (whose config gets moon's ephemeral port), both on 127.0.0.1."""
+    (base / "moon").mkdir(exist_ok=True)
+    (base / "moon" / "pqike.toml").write_text(moon_config)
+    moon = Daemon(load_config(base / "moon"), socket_path=str(base / "m.sock"),
+                  listen=["127.0.0.1"], ike_port=0, natt_port=0)
+    await moon.start()
+    try:
+        (base / "carol").mkdir(exist_ok=True)
+        (base / "carol" / "pqike.toml").write_text(carol_config.format(port=moon.udp.ike_port))
+        carol = Daemon(load_config(base / "carol"), socket_path=str(base / "c.sock"),
+                       listen=["127.0.0.1"], ike_port=0, natt_port=0)
+        await carol.start()
+        try:
+            yield moon, carol
+        finally:
+            await carol.stop()
+    finally:
+        await moon.stop()
+
+
 def test_initiate_between_two_daemons_on_loopback(log_level):
     base = Path(tempfile.mkdtemp(prefix="pqk", dir="/tmp"))
 
     async def run():
-        (base / "moon").mkdir()
-        (base / "moon" / "pqike.toml").write_text(MOON)
-        moon = Daemon(load_config(base / "moon"), socket_path=str(base / "m.sock"),
-                      listen=["127.0.0.1"], ike_port=0, natt_port=0)
-        await moon.start()
-        try:
-            (base / "carol").mkdir()
-            (base / "carol" / "pqike.toml").write_text(CAROL.format(port=moon.udp.ike_port))
-            carol = Daemon(load_config(base / "carol"), socket_path=str(base / "c.sock"),
-                           listen=["127.0.0.1"], ike_port=0, natt_port=0)
-            await carol.start()
-            try:
-                lines: list[str] = []
-                result = await asyncio.to_thread(
-                    request, carol.socket_path,
-                    Request(cmd="initiate", child="net", timeout=20), lines.append)
-                assert result.ok, (result.message, lines)
-                kinds = [e.kind for e in result.events]
-                assert EventKind.IKE_ESTABLISHED in kinds
-                assert EventKind.CHILD_ESTABLISHED in kinds
-                assert any("IKE_SA home[1] established" in line for line in lines)
-                assert any(line.startswith("[NET] received packet") for line in lines)
+        async with two_daemons(base, MOON, CAROL) as (moon, carol):
+            lines: list[str] = []
+            result = await asyncio.to_thread(
+                request, carol.socket_path,
+                Request(cmd="initiate", child="net", timeout=20), lines.append)
+            assert result.ok, (result.message, lines)
+            kinds = [e.kind for e in result.events]
+            assert EventKind.IKE_ESTABLISHED in kinds
+            assert EventKind.CHILD_ESTABLISHED in kinds
+            assert any("IKE_SA home[1] established" in line for line in lines)
+            assert any(line.startswith("[NET] received packet") for line in lines)
 
-                listed = await asyncio.to_thread(request, moon.socket_path,
-                                                 Request(cmd="list-sas"))
-                sas = msgspec.convert(listed.data, list[IkeSaInfo])
-                assert [(s.name, s.state) for s in sas] == [("rw", "ESTABLISHED")]
-                assert sas[0].remote == f"127.0.0.1[{carol.udp.ike_port}]"
-                assert sas[0].children[0].name == "net"
+            listed = await asyncio.to_thread(request, moon.socket_path,
+                                             Request(cmd="list-sas"))
+            sas = msgspec.convert(listed.data, list[IkeSaInfo])
+            assert [(s.name, s.state) for s in sas] == [("rw", "ESTABLISHED")]
+            assert sas[0].remote == f"127.0.0.1[{carol.udp.ike_port}]"
+            assert sas[0].children[0].name == "net"
 
-                done = await asyncio.to_thread(request, carol.socket_path,
-                                               Request(cmd="terminate", ike="home", timeout=20))
-                assert done.ok, done.message
-            finally:
-                await carol.stop()
-        finally:
-            await moon.stop()
+            done = await asyncio.to_thread(request, carol.socket_path,
+                                           Request(cmd="terminate", ike="home", timeout=20))
+            assert done.ok, done.message
+
+    try:
+        asyncio.run(run())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _with_certs(config: str, me: str, my_id: str, peer_id: str) -> str:
+    """One of the PSK configs above with create_peer_pki's files instead of the PSK."""
+    return (
+        config.replace(PSK, "")
+        .replace(
+            f'auth = "psk"\nid = "{my_id}"',
+            f'auth = "pubkey"\nid = "{my_id}"\ncerts = ["x509/{me}Cert.pem"]\n'
+            f'key = "private/{me}Key.pem"',
+        )
+        .replace(
+            f'auth = "psk"\nid = "{peer_id}"',
+            f'auth = "pubkey"\nid = "{peer_id}"\ncacerts = ["x509ca/caCert.pem"]',
+        )
+    )
+
+
+def test_failed_reload_keeps_the_running_config_and_its_credentials(log_level):
+    from pqike.pki import create_peer_pki
+
+    base = Path(tempfile.mkdtemp(prefix="pqk", dir="/tmp"))
+    peers = {"moon": "moon.example.org", "carol": "carol@example.org"}
+    create_peer_pki({name: (base / name, ident) for name, ident in peers.items()}, kind="ed25519")
+
+    async def run():
+        moon_config = _with_certs(MOON, "moon", "moon.example.org", "carol@example.org")
+        carol_config = _with_certs(CAROL, "carol", "carol@example.org", "moon.example.org")
+        async with two_daemons(base, moon_config, carol_config) as (_, carol):
+            running = carol.config
+            assert carol.engine.config is running
+            # the operator botches the PKI on disk and reloads
+            carol_dir = base / "carol"
+            (carol_dir / "x509" / "carolCert.pem").write_bytes(b"garbage")
+            (carol_dir / "x509ca" / "caCert.pem").unlink()
+            result = await asyncio.to_thread(request, carol.socket_path, Request(cmd="reload"))
+            assert not result.ok
+            main = carol_dir / "pqike.toml"
+            assert result.message.splitlines() == [
+                f"{main}: connections.home.local.certs[0]: x509/carolCert.pem: not a PEM "
+                "or DER X.509 certificate",
+                f"{main}: connections.home.remote.cacerts[0]: x509ca/caCert.pem: cannot "
+                "read: No such file or directory",
+            ]
+            assert carol.config is running and carol.engine.config is running
+            # a new IKE_SA authenticates with what was loaded at start
+            lines: list[str] = []
+            result = await asyncio.to_thread(
+                request, carol.socket_path,
+                Request(cmd="initiate", child="net", timeout=20), lines.append)
+            assert result.ok, (result.message, lines)
+            assert any("authentication of 'carol@example.org' (myself) with" in line
+                       for line in lines)
 
     try:
         asyncio.run(run())
