@@ -168,9 +168,11 @@ class Daemon(_Section):
     cookie_threshold: Count = 10  # charon.cookie_threshold (half-open SAs)
     block_threshold: Count = 5  # charon.block_threshold (half-open SAs per peer IP)
     half_open_timeout: Secs = 30  # charon.half_open_timeout
-    # RFC 7383 reassembly bounds (pqike.sa.fragments.FragmentLimits)
+    # RFC 7383 reassembly bounds (pqike.sa.fragments): every reassembly holds at most one
+    # message (max_packet) per IKE_SA and direction; IKE_SAs before IKE_AUTH share half of
+    # reassembly_memory (oldest partial message dropped when full), the rest is kept for
+    # authenticated ones
     max_fragments: Annotated[int, Meta(ge=1, le=65535)] = 255
-    max_reassemblies: Annotated[int, Meta(ge=1)] = 64
     reassembly_memory: Annotated[int, Meta(ge=65536)] = 4 * 1024 * 1024
     # charon.send_vendor_id: send strongSwan's vendor ID, which is what makes a strongSwan
     # peer use the private-use algorithms (IDs >= 1024: Kyber, BIKE, HQC, FrodoKEM) with us

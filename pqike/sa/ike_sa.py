@@ -22,7 +22,7 @@ from pqike.events import Datagram, Endpoint, Event, EventKind
 from pqike.log import Subsystem, get_logger
 from pqike.proposal import Proposal
 from pqike.sa.child_sa import ChildSa
-from pqike.sa.fragments import FragmentLimits, FragmentVerdict, MemoryBudget, Reassembler
+from pqike.sa.fragments import FragmentVerdict, MemoryBudget, Reassembler, fragment_limits
 from pqike.sa.rules import Phase, Verdict, request_verdict
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.wire import sk as wire_sk
@@ -125,10 +125,11 @@ class IkeSa:
         self.spi_i = spi_i
         self.spi_r = spi_r
         self.state = IkeState.CREATED
-        self.log = get_logger(Subsystem.IKE, f"{conn_name}|{unique_id}")
-        self.enc = get_logger(Subsystem.ENC, f"{conn_name}|{unique_id}")
-        self.net = get_logger(Subsystem.NET, f"{conn_name}|{unique_id}")
-        self.cfg = get_logger(Subsystem.CFG, f"{conn_name}|{unique_id}")
+        ctx = f"{conn_name}|{unique_id}"  # one string for the loggers and reassemblers
+        self.log = get_logger(Subsystem.IKE, ctx)
+        self.enc = get_logger(Subsystem.ENC, ctx)
+        self.net = get_logger(Subsystem.NET, ctx)
+        self.cfg = get_logger(Subsystem.CFG, ctx)
         self.now = 0.0  # time of the event being handled (tasks read it)
 
         # negotiated
@@ -161,13 +162,10 @@ class IkeSa:
         self.peer_mid = 0  # next request we expect
         self.request: _Request | None = None
         self.last_response: tuple[int, list[bytes]] | None = None
-        limits = FragmentLimits(
-            max_fragments=services.config.daemon.max_fragments,
-            max_message=services.config.daemon.max_packet,
-            max_total=services.config.daemon.reassembly_memory,
-        )
-        self._frag_requests = Reassembler(limits, services.budget)
-        self._frag_responses = Reassembler(limits, services.budget)
+        d = services.config.daemon
+        limits = fragment_limits(d.max_fragments, d.max_packet, d.reassembly_memory)
+        self._frag_requests = Reassembler(limits, services.budget, ctx)
+        self._frag_responses = Reassembler(limits, services.budget, ctx)
         self._out_cipher: SkCipher | None = None
         self._in_cipher: SkCipher | None = None
 
@@ -881,7 +879,11 @@ class IkeSa:
         frag = wire_sk.unprotect_fragment(raw, self._in_cipher)
         number, total, first, chunk = frag.number, frag.total, frag.first_inner, frag.plaintext
         self.enc("parsed %s %s %d [ EF(%d/%d) ]", ex_name, role, message.message_id, number, total)
-        res = frags.add(message.message_id, number, total, first, chunk)
+        # before IKE_AUTH completes the keys are IKE_SA_INIT's: anybody's (fragments.py)
+        authenticated = self.state not in (IkeState.CREATED, IkeState.CONNECTING)
+        res = frags.add(
+            message.message_id, number, total, first, chunk, authenticated=authenticated
+        )
         if res.verdict is FragmentVerdict.WAITING:
             self.enc("received fragment #%d of %d, waiting for complete IKE message", number, total)
             return None

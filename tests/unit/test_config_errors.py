@@ -52,6 +52,13 @@ def test_unknown_top_level_and_daemon_keys(tmp_path: Path) -> None:
     assert err.keypath == "daemon.log.ikee" and "'ike'" in err.message
 
 
+def test_max_reassemblies_is_gone(tmp_path: Path) -> None:
+    """Per-IKE_SA shares of reassembly_memory replaced it (pqike.sa.fragments): a config
+    still naming it is refused rather than silently ignored."""
+    err = _fail(tmp_path, "[daemon]\nmax_reassemblies = 64\n")
+    assert err.keypath == "daemon.max_reassemblies" and "unknown key" in err.message
+
+
 def test_invalid_duration(tmp_path: Path) -> None:
     err = _fail(tmp_path, _edit(CAROL, 'rekey_time = "30m"', 'rekey_time = "20x"'))
     assert err.keypath == "connections.home.rekey_time"
