@@ -127,6 +127,7 @@ class Engine:
         self._by_peer: dict[tuple[str, str], set[IkeSa]] = {}  # (conn, remote id) -> SAs
         self._half_open_by_ip: dict[str, int] = {}
         self._graveyard: dict[bytes, tuple[float, IkeSa]] = {}  # deleted by the peer
+        self._svc = self._make_services()
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -139,6 +140,11 @@ class Engine:
             self._events(event)
 
     def _services(self) -> SaServices:
+        return self._svc
+
+    def _make_services(self) -> SaServices:
+        """One SaServices shared by every IKE_SA made under the current configuration
+        (rebuilt on reload: established SAs keep the settings they were made with)."""
         return SaServices(
             config=self.config,
             kernel=self.kernel,
@@ -189,6 +195,8 @@ class Engine:
             if new is None or old is None or new.addrs != old.addrs:
                 del self._pools[name]
         self.config = config
+        self._budget.set_limit(config.daemon.reassembly_memory)
+        self._svc = self._make_services()
 
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)

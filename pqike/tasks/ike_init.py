@@ -9,6 +9,7 @@ updated after each).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import struct
@@ -18,7 +19,6 @@ from kem.base import Initiator
 from kem.errors import KemError
 from pqike.crypto.algorithms import IkeSuite, UnsupportedTransform
 from pqike.crypto.keyschedule import derive_ike_keys, skeyseed
-from pqike.log import Subsystem, get_logger
 from pqike.proposal import (
     Proposal,
     ProposalError,
@@ -69,14 +69,21 @@ def ike_suite(p: Proposal) -> IkeSuite:
     return IkeSuite(encr.id, encr.key_length, integ.id if integ else 0, prf.id)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=64)
+def _configured(proposals: tuple[str, ...]) -> tuple[Proposal, ...]:
+    """A connection's IKE proposals, parsed once and shared (they are immutable) rather
+    than again for each IKE_SA_INIT, a flood's worth of them."""
+    return parse_proposals(ProtocolId.IKE, proposals)
+
+
 class IkeInit(Task):
     name = "ike_init"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
-        self.cfg = get_logger(Subsystem.CFG, sa.log.sa)
+        self.cfg = sa.cfg
         try:
-            self.proposals = parse_proposals(ProtocolId.IKE, sa.conn.proposals)
+            self.proposals = _configured(sa.conn.proposals)
         except ProposalError as e:  # config checks make this unreachable for loaded configs
             raise TaskFailed(f"invalid IKE proposal: {e}") from e
         first_ke = next((p.first(TransformType.KE) for p in self.proposals), None)
