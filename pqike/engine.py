@@ -4,6 +4,10 @@ commands. The daemon feeds it datagrams and time; tests run two engines in memor
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import gc
 import hashlib
 import heapq
 import hmac
@@ -12,6 +16,7 @@ import os
 import socket
 import traceback
 from collections.abc import Callable
+from typing import NamedTuple
 
 from pqike.config import Config, Connection
 from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, IkeSaInfo
@@ -33,6 +38,36 @@ enc = get_logger(Subsystem.ENC)
 
 
 GRAVEYARD_SECONDS = 60.0  # how long we still answer a DELETE for an IKE_SA we removed
+# After this many IKE_SAs went away (a half-open flood timing out), and at least as many
+# as remain, compact the tables and give the freed memory back to the system.
+TRIM_AFTER = 1000
+
+
+class _Grave(NamedTuple):
+    """What answering a retransmitted DELETE needs of an IKE_SA the peer deleted."""
+
+    expires: float
+    label: str
+    message_id: int
+    packets: list[bytes]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def _release_memory() -> None:
+    """Give freed memory back to the system: a full collection also empties CPython's free
+    lists, whose scattered blocks otherwise keep whole pymalloc arenas mapped; glibc's
+    malloc_trim(0) then returns the free pages inside the heap, not only at its top."""
+    gc.collect()
+    with contextlib.suppress(AttributeError):  # not glibc: nothing more to do
+        if (libc := _libc()) is not None:
+            libc.malloc_trim(0)
 
 
 class EngineError(Exception):
@@ -122,11 +157,12 @@ class Engine:
         self._pools: dict[str, object] = {}
         self._cookie_secret = rng(32)
         self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()
-        self._timers: list[tuple[float, int, IkeSa]] = []
+        self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, engine key)
         self._seq = 0
         self._by_peer: dict[tuple[str, str], set[IkeSa]] = {}  # (conn, remote id) -> SAs
         self._half_open_by_ip: dict[str, int] = {}
-        self._graveyard: dict[bytes, tuple[float, IkeSa]] = {}  # deleted by the peer
+        self._graveyard: dict[bytes, _Grave] = {}  # deleted by the peer, oldest first
+        self._gone = 0  # IKE_SAs forgotten since the tables were last compacted
         self._svc = self._make_services()
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -203,15 +239,23 @@ class Engine:
         self._out.clear()  # the SAs hold a reference to this list
         return out
 
-    # ---- timers: a heap of (deadline, seq, IKE_SA), stale entries skipped lazily; the
-    # engine only ever looks at the IKE_SAs an event touched, so its cost per datagram or
-    # timer does not grow with the number of IKE_SAs
+    # ---- timers: a heap of (deadline, seq, our SPI of the IKE_SA), stale entries skipped
+    # lazily. An entry names the SA by its key in the table, not the object, so that a
+    # stale one keeps no destroyed IKE_SA (keys, tasks) alive until its deadline, hours
+    # away for an established one. The engine only ever looks at the IKE_SAs an event
+    # touched, so its cost per datagram or timer does not grow with the number of IKE_SAs
+
+    def _armed(self, when: float, key: bytes) -> IkeSa | None:
+        sa = self.sas.get(key)
+        if sa is None or sa.state == IkeState.DESTROYED or sa.timer_at != when:
+            return None
+        return sa
 
     def next_deadline(self) -> float | None:
         heap = self._timers
         while heap:
-            when, _, sa = heap[0]
-            if sa.state != IkeState.DESTROYED and sa.timer_at == when:
+            when, _, key = heap[0]
+            if self._armed(when, key) is not None:
                 return when
             heapq.heappop(heap)
         return None
@@ -219,8 +263,9 @@ class Engine:
     def tick(self, now: float) -> None:
         heap = self._timers
         while heap and heap[0][0] <= now:
-            when, _, sa = heapq.heappop(heap)
-            if sa.state == IkeState.DESTROYED or sa.timer_at != when:
+            when, _, key = heapq.heappop(heap)
+            sa = self._armed(when, key)
+            if sa is None:
                 continue
             sa.timer_at = None
             sa.tick(now)
@@ -243,7 +288,28 @@ class Engine:
             if when is not None and when != sa.timer_at:
                 sa.timer_at = when
                 self._seq += 1
-                heapq.heappush(self._timers, (when, self._seq, sa))
+                heapq.heappush(self._timers, (when, self._seq, sa.engine_key))
+        if len(self._timers) > 2 * len(self.sas) + 64:
+            self._compact_timers()
+        if self._gone >= max(TRIM_AFTER, len(self.sas)):
+            self._compact_tables()
+
+    def _compact_timers(self) -> None:
+        """Drop stale heap entries (re-armed or destroyed IKE_SAs): the heap stays within
+        a small multiple of the number of IKE_SAs."""
+        self._timers = [e for e in self._timers if self._armed(e[0], e[2]) is not None]
+        heapq.heapify(self._timers)
+
+    def _compact_tables(self) -> None:
+        """Many IKE_SAs went away: dicts never shrink by themselves, and glibc keeps the
+        freed pages of the heap unless asked."""
+        self._gone = 0
+        self.sas = dict(self.sas)
+        self._half_open = dict(self._half_open)
+        self._half_open_by_ip = dict(self._half_open_by_ip)
+        self._touched.clear()  # empty here; clear() also frees the table it grew to
+        self._compact_timers()
+        _release_memory()
 
     def _drop_half_open(self, sa: IkeSa) -> None:
         key, sa.half_open_key = sa.half_open_key, None
@@ -256,14 +322,26 @@ class Engine:
             self._half_open_by_ip.pop(key[1], None)
 
     def _forget(self, sa: IkeSa) -> None:
+        self._gone += 1
+        # its tasks point back at it: without them refcounting frees the IKE_SA now, not
+        # the cyclic GC at its next full collection (a flood's worth of SAs at once)
+        sa.active, sa.passive, sa.queued, sa.after_response = [], [], [], []
+        sa.followups = {}
         if self.sas.get(sa.engine_key) is sa:
             del self.sas[sa.engine_key]
         if sa.last_response is not None and sa.delete_after_exchange:
             # the peer deleted this IKE_SA; if our empty answer got lost it retransmits the
             # DELETE: answer that from here rather than let it retry for minutes
-            self._graveyard[sa.engine_key] = (sa.now + GRAVEYARD_SECONDS, sa)
-        for key in [k for k, (t, _) in self._graveyard.items() if t < sa.now]:
-            del self._graveyard[key]
+            mid, packets = sa.last_response
+            grave = _Grave(sa.now + GRAVEYARD_SECONDS, sa.label, mid, packets)
+            self._graveyard.pop(sa.engine_key, None)
+            self._graveyard[sa.engine_key] = grave
+        graves = self._graveyard  # in expiry order: purge from the front
+        while graves:
+            key = next(iter(graves))
+            if graves[key].expires >= sa.now:
+                break
+            del graves[key]
         if sa.half_open_key is not None:
             self._drop_half_open(sa)
         peers = self._by_peer.get((sa.name, sa.remote_id))
@@ -457,17 +535,20 @@ class Engine:
                 sa = None
         if sa is None:
             gone = self._graveyard.get(msg.spi_r if msg.initiator else msg.spi_i)
-            if gone is not None and not msg.response and gone[1].last_response is not None:
-                mid, packets = gone[1].last_response
-                if msg.message_id == mid and now <= gone[0]:
-                    enc(
-                        "retransmitted request %d for deleted IKE_SA %s, answering again",
-                        mid,
-                        gone[1].label,
-                    )
-                    for data in packets:
-                        self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
-                    return
+            if (
+                gone is not None
+                and not msg.response
+                and msg.message_id == gone.message_id
+                and now <= gone.expires
+            ):
+                enc(
+                    "retransmitted request %d for deleted IKE_SA %s, answering again",
+                    gone.message_id,
+                    gone.label,
+                )
+                for data in gone.packets:
+                    self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
+                return
             enc(
                 "received %s for unknown IKE_SA %s_i %s_r, ignored",
                 msg.exchange.name if isinstance(msg.exchange, ExchangeType) else msg.exchange,

@@ -8,8 +8,12 @@ no PSK, so it never gets past IKE_AUTH.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import logging
 import os
+import tracemalloc
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,15 +22,15 @@ import pytest
 
 from pqike.config import Config
 from pqike.engine import Engine
-from pqike.events import Datagram, Event, EventKind
+from pqike.events import Datagram, Endpoint, Event, EventKind
 from pqike.kernel.base import MemoryKernel
 from pqike.sa.fragments import CHUNK_OVERHEAD, PENDING_OVERHEAD
 from pqike.sa.ike_sa import IkeSa
 from pqike.wire import sk as wire_sk
-from pqike.wire.iana import ExchangeType
+from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_message
-from pqike.wire.payloads import EncryptedFragment
-from tests.exchange.peers import MOON, psk_config
+from pqike.wire.payloads import EncryptedFragment, Notify
+from tests.exchange.peers import CAROL, MOON, make_pair, psk_config
 
 PROP = "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024"
 
@@ -185,3 +189,110 @@ def test_block_threshold_bounds_reassembly_memory_per_address() -> None:
     max_fragments = moon.config.daemon.max_fragments
     per_sa = PENDING_OVERHEAD + 20000 + CHUNK_OVERHEAD * max_fragments
     assert 0 < held <= 3 * per_sa
+
+
+# ---- finding 5: what half-open IKE_SAs cost, and that it all goes away -------------------
+
+
+def _init_request() -> bytes:
+    template = Engine(psk_config("carol", PROP), MemoryKernel(), source_for=lambda r: CAROL)
+    template.initiate("net", None, 0.0)
+    (init,) = template.pop_outgoing()
+    return init.data
+
+
+def _cookie_echoing_flood(moon: Engine, init: bytes, count: int, now: float, first: int) -> None:
+    """IKE_SA_INIT requests from ``count`` addresses of the attacker's, each echoing the
+    COOKIE it is sent (the COOKIE only proves the address)."""
+    for i in range(first, first + count):
+        msg = decode_message(init)
+        msg.spi_i = i.to_bytes(8, "big")
+        src = Endpoint(f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 500)
+        for _ in range(2):
+            moon.receive(Datagram(data=msg.encode(), src=src, dst=Endpoint(MOON, 500)), now)
+            cookie = next(
+                (
+                    p
+                    for d in moon.pop_outgoing()
+                    for p in decode_message(d.data).payloads
+                    if isinstance(p, Notify) and p.notify_type == NotifyType.COOKIE
+                ),
+                None,
+            )
+            if cookie is None:
+                break
+            msg.payloads = [cookie, *decode_message(init).payloads]
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    """No log records: whatever a handler keeps would count as memory left behind."""
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_half_open_flood_memory_returns(quiet: None) -> None:
+    """Finding 5: a COOKIE-echoing flood's half-open IKE_SAs are small, and once they timed
+    out no IkeSa survives and the traced memory is back at the baseline (before: 8.3 KB
+    each, and the engine's tables kept their peak size)."""
+    moon = Engine(psk_config("moon", PROP), MemoryKernel())
+    init = _init_request()
+    timeout = moon.config.daemon.half_open_timeout
+    _cookie_echoing_flood(moon, init, 100, 0.0, 1 << 20)  # warm-up: caches, allocator pools
+    moon.tick(timeout + 1.0)
+    gc.collect()
+    count = 1000
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        _cookie_echoing_flood(moon, init, count, 100.0, 1)
+        assert len(moon._half_open) == count
+        refs = [weakref.ref(sa) for sa in moon.sas.values()]
+        gc.collect()
+        per_sa = (tracemalloc.get_traced_memory()[0] - baseline) / count
+        moon.tick(100.0 + timeout + 1.0)
+        alive = [r for r in refs if r() is not None]
+        del refs  # the weak references are traced too
+        gc.collect()
+        left = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert not moon.sas and not moon._half_open and not moon._timers
+    assert alive == []
+    assert per_sa < 6500
+    assert left < 16 * 1024, f"{left} bytes of {count} half-open IKE_SAs left"
+
+
+def test_destroyed_ike_sas_are_freed_before_their_deadline(quiet: None) -> None:
+    """Stale timer entries do not keep destroyed IKE_SAs (their keys, their tasks) alive
+    until the deadline they were armed for."""
+    moon = Engine(psk_config("moon", PROP), MemoryKernel())
+    _cookie_echoing_flood(moon, _init_request(), 200, 0.0, 1)
+    refs = [weakref.ref(sa) for sa in moon.sas.values()]
+    moon.terminate("rw", None, None, 1.0)  # all of them, 29 s before their timeout
+    gc.collect()
+    assert not moon.sas and [r for r in refs if r() is not None] == []
+
+
+def test_ike_sa_deleted_by_the_peer_is_freed() -> None:
+    """The graveyard answers a retransmitted DELETE from the response alone: it keeps no
+    IkeSa (keys, tasks) for its 60 s."""
+    net = make_pair(psk_config("carol", PROP), psk_config("moon", PROP))
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    carol.initiate("net", None, 0.0)
+    net.run()
+    (sa,) = moon.sas.values()
+    ref = weakref.ref(sa)
+    del sa
+    deletes: list[Datagram] = []
+    net.filter = lambda d: deletes.append(d) or [d] if d.dst.host == MOON else [d]
+    carol.terminate("home", None, None, net.now)
+    net.run()
+    assert not moon.sas
+    gc.collect()
+    assert ref() is None
+    moon.receive(deletes[-1], net.now + 1.0)  # our answer got lost: the peer retransmits
+    assert len(moon.pop_outgoing()) == 1
