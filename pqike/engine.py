@@ -592,6 +592,17 @@ class Engine:
             return
         if not self._cookie_ok(msg, dgram):
             return
+        limit = self.config.daemon.init_limit_half_open
+        if limit and len(self._half_open) >= limit:
+            # charon.init_limit_half_open: checked after the COOKIE, so what it bounds is
+            # the state of peers that proved their address (and echo COOKIEs in a flood)
+            log(
+                "ignoring IKE_SA setup from %s, half open IKE_SA count of %d exceeds limit of %d",
+                dgram.src.host,
+                len(self._half_open),
+                limit,
+            )
+            return
         name, conn = self._responder_conn(dgram)
         if conn is None:
             log(

@@ -168,6 +168,9 @@ class Daemon(_Section):
     cookie_threshold: Count = 10  # charon.cookie_threshold (half-open SAs)
     block_threshold: Count = 5  # charon.block_threshold (half-open SAs per peer IP)
     half_open_timeout: Secs = 30  # charon.half_open_timeout
+    # charon.init_limit_half_open: past this many half-open IKE_SAs (COOKIE verified), new
+    # IKE_SA_INITs are ignored; bounds their memory when an attacker echoes COOKIEs. 0 = off
+    init_limit_half_open: Count = 0
     # RFC 7383 reassembly bounds (pqike.sa.fragments): every reassembly holds at most one
     # message (max_packet) per IKE_SA and direction; IKE_SAs before IKE_AUTH share half of
     # reassembly_memory (oldest partial message dropped when full), the rest is kept for

@@ -186,6 +186,7 @@ def to_strongswan_conf(config: Config) -> str:
     w.kv("cookie_threshold", d.cookie_threshold)
     w.kv("block_threshold", d.block_threshold)
     w.kv("half_open_timeout", d.half_open_timeout)
+    w.kv("init_limit_half_open", d.init_limit_half_open)
     w.kv("send_vendor_id", d.send_vendor_id)
     w.kv("accept_private_algs", d.accept_private_algs)
     w.kv("prefer_configured_proposals", d.prefer_configured_proposals)

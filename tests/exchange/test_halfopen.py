@@ -296,3 +296,19 @@ def test_ike_sa_deleted_by_the_peer_is_freed() -> None:
     assert ref() is None
     moon.receive(deletes[-1], net.now + 1.0)  # our answer got lost: the peer retransmits
     assert len(moon.pop_outgoing()) == 1
+
+
+def test_init_limit_half_open_caps_half_open_sas(quiet: None) -> None:
+    """charon.init_limit_half_open: past the limit, IKE_SA_INIT requests (COOKIE verified)
+    are ignored, so an attacker echoing COOKIEs from many addresses meets a bound."""
+    moon = Engine(
+        psk_config("moon", PROP, extra_daemon={"init_limit_half_open": 25}), MemoryKernel()
+    )
+    init = _init_request()
+    _cookie_echoing_flood(moon, init, 40, 0.0, 1)
+    assert len(moon._half_open) == 25
+    _cookie_echoing_flood(moon, init, 1, 0.0, 1000)
+    assert moon.pop_outgoing() == [] and len(moon.sas) == 25  # no answer, no state
+    moon.tick(moon.config.daemon.half_open_timeout + 1.0)
+    _cookie_echoing_flood(moon, init, 1, 40.0, 2000)
+    assert len(moon._half_open) == 1
