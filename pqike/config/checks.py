@@ -7,6 +7,7 @@ first ConfigError and keeps the rest as ConfigWarnings.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterator
 
@@ -207,10 +208,27 @@ def _check_pools(config: Config) -> Iterator[Finding]:
                 )
 
 
+def _check_reassembly(d: Daemon) -> Iterator[Finding]:
+    from pqike.sa.fragments import PREAUTH_SHARE
+
+    # a fragmented IKE_INTERMEDIATE or IKE_AUTH arrives before IKE_AUTH has completed: it
+    # must fit the share of the reassembly memory that unauthenticated IKE_SAs may use
+    preauth = int(d.reassembly_memory * PREAUTH_SHARE)
+    if preauth < d.max_packet:
+        yield (
+            "daemon.reassembly_memory",
+            f"{d.reassembly_memory} bytes leave {preauth} for IKE_SAs before IKE_AUTH, less "
+            f"than one message of max_packet ({d.max_packet}); use at least "
+            f"{math.ceil(d.max_packet / PREAUTH_SHARE)}",
+            True,
+        )
+
+
 def check(config: Config) -> Iterator[Finding]:
     d = config.daemon
     if d.port == d.port_nat_t:
         yield ("daemon.port_nat_t", f"port_nat_t must differ from port ({d.port})", True)
+    yield from _check_reassembly(d)
     yield from _check_pools(config)
     for name, conn in config.connections.items():
         yield from _check_auth(config, name, conn)

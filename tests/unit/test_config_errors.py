@@ -59,6 +59,14 @@ def test_max_reassemblies_is_gone(tmp_path: Path) -> None:
     assert err.keypath == "daemon.max_reassemblies" and "unknown key" in err.message
 
 
+def test_reassembly_memory_must_hold_a_message_before_ike_auth(tmp_path: Path) -> None:
+    """Unauthenticated IKE_SAs get a share of reassembly_memory; a fragmented IKE_AUTH of
+    max_packet bytes must fit it, or every fragmented handshake would fail."""
+    err = _fail(tmp_path, "[daemon]\nreassembly_memory = 65536\nmax_packet = 65535\n")
+    assert err.keypath == "daemon.reassembly_memory"
+    assert "less than one message of max_packet (65535)" in err.message
+
+
 def test_invalid_duration(tmp_path: Path) -> None:
     err = _fail(tmp_path, _edit(CAROL, 'rekey_time = "30m"', 'rekey_time = "20x"'))
     assert err.keypath == "connections.home.rekey_time"
