@@ -2,6 +2,7 @@
 # System-level prerequisites for the test suite, installed only when we are root:
 #  - tshark (the codec is checked against Wireshark's IKEv2 dissector)
 #  - debootstrap + a Debian sid root holding strongSwan 6.1 (the interop peer)
+#  - a Debian sid root holding libreswan 5.2 (interop: RSA-PSS, PSK)
 #  - pq-strongswan, strongSwan 6.0.0beta6 with its oqs plugin (the walkthrough's peer)
 #  - ping, nft (traffic through the tunnels, random loss in the end-to-end soak)
 #  - user-mode-linux + busybox-static (a real kernel with ESP for the XFRM tests)
@@ -32,6 +33,9 @@ fi
 
 if [ -x scripts/strongswan-root.sh ]; then
   scripts/strongswan-root.sh || echo "setup-system: strongSwan root unavailable; interop tests will skip" >&2
+fi
+if [ -x scripts/libreswan-root.sh ]; then
+  scripts/libreswan-root.sh || echo "setup-system: libreswan root unavailable; its interop tests will skip" >&2
 fi
 # pq-strongswan (strongSwan 6.0.0beta6 + oqs, the walkthrough's own system) from ../shared/vendor,
 # against liboqs (scripts/pq-strongswan.sh runs scripts/liboqs.sh first)
