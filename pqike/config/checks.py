@@ -186,6 +186,17 @@ def _check_auth(config: Config, name: str, conn: Connection) -> Iterator[Finding
             )
 
 
+def _check_mobike(name: str, conn: Connection) -> Iterator[Finding]:
+    # accepted and ignored would let an operator believe the tunnel follows address changes
+    if conn.mobike:
+        yield (
+            f"connections.{name}.mobike",
+            "not supported: pqike does not implement MOBIKE (RFC 4555); set mobike = false "
+            "(strongSwan's default is yes, so a converted swanctl.conf often carries it)",
+            True,
+        )
+
+
 def _check_pools(config: Config) -> Iterator[Finding]:
     seen: list[tuple[str, object, object]] = []
     for name, pool in config.pools.items():
@@ -234,6 +245,7 @@ def check(config: Config) -> Iterator[Finding]:
         yield from _check_auth(config, name, conn)
         yield from _check_init_size(name, conn, d)
         yield from _check_private(name, conn, d)
+        yield from _check_mobike(name, conn)
         if not any(_is_specific(a) for a in conn.remote_addrs):
             for cname, child in conn.children.items():
                 if child.start_action == "start":

@@ -184,6 +184,9 @@ class Daemon(_Section):
     # strongSwan's vendor ID
     accept_private_algs: bool = False
     prefer_configured_proposals: bool = True  # charon.prefer_configured_proposals
+    # charon.rsa_pss: sign RFC 7427 AUTH with RSASSA-PSS instead of PKCS#1 v1.5 (a peer such as
+    # libreswan with authby=rsa-sha2 accepts only PSS); received signatures may be either
+    rsa_pss: bool = False
     kernel: Literal["auto", "xfrm", "userspace", "none"] = "auto"
     control_socket: Annotated[str, PATH] = "/run/pqike/pqike.sock"
     log: LogSettings = msgspec.field(default_factory=LogSettings)
@@ -279,7 +282,7 @@ class Connection(_Section):
     send_cert: Literal["always", "never", "ifasked"] = "ifasked"
     fragmentation: Literal["yes", "accept", "force", "no"] = "yes"
     childless: Literal["allow", "prefer", "force", "never"] = "allow"
-    mobike: bool = True
+    mobike: bool = False  # MOBIKE (RFC 4555) is not implemented: true is refused at load
     encap: bool = False
     dpd_delay: Secs = 0  # DPD off
     dpd_timeout: Secs = 0  # IKEv1 only in strongSwan; kept for config compatibility

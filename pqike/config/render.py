@@ -190,6 +190,7 @@ def to_strongswan_conf(config: Config) -> str:
     w.kv("send_vendor_id", d.send_vendor_id)
     w.kv("accept_private_algs", d.accept_private_algs)
     w.kv("prefer_configured_proposals", d.prefer_configured_proposals)
+    w.kv("rsa_pss", d.rsa_pss)
     w.open("filelog")
     w.open("stderr")
     w.kv("default", d.log.default)

@@ -23,9 +23,10 @@ from pqike.auth.certs import (
     verify_chain,
 )
 from pqike.auth.errors import AuthError
+from pqike.auth.keys import KeyType
 from pqike.auth.payload import sign_auth_data, verify_auth_data
 from pqike.auth.psk import build_psk_auth, verify_psk
-from pqike.auth.schemes import classic_verify, select_scheme
+from pqike.auth.schemes import SignatureScheme, classic_verify, select_scheme
 from pqike.crypto.keyschedule import (
     initiator_signed_octets,
     int_auth_octets,
@@ -67,6 +68,7 @@ class IkeAuth(Task):
         self.peer_certs: list = []
         self.peer_certreq = False
         self.peer: Identity | None = None  # the peer's identity once its AUTH verified
+        self.scheme: SignatureScheme | None = None  # how we signed our AUTH, for diagnosis
 
     # ---- credentials --------------------------------------------------------------------
 
@@ -154,9 +156,14 @@ class IkeAuth(Task):
             sa.log("authentication of '%s' (myself) with pre-shared key", ident)
             return
         try:
-            scheme = select_scheme(creds.key, sa.peer_hash_algs)  # type: ignore[arg-type]
+            scheme = select_scheme(
+                creds.key,  # type: ignore[arg-type]
+                sa.peer_hash_algs,
+                rsa_pss=sa.svc.config.daemon.rsa_pss,
+            )
         except AuthError as e:
             raise TaskFailed(str(e), NotifyType.AUTHENTICATION_FAILED) from e
+        self.scheme = scheme
         data = sign_auth_data(creds.key, octets, scheme)  # type: ignore[arg-type]
         msg.add(Authentication(method=AuthMethod.DIGITAL_SIGNATURE, data=data))
         sa.log("authentication of '%s' (myself) with %s successful", ident, scheme.log_name)
@@ -328,7 +335,7 @@ class IkeAuth(Task):
                 if conn.local.auth == "psk":
                     how, hint = "pre-shared key", "a different PSK on its side?"
                 else:
-                    how, hint = "our certificate", "does it trust our CA and accept our ID?"
+                    how, hint = _pubkey_hint(self.scheme, self.sa.svc.config.daemon.rsa_pss)
                 reason += (
                     f": responder '{peer}' rejected our authentication as "
                     f"'{self.sa.local_id}' with {how} ({hint})"
@@ -410,6 +417,24 @@ class IkeAuth(Task):
         self.sa.local_id = str(creds.identity)
         self.sa.set_established()
         return Status.SUCCESS
+
+
+def _pubkey_hint(scheme: SignatureScheme | None, rsa_pss: bool) -> tuple[str, str]:
+    """How we authenticated and the usual causes of a refusal. With RSA the padding is one:
+    a peer may accept only RSASSA-PSS (libreswan authby=rsa-sha2) or only PKCS#1 v1.5."""
+    how = "our certificate"
+    hint = "does it trust our CA and accept our ID?"
+    if scheme is None:
+        return how, hint
+    how += f", signed with {scheme.log_name}"
+    if scheme.key_type is KeyType.RSA and rsa_pss:
+        hint += " a peer that accepts only PKCS#1 v1.5 refuses RSA-PSS: set rsa_pss = false"
+    elif scheme.key_type is KeyType.RSA:
+        hint += (
+            " a peer that requires RSA-PSS (libreswan authby=rsa-sha2) refuses PKCS#1 v1.5:"
+            " set rsa_pss = true in [daemon]"
+        )
+    return how, hint
 
 
 def _peer_identity(payload: Identification, sa: IkeSa) -> Identity:

@@ -157,8 +157,10 @@ def cert_configs(
     ca_kind: str | None = None,
     fragment_size: int = 1480,
     extra_daemon: dict | None = None,
+    side_daemon: dict[str, dict] | None = None,
 ) -> tuple[Config, Config]:
-    """carol/moon with public key authentication under one CA, files written to ``tmp``."""
+    """carol/moon with public key authentication under one CA, files written to ``tmp``;
+    ``side_daemon``: further daemon options of one side ({"moon": {"rsa_pss": True}})."""
     from pqike.pki import create_peer_pki
 
     dirs = {
@@ -213,6 +215,7 @@ def cert_configs(
     }
     out = []
     for name, tree in (("carol", carol), ("moon", moon)):
+        tree["daemon"] = {**daemon, **(side_daemon or {}).get(name, {})}
         path = tmp / name / "pqike.toml"
         path.write_text(_toml(tree))
         out.append(load_config(path))

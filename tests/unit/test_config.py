@@ -98,18 +98,19 @@ def test_strongswan_defaults() -> None:
     assert (d.retransmit_jitter, d.retransmit_limit) == (0, 0)
     assert (d.cookie_threshold, d.block_threshold, d.half_open_timeout) == (10, 5, 30)
     assert d.log.default == 1 and d.kernel == "auto"
+    assert d.rsa_pss is False  # charon.rsa_pss: PKCS#1 v1.5 unless told otherwise
     # swanctl.conf(5) / src/swanctl/swanctl.opt
     c = Connection()
     assert (c.version, c.local_addrs, c.remote_addrs) == (2, ("%any",), ("%any",))
     assert (c.local_port, c.remote_port, c.proposals) == (500, 500, ("default",))
     assert (c.rekey_time, c.over_time, c.rand_time, c.reauth_time) == (14400, 1440, 1440, 0)
-    assert (c.send_certreq, c.send_cert, c.fragmentation, c.mobike, c.encap) == (
+    assert (c.send_certreq, c.send_cert, c.fragmentation, c.encap) == (
         True,
         "ifasked",
         "yes",
-        True,
         False,
     )
+    assert c.mobike is False  # strongSwan's is yes; pqike has no MOBIKE and refuses true
     assert (c.childless, c.keyingtries, c.unique, c.dpd_delay) == ("allow", 1, "no", 0)
     assert (c.local.auth, c.remote.auth) == ("pubkey", "pubkey")
     ch = Child()
