@@ -22,12 +22,8 @@ way (without netns) with STRONGSWAN_CONF/SWANCTL_DIR pointing at the instance's 
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -37,7 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .netns import NETNS_DIR, ns_argv
+from .netns import ns_argv
+from .rootdaemon import LogReader, RootDaemon, ToolResult, pids_of
+from .rootdaemon import _die_with_parent as _die_with_parent  # tests/interop/pqike_peer.py
+from .rootdaemon import leaked_mounts as _leaked_mounts
 
 DEFAULT_ROOT = "/var/cache/pqike/strongswan-sid"
 STAMP_NAME = ".pqike-strongswan-root"
@@ -347,15 +346,7 @@ class IkeSa:
         )
 
 
-@dataclass
-class SwanctlResult:
-    returncode: int
-    output: str
-    argv: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
+SwanctlResult = ToolResult
 
 
 @dataclass
@@ -373,25 +364,6 @@ _SPLIT_RE = re.compile(r"splitting IKE message \((\d+) bytes\) into (\d+) fragme
 
 # --------------------------------------------------------------------------- the daemon
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the (test) process that started it dies,
-    so a killed pytest can't leave charons behind. (Kept across exec; note it fires when the
-    *thread* that started charon exits, so start charons from a long-lived thread.)"""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-_RUNNING: set[Charon] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for c in list(_RUNNING):
-        c.stop()
-
 
 def _conf_section(name: str, values: dict[str, Any], indent: str = "") -> str:
     lines = [f"{indent}{name} {{"]
@@ -406,34 +378,9 @@ def _conf_section(name: str, values: dict[str, Any], indent: str = "") -> str:
     return "\n".join(lines)
 
 
-class CharonLog:
+class CharonLog(LogReader):
     """Reading a charon-style log (charon's or pqike's): ``name`` and ``log_path`` come from
     the class using it."""
-
-    name: str
-
-    @property
-    def log_path(self) -> Path:
-        raise NotImplementedError
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def grep(self, pattern: str | re.Pattern[str]) -> list[re.Match[str]]:
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return [m for line in self.log_text().splitlines() if (m := rx.search(line))]
-
-    def wait_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            if found := self.grep(pattern):
-                return found[0]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {pattern!r} not in {self.log_path}")
-            time.sleep(0.1)
 
     def sent_packets(self) -> list[SentPacket]:
         """Every 'sending packet: from A[p] to B[q] (N bytes)' line. N is the IKE message
@@ -451,7 +398,7 @@ class CharonLog:
         return [m[1] for m in self.grep(r"selected proposal: (\S+)")]
 
 
-class Charon(CharonLog):
+class Charon(RootDaemon, CharonLog):
     """One charon (strongSwan 6.x IKE daemon) chrooted into the sid root, in a netns.
 
     name          label for messages (e.g. "carol")
@@ -469,6 +416,7 @@ class Charon(CharonLog):
 
     # where WORKDIR appears to charon, and its programs (pq_strongswan.PqCharon differs)
     run_dir = "/run"
+    label = "charon"
     charon_bin = CHARON
     swanctl_bin = SWANCTL
 
@@ -488,10 +436,7 @@ class Charon(CharonLog):
         options: dict[str, Any] | None = None,
         files: dict[str, bytes | str] | None = None,
     ):
-        self.name = name
-        self.netns = netns
-        self.root = Path(root) if root else root_dir()
-        self.workdir = Path(workdir).resolve()
+        super().__init__(name, netns, workdir, Path(root) if root else root_dir())
         self.swanctl_conf = swanctl_conf
         self.fragment_size = fragment_size
         self.max_packet = max_packet
@@ -502,7 +447,6 @@ class Charon(CharonLog):
         self.plugins = plugins
         self.options = options or {}
         self.files = files or {}
-        self.proc: subprocess.Popen | None = None
 
     # paths on the host
     @property
@@ -520,15 +464,6 @@ class Charon(CharonLog):
     @property
     def strongswan_conf_path(self) -> Path:
         return self.workdir / "strongswan.conf"
-
-    @property
-    def output_path(self) -> Path:
-        """charon's own stdout/stderr."""
-        return self.workdir / "charon.out"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
     def strongswan_conf(self) -> str:
         charon: dict[str, Any] = {"load": self.plugins}
@@ -595,130 +530,28 @@ class Charon(CharonLog):
             "SWANCTL_DIR": f"{self.run_dir}/swanctl",
         }
 
-    def _chroot_argv(self, argv: Sequence[str], proc_dev: bool) -> list[str]:
-        """unshare a private mount namespace, mount what's needed and chroot into the root."""
-        mounts = 'mount --bind "$W" "$R/run" || exit 97'
-        if proc_dev:
-            mounts = (
-                'mount -t proc proc "$R/proc" || exit 97; '
-                'mount --bind /dev "$R/dev" || exit 97; ' + mounts
-            )
-        script = f'{mounts}; exec chroot "$R" "$@"'
-        return [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "env",
-            f"R={self.root}",
-            f"W={self.workdir}",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            *argv,
-        ]
+    def daemon_argv(self) -> list[str]:
+        return [self.charon_bin]
 
-    # lifecycle
+    def _ready(self) -> bool:
+        if not self.vici_path.exists():
+            return False
+        with Vici(self.vici_path, timeout=5) as v:
+            v.request("version")
+        return True
+
     def start(self, timeout: float = 30) -> Charon:
-        if self.proc and self.proc.poll() is None:
-            raise RuntimeError(f"{self.name}: charon already running")
-        if self.netns is not None and not (NETNS_DIR / self.netns).exists():
-            raise RuntimeError(f"{self.name}: no network namespace {self.netns!r}")
-        self._write_config()
-        argv = ns_argv(self.netns, self._chroot_argv([self.charon_bin], proc_dev=True))
-        with open(self.output_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        _RUNNING.add(self)
-        deadline = time.monotonic() + timeout
-        last_err: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name}: charon exited with {self.proc.returncode} during startup:\n"
-                    + self._tail()
-                )
-            if self.vici_path.exists():
-                try:
-                    with Vici(self.vici_path, timeout=5) as v:
-                        v.request("version")
-                    return self
-                except OSError as e:
-                    last_err = e
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(
-            f"{self.name}: vici did not answer in {timeout}s ({last_err}):\n" + self._tail()
-        )
-
-    def _tail(self, n: int = 30) -> str:
-        parts = []
-        for p in (self.output_path, self.log_path):
-            with contextlib.suppress(OSError):
-                lines = p.read_text(errors="replace").splitlines()[-n:]
-                parts.append(f"--- {p.name}\n" + "\n".join(lines))
-        return "\n".join(parts)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 5) -> int | None:
-        """Stop charon: SIGTERM, then SIGKILL to its process group. Idempotent, never raises.
-
-        The mounts vanish with charon's private mount namespace."""
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # also anything it spawned (updown scripts)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        return proc.returncode
+        super().start(timeout)
+        return self
 
     def __enter__(self) -> Charon:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # control
     def swanctl(self, *args: str, timeout: float = 30) -> SwanctlResult:
         """Run swanctl against this instance; returns its exit status and combined output."""
-        argv = self._chroot_argv([self.swanctl_bin, *args], proc_dev=False)
-        try:
-            r = subprocess.run(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=self._env(),
-                timeout=timeout,
-            )
-            return SwanctlResult(r.returncode, r.stdout, list(args))
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
-            return SwanctlResult(-1, (out or "") + "\n[swanctl timed out]", list(args))
+        r = self.run_tool([self.swanctl_bin, *args], timeout=timeout)
+        return SwanctlResult(r.returncode, r.output, list(args))
 
     def load_all(self, check: bool = True) -> SwanctlResult:
         r = self.swanctl(
@@ -784,22 +617,9 @@ class Charon(CharonLog):
 
 def leaked_mounts(root: Path | None = None) -> list[str]:
     """Host mount points below the strongSwan root (should always be empty)."""
-    root = (root or root_dir()).resolve()
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            mp = line.split()[1]
-            if mp == str(root) or mp.startswith(f"{root}/"):
-                out.append(mp)
-    return out
+    return _leaked_mounts(root or root_dir())
 
 
 def charon_pids() -> list[int]:
     """PIDs of charon processes (any namespace), for leak checks."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{d}/exe").endswith("/ipsec/charon"):
-                    pids.append(int(d))
-    return pids
+    return pids_of("/ipsec/charon")
