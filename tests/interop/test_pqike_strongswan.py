@@ -545,6 +545,25 @@ def test_certificates(pair, pki, role, kind, fragment_size):
         assert p.pq.fragment_splits() and p.ss.fragment_splits()
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_rsa_pss(pair, pki, role):
+    """charon.rsa_pss = yes on both ends (pqike's daemon.rsa_pss): RFC 7427 AUTH signed with
+    RSASSA-PSS in both directions, each verified by the other."""
+    p = pair(role)
+    files = pki("rsa")
+    kw = {"proposal": "aes256-sha256-x25519", "auth": "pubkey"}
+    p.start_ss(ss_conf(p.ss_name, **kw), files=files[p.ss_name], options={"rsa_pss": True})
+    tree = pq_tree(p.pq_name, **kw)
+    tree["daemon"]["rsa_pss"] = True
+    p.start_pq(tree, files=files[p.pq_name])
+    p.establish()
+    assert p.pq is not None and p.ss is not None
+    pss = "RSA_EMSA_PSS_SHA2_256_SALT_32"  # 3072-bit keys: SHA-256, salt = hash length
+    for log in (p.pq, p.ss):
+        assert log.grep(rf"authentication of '[^']+' \(myself\) with {pss} successful")
+        assert log.grep(rf"authentication of '[^']+' with {pss} successful"), log.log_text()
+
+
 # --------------------------------------------------------------------------- case 7: wrong PSK
 
 
