@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pqike.config import load_config
 from pqike.events import EventKind
 from pqike.pki import DEMO_CA_DN, certificate_pem, generate_key, self_signed_ca, write_pem
 from tests.exchange.peers import cert_configs, make_pair
@@ -45,15 +46,13 @@ def test_rsa_pss_either_side(
         assert f"authentication of '{IDS[name]}' with {scheme} successful" in caplog.text
 
 
-def _refused_initiator(tmp_path: Path, rsa_pss: bool) -> str:
+def _refused_initiator(tmp_path: Path, kind: str = "rsa", rsa_pss: bool = False) -> str:
     """moon trusts another CA of the same name: the reason carol's IKE_SA failed."""
     carol, _moon = cert_configs(
-        tmp_path, PROPOSAL, kind="rsa", side_daemon={"carol": {"rsa_pss": rsa_pss}}
+        tmp_path, PROPOSAL, kind=kind, side_daemon={"carol": {"rsa_pss": rsa_pss}}
     )
-    impostor = self_signed_ca(generate_key("rsa"), DEMO_CA_DN)
+    impostor = self_signed_ca(generate_key(kind), DEMO_CA_DN)
     write_pem(tmp_path / "moon" / "x509ca" / "caCert.pem", certificate_pem(impostor))
-    from pqike.config import load_config
-
     net = make_pair(carol, load_config(tmp_path / "moon" / "pqike.toml"))
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()
@@ -65,7 +64,7 @@ def _refused_initiator(tmp_path: Path, rsa_pss: bool) -> str:
 def test_authentication_failed_hint_names_pkcs1(tmp_path: Path) -> None:
     """The initiator can't know why the responder refused; with RSA it names the padding it
     used and the option that changes it, besides the CA and ID."""
-    message = _refused_initiator(tmp_path, rsa_pss=False)
+    message = _refused_initiator(tmp_path)
     assert "AUTHENTICATION_FAILED" in message
     assert f"with our certificate, signed with {PKCS1}" in message
     assert "does it trust our CA and accept our ID?" in message
@@ -80,14 +79,6 @@ def test_authentication_failed_hint_names_pss(tmp_path: Path) -> None:
 
 def test_authentication_failed_hint_without_rsa(tmp_path: Path) -> None:
     """ECDSA has one padding: no RSA advice."""
-    carol, _moon = cert_configs(tmp_path, PROPOSAL, kind="ecdsa")
-    impostor = self_signed_ca(generate_key("ecdsa"), DEMO_CA_DN)
-    write_pem(tmp_path / "moon" / "x509ca" / "caCert.pem", certificate_pem(impostor))
-    from pqike.config import load_config
-
-    net = make_pair(carol, load_config(tmp_path / "moon" / "pqike.toml"))
-    net.peers["carol"].engine.initiate("net", None, 0.0)
-    net.run()
-    (failed,) = [e for e in net.peers["carol"].events if e.kind == EventKind.IKE_FAILED]
-    assert "with our certificate, signed with ECDSA_WITH_SHA256_DER" in failed.message
-    assert "rsa_pss" not in failed.message
+    message = _refused_initiator(tmp_path, kind="ecdsa")
+    assert "with our certificate, signed with ECDSA_WITH_SHA256_DER" in message
+    assert "rsa_pss" not in message

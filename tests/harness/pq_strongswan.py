@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .rootdaemon import unshare_argv
 from .strongswan import Charon
 
 DEFAULT_PREFIX = "/var/cache/pqike/pq-strongswan"
@@ -76,17 +77,4 @@ class PqCharon(Charon):
     def _chroot_argv(self, argv: Sequence[str], proc_dev: bool) -> list[str]:
         """A private mount namespace with WORKDIR over the piddir; no chroot."""
         script = 'mount --bind "$W" "$P" || exit 97; exec "$@"'
-        return [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "env",
-            f"W={self.workdir}",
-            f"P={self.run_dir}",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            *argv,
-        ]
+        return unshare_argv(script, {"W": str(self.workdir), "P": self.run_dir}, argv)

@@ -25,9 +25,10 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .netns import NETNS_DIR, ns_argv
 
@@ -42,13 +43,94 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-_RUNNING: set[RootDaemon] = set()
+class _Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+# every daemon a test started and has not stopped: stopped at exit whatever happened
+RUNNING: set[_Stoppable] = set()
 
 
 @atexit.register
 def _stop_all() -> None:
-    for d in list(_RUNNING):
+    for d in list(RUNNING):
         d.stop()
+
+
+def spawn(
+    argv: Sequence[str], output: Path, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen:
+    """Start a daemon in its own session (stop_process kills the group), stdout and stderr
+    to ``output``, killed if the test process dies (_die_with_parent)."""
+    with open(output, "wb") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
+class _Started(Protocol):
+    name: str
+    proc: subprocess.Popen | None
+
+    def stop(self) -> object: ...
+
+
+def wait_started(
+    daemon: _Started,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    tail: Callable[[], str],
+    not_yet: tuple[type[Exception], ...] = (OSError,),
+) -> None:
+    """Poll ready() until it is true. The daemon exiting, or not being ready in time, stops
+    it and raises with tail() (its last output); ``not_yet`` exceptions mean "try again"."""
+    deadline = time.monotonic() + timeout
+    last_err: Exception | None = None
+    while time.monotonic() < deadline:
+        assert daemon.proc is not None
+        if daemon.proc.poll() is not None:
+            code = daemon.proc.returncode
+            daemon.stop()
+            raise RuntimeError(
+                f"{daemon.name}: {what} exited with {code} during startup:\n{tail()}"
+            )
+        try:
+            if ready():
+                return
+        except not_yet as e:
+            last_err = e
+        time.sleep(0.05)
+    daemon.stop()
+    raise TimeoutError(
+        f"{daemon.name}: {what} did not answer in {timeout}s ({last_err}):\n{tail()}"
+    )
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5) -> int | None:
+    """SIGTERM, then SIGKILL to its process group (anything it spawned too). Never raises."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    return proc.returncode
 
 
 @dataclass
@@ -145,20 +227,7 @@ class RootDaemon(LogReader):
                 'mount --bind /dev "$R/dev" || exit 97; ' + mounts
             )
         script = f'{mounts}; exec chroot "$R" "$@"'
-        return [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "env",
-            f"R={self.root}",
-            f"W={self.workdir}",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            *argv,
-        ]
+        return unshare_argv(script, {"R": str(self.root), "W": str(self.workdir)}, argv)
 
     def run_tool(
         self, argv: Sequence[str], timeout: float = 30, proc_dev: bool = False
@@ -186,36 +255,10 @@ class RootDaemon(LogReader):
             raise RuntimeError(f"{self.name}: no network namespace {self.netns!r}")
         self._write_config()
         argv = ns_argv(self.netns, self._chroot_argv(self.daemon_argv(), proc_dev=True))
-        with open(self.output_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        _RUNNING.add(self)
-        deadline = time.monotonic() + timeout
-        last_err: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name}: {self.label} exited with {code} during startup:\n" + self._tail()
-                )
-            try:
-                if self._ready():
-                    return self
-            except OSError as e:
-                last_err = e
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(
-            f"{self.name}: {self.label} did not answer in {timeout}s ({last_err}):\n" + self._tail()
-        )
+        self.proc = spawn(argv, self.output_path, self._env())
+        RUNNING.add(self)
+        wait_started(self, self._ready, timeout, self.label, self._tail)
+        return self
 
     def _tail(self, n: int = 30) -> str:
         parts = []
@@ -226,34 +269,37 @@ class RootDaemon(LogReader):
         return "\n".join(parts)
 
     def stop(self, timeout: float = 5) -> int | None:
-        """SIGTERM, then SIGKILL to its process group. Idempotent, never raises.
+        """Stop the daemon (stop_process). Idempotent, never raises.
 
         The mounts vanish with the daemon's private mount namespace."""
         proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # also anything it spawned (updown scripts)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        return proc.returncode
+        RUNNING.discard(self)
+        return None if proc is None else stop_process(proc, timeout)
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def unshare_argv(script: str, env: dict[str, str], argv: Sequence[str]) -> list[str]:
+    """``sh -c SCRIPT sh ARGV...`` with ENV in a private mount namespace: mounts the script
+    makes vanish with the process it execs."""
+    sets = [f"{k}={v}" for k, v in env.items()]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "env",
+        *sets,
+        "sh",
+        "-c",
+        script,
+        "sh",
+        *argv,
+    ]
 
 
 def leaked_mounts(root: Path) -> list[str]:

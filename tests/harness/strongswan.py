@@ -35,7 +35,6 @@ from typing import Any
 
 from .netns import ns_argv
 from .rootdaemon import LogReader, RootDaemon, ToolResult, pids_of
-from .rootdaemon import _die_with_parent as _die_with_parent  # tests/interop/pqike_peer.py
 from .rootdaemon import leaked_mounts as _leaked_mounts
 
 DEFAULT_ROOT = "/var/cache/pqike/strongswan-sid"

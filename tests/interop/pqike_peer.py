@@ -15,15 +15,12 @@ dies: PDEATHSIG) terminates the daemon's whole process group and removes the soc
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +30,16 @@ from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, requ
 from pqike.events import IkeSaInfo
 from tests.exchange.peers import _toml
 from tests.harness.netns import ns_argv
-from tests.harness.strongswan import CharonLog, _die_with_parent
+from tests.harness.rootdaemon import RUNNING, ToolResult, spawn, stop_process, wait_started
+from tests.harness.strongswan import CharonLog
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 DEFAULT_LOG_LEVELS = "ike=2,cfg=2,net=1,enc=1,knl=1"
 
 
-_RUNNING: set[PqikePeer] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for p in list(_RUNNING):
-        p.stop()
-
-
-@dataclass
-class CliResult:
-    returncode: int
-    output: str
-    argv: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
+CliResult = ToolResult  # exit status and combined output of a pqike command
+_NOT_YET = (DaemonUnreachable, ProtocolError, OSError)  # the control socket is not answering yet
 
 
 class PqikePeer(CharonLog):
@@ -151,52 +133,24 @@ class PqikePeer(CharonLog):
             raise RuntimeError(f"{self.name}: pqike already running")
         self._write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        _RUNNING.add(self)
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name}: pqike daemon exited with {code} during startup:\n{self.tail()}"
-                )
-            if os.path.exists(self.socket_path):
-                try:
-                    request(self.socket_path, Request(cmd="list-sas"), timeout=5)
-                    return self
-                except (DaemonUnreachable, ProtocolError) as e:
-                    last = e
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"{self.name}: control socket did not answer ({last}):\n{self.tail()}")
+        self.proc = spawn(self.argv(), self.log_path, env, cwd=REPO)
+        RUNNING.add(self)
+        wait_started(self, self._ready, timeout, "pqike daemon", self.tail, _NOT_YET)
+        return self
+
+    def _ready(self) -> bool:
+        if not os.path.exists(self.socket_path):
+            return False
+        request(self.socket_path, Request(cmd="list-sas"), timeout=5)
+        return True
 
     def stop(self, timeout: float = 5) -> int | None:
         """SIGTERM, then SIGKILL to the process group. Idempotent, never raises."""
         proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
+        RUNNING.discard(self)
         if proc is None:
             return self.returncode
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+        stop_process(proc, timeout)
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
         if self._sockdir is not None:
