@@ -21,7 +21,7 @@ ROOT=${ROOT%/}
 MIRROR=${PQIKE_SS_MIRROR:-http://deb.debian.org/debian}
 SUITE=${PQIKE_SS_SUITE:-sid}
 STAMP_NAME=.pqike-strongswan-root
-HELP_LINES=2,16p
+HELP_LINES=2,15p
 PKGS=strongswan-swanctl,strongswan-charon,libstrongswan-standard-plugins,libstrongswan-extra-plugins,libcharon-extra-plugins,iproute2,iputils-ping,openssl
 # shellcheck source=scripts/lib/sid-root.sh
 . "$(dirname "$0")/lib/sid-root.sh"
