@@ -1,7 +1,9 @@
-"""IKEv2 key schedule (RFC 7296 §2.13-2.18, RFC 9242 §3.3, RFC 9370 §2.2.2/2.2.4). Pure functions.
+"""IKEv2 key schedule (RFC 7296 §2.13-2.18, RFC 9242 §3.3, RFC 9370 §2.2.2/2.2.4, RFC 8784 §3).
+Pure functions.
 
 Every formula was checked against strongSwan src/libcharon/sa/ikev2/keymat_v2.c (master,
-2026-05) and against the keys in a strongSwan 6.1.0 level-4 log (tests/data/strongswan61_keys.json).
+2026-05) and against the keys in strongSwan 6.1.0 level-4 logs (tests/data/strongswan61_keys.json,
+tests/data/strongswan61_ppk_keys.json for the PPK step).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = [
     "initiator_signed_octets",
     "int_auth",
     "int_auth_octets",
+    "ppk_ike_keys",
+    "ppk_key",
     "psk_auth",
     "rekey_ike_keys",
     "responder_signed_octets",
@@ -180,6 +184,35 @@ def rekey_ike_keys(
     """
     seed = skeyseed_rekey(old_prf, old_sk_d, ke_secret, ni, nr, add_secrets)
     return derive_ike_keys(old_prf, seed, ni, nr, new_spi_i, new_spi_r, new_lengths)
+
+
+# --- Postquantum Preshared Keys (RFC 8784) ----------------------------------------------
+
+
+def ppk_key(prf_id: PrfId, ppk: bytes, key: bytes) -> bytes:
+    """One RFC 8784 §3 step: SK_x = prf+(PPK, SK_x'), as long as SK_x'.
+
+    SK_x' is the key of RFC 7296 (after every RFC 9370 ADDKE): the PPK keys prf+, the old key
+    is its seed (keymat_v2.c derive_ppk_key(): KDF_PARAM_KEY = ppk, KDF_PARAM_SALT = key).
+    """
+    return prf_plus(prf_id, ppk, key, len(key))
+
+
+def ppk_ike_keys(prf_id: PrfId, ppk: bytes, keys: IkeKeys) -> IkeKeys:
+    """SK_d, SK_pi and SK_pr with the PPK mixed in (RFC 8784 §3); SK_a*/SK_e* stay as they are.
+
+    Applied once both AUTH payloads are done: SK_pi/SK_pr then authenticate the PPK (the AUTH
+    payloads use them), and SK_d carries it into every CHILD_SA and IKE_SA rekey.
+    """
+    return IkeKeys(
+        sk_d=ppk_key(prf_id, ppk, keys.sk_d),
+        sk_ai=keys.sk_ai,
+        sk_ar=keys.sk_ar,
+        sk_ei=keys.sk_ei,
+        sk_er=keys.sk_er,
+        sk_pi=ppk_key(prf_id, ppk, keys.sk_pi),
+        sk_pr=ppk_key(prf_id, ppk, keys.sk_pr),
+    )
 
 
 # --- CHILD_SA keys -----------------------------------------------------------------------

@@ -128,6 +128,20 @@ def parse_pcap(data: bytes) -> list[dict]:
     return out
 
 
+def wire_records(events: list[dict], pcap: Path) -> dict:
+    """What both extractions take from the SK dumps, libipsec's ESP and the pcap."""
+    return {
+        "sk_records": sk_records(events),
+        "esp_inbound": esp_inbound(events),
+        "packets": parse_pcap(pcap.read_bytes()),
+    }
+
+
+def write_json(out: dict) -> None:
+    json.dump(out, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
 def main() -> None:
     log = Path(sys.argv[1]) if len(sys.argv) > 1 else LOG
     pcap = Path(sys.argv[2]) if len(sys.argv) > 2 else PCAP
@@ -198,12 +212,9 @@ def main() -> None:
         "int_auth": int_auth,
         "auth": auth,
         "child_sa": child,
-        "sk_records": sk_records(events),
-        "esp_inbound": esp_inbound(events),
-        "packets": parse_pcap(pcap.read_bytes()),
+        **wire_records(events, pcap),
     }
-    json.dump(out, sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    write_json(out)
 
 
 if __name__ == "__main__":
