@@ -464,7 +464,8 @@ def format_sas(sas: list[IkeSaInfo]) -> str:
             line += f" [{' '.join(sa.remote_vips)}]"
         lines.append(line)
         if sa.proposal:
-            lines.append(f"  {_display_proposal(sa.proposal)}")
+            # list_sas.c appends "/PPK" when a PPK was used
+            lines.append(f"  {_display_proposal(sa.proposal)}{'/PPK' if sa.ppk else ''}")
         if sa.state in ("ESTABLISHED", "REKEYING", "REKEYED"):
             line = f"  established {_secs(sa.established)} ago"
             if sa.rekey_in is not None:

@@ -712,6 +712,7 @@ class Engine:
                     local_id=sa.local_id,
                     remote_id=sa.remote_id,
                     proposal=str(sa.proposal) if sa.proposal else "",
+                    ppk=sa.ppk_used,
                     local_vips=list(sa.local_vips),
                     remote_vips=list(sa.remote_vips),
                     nat_local=sa.nat_local,

@@ -91,6 +91,7 @@ class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     local_id: str
     remote_id: str
     proposal: str  # IKE:AES_CBC_256/.../CURVE_25519/KE1_ML_KEM_768
+    ppk: bool = False  # an RFC 8784 PPK is mixed into the keys (swanctl's "/PPK")
     local_vips: list[str] = []
     remote_vips: list[str] = []
     nat_local: bool = False

@@ -21,6 +21,7 @@ __all__ = ["MIN_PSK_LENGTH", "Finding", "check", "ike_sa_init_size"]
 Finding = tuple[str, str, bool]  # keypath, message, is_error
 
 MIN_PSK_LENGTH = 20  # characters; shorter PSKs fall to offline dictionary attacks
+MIN_PPK_BYTES = 32  # RFC 8784 §3: a PPK needs at least 256 bits of entropy
 
 # IKE_SA_INIT as pqike builds it: header 28, SA, KE, Nonce 36, NAT-D 2x28, FRAG_SUP 8,
 # HASH_ALG 16, IKE_INT_SUP 8, with send_vendor_id a 20-byte vendor ID (charon adds REDIR_SUP
@@ -69,6 +70,7 @@ def ike_sa_init_size(conn: Connection, daemon: Daemon, ke_data: int) -> int:
     size += _NOTIFY * (1 if conn.fragmentation != "no" else 0)
     size += _HASH_ALG
     size += _NOTIFY if any(_ADDKE.match(t) for p in conn.proposals for t in ke_tokens(p)) else 0
+    size += _NOTIFY if conn.ppk_id else 0  # USE_PPK (RFC 8784)
     size += _VENDOR_ID if daemon.send_vendor_id else 0
     return size
 
@@ -197,6 +199,31 @@ def _check_mobike(name: str, conn: Connection) -> Iterator[Finding]:
         )
 
 
+def _check_ppk(config: Config, name: str, conn: Connection) -> Iterator[Finding]:
+    """A PPK_ID must name a PPK; without one the connection runs without a PPK (or, with
+    ppk_required, not at all): said here rather than at the first IKE_AUTH."""
+    kp = f"connections.{name}"
+    if conn.ppk_id is not None and config.ppk(conn.ppk_id) is None:
+        fallback = "fails" if conn.ppk_required else "comes up without a PPK"
+        yield (
+            f"{kp}.ppk_id",
+            f"no secrets.ppk<suffix> entry with id '{conn.ppk_id}': the IKE_SA {fallback}",
+            False,
+        )
+
+
+def _check_ppk_strength(config: Config) -> Iterator[Finding]:
+    for name, secret in config.secrets.ppk.items():
+        n = len(secret.value())
+        if n < MIN_PPK_BYTES:
+            yield (
+                f"secrets.{name}.secret",
+                f"PPK is only {n} bytes; RFC 8784 §3 wants at least 256 bits of entropy "
+                f"(e.g. {MIN_PPK_BYTES} random bytes as 0x<hex>)",
+                False,
+            )
+
+
 def _check_pools(config: Config) -> Iterator[Finding]:
     seen: list[tuple[str, object, object]] = []
     for name, pool in config.pools.items():
@@ -246,6 +273,7 @@ def check(config: Config) -> Iterator[Finding]:
         yield from _check_init_size(name, conn, d)
         yield from _check_private(name, conn, d)
         yield from _check_mobike(name, conn)
+        yield from _check_ppk(config, name, conn)
         if not any(_is_specific(a) for a in conn.remote_addrs):
             for cname, child in conn.children.items():
                 if child.start_action == "start":
@@ -254,6 +282,7 @@ def check(config: Config) -> Iterator[Finding]:
                         "start_action = start needs a specific remote_addrs entry to initiate to",
                         True,
                     )
+    yield from _check_ppk_strength(config)
     for name, secret in config.secrets.ike.items():
         n = len(secret.value())
         if n < MIN_PSK_LENGTH:

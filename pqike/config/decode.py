@@ -26,6 +26,7 @@ from pqike.config.model import (
     Hint,
     IkeSecret,
     Items,
+    PpkSecret,
     PrivateKey,
     Secrets,
 )
@@ -34,6 +35,7 @@ from pqike.config.values import parse_duration, split_list
 __all__ = ["Context", "decode_named", "decode_secrets", "decode_struct", "keypath_join"]
 
 S = TypeVar("S", bound=msgspec.Struct)
+Shared = TypeVar("Shared", bound=IkeSecret)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
@@ -191,53 +193,64 @@ _ID_KEY = re.compile(r"id([-_]?[A-Za-z0-9_-]+)?")
 
 
 def decode_secrets(raw: Any, keypath: str, ctx: Context) -> Secrets:
-    """``secrets.ike<suffix>`` (``id``/``id-N`` + ``secret``) and ``secrets.private<suffix>``."""
+    """``secrets.ike<suffix>`` and ``secrets.ppk<suffix>`` (``id``/``id-N`` + ``secret``), and
+    ``secrets.private<suffix>``."""
     if not isinstance(raw, dict):
         raise ctx.error(keypath, f"expected a table, got {_tname(raw)}")
     ike: dict[str, IkeSecret] = {}
+    ppk: dict[str, PpkSecret] = {}
     private: dict[str, PrivateKey] = {}
     for name, table in raw.items():
         kp = keypath_join(keypath, name)
         if not _NAME.fullmatch(name):
             raise ctx.error(kp, f"invalid name '{name}' (letters, digits, '_' and '-' only)")
         if name.startswith("ike"):
-            if not isinstance(table, dict):
-                raise ctx.error(kp, f"expected a table, got {_tname(table)}")
-            ids: list[str] = []
-            secret = None
-            for key, value in table.items():
-                if key == "secret":
-                    secret = value
-                elif _ID_KEY.fullmatch(key):
-                    if not isinstance(value, str) or not value.strip():
-                        raise ctx.error(
-                            keypath_join(kp, key), "identity must be a non-empty string"
-                        )
-                    ids.append(value.strip())
-                else:
-                    hint = _did_you_mean(key, ["secret", "id"])
-                    raise ctx.error(
-                        keypath_join(kp, key),
-                        f"unknown key '{key}'{hint} (expected 'secret' and 'id' / 'id-<suffix>')",
-                    )
-            if not isinstance(secret, str) or not secret:
-                raise ctx.error(
-                    keypath_join(kp, "secret"),
-                    "missing required key 'secret'"
-                    if secret is None
-                    else "secret must be a non-empty string",
-                )
-            s = IkeSecret(secret=secret, ids=tuple(ids))
-            try:
-                s.value()
-            except ValueError as e:
-                raise ctx.error(keypath_join(kp, "secret"), str(e)) from None
-            ike[name] = s
+            ike[name] = _shared_secret(table, IkeSecret, kp, ctx)
+        elif name.startswith("ppk"):
+            ppk[name] = _shared_secret(table, PpkSecret, kp, ctx)
+            if not ppk[name].ids:
+                # charon would load it and never find it: it is looked up by PPK_ID
+                raise ctx.error(kp, "a PPK needs an 'id' (the PPK_ID it is known by)")
         elif name.startswith("private"):
             private[name] = decode_struct(table, PrivateKey, kp, ctx)
         else:
             raise ctx.error(
                 kp,
-                f"unknown secret type '{name}' (sections are named ike<suffix> or private<suffix>)",
+                f"unknown secret type '{name}' (sections are named ike<suffix>, ppk<suffix> "
+                "or private<suffix>)",
             )
-    return Secrets(ike=ike, private=private)
+    return Secrets(ike=ike, ppk=ppk, private=private)
+
+
+def _shared_secret(table: Any, cls: type[Shared], kp: str, ctx: Context) -> Shared:
+    """``secret`` plus ``id`` / ``id-<suffix>`` keys (secrets.ike<suffix>, ppk<suffix>)."""
+    if not isinstance(table, dict):
+        raise ctx.error(kp, f"expected a table, got {_tname(table)}")
+    ids: list[str] = []
+    secret = None
+    for key, value in table.items():
+        if key == "secret":
+            secret = value
+        elif _ID_KEY.fullmatch(key):
+            if not isinstance(value, str) or not value.strip():
+                raise ctx.error(keypath_join(kp, key), "identity must be a non-empty string")
+            ids.append(value.strip())
+        else:
+            hint = _did_you_mean(key, ["secret", "id"])
+            raise ctx.error(
+                keypath_join(kp, key),
+                f"unknown key '{key}'{hint} (expected 'secret' and 'id' / 'id-<suffix>')",
+            )
+    if not isinstance(secret, str) or not secret:
+        raise ctx.error(
+            keypath_join(kp, "secret"),
+            "missing required key 'secret'"
+            if secret is None
+            else "secret must be a non-empty string",
+        )
+    s = cls(secret=secret, ids=tuple(ids))
+    try:
+        s.value()
+    except ValueError as e:
+        raise ctx.error(keypath_join(kp, "secret"), str(e)) from None
+    return s

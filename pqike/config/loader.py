@@ -31,6 +31,7 @@ from pqike.config.model import (
     Daemon,
     IkeSecret,
     Pool,
+    PpkSecret,
     PrivateKey,
     Secrets,
 )
@@ -79,6 +80,7 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> 
     pools: dict[str, Pool] = {}
     authorities: dict[str, Authority] = {}
     ike: dict[str, IkeSecret] = {}
+    ppk: dict[str, PpkSecret] = {}
     private: dict[str, PrivateKey] = {}
     origin: dict[str, str] = {}  # "connections.home" -> file that defined it
 
@@ -115,7 +117,8 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> 
             )
         if "secrets" in raw:
             s = decode_secrets(raw["secrets"], "secrets", ctx)
-            parts += [("secrets", ike, s.ike), ("secrets", private, s.private)]
+            parts += [("secrets", ike, s.ike), ("secrets", ppk, s.ppk)]
+            parts.append(("secrets", private, s.private))
         for section, target, items in parts:
             for name, item in items.items():
                 kp = f"{section}.{name}"
@@ -129,7 +132,7 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> 
         connections=connections,
         pools=pools,
         authorities=authorities,
-        secrets=Secrets(ike=ike, private=private),
+        secrets=Secrets(ike=ike, ppk=ppk, private=private),
         source=str(root),
         files=tuple(str(f) for f in files),
     )

@@ -49,6 +49,7 @@ __all__ = [
     "IkeSecret",
     "LogSettings",
     "Pool",
+    "PpkSecret",
     "PrivateKey",
     "Secrets",
 ]
@@ -292,6 +293,10 @@ class Connection(_Section):
     reauth_time: Secs = 0  # no reauthentication
     keyingtries: Count = 1  # 0 = forever
     unique: Literal["never", "no", "keep", "replace"] = "no"
+    # RFC 8784 Postquantum Preshared Key: which secrets.ppk<suffix> to use (its PPK_ID), and
+    # whether an IKE_SA may come up without it
+    ppk_id: str | None = None
+    ppk_required: bool = False
     local: Auth = msgspec.field(default_factory=Auth)
     remote: Auth = msgspec.field(default_factory=Auth)
     children: dict[str, Child] = {}
@@ -352,6 +357,11 @@ class IkeSecret(_Section):
         return decode_secret(self.secret)
 
 
+class PpkSecret(IkeSecret):
+    """``secrets.ppk<suffix>``: a Postquantum Preshared Key (RFC 8784) and the PPK_IDs (``id``,
+    ``id-1``, ...) that name it."""
+
+
 class PrivateKey(_Section):
     """``secrets.private<suffix>``: a private key file and its optional passphrase."""
 
@@ -361,6 +371,7 @@ class PrivateKey(_Section):
 
 class Secrets(_Section):
     ike: dict[str, IkeSecret] = {}
+    ppk: dict[str, PpkSecret] = {}
     private: dict[str, PrivateKey] = {}
 
 
@@ -412,3 +423,20 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             if score and (best is None or score > best[0]):
                 best = (score, s.value())
         return best[1] if best else None
+
+    def ppk(self, ppk_id: str) -> bytes | None:
+        """The PPK a PPK_ID names (charon: a SHARED_PPK whose owner is the PPK_ID). IDs compare
+        as identities, so ``@ppk`` and ``ppk`` (both the FQDN "ppk") are the same PPK_ID."""
+        from pqike.auth.certs import Identity  # identity parsing needs the X.509 DN code
+
+        def ident(text: str) -> Identity | None:
+            try:
+                return Identity.from_string(text)
+            except ValueError:
+                return None
+
+        want = ident(ppk_id)
+        for s in self.secrets.ppk.values():
+            if want is not None and any(ident(i) == want for i in s.ids):
+                return s.value()
+        return None

@@ -115,6 +115,8 @@ def _connection(w: _Writer, name: str, c: Connection) -> None:
     w.kv("reauth_time", c.reauth_time)
     w.kv("keyingtries", c.keyingtries)
     w.kv("unique", c.unique)
+    w.kv("ppk_id", c.ppk_id)
+    w.kv("ppk_required", c.ppk_required)
     _auth(w, "local", c.local)
     _auth(w, "remote", c.remote)
     w.open("children")
@@ -126,7 +128,8 @@ def _connection(w: _Writer, name: str, c: Connection) -> None:
 
 def to_swanctl_conf(config: Config, connections: Iterable[str] | None = None) -> str:
     """swanctl.conf for the named connections (default: all), with pools, authorities and
-    IKE secrets. Private keys have no swanctl.conf key: a comment names the file to install."""
+    IKE and PPK secrets. Private keys have no swanctl.conf key: a comment names the file to
+    install."""
     names = list(config.connections) if connections is None else list(connections)
     for name in names:
         if name not in config.connections:
@@ -151,9 +154,10 @@ def to_swanctl_conf(config: Config, connections: Iterable[str] | None = None) ->
             w.kv("cacert", authority.cacert)
             w.close()
         w.close()
-    if config.secrets.ike:
+    secrets = {**config.secrets.ike, **config.secrets.ppk}
+    if secrets:
         w.open("secrets")
-        for name, secret in config.secrets.ike.items():
+        for name, secret in secrets.items():
             w.open(name)
             for i, ident in enumerate(secret.ids, 1):
                 w.kv(f"id-{i}", ident)
@@ -257,6 +261,10 @@ def describe_connections(config: Config) -> str:
         if c.dpd_delay:
             line += f", dpd delay {c.dpd_delay}s"
         out.append(line)
+        if c.ppk_id or c.ppk_required:
+            # list_conns.c: "ppk: <id>, [not ]required"
+            ident = f"{c.ppk_id}, " if c.ppk_id else ""
+            out.append(f"  ppk: {ident}{'' if c.ppk_required else 'not '}required")
         out.append(f"  local:  {' '.join(c.local_addrs)}")
         out.append(f"  remote: {' '.join(c.remote_addrs)}")
         _describe_auth(out, "local", c.local)

@@ -150,8 +150,10 @@ class IkeSa:
         "peer_hash_algs",
         "peer_intermediate",
         "peer_mid",
+        "peer_ppk",
         "peer_strongswan",
         "pending_secret",
+        "ppk_used",
         "proposal",
         "queued",
         "rekey_at",
@@ -217,6 +219,8 @@ class IkeSa:
         self.peer_intermediate = False
         self.peer_hash_algs: list[int] = []
         self.peer_strongswan = False  # sent strongSwan's vendor ID (pqike.tasks.ike_vendor)
+        self.peer_ppk = False  # sent USE_PPK (RFC 8784; pqike.tasks.ppk)
+        self.ppk_used = False  # a PPK is mixed into SK_d/SK_pi/SK_pr (charon's COND_PPK)
         self.nat_local = False  # we are behind a NAT
         self.nat_remote = False
         self.local_id = ""
@@ -396,6 +400,8 @@ class IkeSa:
         new.peer_frag, new.peer_intermediate = self.peer_frag, self.peer_intermediate
         new.peer_hash_algs = self.peer_hash_algs
         new.peer_strongswan = self.peer_strongswan
+        # the new SA's SK_d comes from the old one: a PPK in it is in the new one too
+        new.peer_ppk, new.ppk_used = self.peer_ppk, self.ppk_used
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.local_id, new.remote_id = self.local_id, self.remote_id
         new.local_vips, self.local_vips = self.local_vips, []
