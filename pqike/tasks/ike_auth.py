@@ -28,11 +28,14 @@ from pqike.auth.payload import sign_auth_data, verify_auth_data
 from pqike.auth.psk import build_psk_auth, verify_psk
 from pqike.auth.schemes import SignatureScheme, classic_verify, select_scheme
 from pqike.crypto.keyschedule import (
+    IkeKeys,
     initiator_signed_octets,
     int_auth_octets,
+    ppk_ike_keys,
     responder_signed_octets,
 )
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.ppk import Ppk, initiator_ppk, ppk_identity_data, responder_ppk
 from pqike.wire.iana import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from pqike.wire.payloads import (
     Authentication,
@@ -69,6 +72,7 @@ class IkeAuth(Task):
         self.peer_certreq = False
         self.peer: Identity | None = None  # the peer's identity once its AUTH verified
         self.scheme: SignatureScheme | None = None  # how we signed our AUTH, for diagnosis
+        self.ppk: Ppk | None = None  # RFC 8784: the PPK both AUTH payloads use
 
     # ---- credentials --------------------------------------------------------------------
 
@@ -117,6 +121,44 @@ class IkeAuth(Task):
         sa = self.sa
         return int_auth_octets(sa.int_auth_i, sa.int_auth_r, mid)
 
+    def _auth_keys(self) -> IkeKeys:
+        """The SK_pi/SK_pr of the AUTH payloads: with the PPK mixed in if one is used (the
+        IntAuth in the octets stays what IKE_INTERMEDIATE computed without it)."""
+        sa = self.sa
+        assert sa.keys is not None and sa.suite is not None
+        return ppk_ike_keys(sa.suite.prf, self.ppk.secret, sa.keys) if self.ppk else sa.keys
+
+    def _apply_ppk(self) -> None:
+        """Both AUTH payloads are done: SK_d, SK_pi and SK_pr keep the PPK (RFC 8784 §3), so
+        every CHILD_SA and rekey derives from it."""
+        sa = self.sa
+        assert sa.suite is not None and self.ppk is not None
+        sa.log.private("derive keys using PPK %s", self.ppk.secret.hex())
+        keys = self._auth_keys()
+        sa.set_keys(sa.suite, keys)
+        sa.log.private("Sk_pi secret %s", keys.sk_pi.hex())
+        sa.log.private("Sk_pr secret %s", keys.sk_pr.hex())
+        sa.ppk_used = True
+        sa.cfg("using PPK for PPK_ID '%s'", self.ppk)
+
+    def _peer_auth(self, msg: Incoming, auth: Authentication) -> Authentication:
+        """RFC 8784 §3: a responder without the initiator's PPK checks NO_PPK_AUTH instead
+        (same method as the AUTH payload, computed without the PPK)."""
+        sa = self.sa
+        no_ppk = msg.notify(NotifyType.NO_PPK_AUTH)
+        if sa.initiator or self.ppk is not None or not sa.peer_ppk or no_ppk is None:
+            return auth
+        sa.log("no PPK available, using NO_PPK_AUTH notify")
+        return Authentication(method=auth.method, data=no_ppk.data)
+
+    def _ppk_hint(self) -> str:
+        """Why a responder may have refused us, as far as PPKs go."""
+        if self.ppk is not None and self.ppk.required:
+            return f"; we require PPK_ID '{self.ppk}' (no NO_PPK_AUTH): has it that PPK?"
+        if self.ppk is None and self.sa.peer_ppk:
+            return "; it supports PPKs and we used none: does it require one?"
+        return ""
+
     # ---- building our AUTH --------------------------------------------------------------
 
     def _add_auth(self, msg: Outgoing, creds: _Creds, peer: Identity | None) -> None:
@@ -129,22 +171,31 @@ class IkeAuth(Task):
             enc, der = cert_payload_data(creds.cert)  # type: ignore[arg-type]
             msg.add(Certificate(encoding=enc, data=der))
             sa.log('sending end entity cert "%s"', _subject(creds.cert))
+        msg.add(self._auth_payload(creds, peer, msg.message_id, self._auth_keys()))
+
+    def _auth_payload(
+        self, creds: _Creds, peer: Identity | None, mid: int, keys: IkeKeys, log: bool = True
+    ) -> Authentication:
+        """Our AUTH payload over the octets signed with keys.sk_pi (sk_pr as responder)."""
+        sa = self.sa
+        assert sa.suite is not None
+        ident = creds.identity
         if sa.initiator:
             octets = initiator_signed_octets(
                 sa.init_request,
                 sa.nr,
                 sa.suite.prf,
-                sa.keys.sk_pi,
+                keys.sk_pi,
                 ident.id_type,
                 ident.data,
-                self._int_auth(msg.message_id),
+                self._int_auth(mid),
             )
         else:
             octets = responder_signed_octets(
                 sa.init_response,
                 sa.ni,
                 sa.suite.prf,
-                sa.keys.sk_pr,
+                keys.sk_pr,
                 ident.id_type,
                 ident.data,
                 self._int_auth(self.auth_mid),
@@ -152,9 +203,9 @@ class IkeAuth(Task):
         if sa.conn.local.auth == "psk":
             remote = peer or _identity(sa.conn.remote.id, sa.remote.host)
             data = build_psk_auth(sa.suite.prf, self._psk(ident, remote), octets)
-            msg.add(Authentication(method=AuthMethod.PSK, data=data))
-            sa.log("authentication of '%s' (myself) with pre-shared key", ident)
-            return
+            if log:
+                sa.log("authentication of '%s' (myself) with pre-shared key", ident)
+            return Authentication(method=AuthMethod.PSK, data=data)
         try:
             scheme = select_scheme(
                 creds.key,  # type: ignore[arg-type]
@@ -165,8 +216,9 @@ class IkeAuth(Task):
             raise TaskFailed(str(e), NotifyType.AUTHENTICATION_FAILED) from e
         self.scheme = scheme
         data = sign_auth_data(creds.key, octets, scheme)  # type: ignore[arg-type]
-        msg.add(Authentication(method=AuthMethod.DIGITAL_SIGNATURE, data=data))
-        sa.log("authentication of '%s' (myself) with %s successful", ident, scheme.log_name)
+        if log:
+            sa.log("authentication of '%s' (myself) with %s successful", ident, scheme.log_name)
+        return Authentication(method=AuthMethod.DIGITAL_SIGNATURE, data=data)
 
     def _certreq(self) -> CertificateRequest | None:
         """CERTREQ naming our trusted CAs, if we authenticate the peer by public key."""
@@ -193,12 +245,14 @@ class IkeAuth(Task):
         auth = msg.first(Authentication)
         if auth is None:
             raise TaskFailed(f"{side} sent no AUTH payload", NotifyType.AUTHENTICATION_FAILED)
+        auth = self._peer_auth(msg, auth)
+        keys = self._auth_keys()
         if sa.initiator:
             octets = responder_signed_octets(
                 sa.init_response,
                 sa.ni,
                 sa.suite.prf,
-                sa.keys.sk_pr,
+                keys.sk_pr,
                 peer.id_type,
                 peer.data,
                 self._int_auth(msg.message_id),
@@ -208,7 +262,7 @@ class IkeAuth(Task):
                 sa.init_request,
                 sa.nr,
                 sa.suite.prf,
-                sa.keys.sk_pi,
+                keys.sk_pi,
                 peer.id_type,
                 peer.data,
                 self._int_auth(msg.message_id),
@@ -221,9 +275,10 @@ class IkeAuth(Task):
                 )
             local = _identity(sa.conn.local.id, sa.local.host)
             if not verify_psk(sa.suite.prf, self._psk(local, peer), octets, auth.data):
+                what = "PSK or PPK" if self.ppk else "PSK"
                 raise TaskFailed(
                     f"authentication of '{peer}' with pre-shared key failed: AUTH value does "
-                    "not match (wrong PSK on one side?)",
+                    f"not match (wrong {what} on one side?)",
                     NotifyType.AUTHENTICATION_FAILED,
                 )
             sa.log("authentication of '%s' with pre-shared key successful", peer)
@@ -287,7 +342,8 @@ class IkeAuth(Task):
             ) from e
         if not ok:
             raise TaskFailed(
-                f"signature of {side} '{peer}' with {name} invalid",
+                f"signature of {side} '{peer}' with {name} invalid"
+                + (" (a different PPK on one side?)" if self.ppk else ""),
                 NotifyType.AUTHENTICATION_FAILED,
             )
         sa.log("authentication of '%s' with %s successful", peer, name)
@@ -302,6 +358,7 @@ class IkeAuth(Task):
         remote = None
         if sa.conn.remote.id and sa.conn.remote.id != "%any":
             remote = Identity.from_string(sa.conn.remote.id)
+        self.ppk = initiator_ppk(sa)
         self._add_auth(msg, creds, remote)
         # strongSwan's order: IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH
         auth = msg.payloads.pop()
@@ -312,6 +369,12 @@ class IkeAuth(Task):
         if remote is not None:
             msg.add(IDr(id_type=remote.id_type, data=remote.data))
         msg.add(auth)
+        if self.ppk is not None:
+            msg.notify(NotifyType.PPK_IDENTITY, ppk_identity_data(self.ppk.ppk_id))
+            if not self.ppk.required:
+                # RFC 8784 §3: our AUTH without the PPK, for a responder that lacks it
+                no_ppk = self._auth_payload(creds, remote, msg.message_id, sa.keys, log=False)
+                msg.notify(NotifyType.NO_PPK_AUTH, no_ppk.data)
         sa.local_id = str(creds.identity)
         return Status.NEED_MORE
 
@@ -340,11 +403,21 @@ class IkeAuth(Task):
                     f": responder '{peer}' rejected our authentication as "
                     f"'{self.sa.local_id}' with {how} ({hint})"
                 )
+                reason += self._ppk_hint()
             return self.fail(reason)
         idr = msg.first(IDr)
         if idr is None:
             return self.fail("IKE_AUTH response lacks IDr")
+        ppk, used = self.ppk, msg.notify(NotifyType.PPK_IDENTITY) is not None
+        if ppk is not None and not used:
+            if ppk.required:
+                return self.fail(f"responder did not use the PPK for PPK_ID '{ppk}' we require")
+            self.ppk = None  # it authenticated without the PPK, by our NO_PPK_AUTH
         peer = self._verify(msg, idr)
+        if ppk is not None and used:
+            self._apply_ppk()
+        elif ppk is not None:
+            self.sa.cfg("peer didn't use PPK for PPK_ID '%s'", ppk)
         self.sa.remote_id = str(peer)
         self.sa.set_established()
         return Status.SUCCESS
@@ -360,6 +433,7 @@ class IkeAuth(Task):
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
         self._switch_connection(_peer_identity(idi, self.sa))
+        self.ppk = responder_ppk(self.sa, msg)
         self.peer = self._verify(msg, idi)
         self.sa.remote_id = str(self.peer)
         if msg.notify(NotifyType.INITIAL_CONTACT) is not None or self.sa.conn.unique == "replace":
@@ -414,6 +488,9 @@ class IkeAuth(Task):
         creds = self._local()
         # the identity as received: its printed form need not parse back (an FQDN "a=b")
         self._add_auth(msg, creds, self.peer)
+        if self.ppk is not None:
+            msg.notify(NotifyType.PPK_IDENTITY)  # empty: we used the initiator's PPK
+            self._apply_ppk()
         self.sa.local_id = str(creds.identity)
         self.sa.set_established()
         return Status.SUCCESS

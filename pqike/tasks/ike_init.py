@@ -133,6 +133,7 @@ class IkeInit(Task):
         sa = self.sa
         sa.peer_frag = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
         sa.peer_intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        sa.peer_ppk = msg.notify(NotifyType.USE_PPK) is not None
         h = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         if h is not None:
             data = h.data[: len(h.data) // 2 * 2]
@@ -165,12 +166,23 @@ class IkeInit(Task):
                 NotifyType.SIGNATURE_HASH_ALGORITHMS,
                 b"".join(struct.pack("!H", h) for h in SIGNATURE_HASHES),
             )
+        if self._use_ppk(msg.is_response):
+            msg.notify(NotifyType.USE_PPK)  # charon's position: before CHDLESS_SUP
         if msg.is_response and sa.conn.childless != "never":
             # RFC 6023 §3: we accept an IKE_AUTH without SA/TS (child_create.process_r), so
             # say so, as charon does (same position: after HASH_ALG, before IKE_INT_SUP)
             msg.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED)
         if selected_has_addke:
             msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
+
+    def _use_ppk(self, response: bool) -> bool:
+        """RFC 8784 USE_PPK (ike_init.c send_use_ppk()): as initiator when the connection
+        names a PPK; as responder to a peer that sent it, if we have any PPK at all (which
+        connection applies is only settled by the peer's identity in IKE_AUTH)."""
+        sa = self.sa
+        if not response:
+            return sa.conn.ppk_id is not None
+        return sa.peer_ppk and bool(sa.svc.config.secrets.ppk)
 
     # ---- initiator ----------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ def initiator_ppk(sa: IkeSa) -> Ppk | None:
             raise TaskFailed(
                 "PPK required but peer does not support PPK", NotifyType.AUTHENTICATION_FAILED
             )
+        if conn.ppk_id is not None:  # charon is silent here; an operator wants to know
+            sa.cfg("peer does not support PPK, PPK_ID '%s' not used (not required)", conn.ppk_id)
         return None
     if conn.ppk_id is None:
         return None
