@@ -18,6 +18,11 @@ The model follows what pqike sends for the usual road-warrior setup (the bench s
   IDr [CERT] AUTH [CPRP(ADDR)] SA TSi TSr; one IPv4 traffic selector each way.
 - CREATE_CHILD_SA for a new CHILD_SA: SA No KE TSi TSr / SA No KE TSi TSr [N(ADD_KE)], then one
   IKE_FOLLOWUP_KE per ADDKE: KE N(ADD_KE) / KE [N(ADD_KE)] (RFC 9370 §2.2.4).
+- With a PPK (RFC 8784, ``ppk``): N(USE_PPK) in both IKE_SA_INIT messages, N(PPK_ID) after the
+  initiator's AUTH and, unless the PPK is required, N(NO_PPK) with a second AUTH value (a
+  second signature); an empty N(PPK_ID) after the responder's AUTH. Its CPU: the PPK step
+  (three prf+) on both sides and that second signature. ``ppk_cost`` is the difference to the
+  same plan without a PPK.
 
 Credentials for the AUTH/CERT sizes are generated once per process with pqike.pki (a CA and
 an end-entity certificate of the requested kind), and the AUTH value is a real signature.
@@ -76,6 +81,7 @@ from pqike.wire.summary import payload_summary
 __all__ = [
     "AUTH_KINDS",
     "DEFAULT_ESP",
+    "PPK_MODES",
     "ExchangePlan",
     "MessagePlan",
     "Plan",
@@ -104,6 +110,8 @@ AUTH_KINDS = (
     "ecdsa-p256",
     "rsa",
 )
+PPK_MODES = ("no", "optional", "required")  # RFC 8784: none, with NO_PPK_AUTH, required
+PPK_ID = "pqike-ppk-1"  # what the PPK_ID costs on the wire: 11 bytes
 INITIATOR_ID = "carol@strongswan.org"
 RESPONDER_ID = "moon.strongswan.org"
 
@@ -159,6 +167,8 @@ class Plan:
     create_child: list[ExchangePlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cert_bytes: int = 0  # DER of one end-entity certificate
+    ppk: str = "no"  # PPK_MODES
+    ppk_cost: dict[str, Any] | None = None  # totals minus those without a PPK
 
     @staticmethod
     def _totals(exchanges: Sequence[ExchangePlan]) -> dict[str, Any]:
@@ -200,6 +210,8 @@ class Plan:
             "fragment_size": self.fragment_size,
             "ipv6": self.ipv6,
             "cert_bytes": self.cert_bytes,
+            "ppk": self.ppk,
+            "ppk_cost": self.ppk_cost,
             "establishment": [ex(x) for x in self.establishment],
             "establishment_totals": self.totals("establishment"),
             "create_child": [ex(x) for x in self.create_child],
@@ -337,6 +349,20 @@ def auth_costs(kind: str, repeat: int = 3) -> tuple[float, float]:
     return _timeit(s.sign, repeat), _timeit(s.verify, repeat) + _timeit(s.verify_cert, repeat)
 
 
+@functools.cache
+def ppk_costs(kind: str, required: bool, repeat: int = 3) -> tuple[float, float]:
+    """(initiator, responder) CPU seconds a PPK adds: the RFC 8784 step (three prf+) on both
+    sides, and the initiator's NO_PPK_AUTH (a second AUTH value) unless it is required."""
+    from pqike.crypto.keyschedule import IkeKeys, ppk_ike_keys
+    from pqike.wire.iana import PrfId
+
+    keys = IkeKeys(*(bytes(32) for _ in range(7)))
+    step = _timeit(lambda: ppk_ike_keys(PrfId.HMAC_SHA2_256, bytes(32), keys), repeat)
+    s = auth_sample(kind)
+    second = 0.0 if required or s.sign is None else _timeit(s.sign, repeat)
+    return step + second, step
+
+
 # --- building messages ------------------------------------------------------------------------
 
 
@@ -411,10 +437,10 @@ def _selected(offered: Sequence[Proposal]) -> Proposal:
     return select_proposal(list(offered), list(offered), prefer_configured=False)
 
 
-def _announced(response: bool, addke: bool) -> list[Payload]:
-    """The IKE_SA_INIT notifies (NATD, FRAG_SUP, HASH_ALG, CHDLESS_SUP, IKE_INT_SUP ...) as
-    pqike.tasks.ike_init.IkeInit._announce adds them, for a default connection whose peer
-    announced fragmentation and signature hashes."""
+def _announced(response: bool, addke: bool, ppk: bool = False) -> list[Payload]:
+    """The IKE_SA_INIT notifies (NATD, FRAG_SUP, HASH_ALG, [USE_PPK], CHDLESS_SUP, IKE_INT_SUP)
+    as pqike.tasks.ike_init.IkeInit._announce adds them, for a default connection (with a PPK
+    if ``ppk``) whose peer announced fragmentation, signature hashes and PPK support."""
     from types import SimpleNamespace
 
     from pqike.config.model import Connection
@@ -423,15 +449,19 @@ def _announced(response: bool, addke: bool) -> list[Payload]:
     from pqike.tasks.ike_init import IkeInit
 
     sa = SimpleNamespace(
-        conn=Connection(),
+        conn=Connection(ppk_id=PPK_ID if ppk else None),
         peer_frag=True,
+        peer_ppk=ppk,
         peer_hash_algs=[int(h) for h in SIGNATURE_HASHES],
         spi_i=bytes(8),
         spi_r=b"\1" * 8,
         local=Endpoint("192.0.2.1", 500),
         remote=Endpoint("192.0.2.2", 500),
         force_encap=False,
-        svc=SimpleNamespace(rng=bytes),
+        svc=SimpleNamespace(
+            rng=bytes,
+            config=SimpleNamespace(secrets=SimpleNamespace(ppk={"ppk": PPK_ID} if ppk else {})),
+        ),
     )
     task = IkeInit.__new__(IkeInit)
     task.sa = sa  # type: ignore[assignment]
@@ -475,10 +505,13 @@ def plan(
     cpu: bool = True,
     link_size: int = LINK_SIZE,
     natt: bool = True,
+    ppk: str = "no",
 ) -> Plan:
     """Plan IKE_SA establishment for ``proposal`` (a strongSwan proposal string) with a first
     CHILD_SA of ``esp``, and, if ``child`` is given, a CREATE_CHILD_SA for a second CHILD_SA
-    with that ESP proposal (incl. its KE/ADDKE transforms)."""
+    with that ESP proposal (incl. its KE/ADDKE transforms). ``ppk``: one of PPK_MODES."""
+    if ppk not in PPK_MODES:
+        raise PlanError(f"unknown PPK mode {ppk!r} (one of {', '.join(PPK_MODES)})")
     try:
         offered = parse_proposals(ProtocolId.IKE, [proposal])
         esp_offered = strip_ke(parse_proposals(ProtocolId.ESP, [esp]))
@@ -486,7 +519,8 @@ def plan(
     except ValueError as e:
         raise PlanError(str(e)) from e
     selected = _selected(offered)
-    result = Plan(proposal, esp, child, auth, fragment_size, ipv6)
+    result = Plan(proposal, esp, child, auth, fragment_size, ipv6, ppk=ppk)
+    use_ppk = ppk != "no"
     b = _Builder(_zero_cipher(selected), fragment_size, ipv6, natt)
     kes = selected.key_exchanges
     if not kes:
@@ -496,12 +530,12 @@ def plan(
     # IKE_SA_INIT: the notifies come from ike_init's own _announce()
     any_addke = any(p.has_additional_ke for p in offered)
     nonce = Nonce(data=bytes(NONCE_SIZE))
-    req = [to_wire(offered), _ke(first.id, False), nonce, *_announced(False, any_addke)]
+    req = [to_wire(offered), _ke(first.id, False), nonce, *_announced(False, any_addke, use_ppk)]
     resp = [
         to_wire([selected]),
         _ke(first.id, True),
         nonce,
-        *_announced(True, selected.has_additional_ke),
+        *_announced(True, selected.has_additional_ke, use_ppk),
     ]
     sample = auth_sample(auth)
     if sample.certreq_data is not None:  # the responder names its CAs (RFC 7296 §1.2)
@@ -550,6 +584,15 @@ def plan(
         )
     areq += [IDr(id_type=ir.id_type, data=ir.data), auth_payload]
     aresp.append(auth_payload)
+    if use_ppk:  # RFC 8784 §3, in ike_auth's positions
+        from pqike.tasks.ppk import ppk_identity_data
+
+        areq.append(
+            _notify(NotifyType.PPK_IDENTITY, ppk_identity_data(Identity.from_string(PPK_ID)))
+        )
+        if ppk == "optional":
+            areq.append(_notify(NotifyType.NO_PPK_AUTH, sample.auth_data))
+        aresp.append(_notify(NotifyType.PPK_IDENTITY))
     if vips:
         areq.append(
             Configuration(
@@ -576,13 +619,14 @@ def plan(
         TSr(selectors=_ts("10.1.0.0/24")),
     ]
     sign, verify = auth_costs(auth) if cpu else (0.0, 0.0)
+    ppk_i, ppk_r = ppk_costs(auth, ppk == "required") if cpu and use_ppk else (0.0, 0.0)
     result.establishment.append(
         ExchangePlan(
             "IKE_AUTH",
             b.message(ExchangeType.IKE_AUTH, mid, False, areq),
             b.message(ExchangeType.IKE_AUTH, mid, True, aresp),
-            sign + verify,
-            sign + verify,
+            sign + verify + ppk_i,
+            sign + verify + ppk_r,
         )
     )
 
@@ -626,7 +670,40 @@ def plan(
             )
 
     result.warnings = _warnings(result, selected, b, child_offered)
+    if use_ppk:
+        result.ppk_cost = _ppk_cost(result, proposal, esp, child, fragment_size, ipv6, vips, cpu)
     return result
+
+
+def _ppk_cost(
+    p: Plan,
+    proposal: str,
+    esp: str,
+    child: str | None,
+    fragment_size: int,
+    ipv6: bool,
+    vips: bool,
+    cpu: bool,
+) -> dict[str, Any]:
+    """What the PPK adds to establishment: p's totals minus those of the same plan without."""
+    base = plan(
+        proposal,
+        esp=esp,
+        child=child,
+        auth=p.auth,
+        fragment_size=fragment_size,
+        ipv6=ipv6,
+        vips=vips,
+        cpu=cpu,
+    ).totals()
+    with_ppk = p.totals()
+    out: dict[str, Any] = {}
+    for key in ("round_trips", "bytes_i2r", "bytes_r2i", "packets_i2r", "packets_r2i"):
+        out[key] = with_ppk[key] - base[key]
+    for key in ("cpu_initiator", "cpu_responder"):
+        ok = with_ppk[key] is not None and base[key] is not None
+        out[key] = with_ppk[key] - base[key] if ok else None
+    return out
 
 
 def _warnings(
@@ -676,6 +753,26 @@ def _warnings(
 # --- text rendering -----------------------------------------------------------------------
 
 
+_PPK_TEXT = {
+    "optional": "optional: N(USE_PPK), N(PPK_ID) and N(NO_PPK) with a second AUTH value",
+    "required": "required: N(USE_PPK), N(PPK_ID); no NO_PPK_AUTH",
+}
+
+
+def _ppk_cost_text(c: dict[str, Any]) -> str:
+    cpu = (
+        f"CPU initiator +{c['cpu_initiator'] * 1e3:.2f} ms, responder "
+        f"+{c['cpu_responder'] * 1e3:.2f} ms"
+        if c["cpu_initiator"] is not None and c["cpu_responder"] is not None
+        else "CPU unavailable"
+    )
+    return (
+        f"PPK cost (vs. no PPK): i->r +{c['bytes_i2r']} bytes (+{c['packets_i2r']} packets), "
+        f"r->i +{c['bytes_r2i']} bytes (+{c['packets_r2i']} packets), "
+        f"+{c['round_trips']} round trips; {cpu}"
+    )
+
+
 def _packets_text(m: MessagePlan) -> str:
     if not m.fragmented:
         return str(m.length)
@@ -704,6 +801,7 @@ def render(p: Plan) -> str:
         f"esp        {p.esp}" + (f"   CREATE_CHILD_SA child: {p.child}" if p.child else ""),
         f"auth       {p.auth}"
         + (f" (end-entity certificate {p.cert_bytes} bytes DER)" if p.cert_bytes else ""),
+        *([f"ppk        RFC 8784, {_PPK_TEXT[p.ppk]}"] if p.ppk != "no" else []),
         f"path       fragment_size {p.fragment_size} ({'IPv6' if p.ipv6 else 'IPv4'}), "
         f"IKE message limit {wire_sk.max_message_length(p.fragment_size, p.ipv6, True)} "
         "on port 4500",
@@ -740,6 +838,9 @@ def render(p: Plan) -> str:
             f"{t['packets_i2r']} packets, r->i {t['bytes_r2i']} bytes in {t['packets_r2i']} "
             f"packets; {cpu_total}"
         )
+        lines.append("")
+    if p.ppk_cost is not None:
+        lines.append(_ppk_cost_text(p.ppk_cost))
         lines.append("")
     for w in p.warnings:
         lines.append(f"warning: {w}")

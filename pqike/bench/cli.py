@@ -65,6 +65,14 @@ _common = [
     ),
     click.option("--progress/--no-progress", default=None, help="progress bar on stderr"),
 ]
+_ppk_option = click.option(
+    "--ppk",
+    "ppks",
+    multiple=True,
+    type=click.Choice(planner.PPK_MODES),
+    help="RFC 8784 PPK on both ends: no, optional (NO_PPK_AUTH sent), required; "
+    "repeatable, rows labelled auth+ppk (default: no)",
+)
 
 
 def common(f):  # type: ignore[no-untyped-def]
@@ -75,6 +83,7 @@ def common(f):  # type: ignore[no-untyped-def]
 
 @bench.command("sizes")
 @common
+@_ppk_option
 @click.option(
     "--profile",
     "profiles",
@@ -107,6 +116,7 @@ def sizes_cmd(
     matrix,
     out_dir,
     progress,
+    ppks,
     profiles,
     auths,  # type: ignore[no-untyped-def]
     strongswan,
@@ -120,7 +130,8 @@ def sizes_cmd(
     scens = _select(data, only, references, matrix)
     profs = [scenarios.profile(p) for p in (profiles or data["matrix"]["fragment_profiles"])]
     auth_list = list(data["matrix"]["auth"]) if auths == ("all",) else list(auths or ["psk"])
-    n_auth = sum(1 if s.auth else len(auth_list) for s in scens)
+    ppks = tuple(ppks) or ("no",)
+    n_auth = sum(1 if s.auth else len(auth_list) for s in scens) * len(ppks)
     bar = Progress(len(profs) * n_auth, progress)
     rows, ss_info = sizes.measure(
         scens,
@@ -130,6 +141,7 @@ def sizes_cmd(
         create_child=create_child,
         scenario_data=data,
         progress=lambda label: bar.step(label) if label.startswith("pqike") else bar.show(label),
+        ppks=ppks,
     )
     bar.close()
     summ = sizes.summaries(rows)
@@ -205,6 +217,7 @@ def sizes_cmd(
 
 @bench.command("handshake")
 @common
+@_ppk_option
 @click.option("--profile", default="1480", show_default=True)
 @click.option("--auth", "auths", multiple=True, help="default: psk")
 @click.option("--repeat", default=5, show_default=True, help="handshakes per scenario")
@@ -230,6 +243,7 @@ def handshake_cmd(
     matrix,
     out_dir,
     progress,
+    ppks,
     profile,
     auths,  # type: ignore[no-untyped-def]
     repeat,
@@ -244,8 +258,9 @@ def handshake_cmd(
     scens = _select(data, only, references, matrix)
     prof = scenarios.profile(profile)
     auth_list = list(auths or ["psk"])
-    bar = Progress(len(scens) * len(auth_list), progress)
-    rows = perf.handshake_cpu(scens, prof, auth_list, repeat, progress=bar.step)
+    ppks = tuple(ppks) or ("no",)
+    bar = Progress(len(scens) * len(auth_list) * len(ppks), progress)
+    rows = perf.handshake_cpu(scens, prof, auth_list, repeat, progress=bar.step, ppks=ppks)
     bar.close()
     click.echo(
         f"CPU per handshake (median of {repeat}, ms of process CPU; in memory, "
@@ -683,8 +698,15 @@ def rtt_cmd(reps, settings, labels, timeout, out_dir) -> None:  # type: ignore[n
     show_default=True,
     help="time the primitives on this machine for the CPU estimate",
 )
+@click.option(
+    "--ppk",
+    default="no",
+    show_default=True,
+    type=click.Choice(planner.PPK_MODES),
+    help="RFC 8784 PPK: optional (NO_PPK_AUTH sent) or required; shows what it adds",
+)
 @click.option("--json", "as_json", is_flag=True)
-def plan(proposal, esp, child, auth, fragment_size, ipv6, link_size, cpu, as_json) -> None:  # type: ignore[no-untyped-def]
+def plan(proposal, esp, child, auth, fragment_size, ipv6, link_size, cpu, ppk, as_json) -> None:  # type: ignore[no-untyped-def]
     """Bytes, fragments, round trips, expected CPU and warnings for PROPOSAL."""
     try:
         p = planner.plan(
@@ -696,6 +718,7 @@ def plan(proposal, esp, child, auth, fragment_size, ipv6, link_size, cpu, as_jso
             ipv6=ipv6,
             cpu=cpu,
             link_size=link_size,
+            ppk=ppk,
         )
     except planner.PlanError as e:
         raise click.ClickException(str(e)) from e

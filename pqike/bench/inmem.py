@@ -36,6 +36,7 @@ from pqike.wire.message import decode_message
 from pqike.wire.payloads import EncryptedFragment
 
 PSK = "qwerty-psk-0123456789"
+PPK = "0x" + "5a" * 32  # a 256-bit PPK, as RFC 8784 §3 asks
 ADDRS = {False: ("192.168.0.3", "192.168.0.2"), True: ("fd00::3", "fd00::2")}
 CATEGORIES = ("kem", "auth", "sym")
 
@@ -54,6 +55,7 @@ class Setup:
     fragment_size: int = 1480
     ipv6: bool = False
     max_packet: int = 65535
+    ppk: str = "no"  # RFC 8784 on both ends: pqike.plan.PPK_MODES
 
 
 @functools.cache
@@ -156,6 +158,13 @@ def configs(s: Setup, workdir: str | None = None) -> tuple[Config, Config]:
             "ike-1": {"id-1": "moon.strongswan.org", "id-2": "carol@strongswan.org", "secret": PSK}
         }
         carol["secrets"] = moon["secrets"] = secrets
+    if s.ppk != "no":
+        from pqike.plan import PPK_ID
+
+        for tree in (carol, moon):
+            for conn in tree["connections"].values():
+                conn |= {"ppk_id": PPK_ID, "ppk_required": s.ppk == "required"}
+            tree.setdefault("secrets", {})["ppk-1"] = {"id": PPK_ID, "secret": PPK}
     out = []
     with tempfile.TemporaryDirectory(dir=root) as d:
         for name, tree in (("carol", carol), ("moon", moon)):
@@ -191,7 +200,13 @@ def _targets() -> list[tuple[Any, str, str]]:
         (pqike.tasks.child_create, ("derive_child_keys",), "sym"),
         (
             pqike.tasks.ike_auth,
-            ("initiator_signed_octets", "responder_signed_octets", "build_psk_auth", "verify_psk"),
+            (
+                "initiator_signed_octets",
+                "responder_signed_octets",
+                "build_psk_auth",
+                "verify_psk",
+                "ppk_ike_keys",
+            ),
             "sym",
         ),
         (

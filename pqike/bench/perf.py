@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 
 from pqike.bench.inmem import Pair, Setup, configs
-from pqike.bench.scenarios import Profile, Scenario
+from pqike.bench.scenarios import Profile, Scenario, auth_label
 from pqike.bench.sizes import run_pqike
 from pqike.engine import Engine
 from pqike.events import Datagram, Event, EventKind
@@ -55,16 +55,17 @@ def handshake_cpu(
     auths: list[str],
     repeat: int = 5,
     progress: Callable[[str], None] | None = None,
+    ppks: tuple[str, ...] = ("no",),
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for scen in scens:
-        for auth in [scen.auth] if scen.auth else auths:
+        for auth, ppk in [(a, k) for a in ([scen.auth] if scen.auth else auths) for k in ppks]:
             if progress:
-                progress(f"{scen.name} {auth}")
+                progress(f"{scen.name} {auth_label(auth, ppk)}")
             runs = []
             status = "ok"
             for _ in range(repeat):
-                o = run_pqike(scen, prof, auth, cpu=True, create_child=False)
+                o = run_pqike(scen, prof, auth, cpu=True, create_child=False, ppk=ppk)
                 if o.status.get("ike_sa") != "ok":
                     status = o.status.get("ike_sa", "?")
                     break
@@ -72,7 +73,8 @@ def handshake_cpu(
             row: dict[str, Any] = {
                 "scenario": scen.name,
                 "ike": scen.ike,
-                "auth": auth,
+                "auth": auth_label(auth, ppk),
+                "ppk": ppk,
                 "profile": prof.name,
                 "runs": len(runs),
                 "status": status,

@@ -113,6 +113,12 @@ class Scenario:
         return None
 
 
+def auth_label(auth: str, ppk: str) -> str:
+    """The auth column of a bench row: ``psk``, ``psk+ppk`` (RFC 8784 with NO_PPK_AUTH) or
+    ``psk+ppk-required``."""
+    return auth if ppk == "no" else f"{auth}+ppk" + ("-required" if ppk == "required" else "")
+
+
 def load(path: str | Path | None = None) -> dict[str, Any]:
     p = Path(path) if path else REPO_FILE
     if path or p.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 from pqike import plan as planner
 from pqike.bench import strongswan as ss
 from pqike.bench.inmem import CpuMeter, Msg, NullMeter, Pair, Setup, split_log
-from pqike.bench.scenarios import Profile, Scenario, reference_messages
+from pqike.bench.scenarios import Profile, Scenario, auth_label, reference_messages
 from pqike.engine import EngineError
 from pqike.events import EventKind
 
@@ -38,7 +38,13 @@ def _auth_problem(auth: str) -> str | None:
 
 
 def run_pqike(
-    scen: Scenario, prof: Profile, auth: str, *, cpu: bool = False, create_child: bool = True
+    scen: Scenario,
+    prof: Profile,
+    auth: str,
+    *,
+    cpu: bool = False,
+    create_child: bool = True,
+    ppk: str = "no",
 ) -> Outcome:
     out = Outcome()
     why = scen.unavailable() or _auth_problem(auth)
@@ -52,6 +58,7 @@ def run_pqike(
         auth,
         prof.fragment_size,
         prof.ipv6,
+        ppk=ppk,
     )
     meter = CpuMeter() if cpu else NullMeter()
     pair = Pair.create(setup, meter=meter)
@@ -118,8 +125,10 @@ def rows_for(
     ss_msgs: dict[str, list[ss.SsMsg]] | None,
     ss_status: str | None,
     reference: list[list[Any]] | None,
+    ppk: str = "no",
 ) -> list[dict[str, Any]]:
     """One row per message (pqike | plan | reference | strongSwan)."""
+    label = auth_label(auth, ppk)
     rows: list[dict[str, Any]] = []
     try:
         p = planner.plan(
@@ -130,6 +139,7 @@ def rows_for(
             fragment_size=prof.fragment_size,
             ipv6=prof.ipv6,
             cpu=False,
+            ppk=ppk,
         )
         plan_msgs = {
             "ike_sa": [m for x in p.establishment for m in (x.request, x.response)],
@@ -155,7 +165,8 @@ def rows_for(
                     "scenario": scen.name,
                     "ike": scen.ike,
                     "child": scen.child or "",
-                    "auth": auth,
+                    "auth": label,
+                    "ppk": ppk,
                     "profile": prof.name,
                     "fragment_size": prof.fragment_size,
                     "ipv6": prof.ipv6,
@@ -182,7 +193,8 @@ def rows_for(
                 "scenario": scen.name,
                 "ike": scen.ike,
                 "child": scen.child or "",
-                "auth": auth,
+                "auth": label,
+                "ppk": ppk,
                 "profile": prof.name,
                 "fragment_size": prof.fragment_size,
                 "ipv6": prof.ipv6,
@@ -264,8 +276,10 @@ def measure(
     create_child: bool = True,
     scenario_data: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    ppks: tuple[str, ...] = ("no",),
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """All rows, and strongSwan's status per profile."""
+    """All rows, and strongSwan's status per profile (strongSwan runs without a PPK: its
+    figures are on the rows without one)."""
     rows: list[dict[str, Any]] = []
     ss_info: dict[str, str] = {}
     for prof in profiles:
@@ -289,13 +303,15 @@ def measure(
                     )
                     ss_info[prof.name] = next(iter(ss_res.status.values()), "ok")
         for i, scen in enumerate(scens):
-            for auth in [scen.auth] if scen.auth else auths:
+            for auth, ppk in [(a, k) for a in ([scen.auth] if scen.auth else auths) for k in ppks]:
                 if progress:
-                    progress(f"pqike {prof.name} {scen.name} {auth}")
-                out = run_pqike(scen, prof, auth, create_child=create_child)
+                    progress(f"pqike {prof.name} {scen.name} {auth_label(auth, ppk)}")
+                out = run_pqike(scen, prof, auth, create_child=create_child, ppk=ppk)
                 key = f"s{i}"
                 ss_msgs = ss_status = None
-                if ss_res is not None and key in ss_res.messages and auth == "psk":
+                if ppk != "no":
+                    ss_status = "strongSwan's figures are on the rows without a PPK"
+                elif ss_res is not None and key in ss_res.messages and auth == "psk":
                     ss_msgs, ss_status = ss_res.messages[key], ss_res.status[key]
                 elif strongswan and auth == "psk" and (prof.ipv6 or not ss.speaks(scen.ike)):
                     ss_status = (
@@ -308,5 +324,5 @@ def measure(
                 ref = None
                 if scen.kind == "reference" and prof.fragment_size == 1480 and not prof.ipv6:
                     ref = reference_messages(scenario_data, scen.name) or None
-                rows += rows_for(scen, prof, auth, out, ss_msgs, ss_status, ref)
+                rows += rows_for(scen, prof, auth, out, ss_msgs, ss_status, ref, ppk)
     return rows, ss_info
