@@ -50,6 +50,7 @@ _LAZY = {
     "bench": ("pqike.bench.cli", "bench"),
     "plan": ("pqike.bench.cli", "plan"),
     "demo": ("pqike.demo", "demo"),
+    "probe": ("pqike.probe.cli", "probe"),
 }
 
 

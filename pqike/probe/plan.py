@@ -81,6 +81,7 @@ class Planner:
         self.group: int | None = None  # KE method of the stateful probes
         self._last_ask: Ask | None = None
         self._none_seen: dict[int, int] = {}  # round -> probe whose selection left it out
+        self._first: Answer | None = None  # a selection made while finding the base
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -165,13 +166,13 @@ class Planner:
     def run(self) -> Plan:
         if not (yield from self._find_base()):
             return
-        self.group = self._pick_group()
+        self.group = self.group or self._pick_group()
         if self.group is None:
             names = ", ".join(str(s.value) for s in self.r.ke)
             self.r.notes.append(f"no accepted KE method can be computed here ({names})")
             return
         assert self.base is not None
-        first = yield from self._select(self.base, "everything at once")
+        first = self._first or (yield from self._select(self.base, "everything at once"))
         if first is None:
             return
         yield from self._enumerate_encr()
@@ -191,16 +192,23 @@ class Planner:
         return (yield from self._ask(offer, decoy, stateful=False, purpose=purpose))
 
     def _select(self, offer: Offer, purpose: str) -> Generator[Ask, Answer, Answer | None]:
-        """Which proposal does the responder pick? A real KE payload; a half-open SA."""
+        """Which proposal does the responder pick? A real KE payload; a half-open SA.
+
+        Every KE method found is offered, ours first; a responder that picks a proposal with
+        another one asks for it with INVALID_KE_PAYLOAD, and gets it (RFC 7296 §1.2)."""
         assert self.group is not None
-        offer = offer.with_ke([self.group])
+        accepted = [s.value for s in self.r.ke if _usable(s.value) and s.value != self.group]
+        offer = offer.with_ke([self.group, *accepted])
         if not offer.proposals():
             return None
-        a = yield from self._ask(offer, self.group, stateful=True, purpose=purpose)
+        method = self.group
+        for _ in range(2):
+            a = yield from self._ask(offer, method, stateful=True, purpose=purpose)
+            if a.kind is not Kind.INVALID_KE or a.group == method or a.group not in accepted:
+                break
+            method = a.group
         if a.kind is Kind.INVALID_KE:
-            self.r.notes.append(
-                f"#{a.probe} asked for KE {a.group} although only {self.group} was offered"
-            )
+            self.r.notes.append(f"#{a.probe} asked for KE {a.group}, which was not offered")
         if a.kind is Kind.SELECTED and a.detail:
             self.r.notes.append(f"#{a.probe}: {a.detail}")
         return a if a.kind is Kind.SELECTED else None
@@ -233,12 +241,18 @@ class Planner:
         self.cands = Candidates.from_registry(private=True)
         base = self._full(True)
         found = yield from self._enumerate_ke(base, base.ke)
-        if found and self.r.private is not None:  # and the vendor ID came with the answer
+        if found and self.r.private is None:
+            # some responders (pqike) send their vendor ID only with a selection
+            self.group = self._pick_group()
+            if self.group is not None:
+                self._first = yield from self._select(base, "everything, private-use too")
+        if found and self.r.private is not None:  # the vendor ID came with an answer
             self.base = self._full(True)
             return True
-        if found:
+        if found:  # private-use IDs accepted, but whose? Not named without a vendor ID.
             self.r.private_only = Seen(True, self.r.ke[0].probe)
-            self.r.accepted = False
+            self.r.rounds.clear()
+            self.r.max_rounds = None
         self.private = False
         return False
 

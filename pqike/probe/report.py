@@ -127,12 +127,14 @@ class Report:
         """(how post-quantum ready the gateway is, what to configure next)."""
         if not self.datagrams_received:
             return "no answer: no IKEv2 responder seen", "check address, port and filters"
+        if self.private_only is not None:
+            return (
+                "accepts only proposals with private-use methods (pre-standard KEMs), and "
+                "sent no vendor ID saying whose",
+                "rerun with --private to name them (strongSwan's numbering); migrate to "
+                "ML-KEM (ke1_mlkem768)",
+            )
         if not self.accepted:
-            if self.private_only is not None:
-                return (
-                    "accepts only proposals with private-use methods (pre-standard KEMs)",
-                    "rerun with --private to name them; migrate to ML-KEM (ke1_mlkem768)",
-                )
             return "no proposal accepted", "nothing a probe can offer is configured here"
         ke_names = ", ".join(method_name(s.value) for s in self.ke) or "none"
         addke = self.pq_addke()
@@ -274,6 +276,10 @@ class Report:
             f"(at most {self.max_half_open} at once)",
         ]
         row = lines.append
+        if not self.datagrams_received or not (self.accepted or self.ke):
+            status, nxt = self.summary()
+            row(f"summary: {status}; next: {nxt}")
+            return "\n".join(lines)
 
         def at(s: Seen) -> str:
             return f"#{s.probe}"
@@ -331,11 +337,12 @@ class Report:
                 or "none"
             )
         )
+        first = self.cookies[0] if self.cookies else None
         cookie = (
-            ", ".join(
-                f"requested at {at(s)} with {s.value} half-open SA(s) of ours" for s in self.cookies
-            )
-            or f"none requested (at most {self.max_half_open} half-open SA(s) of ours)"
+            f"requested at {at(first)} with {first.value} half-open SA(s) of ours"
+            + (f", then {len(self.cookies) - 1} more time(s)" if len(self.cookies) > 1 else "")
+            if first
+            else f"none requested (at most {self.max_half_open} half-open SA(s) of ours)"
         )
         row(f"  {'COOKIE':<26}{cookie}")
         priv = (
