@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from kem import registry
 from pqike.netns import NETNS_DIR
 from pqike.probe import Options, Report
 from pqike.probe.driver import probe_udp
 from pqike.tasks.ike_vendor import STRONGSWAN_VID
-from tests.harness import netns as nsh
 from tests.harness.probe_expect import check_costs, expected, observed
-from tests.harness.strongswan import Charon
 
 pytestmark = pytest.mark.interop
 
@@ -143,7 +140,6 @@ def test_pq_strongswan(vendor_id: bool, interop_env, topo, tmp_path: Path) -> No
         options={"send_vendor_id": vendor_id},
     )
     with moon:
-        moon.start()
         moon.load_all()
         report = probe_from(topo.carol)
         if vendor_id:  # its vendor ID came with an INVALID_KE_PAYLOAD answer
@@ -179,7 +175,6 @@ def test_pqike_daemon(interop_env, topo, tmp_path: Path) -> None:
         "secrets": {"ike-1": {"id-1": "carol@strongswan.org", "secret": PSK}},
     }
     with PqikePeer("moon", topo.moon, tree, tmp_path / "moon", listen=MOON) as moon:
-        moon.start()
         report = probe_from(topo.carol)
         assert_matches(report, PQIKE_PROPOSALS)
         assert report.childless and report.childless.value
@@ -188,18 +183,47 @@ def test_pqike_daemon(interop_env, topo, tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- libreswan 5.2
 
-LIBRESWAN_IKE = "aes256-sha2_256;dh31"  # libreswan's ike= syntax
-LIBRESWAN_EXPECTED = "aes256-sha256-x25519"  # the same in strongSwan's
+# libreswan's ike= (5.2: no ML-KEM, no RFC 9370 additional key exchanges) and the same
+# proposals in strongSwan's words, which the report must match
+LIBRESWAN_IKE = "aes256-sha2_256-dh31,aes_gcm256-sha2_512-dh20"
+LIBRESWAN_AS_STRONGSWAN = "aes256-sha256-x25519, aes256gcm16-prfsha512-ecp384"
 
 
-def test_libreswan(interop_env, topo, tmp_path: Path) -> None:
+def libreswan_conf(intermediate: bool) -> str:
+    conn = [
+        "keyexchange=ikev2",
+        f"left={MOON}",
+        "leftid=@moon.strongswan.org",
+        "right=%any",
+        "rightid=carol@strongswan.org",
+        "authby=secret",
+        f"ike={LIBRESWAN_IKE}",
+        f"intermediate={'yes' if intermediate else 'no'}",
+        "auto=add",
+    ]
+    body = "\n".join(f"    {line}" for line in conn)
+    return f"config setup\n    ikev1-policy=drop\n\nconn rw\n{body}\n"
+
+
+@pytest.mark.parametrize("intermediate", [True, False], ids=["intermediate", "no-intermediate"])
+def test_libreswan(intermediate: bool, interop_env, topo, tmp_path: Path) -> None:
     try:
-        from tests.harness import libreswan  # noqa: F401
+        from tests.harness.libreswan import Pluto, root_problem
     except ImportError:
-        pytest.skip("no libreswan harness on this branch yet (tests/harness/libreswan.py)")
-    pytest.skip("libreswan harness present but not wired here yet")
-
-
-def test_mlkem_available() -> None:
-    assert registry.by_keyword("mlkem768").available
-    assert Charon is not None and nsh is not None
+        pytest.skip("no libreswan harness (tests/harness/libreswan.py) on this branch yet")
+    if reason := root_problem():
+        pytest.skip(reason)
+    with Pluto(
+        "moon",
+        topo.moon,
+        libreswan_conf(intermediate),
+        tmp_path / "moon",
+        secrets=f'@moon.strongswan.org carol@strongswan.org : PSK "{PSK}"\n',
+    ) as moon:
+        moon.add("rw")
+        report = probe_from(topo.carol)
+    assert not report.unanswered
+    assert observed(report) == expected(LIBRESWAN_AS_STRONGSWAN)
+    assert report.intermediate is not None and report.intermediate.value is intermediate
+    assert report.fragmentation and report.fragmentation.value
+    assert report.summary()[0].startswith("not post-quantum")
