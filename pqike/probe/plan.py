@@ -152,8 +152,10 @@ class Planner:
             r.childless = Seen(a.has(NotifyType.CHILDLESS_IKEV2_SUPPORTED), a.probe)
             r.ppk = Seen(a.has(NotifyType.USE_PPK), a.probe)
             r.ppk_int = Seen(a.has(USE_PPK_INT), a.probe)
+        # strongSwan and pqike announce IKE_INTERMEDIATE only with additional key exchanges
+        # selected, libreswan whenever it is configured: what counts is any announcement
         has_int = a.has(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
-        if r.intermediate is None and (has_int or addke):
+        if r.intermediate is None or (has_int and not r.intermediate.value):
             r.intermediate = Seen(has_int, a.probe)
             if addke and not has_int:
                 r.notes.append(

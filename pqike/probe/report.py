@@ -140,7 +140,9 @@ class Report:
         addke = self.pq_addke()
         mlkem = [m for m in addke if is_mlkem(m)]
         pure = [s.value for s in self.ke if is_mlkem(s.value)]
-        optional = any(r.methods and r.optional and r.optional.value for r in self.rounds.values())
+        # a classic-only proposal is accepted when every round with methods may be left out
+        with_methods = [r for r in self.rounds.values() if r.methods]
+        optional = bool(with_methods) and all(r.optional and r.optional.value for r in with_methods)
         nxt = self._next_steps(bool(mlkem or pure), optional, bool(addke))
         if mlkem:
             rounds = "; ".join(
@@ -162,7 +164,12 @@ class Report:
 
     def _next_steps(self, pq: bool, optional: bool, addke: bool) -> str:
         steps: list[str] = []
-        if not pq:
+        if self.addke_refused is not None:
+            steps.append(
+                "new software: this gateway refuses RFC 9370 additional key exchanges "
+                "(ML-KEM hybrids need e.g. strongSwan >= 6.0 or libreswan >= 5.4)"
+            )
+        elif not pq:
             steps.append(
                 "add ML-KEM as an additional key exchange (e.g. aes256-sha256-x25519-"
                 "ke1_mlkem768, which needs IKE_INTERMEDIATE)"
@@ -177,8 +184,8 @@ class Report:
         hashes = self.signature_hashes.value if self.signature_hashes else []
         if HashAlgorithm.IDENTITY not in hashes:
             steps.append(
-                "announce the Identity hash in SIGNATURE_HASH_ALGORITHMS (RFC 8420), without "
-                "which ML-DSA authentication is impossible"
+                "for ML-DSA authentication, certificate authentication announcing the Identity "
+                "hash in SIGNATURE_HASH_ALGORITHMS (RFC 8420)"
             )
         elif pq and not optional:
             steps.append("post-quantum authentication (ML-DSA certificates)")
@@ -312,7 +319,11 @@ class Report:
         row(f"  {'encryption':<26}{names(self.encr, _alg)}")
         row(f"  {'integrity':<26}{names(self.integ, _alg)}")
         row(f"  {'PRF':<26}{names(self.prf, _alg)}")
-        yn("IKE_INTERMEDIATE", self.intermediate, "not shown (no ADDKE selected)")
+        im = self.intermediate
+        row(
+            f"  {'IKE_INTERMEDIATE':<26}"
+            + ("unknown" if im is None else f"{'yes' if im.value else 'not announced'} ({at(im)})")
+        )
         yn("fragmentation", self.fragmentation)
         sha = self.signature_hashes
         row(
@@ -348,6 +359,8 @@ class Report:
         priv = (
             f"probed: {self.private.value}"
             if self.private
+            else "accepted, but not named: no vendor ID said whose (--private names them)"
+            if self.private_only
             else "not probed (no strongSwan vendor ID seen; --private to probe them)"
         )
         row(f"  {'private-use methods':<26}{priv}")

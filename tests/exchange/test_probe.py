@@ -15,8 +15,9 @@ from pqike.kernel.base import MemoryKernel
 from pqike.probe import Options, Report, Session
 from pqike.probe.driver import drive
 from pqike.tasks.ike_vendor import STRONGSWAN_VID
-from pqike.wire.iana import ExchangeType, HashAlgorithm
-from pqike.wire.message import decode_message
+from pqike.wire.iana import ADDKE_TYPES, ExchangeType, HashAlgorithm, NotifyType
+from pqike.wire.message import Message, decode_message
+from pqike.wire.payloads import Notify, SecurityAssociation
 from tests.exchange.peers import MOON, PSK, load_tree
 from tests.harness.probe_expect import check_costs, expected, observed
 
@@ -33,6 +34,7 @@ class EngineTransport:
     queue: list[bytes] = field(default_factory=list)
     sent: list[bytes] = field(default_factory=list)
     drop: set[int] = field(default_factory=set)
+    refuse_addke: bool = False  # a gateway that knows no RFC 9370 transform types
 
     def now(self) -> float:
         return self.t
@@ -40,6 +42,9 @@ class EngineTransport:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
         if len(self.sent) - 1 in self.drop:
+            return
+        if self.refuse_addke and _has_addke(data):
+            self.queue.append(_no_proposal(data))
             return
         src, dst = Endpoint(*PROBER), Endpoint(MOON, 500)
         self.engine.receive(Datagram(data=data, src=src, dst=dst), self.t)
@@ -54,6 +59,18 @@ class EngineTransport:
             self.engine.tick(self.t)
             self.queue += [d.data for d in self.engine.pop_outgoing()]
         return []
+
+
+def _has_addke(data: bytes) -> bool:
+    sa = next(p for p in decode_message(data).payloads if isinstance(p, SecurityAssociation))
+    return any(t.transform_type in ADDKE_TYPES for p in sa.proposals for t in p.transforms)
+
+
+def _no_proposal(data: bytes) -> bytes:
+    request = decode_message(data)
+    notify = Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN)
+    reply = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, [notify], response=True)
+    return reply.encode()
 
 
 def gateway(proposals: str, conn: dict | None = None, **daemon) -> Engine:
@@ -78,7 +95,8 @@ def gateway(proposals: str, conn: dict | None = None, **daemon) -> Engine:
 
 def probe(engine: Engine, **options) -> tuple[Report, EngineTransport]:
     drop = options.pop("drop", set())
-    transport = EngineTransport(engine, drop=drop)
+    refuse = options.pop("refuse_addke", False)
+    transport = EngineTransport(engine, drop=drop, refuse_addke=refuse)
     report = drive(Session(MOON, 500, PROBER, Options(**options)), transport)
     check_costs(report)
     for data in transport.sent:  # never anything but an IKE_SA_INIT request
@@ -125,8 +143,9 @@ def test_report_matches_the_configuration(name: str) -> None:
     if expected(proposals).rounds:
         assert report.intermediate and report.intermediate.value
         assert report.max_rounds and report.max_rounds.value == len(expected(proposals).rounds)
-    else:
-        assert report.intermediate is None and report.max_rounds is None
+    else:  # pqike announces IKE_INTERMEDIATE only with additional key exchanges selected
+        assert report.intermediate and not report.intermediate.value
+        assert report.max_rounds is None
     assert report.half_open <= report.probes // 2
 
 
@@ -142,6 +161,10 @@ def test_summary_says_how_ready_and_what_next() -> None:
     optional, _ = probe(gateway(CONFIGS["aead-optional"]))
     status, nxt = optional.summary()
     assert "classic-only proposal is accepted too" in status and "keN_none" in nxt
+    # only the second of two rounds is optional: ML-KEM is still required
+    second, _ = probe(gateway("aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024-ke2_none"))
+    status, nxt = second.summary()
+    assert "classic-only" not in status and "(optional)" in status and "keN_none" not in nxt
     assert "summary: " in optional.text() and "#1" in optional.text()
 
 
@@ -215,6 +238,16 @@ def test_capabilities_switched_off() -> None:
     assert report.fragmentation and not report.fragmentation.value
     assert report.childless and not report.childless.value
     assert "enable IKEv2 fragmentation" in report.summary()[1]
+
+
+def test_gateway_without_rfc9370() -> None:
+    """A gateway refusing any proposal with ADDKE transform types (libreswan 5.2 does) is
+    probed again with classic proposals, and told to upgrade."""
+    proposals = "aes256-sha256-x25519, aes256gcm16-prfsha512-ecp384"
+    report, transport = probe(gateway(proposals), refuse_addke=True)
+    assert observed(report) == expected(proposals)
+    assert report.addke_refused is not None and "RFC 9370" in report.summary()[1]
+    assert not any(_has_addke(d) for d in transport.sent[report.addke_refused.probe - 1 :])
 
 
 WALK = "aes256-sha256-x25519-ke1_kyber3-ke2_bike3-ke3_hqc3"
