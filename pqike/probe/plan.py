@@ -28,7 +28,7 @@ from kem import registry
 from kem.errors import KemError
 from pqike.probe.offer import NONE, ROUNDS, Candidates, Offer
 from pqike.probe.report import Report, Seen
-from pqike.probe.wire import USE_PPK_INT, Answer, Kind
+from pqike.probe.wire import USE_PPK_INT, Answer, Kind, redirect_gateway
 from pqike.proposal import PRIVATE_USE, Proposal, Transform, is_aead
 from pqike.wire.iana import ADDKE_TYPES, NotifyType, TransformType
 
@@ -100,7 +100,7 @@ class Planner:
         if self.r.strongswan and self.mode == "auto" and self.r.private is None:
             self._enable_private(f"the gateway sent strongSwan's vendor ID (#{a.probe})", a)
         if a.kind is Kind.REDIRECT and self.r.redirect is None:
-            self.r.redirect = Seen(a.notifies[NotifyType.REDIRECT].hex(), a.probe)
+            self.r.redirect = Seen(redirect_gateway(a.notifies[NotifyType.REDIRECT]), a.probe)
 
     def _enable_private(self, why: str, a: Answer) -> None:
         self.private = True

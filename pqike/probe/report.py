@@ -134,6 +134,11 @@ class Report:
                 "rerun with --private to name them (strongSwan's numbering); migrate to "
                 "ML-KEM (ke1_mlkem768)",
             )
+        if not self.accepted and self.redirect is not None:
+            return (
+                f"redirects new IKE_SAs to {self.redirect.value} (RFC 5685)",
+                f"probe {self.redirect.value}",
+            )
         if not self.accepted:
             return "no proposal accepted", "nothing a probe can offer is configured here"
         ke_names = ", ".join(method_name(s.value) for s in self.ke) or "none"
@@ -283,6 +288,8 @@ class Report:
             f"(at most {self.max_half_open} at once)",
         ]
         row = lines.append
+        if self.redirect is not None:
+            row(f"  {'REDIRECT':<26}to {self.redirect.value} (#{self.redirect.probe})")
         if not self.datagrams_received or not (self.accepted or self.ke):
             status, nxt = self.summary()
             row(f"summary: {status}; next: {nxt}")
@@ -337,8 +344,8 @@ class Report:
         yn("CHILDLESS", self.childless)
         yn("USE_PPK", self.ppk)
         yn("USE_PPK_INT (draft)", self.ppk_int)
-        red = self.redirect
-        row(f"  {'REDIRECT':<26}" + ("none" if red is None else f"to {red.value} ({at(red)})"))
+        if self.redirect is None:
+            row(f"  {'REDIRECT':<26}none")
         row(
             f"  {'vendor IDs':<26}"
             + (

@@ -9,6 +9,7 @@ request, so whatever a responder echoes in an answer shows.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 from enum import Enum
@@ -165,6 +166,24 @@ def _selection(answer: Answer, msg: Message, request: Request) -> None:
     ke_t = answer.selected.first(TransformType.KE)
     if ke is None or ke_t is None or ke.method != ke_t.id:
         answer.detail = "KE payload does not match the selected KE method"
+
+
+def redirect_gateway(data: bytes) -> str:
+    """The new gateway of a REDIRECT notify (RFC 5685 §10: GW Ident Type, Length, Identity,
+    then the initiator's nonce)."""
+    if len(data) < 2 or len(data) < 2 + data[1]:
+        return f"undecodable REDIRECT data {data.hex()}"
+    kind, ident = data[0], data[2 : 2 + data[1]]
+    try:
+        if kind == 1 and len(ident) == 4:
+            return str(ipaddress.IPv4Address(ident))
+        if kind == 2 and len(ident) == 16:
+            return str(ipaddress.IPv6Address(ident))
+        if kind == 3:
+            return ident.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    return f"gateway identity type {kind}: {ident.hex()}"
 
 
 def _notify_name(ntype: int) -> str:

@@ -35,6 +35,7 @@ class EngineTransport:
     sent: list[bytes] = field(default_factory=list)
     drop: set[int] = field(default_factory=set)
     refuse_addke: bool = False  # a gateway that knows no RFC 9370 transform types
+    redirect: bytes = b""  # REDIRECT data for every IKE_SA_INIT (RFC 5685)
 
     def now(self) -> float:
         return self.t
@@ -44,7 +45,10 @@ class EngineTransport:
         if len(self.sent) - 1 in self.drop:
             return
         if self.refuse_addke and _has_addke(data):
-            self.queue.append(_no_proposal(data))
+            self.queue.append(_answer(data, NotifyType.NO_PROPOSAL_CHOSEN))
+            return
+        if self.redirect:
+            self.queue.append(_answer(data, NotifyType.REDIRECT, self.redirect))
             return
         src, dst = Endpoint(*PROBER), Endpoint(MOON, 500)
         self.engine.receive(Datagram(data=data, src=src, dst=dst), self.t)
@@ -66,9 +70,9 @@ def _has_addke(data: bytes) -> bool:
     return any(t.transform_type in ADDKE_TYPES for p in sa.proposals for t in p.transforms)
 
 
-def _no_proposal(data: bytes) -> bytes:
+def _answer(data: bytes, ntype: NotifyType, ndata: bytes = b"") -> bytes:
     request = decode_message(data)
-    notify = Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN)
+    notify = Notify(notify_type=ntype, data=ndata)
     reply = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, [notify], response=True)
     return reply.encode()
 
@@ -96,7 +100,8 @@ def gateway(proposals: str, conn: dict | None = None, **daemon) -> Engine:
 def probe(engine: Engine, **options) -> tuple[Report, EngineTransport]:
     drop = options.pop("drop", set())
     refuse = options.pop("refuse_addke", False)
-    transport = EngineTransport(engine, drop=drop, refuse_addke=refuse)
+    redirect = options.pop("redirect", b"")
+    transport = EngineTransport(engine, drop=drop, refuse_addke=refuse, redirect=redirect)
     report = drive(Session(MOON, 500, PROBER, Options(**options)), transport)
     check_costs(report)
     for data in transport.sent:  # never anything but an IKE_SA_INIT request
@@ -248,6 +253,14 @@ def test_gateway_without_rfc9370() -> None:
     assert observed(report) == expected(proposals)
     assert report.addke_refused is not None and "RFC 9370" in report.summary()[1]
     assert not any(_has_addke(d) for d in transport.sent[report.addke_refused.probe - 1 :])
+
+
+def test_redirect() -> None:
+    nonce = bytes(32)
+    report, _ = probe(gateway(CONFIGS["classic"]), redirect=b"\x01\x04\xc0\x00\x02\x07" + nonce)
+    assert report.redirect is not None and report.redirect.value == "192.0.2.7"
+    assert report.redirect.probe == 1 and not report.accepted
+    assert report.summary() == ("redirects new IKE_SAs to 192.0.2.7 (RFC 5685)", "probe 192.0.2.7")
 
 
 WALK = "aes256-sha256-x25519-ke1_kyber3-ke2_bike3-ke3_hqc3"

@@ -20,6 +20,7 @@ from pqike.probe import Options, Report
 from pqike.probe.driver import probe_udp
 from pqike.tasks.ike_vendor import STRONGSWAN_VID
 from tests.harness.probe_expect import check_costs, expected, observed
+from tests.interop.test_strongswan_baseline import moon_conf
 
 pytestmark = pytest.mark.interop
 
@@ -59,22 +60,7 @@ def probe_from(ns: str, options: Options | None = None) -> Report:
 
 
 def moon_swanctl(proposals: str) -> str:
-    return f"""
-connections {{
-  rw {{
-    local_addrs = {MOON}
-    version = 2
-    proposals = {proposals}
-    local {{ auth = psk
-             id = moon.strongswan.org }}
-    remote {{ auth = psk
-              id = carol@strongswan.org }}
-    children {{ net {{ local_ts = 10.1.0.0/24 }} }}
-  }}
-}}
-secrets {{ ike-1 {{ id-1 = carol@strongswan.org
-                   secret = "{PSK}" }} }}
-"""
+    return moon_conf(proposals, "aes256-sha256")
 
 
 def assert_matches(report: Report, proposals: str) -> None:
