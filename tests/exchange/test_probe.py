@@ -77,8 +77,10 @@ def _answer(data: bytes, ntype: NotifyType, ndata: bytes = b"") -> bytes:
     return reply.encode()
 
 
-def gateway(proposals: str, conn: dict | None = None, **daemon) -> Engine:
-    """moon with these IKE proposals (comma-separated as in swanctl.conf)."""
+def gateway(
+    proposals: str, conn: dict | None = None, ppk: bool = False, **daemon: object
+) -> Engine:
+    """moon with these IKE proposals (comma-separated as in swanctl.conf), with a PPK."""
     tree = {
         "daemon": {"control_socket": "/tmp/x", **daemon},
         "connections": {
@@ -93,6 +95,8 @@ def gateway(proposals: str, conn: dict | None = None, **daemon) -> Engine:
         },
         "secrets": {"ike-1": {"id-1": "carol@strongswan.org", "secret": PSK}},
     }
+    if ppk:
+        tree["secrets"]["ppk-1"] = {"id": "pqike-ppk-1", "secret": "0x" + "5a" * 32}
     cfg = load_tree(tree)
     return Engine(cfg, MemoryKernel(), events=lambda e: None, source_for=lambda r: MOON)
 
@@ -253,6 +257,15 @@ def test_gateway_without_rfc9370() -> None:
     assert observed(report) == expected(proposals)
     assert report.addke_refused is not None and "RFC 9370" in report.summary()[1]
     assert not any(_has_addke(d) for d in transport.sent[report.addke_refused.probe - 1 :])
+
+
+def test_use_ppk() -> None:
+    """A gateway with a PPK (RFC 8784) answers USE_PPK; the probe only reads the notify."""
+    with_ppk, _ = probe(gateway(CONFIGS["mlkem-ke1"], ppk=True))
+    assert with_ppk.ppk is not None and with_ppk.ppk.value
+    assert "USE_PPK                   yes (#" in with_ppk.text()
+    without, _ = probe(gateway(CONFIGS["mlkem-ke1"]))
+    assert without.ppk is not None and not without.ppk.value
 
 
 def test_redirect() -> None:
