@@ -19,14 +19,15 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pqike.config import Config, Connection
-from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, IkeSaInfo
-from pqike.kernel.base import KernelBackend
+from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, EventKind, IkeSaInfo
+from pqike.kernel.base import KernelBackend, KernelError
 from pqike.log import Subsystem, get_logger
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
+from pqike.traps import TrapManager
 from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_header, decode_message
@@ -163,6 +164,7 @@ class Engine:
         self._half_open_by_ip: dict[str, int] = {}
         self._graveyard: dict[bytes, _Grave] = {}  # deleted by the peer, oldest first
         self._gone = 0  # IKE_SAs forgotten since the tables were last compacted
+        self.traps = TrapManager(self)
         self._svc = self._make_services()
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -172,6 +174,9 @@ class Engine:
         return self._ids[kind]
 
     def _emit(self, event: Event) -> None:
+        self.traps.event(event)
+        if event.kind == EventKind.CHILD_DELETED and event.message == "deleted by peer":
+            self._close_action_trap(event)
         if self._events is not None:
             self._events(event)
 
@@ -188,7 +193,7 @@ class Engine:
             emit=self._emit,
             send=self._out.append,
             next_child_id=lambda: self._next("child"),
-            next_reqid=lambda: self._next("reqid"),
+            next_reqid=self._reqid,
             budget=self._budget,
             pools=self._pools,
             adopt=self._adopt,
@@ -196,6 +201,12 @@ class Engine:
             next_ike_id=lambda: self._next("ike"),
             touch=self._touched.add,
         )
+
+    def _reqid(self, ike: str | None = None, child: str | None = None) -> int:
+        """A CHILD_SA of a trapped config takes the trap's reqid (strongSwan passes it to
+        initiate), so its policies and the trap are one kernel policy."""
+        reqid = self.traps.reqid_for(ike, child) if ike is not None else None
+        return reqid if reqid is not None else self._next("reqid")
 
     def _replace_duplicates(self, sa: IkeSa) -> None:
         """INITIAL_CONTACT (RFC 7296 §2.4) or unique=replace: the peer lost its state, so
@@ -233,6 +244,7 @@ class Engine:
         self.config = config
         self._budget.set_limit(config.daemon.reassembly_memory)
         self._svc = self._make_services()
+        self.install_traps()
 
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)
@@ -349,6 +361,8 @@ class Engine:
             peers.discard(sa)
             if not peers:
                 del self._by_peer[(sa.name, sa.remote_id)]
+        for child in sa.trap_children:
+            self._trap_action(sa.name, child, "dpd_action")
         restart, sa.restart_children = sa.restart_children, []
         for child in restart:
             log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)
@@ -356,6 +370,64 @@ class Engine:
                 self.initiate(child, sa.name, sa.now)
             except EngineError as e:
                 log("restart of %s failed: %s", child, e)
+
+    # ---- trap policies ------------------------------------------------------------------
+
+    def _trap_action(self, ike: str, child: str, origin: str) -> None:
+        conn = self.config.connections.get(ike)
+        if conn is None or child not in conn.children:
+            return
+        if (ike, child) not in self.traps.traps:
+            log("installing trap for CHILD_SA '%s' (%s = trap)", child, origin)
+        try:
+            self.traps.install(ike, child, conn, origin)
+        except KernelError as e:
+            log("installing trap for CHILD_SA '%s' failed: %s", child, e)
+
+    def _close_action_trap(self, event: Event) -> None:
+        """close_action = trap: the peer deleted the CHILD_SA (not a rekeyed one: another
+        CHILD_SA of that name still on the IKE_SA means it was replaced)."""
+        conn = self.config.connections.get(event.ike)
+        cfg = conn.children.get(event.child or "") if conn is not None else None
+        if cfg is None or cfg.close_action != "trap":
+            return
+        for sa in self.sas.values():
+            if sa.unique_id == event.ike_id and any(c.name == event.child for c in sa.children):
+                return
+        self._trap_action(event.ike, event.child or "", "close_action")
+
+    def install(self, child: str | None, ike: str | None) -> int:
+        """``pqike install --child``: a trap for that CHILD_SA config; its reqid."""
+        if child is None:
+            raise EngineError("install needs --child")
+        name, conn = self._find_conn(child, ike)
+        if (name, child) in self.traps.traps:
+            raise EngineError(f"CHILD_SA '{child}' is already routed")
+        try:
+            return self.traps.install(name, child, conn).reqid
+        except KernelError as e:
+            raise EngineError(f"installing trap for '{child}' failed: {e}") from e
+
+    def uninstall(self, child: str | None, ike: str | None) -> None:
+        if child is None:
+            raise EngineError("uninstall needs --child")
+        names = [ike] if ike is not None else [i for (i, c) in self.traps.traps if c == child]
+        if len(names) > 1:
+            raise EngineError(f"child '{child}' is trapped in {', '.join(names)}: use --ike")
+        if not names or self.traps.uninstall(names[0], child) is None:
+            raise EngineError(f"no trap policy for CHILD_SA '{child}' installed")
+
+    def list_pols(self) -> list[dict[str, object]]:
+        return self.traps.list()
+
+    def install_traps(self) -> None:
+        """start_action = trap for the loaded configuration (daemon start, reload)."""
+        self.traps.sync(self.config.connections)
+
+    def acquire(self, reqid: int, src: str | None, dst: str | None, now: float) -> None:
+        """The data plane caught a packet in the trap of ``reqid``: start its CHILD_SA."""
+        self.traps.acquire(reqid, src, dst, lambda child, ike: self.initiate(child, ike, now))
+        self._reap()
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -490,6 +562,7 @@ class Engine:
             sa.destroy(now)
         self.sas.clear()
         self._half_open.clear()
+        self.traps.close()
 
     # ---- datagrams ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -58,6 +59,14 @@ class KernelPolicy:
     direction: Direction
     reqid: int
     tunnel: tuple[str, str] | None  # outer (src, dst) for tunnel mode
+    # a trap (strongSwan's "routed" policy): an OUT policy whose template has no SA yet, so
+    # the first matching packet makes the backend report an ACQUIRE for ``reqid``; it ranks
+    # below a CHILD_SA's policy for the same selector and takes over again when that goes
+    trap: bool = False
+
+
+AcquireHandler = Callable[[int, str | None, str | None], None]
+"""``on_acquire(reqid, src, dst)``: a packet (inner addresses if known) hit a trap."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,9 @@ class KernelBackend(Protocol):
     def close(self) -> None:
         """Remove everything this backend installed."""
 
+    # Backends that support traps also have ``on_acquire: AcquireHandler | None``, set by
+    # whoever drives the engine (the daemon, tests); a trap is installed with add_policy.
+
 
 @dataclass
 class MemoryKernel:
@@ -134,6 +146,7 @@ class MemoryKernel:
     routes: list[KernelRoute] = field(default_factory=list)
     _spis: set[int] = field(default_factory=set)
     counters: dict[tuple[int, str], SaCounters] = field(default_factory=dict)
+    on_acquire: AcquireHandler | None = None
 
     def probe(self) -> str | None:
         return None
@@ -181,6 +194,32 @@ class MemoryKernel:
     def del_route(self, route: KernelRoute) -> None:
         if route in self.routes:
             self.routes.remove(route)
+
+    def traps(self) -> list[KernelPolicy]:
+        return [p for p in self.policies if p.trap]
+
+    def send(self, src: str, dst: str) -> str:
+        """What the kernel would do with an outbound packet: 'protected' (an OUT policy with
+        an SA of its reqid), 'acquire' (a trap without one: ``on_acquire`` is called, the
+        packet dropped) or 'bypass' (no policy). The most specific selector wins, a
+        CHILD_SA's policy before a trap of the same selector."""
+        s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+        out = [
+            p
+            for p in self.policies
+            if p.direction == Direction.OUT
+            and p.src_ts.version == s.version
+            and s in p.src_ts
+            and d in p.dst_ts
+        ]
+        if not out:
+            return "bypass"
+        best = min(out, key=lambda p: (-p.dst_ts.prefixlen - p.src_ts.prefixlen, p.trap))
+        if any(sa.reqid == best.reqid and not sa.inbound for sa in self.sas.values()):
+            return "protected"
+        if best.trap and self.on_acquire is not None:
+            self.on_acquire(best.reqid, src, dst)
+        return "acquire" if best.trap else "dropped"
 
     def close(self) -> None:
         self._spis.clear()

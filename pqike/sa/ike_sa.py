@@ -93,7 +93,7 @@ class SaServices:
     emit: Callable[[Event], None]
     send: Callable[[Datagram], None]
     next_child_id: Callable[[], int]
-    next_reqid: Callable[[], int]
+    next_reqid: Callable[[str, str | None], int]  # (connection, child): a trap's reqid if any
     budget: MemoryBudget
     pools: dict[str, object] = field(default_factory=dict)
     adopt: Callable[[IkeSa], None] = lambda sa: None  # register a rekeyed IKE_SA
@@ -256,6 +256,7 @@ class IkeSa:
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
+        self.trap_children: list[str] = []  # dpd_action = trap after a dead peer
         self.failure = ""
         self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
         self.rekeyed_at: float | None = None
@@ -1013,6 +1014,11 @@ class IkeSa:
                 c.name
                 for c in self.children
                 if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "restart"
+            ]
+            self.trap_children = [
+                c.name
+                for c in self.children
+                if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "trap"
             ]
         self.destroy(now)
         self.emit(EventKind.IKE_DELETED if was_established else EventKind.IKE_FAILED, reason)

@@ -238,7 +238,8 @@ class ChildCreate(Task):
 
     def _new_child(self, name: str, cfg: Child) -> ChildSa:
         svc = self.sa.svc
-        child = ChildSa(name=name, unique_id=svc.next_child_id(), reqid=svc.next_reqid())
+        reqid = svc.next_reqid(self.sa.name, name)  # a trapped config's: the trap's
+        child = ChildSa(name=name, unique_id=svc.next_child_id(), reqid=reqid)
         child.mode = "TUNNEL" if cfg.mode == "tunnel" else "TRANSPORT"
         child.spi_in = svc.kernel.alloc_spi(self.sa.remote.host, self.sa.local.host)
         child.encap = self.sa.nat_local or self.sa.nat_remote or self.sa.force_encap

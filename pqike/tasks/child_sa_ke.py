@@ -123,7 +123,7 @@ class ChildSaKe(Task):
     def _new_child(self) -> ChildSa:
         assert self.cfg is not None and self.child_name is not None
         svc, sa = self.sa.svc, self.sa
-        reqid = self.rekey.reqid if self.rekey else svc.next_reqid()
+        reqid = self.rekey.reqid if self.rekey else svc.next_reqid(self.sa.name, self.child_name)
         child = ChildSa(name=self.child_name, unique_id=svc.next_child_id(), reqid=reqid)
         child.mode = "TUNNEL" if self.cfg.mode == "tunnel" else "TRANSPORT"
         child.spi_in = svc.kernel.alloc_spi(sa.remote.host, sa.local.host)
