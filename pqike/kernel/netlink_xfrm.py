@@ -31,6 +31,7 @@ XFRM_MSG_NEWPOLICY = 0x13
 XFRM_MSG_DELPOLICY = 0x14
 XFRM_MSG_GETPOLICY = 0x15
 XFRM_MSG_ALLOCSPI = 0x16
+XFRM_MSG_ACQUIRE = 0x17  # kernel -> userspace, multicast group XFRMNLGRP_ACQUIRE
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
 XFRM_MSG_FLUSHSA = 0x1C  # defined for completeness; pqike never flushes
@@ -62,6 +63,8 @@ UDP_ENCAP_ESPINUDP = 2
 # setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP) on the IKE socket on port 4500
 SOL_UDP = 17
 UDP_ENCAP = 100
+
+XFRMNLGRP_ACQUIRE = 1  # bind(groups = 1 << (XFRMNLGRP_ACQUIRE - 1))
 
 XFRM_INF = 0xFFFF_FFFF_FFFF_FFFF
 IPPROTO_ESP = 50
@@ -433,3 +436,46 @@ class XfrmSocket(NetlinkSocket):
 
     def dump_policies(self) -> list[nlmsg]:
         return self.request(xfrm_userpolicy_id(), XFRM_MSG_GETPOLICY, dump=True)
+
+
+# struct xfrm_user_acquire: xfrm_id id, xfrm_address_t saddr, xfrm_selector sel,
+# xfrm_userpolicy_info policy, u32 aalgos, ealgos, calgos, seq
+_ACQUIRE_SIZE = 24 + 16 + 56 + 168 + 16
+_SEL_OFFSET = 40  # sel.daddr; sel.saddr 16 later, sel.family at +40
+_TMPL_REQID_OFFSET = 44  # in struct xfrm_user_tmpl (xfrm_id, family, saddr, reqid)
+
+
+def parse_acquires(data: bytes) -> list[tuple[int, str | None, str | None]]:
+    """(reqid, packet source, packet destination) of each XFRM_MSG_ACQUIRE in one netlink
+    datagram; the reqid is the first template's, as strongSwan's kernel-netlink reads it.
+    Anything else (or truncated) is skipped."""
+    out = []
+    offset = 0
+    while offset + 16 <= len(data):
+        length, msg_type = struct.unpack_from("=IH", data, offset)
+        if length < 16 or offset + length > len(data):
+            break
+        if msg_type == XFRM_MSG_ACQUIRE and length >= 16 + _ACQUIRE_SIZE:
+            body = data[offset + 16 : offset + length]
+            family = struct.unpack_from("=H", body, _SEL_OFFSET + 40)[0]
+            dst = src = None
+            if family in (socket.AF_INET, socket.AF_INET6):
+                dst = unpack_addr(body[_SEL_OFFSET : _SEL_OFFSET + 16], family)
+                src = unpack_addr(body[_SEL_OFFSET + 16 : _SEL_OFFSET + 32], family)
+            reqid = _tmpl_reqid(body[_ACQUIRE_SIZE:])
+            if reqid is not None:
+                out.append((reqid, src, dst))
+        offset += (length + 3) & ~3
+    return out
+
+
+def _tmpl_reqid(attrs: bytes) -> int | None:
+    pos = 0
+    while pos + 4 <= len(attrs):
+        alen, atype = struct.unpack_from("=HH", attrs, pos)
+        if alen < 4:
+            return None
+        if atype & 0x3FFF == XFRMA_TMPL and alen >= 4 + _TMPL_REQID_OFFSET + 4:
+            return int(struct.unpack_from("=I", attrs, pos + 4 + _TMPL_REQID_OFFSET)[0])
+        pos += (alen + 3) & ~3
+    return None

@@ -33,6 +33,7 @@ methods hand their work to it and wait (as pqike.kernel.tun.Netlink does for use
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import ipaddress
@@ -51,6 +52,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pqike.crypto.algorithms import UnsupportedTransform, encr_spec, integ_spec
 from pqike.kernel import netlink_xfrm as nx
 from pqike.kernel.base import (
+    AcquireHandler,
     Direction,
     IPNetwork,
     KernelError,
@@ -68,6 +70,7 @@ knl = get_logger(Subsystem.KNL)  # what was installed/removed, at level 2 (--log
 
 ROUTE_PROTO = 158  # rtm_protocol tag of pqike's routes (unassigned in /etc/iproute2/rt_protos)
 POLICY_PRIORITY_BASE = 100_000
+TRAP_PRIORITY_OFFSET = 2  # < 4, the step between selector specificities
 SPI_MIN, SPI_MAX = 0xC000_0000, 0xCFFF_FFFF  # the range strongSwan allocates from
 
 # IANA ENCR id -> (Linux crypto name, ICV bits for AEAD or None)
@@ -157,8 +160,18 @@ def _infinite_lifetimes(msg) -> None:  # type: ignore[no-untyped-def]
 
 
 def policy_priority(policy: KernelPolicy) -> int:
-    """Lower is preferred: more specific selectors first (IPv6 prefixes sum to at most 256)."""
-    return POLICY_PRIORITY_BASE + 4 * (256 - policy.src_ts.prefixlen - policy.dst_ts.prefixlen)
+    """Lower is preferred: more specific selectors first (IPv6 prefixes sum to at most 256);
+    a trap ranks just below a CHILD_SA's policy of the same selector (strongSwan's ROUTED
+    below DEFAULT) and above any less specific one."""
+    spec = POLICY_PRIORITY_BASE + 4 * (256 - policy.src_ts.prefixlen - policy.dst_ts.prefixlen)
+    return spec + TRAP_PRIORITY_OFFSET if policy.trap else spec
+
+
+def active_policy(users: list[KernelPolicy]) -> KernelPolicy:
+    """Which user of a selector the kernel policy carries: the newest CHILD_SA policy, a
+    trap only when no CHILD_SA has one (it is the fallback that catches the next packet)."""
+    sas = [p for p in users if not p.trap]
+    return (sas or users)[-1]
 
 
 def sa_message(sa: KernelSa, mark: tuple[int, int] | None = None) -> nx.xfrm_usersa_info:
@@ -403,6 +416,10 @@ class XfrmKernel:
     _worker: ThreadPoolExecutor | None = field(default=None, repr=False)
     _worker_ident: int | None = field(default=None, repr=False)
     _worker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # traps: ACQUIREs arrive on a socket bound to XFRMNLGRP_ACQUIRE, read from ``loop``
+    on_acquire: AcquireHandler | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _acquire_sock: socket.socket | None = field(default=None, repr=False)
 
     # ---- the netlink thread -------------------------------------------------------------
 
@@ -597,10 +614,13 @@ class XfrmKernel:
         key = policy_key(policy)
         users = self._policies.get(key)
         msg_type = nx.XFRM_MSG_UPDPOLICY if users else nx.XFRM_MSG_NEWPOLICY
-        self._call(
-            f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark), msg_type
-        )
+        if not users or active_policy([*users, policy]) == policy:
+            self._call(
+                f"adding policy {_policy_str(policy)}", policy_message(policy, self.mark), msg_type
+            )
         self._policies.setdefault(key, []).append(policy)
+        if policy.trap:
+            self._watch_acquires()
         knl.control(
             "%s policy %s (%d users)",
             "updated" if users else "added",
@@ -620,13 +640,15 @@ class XfrmKernel:
         if not users or policy not in users:
             log.debug("del_policy %s: not installed by pqike, left alone", _policy_str(policy))
             return
-        active = users[-1] == policy
+        active = active_policy(users) == policy
         users.remove(policy)
+        if policy.trap:
+            self._purge_acquires(policy.reqid)
         if users:
-            if active:  # hand the selector back to the previous user's template
+            if active:  # hand the selector back to the previous (or trap) user's template
                 self._call(
-                    f"updating policy {_policy_str(users[-1])}",
-                    policy_message(users[-1], self.mark),
+                    f"updating policy {_policy_str(active_policy(users))}",
+                    policy_message(active_policy(users), self.mark),
                     nx.XFRM_MSG_UPDPOLICY,
                 )
             knl.control("policy %s kept for %d users", _policy_str(policy), len(users))
@@ -815,6 +837,104 @@ class XfrmKernel:
         except NetlinkError as e:
             log.warning("removing routing rule for table %d: %s", self.route_table, _error_text(e))
 
+    # ---- ACQUIREs -----------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read ACQUIREs on ``loop`` (the daemon's) once a trap is installed."""
+        self._loop = loop
+        if any(p.trap for users in self._policies.values() for p in users):
+            self._run(self._watch_acquires)
+
+    def _watch_acquires(self) -> None:
+        """Subscribe to XFRMNLGRP_ACQUIRE (on the worker: the socket must be opened in the
+        backend's network namespace, which pyroute2's pushns sets for this thread only)."""
+        if self._acquire_sock is not None:
+            return
+        if self.netns is not None:
+            from pyroute2.netns import popns, pushns
+
+            pushns(self.netns)
+            try:
+                sock = self._acquire_socket()
+            finally:
+                popns()
+        else:
+            sock = self._acquire_socket()
+        self._acquire_sock = sock
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(
+                self._loop.add_reader, sock.fileno(), self.read_acquires
+            )
+        knl.control("listening for XFRM ACQUIREs")
+
+    @staticmethod
+    def _acquire_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nx.NETLINK_XFRM)
+        try:
+            sock.bind((0, 1 << (nx.XFRMNLGRP_ACQUIRE - 1)))
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            raise KernelError(f"cannot subscribe to XFRM ACQUIREs: {e}") from e
+        return sock
+
+    @property
+    def acquire_fd(self) -> int | None:
+        return self._acquire_sock.fileno() if self._acquire_sock is not None else None
+
+    def read_acquires(self) -> int:
+        """Hand every pending ACQUIRE to ``on_acquire`` (the loop's reader callback, or
+        called directly by tests); returns how many there were."""
+        sock, seen = self._acquire_sock, 0
+        while sock is not None:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:  # ENOBUFS: a burst overflowed the socket; later ones come
+                knl.control("reading XFRM ACQUIREs: %s", e)
+                break
+            for reqid, src, dst in nx.parse_acquires(data):
+                seen += 1
+                knl.control("received XFRM ACQUIRE for reqid %d (%s -> %s)", reqid, src, dst)
+                if self.on_acquire is not None:
+                    self.on_acquire(reqid, src, dst)
+        return seen
+
+    def _purge_acquires(self, reqid: int) -> None:
+        """Remove the kernel's larval ACQUIRE states a trap caused (the packets it caught
+        while no SA was there), so nothing of the trap outlives it. They have SPI 0, which
+        DELSA cannot name: ALLOCSPI with the same reqid, mode and addresses gives one an
+        SPI, then DELSA removes it (the kernel picks them in its own order: one per state)."""
+        try:
+            larval = [m for m in self.xfrm.dump_sas() if m["id_spi"] == 0 and m["reqid"] == reqid]
+        except NetlinkError as e:
+            log.warning("listing SAs for larval ACQUIRE states: %s", _error_text(e))
+            return
+        for m in larval:
+            msg = nx.xfrm_userspi_info()
+            for name in ("id_daddr", "id_proto", "saddr", "family", "mode", "reqid"):
+                msg[name] = m[name]
+            msg["min"], msg["max"] = SPI_MIN, SPI_MAX
+            _infinite_lifetimes(msg)
+            try:
+                spi = next(r["id_spi"] for r in self.xfrm.request(msg, nx.XFRM_MSG_ALLOCSPI))
+                dst = nx.unpack_addr(m["id_daddr"], m["family"])
+                self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_DELSA)
+            except (NetlinkError, StopIteration) as e:
+                log.warning("removing a larval ACQUIRE state of reqid %d: %s", reqid, e)
+                return
+            knl.control("removed larval ACQUIRE state of reqid %d", reqid)
+
+    def _unwatch_acquires(self) -> None:
+        sock, self._acquire_sock = self._acquire_sock, None
+        if sock is None:
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(sock.fileno())
+        sock.close()
+
     # ---- cleanup ------------------------------------------------------------------------
 
     def installed(self) -> dict[str, list]:
@@ -822,13 +942,14 @@ class XfrmKernel:
         return {
             "sas": list(self._sas),
             "larval": list(self._larval),
-            "policies": [u[-1] for u in self._policies.values()],
+            "policies": [active_policy(u) for u in self._policies.values()],
             "vips": list(self._vips),
             "routes": list(self._routes),
         }
 
     def close(self) -> None:
         """Remove exactly what this backend installed; the first error is raised at the end."""
+        self._unwatch_acquires()  # on the caller's thread: the loop's, which reads it
         try:
             self._run(self._close)
         finally:

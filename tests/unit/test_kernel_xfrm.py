@@ -6,6 +6,7 @@ ESP are tested in user-mode Linux (tests/uml). ``ip`` is used only to cross-chec
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -271,3 +272,54 @@ def test_socket_helpers() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         enable_udp_encap(s)
         bypass_socket(s)
+
+
+def _send_udp_in(ns: str, src: str, dst: str) -> None:
+    """One UDP datagram from ``src`` to ``dst`` inside the namespace (errors ignored: a
+    packet caught by a trap is dropped while the kernel's larval SA waits)."""
+    netns.pushns(ns)
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    finally:
+        netns.popns()
+    with s:
+        s.bind((src, 0))
+        with contextlib.suppress(OSError):
+            s.sendto(b"x", (dst, 9))
+
+
+def test_trap_policy_ranks_below_child_sa_policy_and_raises_acquire(ns: str) -> None:
+    """A trap is an OUT policy with a template and no SA; a packet it catches makes the
+    kernel multicast an ACQUIRE with the template's reqid. A CHILD_SA's policy for the same
+    selector takes the kernel policy over and hands it back when it goes."""
+    k = XfrmKernel(netns=ns)
+    got: list[tuple[int, str | None, str | None]] = []
+    k.on_acquire = lambda reqid, s, d: got.append((reqid, s, d))
+    trap = KernelPolicy(NET_A, NET_B, Direction.OUT, 5, (A, B), trap=True)
+    k.add_policy(trap)
+    assert k.acquire_fd is not None
+    assert "dir out priority 100834" in ip(ns, "xfrm", "policy")  # one below 100832
+    _send_udp_in(ns, "10.1.0.1", "10.2.0.7")
+    import select
+
+    assert select.select([k.acquire_fd], [], [], 5.0)[0], "no ACQUIRE from the kernel"
+    assert k.read_acquires() >= 1
+    assert got[0] == (5, "10.1.0.1", "10.2.0.7")
+    sa_pol = KernelPolicy(NET_A, NET_B, Direction.OUT, 5, (A, B))
+    k.add_policy(sa_pol)
+    assert "dir out priority 100832" in ip(ns, "xfrm", "policy")
+    k.del_policy(sa_pol)
+    assert "dir out priority 100834" in ip(ns, "xfrm", "policy")
+    k.add_policy(sa_pol)
+    k.del_policy(trap)  # the CHILD_SA's policy stays as it is
+    assert "dir out priority 100832" in ip(ns, "xfrm", "policy")
+    k.add_policy(trap)  # a trap added under a CHILD_SA does not displace it
+    assert "dir out priority 100832" in ip(ns, "xfrm", "policy")
+    _send_udp_in(ns, "10.1.0.1", "10.2.0.8")  # caught by the trap again: larval SAs
+    assert ip(ns, "xfrm", "state").count("spi 0x00000000 reqid 5") == 1  # (first: purged)
+    k.close()
+    assert k.acquire_fd is None
+    assert ip(ns, "xfrm", "state") == ""  # the kernel's larval ACQUIRE states too
+    assert ip(ns, "xfrm", "policy") == "" and "10.2.0.0/24" not in ip(
+        ns, "route", "show", "table", "220"
+    )
