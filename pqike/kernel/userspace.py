@@ -48,6 +48,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from pqike.events import Endpoint
 from pqike.kernel.base import (
+    AcquireHandler,
     Direction,
     IPNetwork,
     KernelError,
@@ -102,6 +103,7 @@ class _Selector:
     dst_mask: int
     reqid: int
     specificity: int
+    trap: bool = False
 
     @classmethod
     def of(cls, policy: KernelPolicy) -> _Selector:
@@ -116,6 +118,7 @@ class _Selector:
             int(d.netmask),
             policy.reqid,
             d.prefixlen * 256 + s.prefixlen,
+            policy.trap,
         )
 
     def matches(self, src: int, dst: int) -> bool:
@@ -163,6 +166,7 @@ class UserspaceKernel:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.send_udp = send_udp
+        self.on_acquire: AcquireHandler | None = None  # a packet hit a trap (no SA yet)
         self.loop = loop
         self.ifname = ifname
         self.mtu = mtu
@@ -310,7 +314,7 @@ class UserspaceKernel:
         if policy.direction is Direction.OUT:
             self._add_route(policy)
             self._out_sel.append(sel)
-            self._out_sel.sort(key=lambda s: -s.specificity)
+            self._out_sel.sort(key=lambda s: (-s.specificity, s.trap))
         else:
             self._in_sel.setdefault(policy.reqid, []).append(sel)
         self.policies.append(policy)
@@ -484,6 +488,11 @@ class UserspaceKernel:
             return False
         sas = self._outbound.get(sel.reqid)
         if not sas:
+            if sel.trap:  # the TUN's ACQUIRE: start the CHILD_SA, drop the packet
+                self.stats["acquire"] += 1
+                if self.on_acquire is not None:
+                    self.on_acquire(sel.reqid, str(_ip(version, src)), str(_ip(version, dst)))
+                return False
             self._drop(DropReason.NO_SA, "no outbound SA for reqid %d", sel.reqid)
             return False
         entry = sas[-1]

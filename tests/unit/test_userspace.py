@@ -372,3 +372,33 @@ def test_explicit_routes_share_and_set_source() -> None:
     k.del_route(everything)
     k.del_route(everything)
     assert tun.routes == []
+
+
+def test_trap_in_the_tun_path_reports_acquire_until_the_sa_is_there() -> None:
+    """A packet routed into the TUN for a trapped child (OUT trap policy, no SA) is the
+    userspace ACQUIRE: reported once per packet (the engine deduplicates), then dropped;
+    once the CHILD_SA with the trap's reqid is installed it is encrypted; when the SA goes
+    the trap catches traffic again. The trap's route into the TUN goes with the trap."""
+    w = Wire()
+    k = UserspaceKernel(w)
+    got: list[tuple[int, str | None, str | None]] = []
+    k.on_acquire = lambda reqid, s, d: got.append((reqid, s, d))
+    trap = KernelPolicy(net("10.1.0.0/24"), net("10.2.0.0/24"), Direction.OUT, 9,
+                        (OUT_A, OUT_B), trap=True)  # fmt: skip
+    k.add_policy(trap)
+    assert [r["dst"] for r in k.tun.routes] == ["10.2.0.0/24"]  # type: ignore[union-attr]
+    k.tun.queue.append(ipv4("10.1.0.5", "10.2.0.7"))  # type: ignore[union-attr]
+    k.read_tun()
+    assert got == [(9, "10.1.0.5", "10.2.0.7")] and w.sent == []
+    assert k.stats["acquire"] == 1 and k.stats["drop-no-sa"] == 0
+    k.add_sa(sa(0x30, OUT_A, OUT_B, "10.1.0.0/24", "10.2.0.0/24", inbound=False, reqid=9))
+    for p in policies("10.1.0.0/24", "10.2.0.0/24", OUT_A, OUT_B, 9):
+        k.add_policy(p)
+    assert k.outbound(ipv4("10.1.0.5", "10.2.0.7")) and len(got) == 1
+    k.del_sa(0x30, OUT_B)
+    for p in policies("10.1.0.0/24", "10.2.0.0/24", OUT_A, OUT_B, 9):
+        k.del_policy(p)
+    assert not k.outbound(ipv4("10.1.0.5", "10.2.0.8")) and len(got) == 2
+    k.del_policy(trap)
+    assert k.tun.routes == [] and k.policies == []  # type: ignore[union-attr]
+    assert not k.outbound(ipv4("10.1.0.5", "10.2.0.9")) and len(got) == 2
