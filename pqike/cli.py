@@ -401,6 +401,49 @@ def rekey(ike: str | None, child: str | None, timeout: float, socket_path: str) 
     _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
 
 
+@cli.command()
+@click.option("--child", required=True, help="CHILD_SA configuration to trap traffic for")
+@click.option("--ike", help="IKE_SA configuration (needed if the child name is ambiguous)")
+@_socket_option
+def install(child: str, ike: str | None, socket_path: str) -> None:
+    """Install a trap policy: the first packet it catches starts the CHILD_SA
+    (swanctl --install)."""
+    _finish(_call(socket_path, Request(cmd="install", child=child, ike=ike)))
+
+
+@cli.command()
+@click.option("--child", required=True, help="CHILD_SA configuration whose trap to remove")
+@click.option("--ike", help="IKE_SA configuration (needed if the child name is ambiguous)")
+@_socket_option
+def uninstall(child: str, ike: str | None, socket_path: str) -> None:
+    """Remove a trap policy (swanctl --uninstall)."""
+    _finish(_call(socket_path, Request(cmd="uninstall", child=child, ike=ike)))
+
+
+def format_pols(pols: list[dict[str, Any]]) -> str:
+    """Like swanctl --list-pols: name, mode and reqid, then the selectors."""
+    lines = []
+    for p in pols:
+        lines.append(f"{p['ike']}/{p['name']}, {p['mode']}, reqid {p['reqid']}")
+        lines.append(f"  local:  {' '.join(p['local_ts'])}")
+        lines.append(f"  remote: {' '.join(p['remote_ts'])}")
+    return "".join(line + "\n" for line in lines)
+
+
+@cli.command("list-pols")
+@click.option("--child", help="only the trap of this CHILD_SA configuration")
+@_json_option
+@_socket_option
+def list_pols(child: str | None, as_json: bool, socket_path: str) -> None:
+    """List the installed trap policies (like swanctl --list-pols)."""
+    result = _checked(_call(socket_path, Request(cmd="list-pols", child=child)))
+    pols = [p for p in result.data or [] if child is None or p["name"] == child]
+    if as_json:
+        _echo_json(pols)
+    else:
+        click.echo(format_pols(pols), nl=False)
+
+
 # --- list-sas --------------------------------------------------------------------------------
 
 

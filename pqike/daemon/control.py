@@ -53,6 +53,9 @@ COMMANDS = (
     "reload",
     "load-all",
     "stats",
+    "install",
+    "uninstall",
+    "list-pols",
 )
 MAX_LINE = 1 << 20  # a request line; replies may be longer (list-sas of a busy gateway)
 

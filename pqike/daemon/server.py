@@ -287,6 +287,9 @@ class Daemon:
             "reload": self._cmd_reload,
             "load-all": self._cmd_reload,
             "stats": self._cmd_stats,
+            "install": self._cmd_install,
+            "uninstall": self._cmd_uninstall,
+            "list-pols": self._cmd_list_pols,
         }
         assert set(self._commands) == set(COMMANDS)
 
@@ -306,9 +309,11 @@ class Daemon:
         )
         self.udp.open()
         self.udp.attach(self._loop)
+        if hasattr(self.kernel, "on_acquire"):
+            self.kernel.on_acquire = self._on_acquire  # type: ignore[attr-defined]
         attach = getattr(self.kernel, "attach", None)
         if callable(attach):
-            attach(self._loop)  # userspace ESP: read its TUN device on this loop
+            attach(self._loop)  # userspace ESP: its TUN device; xfrm: ACQUIREs
         effective = self._effective(self.config)
         if effective is not self.config:  # ephemeral ports: the engine must know the real ones
             self.config = effective
@@ -334,6 +339,10 @@ class Daemon:
         )
         dmn("listening on %s", ", ".join(self.udp.listening))
         dmn("control socket %s", self.socket_path)
+        install_traps = getattr(self.engine, "install_traps", None)
+        if callable(install_traps):  # start_action = trap
+            with self.router.engine_call():
+                self._guard("installing trap policies", install_traps)
         self._after_engine()
 
     def _effective(self, config: Config) -> Config:
@@ -463,6 +472,15 @@ class Daemon:
             self._guard(
                 f"processing a packet from {datagram.src}", self.engine.receive, datagram, now
             )
+        self._after_engine()
+
+    def _on_acquire(self, reqid: int, src: str | None, dst: str | None) -> None:
+        """The data plane caught a packet in a trap (XFRM ACQUIRE, TUN read), on the loop."""
+        acquire = getattr(self.engine, "acquire", None)
+        if not callable(acquire):
+            return
+        with self.router.engine_call():
+            self._guard("handling an ACQUIRE", acquire, reqid, src, dst, self.clock())
         self._after_engine()
 
     def _on_event(self, event: Event) -> None:
@@ -652,6 +670,27 @@ class Daemon:
             cfg("%s", line)
         self._after_engine()
         return Result(ok=True, message="\n".join(lines))
+
+    def _trap_command(self, name: str) -> Callable[..., Any]:
+        fn = getattr(self.engine, name, None)
+        if not callable(fn):
+            raise CommandError(f"this engine has no trap policies ({name})")
+        return fn
+
+    async def _cmd_install(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.child is None:
+            raise CommandError("install needs a CHILD_SA name (--child)")
+        self._command_call(self._trap_command("install"), req.child, req.ike)
+        return Result(ok=True, message=f"install policy '{req.child}' completed successfully")
+
+    async def _cmd_uninstall(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.child is None:
+            raise CommandError("uninstall needs a CHILD_SA name (--child)")
+        self._command_call(self._trap_command("uninstall"), req.child, req.ike)
+        return Result(ok=True, message=f"uninstall policy '{req.child}' completed successfully")
+
+    async def _cmd_list_pols(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        return Result(ok=True, data=self._trap_command("list_pols")())
 
     async def _cmd_stats(self, req: Request, send_log: Callable[[str], None]) -> Result:
         sas = self._list_sas()

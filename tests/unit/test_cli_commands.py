@@ -462,3 +462,47 @@ def test_daemon_refuses_a_symlink_as_log_file(runner, workdir):
         "write through it\n"
     )
     assert not target.exists()
+
+
+def test_install_list_pols_uninstall(runner, workdir):
+    """pqike install/list-pols/uninstall against a daemon with the real engine (kernel
+    'none'), as swanctl --install/--list-pols/--uninstall."""
+    (workdir / "pqike.toml").write_text(
+        CONFIG.replace('remote_addrs = ["192.0.2.2"]', 'remote_addrs = ["192.0.2.2"]\n'
+                       'local_addrs = ["192.0.2.1"]'))  # fmt: skip
+    loop = asyncio.new_event_loop()
+    daemon = Daemon(load_config(workdir), socket_path=str(workdir / "ctl.sock"),
+                    listen=["127.0.0.1"], ike_port=0, natt_port=0)  # fmt: skip
+    started = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(daemon.run(signals=False, ready=started.set))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(5), "daemon did not start"
+    try:
+        result = runner.invoke(cli, ["install", "--child", "net", *_sock(daemon)])
+        assert result.exit_code == 0, result.output
+        assert result.output == "install policy 'net' completed successfully\n"
+        result = runner.invoke(cli, ["list-pols", *_sock(daemon)])
+        assert result.output == (
+            "home/net, TUNNEL, reqid 1\n  local:  192.0.2.1/32\n  remote: 10.1.0.0/16\n"
+        )
+        result = runner.invoke(cli, ["list-pols", "--json", *_sock(daemon)])
+        assert json.loads(result.output)[0]["reqid"] == 1
+        result = runner.invoke(cli, ["install", "--child", "nope", *_sock(daemon)])
+        assert result.exit_code == 1
+        assert result.stderr == "install failed: no CHILD_SA config named 'nope' found\n"
+        result = runner.invoke(cli, ["uninstall", "--child", "net", *_sock(daemon)])
+        assert result.output == "uninstall policy 'net' completed successfully\n"
+        result = runner.invoke(cli, ["list-pols", *_sock(daemon)])
+        assert result.exit_code == 0 and result.output == ""
+        result = runner.invoke(cli, ["uninstall", "--child", "net", *_sock(daemon)])
+        assert result.exit_code == 1
+        assert "no trap policy for CHILD_SA 'net' installed" in result.stderr
+    finally:
+        loop.call_soon_threadsafe(daemon.request_stop)
+        thread.join(5)
+        loop.close()

@@ -186,3 +186,54 @@ def test_failed_reload_keeps_the_running_config_and_its_credentials(log_level):
         asyncio.run(run())
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_trap_acquire_install_uninstall_list_pols_through_the_daemon(log_level):
+    """start_action = trap: the daemon installs the trap at start; a packet the data plane
+    catches in it (MemoryKernel.send plays the kernel) starts the CHILD_SA over UDP; the
+    control socket's install/uninstall/list-pols act like swanctl's; nothing stays."""
+    base = Path(tempfile.mkdtemp(prefix="pqk", dir="/tmp"))
+    trapped = CAROL.replace(
+        'esp_proposals = ["aes256-sha256"]\n',
+        'esp_proposals = ["aes256-sha256"]\nstart_action = "trap"\n',
+    )
+
+    async def established(daemon) -> bool:
+        for _ in range(200):
+            if any(c.state == "INSTALLED" for s in daemon._list_sas() for c in s.children):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def run():
+        async with two_daemons(base, MOON, trapped) as (_moon, carol):
+            pols = await asyncio.to_thread(request, carol.socket_path, Request(cmd="list-pols"))
+            assert [(p["name"], p["local_ts"], p["remote_ts"]) for p in pols.data] == [
+                ("net", ["10.3.0.0/24"], ["10.1.0.0/24"])
+            ]
+            assert carol._list_sas() == []
+            assert carol.kernel.send("10.3.0.1", "10.1.0.5") == "acquire"
+            assert carol.kernel.send("10.3.0.1", "10.1.0.5") == "acquire"  # still pending
+            assert await established(carol)
+            assert len(carol._list_sas()) == 1
+            assert carol.kernel.send("10.3.0.1", "10.1.0.5") == "protected"
+            again = await asyncio.to_thread(
+                request, carol.socket_path, Request(cmd="install", child="net")
+            )
+            assert not again.ok and "already routed" in again.message
+            gone = await asyncio.to_thread(
+                request, carol.socket_path, Request(cmd="uninstall", child="net")
+            )
+            assert gone.ok and gone.message == "uninstall policy 'net' completed successfully"
+            assert carol.kernel.traps() == []
+            back = await asyncio.to_thread(
+                request, carol.socket_path, Request(cmd="install", child="net")
+            )
+            assert back.ok, back.message
+            assert len(carol.kernel.traps()) == 1
+        assert carol.kernel.policies == [] and carol.kernel.sas == {}
+
+    try:
+        asyncio.run(run())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
