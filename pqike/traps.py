@@ -205,10 +205,12 @@ class TrapManager:
             src or "?",
             dst or "?",
         )
+        from pqike.engine import EngineError  # (the engine imports this module)
+
         trap.acquiring = -1  # events during initiate() complete it already
         try:
             ike_id = initiate(trap.child, trap.ike)
-        except Exception as e:
+        except (EngineError, KernelError) as e:
             trap.acquiring = None
             cfg("acquire for CHILD_SA '%s' failed: %s", trap.child, e)
             return

@@ -172,6 +172,7 @@ class IkeSa:
         "suite",
         "svc",
         "timer_at",
+        "trap_children",
         "unique_id",
     )
 
