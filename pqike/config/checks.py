@@ -276,10 +276,11 @@ def check(config: Config) -> Iterator[Finding]:
         yield from _check_ppk(config, name, conn)
         if not any(_is_specific(a) for a in conn.remote_addrs):
             for cname, child in conn.children.items():
-                if child.start_action == "start":
+                if child.start_action in ("start", "trap"):  # (no wildcard traps)
                     yield (
                         f"connections.{name}.children.{cname}.start_action",
-                        "start_action = start needs a specific remote_addrs entry to initiate to",
+                        f"start_action = {child.start_action} needs a specific remote_addrs "
+                        "entry to initiate to",
                         True,
                     )
     yield from _check_ppk_strength(config)

@@ -310,3 +310,13 @@ def test_start_action_needs_a_peer_address(tmp_path: Path) -> None:
     )
     err = _fail(tmp_path, text)
     assert err.keypath == "connections.rw.children.net.start_action"
+
+
+def test_start_action_trap_needs_a_peer_address(tmp_path: Path) -> None:
+    """pqike's traps name the peer (strongSwan's wildcard traps are not supported)."""
+    text = _edit(
+        MOON, 'local_ts = ["10.1.0.0/24"]', 'local_ts = ["10.1.0.0/24"]\nstart_action = "trap"'
+    )
+    err = _fail(tmp_path, text)
+    assert err.keypath == "connections.rw.children.net.start_action"
+    assert "start_action = trap needs a specific remote_addrs entry" in str(err)
