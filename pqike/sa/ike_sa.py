@@ -637,6 +637,13 @@ class IkeSa:
         for hook in hooks:
             hook()
         if self.delete_after_exchange:
+            # the peer deleted the IKE_SA: close_action = trap for the CHILD_SAs on it (a
+            # rekeyed IKE_SA has handed its CHILD_SAs on and traps nothing)
+            self.trap_children = [
+                c.name
+                for c in self.children
+                if (cfg := self.child_config(c.name)) is not None and cfg.close_action == "trap"
+            ]
             self._deleted(now)
 
     # ---- sending ------------------------------------------------------------------------

@@ -122,6 +122,23 @@ def test_close_action_trap_after_peer_deletes_child_sa() -> None:
     assert [c.reqid for c in _established(net)] == [trap.reqid]
 
 
+def test_close_action_trap_after_peer_deletes_the_ike_sa() -> None:
+    net = _pair(close_action="trap")
+    carol, moon = net.peers["carol"], net.peers["moon"]
+    carol.engine.initiate("net", None, net.now)
+    net.run()
+    carol.engine.rekey("home", None, net.now)  # the old IKE_SA's DELETE is no close
+    net.run()
+    assert carol.kernel.traps() == [] and len(_established(net)) == 1
+    moon.engine.terminate("rw", None, None, net.now)
+    net.run()
+    assert carol.engine.list_sas() == []
+    assert len(carol.kernel.traps()) == 1
+    assert _ping(net) == "acquire"
+    net.run()
+    assert len(_established(net)) == 1
+
+
 def test_dpd_action_trap_after_dead_peer() -> None:
     net = _pair(dpd_action="trap")
     carol = net.peers["carol"]
