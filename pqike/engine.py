@@ -361,8 +361,8 @@ class Engine:
             peers.discard(sa)
             if not peers:
                 del self._by_peer[(sa.name, sa.remote_id)]
-        for child in sa.trap_children:
-            self._trap_action(sa.name, child, "dpd_action")
+        for child, origin in sa.trap_children:
+            self._trap_action(sa.name, child, origin)
         restart, sa.restart_children = sa.restart_children, []
         for child in restart:
             log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)

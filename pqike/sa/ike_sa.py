@@ -257,7 +257,8 @@ class IkeSa:
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
-        self.trap_children: list[str] = []  # dpd_action = trap after a dead peer
+        # (child, why): close_action/dpd_action = trap once the peer deleted us or died
+        self.trap_children: list[tuple[str, str]] = []
         self.failure = ""
         self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
         self.rekeyed_at: float | None = None
@@ -640,7 +641,7 @@ class IkeSa:
             # the peer deleted the IKE_SA: close_action = trap for the CHILD_SAs on it (a
             # rekeyed IKE_SA has handed its CHILD_SAs on and traps nothing)
             self.trap_children = [
-                c.name
+                (c.name, "close_action")
                 for c in self.children
                 if (cfg := self.child_config(c.name)) is not None and cfg.close_action == "trap"
             ]
@@ -1024,7 +1025,7 @@ class IkeSa:
                 if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "restart"
             ]
             self.trap_children = [
-                c.name
+                (c.name, "dpd_action")
                 for c in self.children
                 if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "trap"
             ]

@@ -134,6 +134,7 @@ def test_close_action_trap_after_peer_deletes_the_ike_sa() -> None:
     net.run()
     assert carol.engine.list_sas() == []
     assert len(carol.kernel.traps()) == 1
+    assert carol.engine.list_pols()[0]["origin"] == "close_action"
     assert _ping(net) == "acquire"
     net.run()
     assert len(_established(net)) == 1
