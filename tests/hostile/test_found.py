@@ -1,0 +1,60 @@
+"""Bugs the fuzzers of this suite found, pinned as plain tests.
+
+IKE_SA_INIT is the one exchange without protection, so whatever reaches the tasks as
+IKE_SA_INIT is unauthenticated. The stateless campaign found three ways to get such a
+message to an IKE_SA past IKE_SA_INIT, by rewriting header fields of captured messages (no
+keys, only the SPIs and message ID an on-path observer sees). Two were requests (an
+IKE_SA_INIT without the I flag to an initiator's IKE_SA, one with message ID 1 to a
+half-open one), which the state rule table (pqike/sa/rules.py) now drops and
+tests/exchange/test_preauth.py covers; the third, a response, is pinned here.
+"""
+
+from __future__ import annotations
+
+from pqike.events import Datagram, EventKind
+from pqike.wire.iana import ExchangeType, NotifyType
+from pqike.wire.message import Message
+from pqike.wire.payloads import Notify
+from tests.hostile.watch import LogWatch, sa_fingerprint
+from tests.hostile.world import PSK, World, run_step
+
+
+def _established() -> World:
+    w = PSK.world(seed=5)
+    for step in PSK.steps[:2]:  # stray half-open (COOKIEs), establish
+        assert run_step(w, step) is None
+    return w
+
+
+def _forged_init(sa, mid: int, *, initiator: bool, response: bool) -> bytes:  # type: ignore[no-untyped-def]
+    return Message(
+        spi_i=sa.spi_i,
+        spi_r=sa.spi_r,
+        exchange=ExchangeType.IKE_SA_INIT,
+        message_id=mid,
+        payloads=[Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN)],
+        initiator=initiator,
+        response=response,
+    ).encode()
+
+
+def test_forged_ike_sa_init_response_to_a_create_child_sa_request_is_ignored() -> None:
+    """Before the fix, an unprotected "IKE_SA_INIT response" carrying NO_PROPOSAL_CHOSEN
+    with the message ID of carol's outstanding CREATE_CHILD_SA request made it fail."""
+    w = _established()
+    carol = w.peers["carol"].engine
+    (sa,) = w.established("carol")
+    carol.initiate("host", "home", w.now)
+    (request,) = carol.pop_outgoing()
+    fp = sa_fingerprint(sa)
+    forged = _forged_init(sa, sa.my_mid, initiator=False, response=True)
+    with LogWatch() as watch:
+        carol.receive(Datagram(forged, request.dst, request.src), w.now)
+    assert sa_fingerprint(sa) == fp
+    assert EventKind.CHILD_FAILED not in [e.kind for e in w.peers["carol"].events]
+    expected = f"received IKE_SA_INIT response {sa.my_mid}, but expected CREATE_CHILD_SA"
+    assert any(expected in line for line in watch.tail)
+    w.peers["moon"].engine.receive(request, w.now)  # the real answer still completes it
+    w.settle()
+    (sa,) = w.established("carol")
+    assert {c.name for c in sa.children} == {"net", "host"}
