@@ -40,26 +40,19 @@ from tests.hostile.watch import (
     sa_fingerprint,
 )
 from tests.hostile.world import (
+    FLAG_I,
+    FLAG_R,
     MOON,
     SCENARIOS,
     Hop,
     Scenario,
     World,
     attacker_address,
+    is_init_request,
+    is_init_response,
     psk_configs,
     run_step,
 )
-
-_I, _R = 0x08, 0x20  # header flags
-IKE_SA_INIT = 34
-
-
-def is_init_request(data: bytes) -> bool:
-    return len(data) >= 28 and data[18] == IKE_SA_INIT and data[19] & (_I | _R) == _I
-
-
-def is_init_response(data: bytes) -> bool:
-    return len(data) >= 28 and data[18] == IKE_SA_INIT and bool(data[19] & _R)
 
 
 def retarget(data: bytes, engine: Engine, rng: Random) -> bytes:
@@ -71,11 +64,11 @@ def retarget(data: bytes, engine: Engine, rng: Random) -> bytes:
     sa = rng.choice(sas)
     b = bytearray(data)
     b[0:16] = sa.spi_i + sa.spi_r
-    flags = b[19] & ~_I
+    flags = b[19] & ~FLAG_I
     if not sa.initiator:
-        flags |= _I  # the peer is the original initiator
+        flags |= FLAG_I  # the peer is the original initiator
     b[19] = flags
-    mid = sa.my_mid if flags & _R else sa.peer_mid - rng.choice((0, 0, 0, 1))
+    mid = sa.my_mid if flags & FLAG_R else sa.peer_mid - rng.choice((0, 0, 0, 1))
     b[20:24] = (max(mid, 0) & 0xFFFFFFFF).to_bytes(4, "big")
     return bytes(b)
 

@@ -246,7 +246,7 @@ class Report:
             f"[{self.name}] packets {self.total_packets} "
             + " ".join(f"{k}={v}" for k, v in sorted(self.packets.items())),
             f"[{self.name}] tracebacks {self.tracebacks}, violations {len(self.violations)}, "
-            f"legit handshakes {self.legit_ok}/{self.legit_attempts}, "
+            f"legitimate exchanges ok {self.legit_ok}/{self.legit_attempts}, "
             f"log lines with control characters {self.control_char_lines}",
         ]
         if self.outcomes:

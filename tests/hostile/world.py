@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 
+import msgspec
+
 from pqike.config import Config
 from pqike.engine import Engine
 from pqike.events import Datagram, Endpoint
@@ -44,6 +46,18 @@ PSK_I = "aes256-sha256-x25519-ecp256-ke1_mlkem768-ke2_mlkem1024"
 PSK_R = "aes256-sha256-ecp256-ke1_mlkem768-ke2_mlkem1024"
 HOST_ESP = "aes256gcm16-x25519-ke1_mlkem768"  # a CHILD_SA with PFS and IKE_FOLLOWUP_KE
 CERT_PROP = "aes256-sha256-x25519-ke1_mlkem768"
+
+
+FLAG_I, FLAG_R = 0x08, 0x20  # IKE header flags
+IKE_SA_INIT = 34
+
+
+def is_init_request(data: bytes) -> bool:
+    return len(data) >= 28 and data[18] == IKE_SA_INIT and data[19] & (FLAG_I | FLAG_R) == FLAG_I
+
+
+def is_init_response(data: bytes) -> bool:
+    return len(data) >= 28 and data[18] == IKE_SA_INIT and bool(data[19] & FLAG_R)
 
 
 def attacker_address(i: int) -> str:
@@ -68,6 +82,7 @@ class World:
     log: list[tuple[str, Datagram]] = field(default_factory=list)  # legitimate traffic
     queue: deque[Hop] = field(default_factory=deque)
     on_hop: Callable[[World, Hop], None] | None = None
+    drop: Callable[[Hop], bool] | None = None  # hops lost on the way (not delivered)
 
     def add_peer(self, name: str, address: str, config: Config, seed: int) -> Peer:
         kernel = MemoryKernel()
@@ -121,7 +136,7 @@ class World:
                 self.log += [(self.step, d) for d in hop.packets]
                 if self.on_hop is not None and hop.receiver is not None:
                     self.on_hop(self, hop)
-            if hop.receiver is not None:
+            if hop.receiver is not None and not (self.drop and self.drop(hop)):
                 engine = self.peers[hop.receiver].engine
                 for d in hop.packets:
                     engine.receive(d, self.now)
@@ -135,9 +150,11 @@ class World:
         self.run()
 
     def busy(self) -> bool:
+        """Whether a legitimate peer still has an exchange under way (attackers stall)."""
         return any(
             sa.request is not None or sa.queued or sa.active
-            for p in self.peers.values()
+            for name, p in self.peers.items()
+            if not name.startswith("attacker")
             for sa in p.engine.sas.values()
             if sa.state != IkeState.DESTROYED
         )
@@ -379,15 +396,21 @@ CERT = Scenario("cert", cert_configs_cached, CERT_STEPS)
 SCENARIOS = (PSK, CERT)
 
 
-def fresh_handshake(w: World, seed: int) -> str | None:
+def fresh_handshake(w: World, seed: int, patience: float | None = None) -> str | None:
     """Replace carol by a fresh initiator and bring up an IKE_SA and its CHILD_SA with moon:
     None if both ends hold it (same SPIs, mirrored CHILD_SAs), else what went wrong. This
-    is "legitimate handshakes keep succeeding" after whatever the attacker did to moon."""
+    is "legitimate handshakes keep succeeding" after whatever the attacker did to moon.
+
+    With ``patience`` (simulated seconds), a handshake that needed longer (retransmits:
+    the network in memory loses nothing) counts as failed too."""
     config = w.peers["carol"].engine.config
     w.add_peer("carol", CAROL, config, seed)
     w.step = "fresh-handshake"
+    start = w.now
     w.peers["carol"].engine.initiate("net", None, w.now)
     w.settle()
+    if patience is not None and w.now - start > patience:
+        return f"the handshake needed {w.now - start:.0f} s (retransmissions)"
     mine = w.established("carol")
     if len(mine) != 1:
         return f"the fresh initiator has {len(mine)} established IKE_SAs"
@@ -399,3 +422,36 @@ def fresh_handshake(w: World, seed: int) -> str | None:
     if not sa.children or {(c.spi_in, c.spi_out) for c in sa.children} != mirrored:
         return "the fresh CHILD_SA is not on both ends"
     return None
+
+
+# ---- attackers that complete IKE_SA_INIT ---------------------------------------------------
+
+
+@functools.cache
+def attacker_config(proposals: str) -> Config:
+    """carol's connection without a local address (each attacker engine sends from its
+    own) and with a PSK that is not moon's: it gets through IKE_SA_INIT, never IKE_AUTH."""
+    config = psk_config("carol", proposals, psk="not-the-psk-0123456789")
+    home = msgspec.structs.replace(config.connections["home"], local_addrs=())
+    return msgspec.structs.replace(config, connections={"home": home})
+
+
+def _attackers_stop_after_init(hop: Hop) -> bool:
+    return hop.sender.startswith("attacker") and not is_init_request(hop.packets[0].data)
+
+
+def start_attackers(w: World, count: int, proposals: str, first: int = 0) -> list[IkeSa]:
+    """``count`` attacker initiators, each from its own address, that complete IKE_SA_INIT
+    with moon (echoing COOKIEs as any initiator does) and stop: at moon their IKE_SAs stay
+    half-open, and each attacker holds the keys moon checks its SKF fragments with. Their
+    later requests are dropped on the way (``World.drop``)."""
+    config = attacker_config(proposals)
+    w.drop = _attackers_stop_after_init
+    sas = []
+    for i in range(first, first + count):
+        name = f"attacker{i}"
+        peer = w.add_peer(name, attacker_address(i), config, 7000 + i)
+        peer.engine.initiate("net", None, w.now)
+        w.run()
+        sas += [sa for sa in peer.engine.sas.values() if sa.keys is not None]
+    return sas
