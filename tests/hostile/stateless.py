@@ -138,6 +138,11 @@ class StatelessAttacker:
                 op, data = "random", rng.randbytes(rng.choice((0, 1, 27, 28, 29, 200, 1500)))
             else:
                 op, data = mutate_message(seed, rng, other)
+            if any(data == d.data for d in in_flight):
+                # a retargeted copy mutated back into the genuine message: delivering it
+                # early is no attack (a replay of something the receiver has seen is)
+                report.outcomes["mutants equal to the message in flight, not sent"] += 1
+                continue
             report.packets[f"{kind}"] += 1
             report.ops[op] += 1
             src = self._source(engine, data, genuine.src)
