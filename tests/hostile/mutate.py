@@ -171,13 +171,17 @@ def _critical(b: bytearray, rng: Random, chain: list[ChainEntry], header: bool) 
     return "reserved-bits"
 
 
+def _plain_payload(b: bytearray, rng: Random, chain: list[ChainEntry]) -> tuple[ChainEntry, int]:
+    """A payload of the chain that is not SK/SKF, and its Payload Length."""
+    e = rng.choice([e for e in chain if e.ptype not in SEALED_TYPES])
+    return e, int.from_bytes(b[e.offset + 2 : e.offset + 4], "big")
+
+
 def _drop_payload(b: bytearray, rng: Random, chain: list[ChainEntry], header: bool) -> str:
     """Splice a payload out of the chain and fix the lengths around it."""
-    plain = [e for e in chain if e.ptype not in SEALED_TYPES]
-    if not plain:
+    if all(e.ptype in SEALED_TYPES for e in chain):
         return _truncate(b, rng, chain, header)
-    e = rng.choice(plain)
-    length = int.from_bytes(b[e.offset + 2 : e.offset + 4], "big")
+    e, length = _plain_payload(b, rng, chain)
     b[e.next_at] = b[e.offset]
     del b[e.offset : e.offset + length]
     _fix_length(b, header)
@@ -185,11 +189,10 @@ def _drop_payload(b: bytearray, rng: Random, chain: list[ChainEntry], header: bo
 
 
 def _dup_payload(b: bytearray, rng: Random, chain: list[ChainEntry], header: bool) -> str:
-    plain = [e for e in chain if e.ptype not in SEALED_TYPES]
-    if not plain:
+    """Insert a copy of a payload in front of it."""
+    if all(e.ptype in SEALED_TYPES for e in chain):
         return _extend(b, rng, chain, header)
-    e = rng.choice(plain)
-    length = int.from_bytes(b[e.offset + 2 : e.offset + 4], "big")
+    e, length = _plain_payload(b, rng, chain)
     dup = bytearray(b[e.offset : e.offset + max(length, 4)])
     dup[0] = e.ptype  # the copy is followed by the original
     b[e.offset : e.offset] = dup

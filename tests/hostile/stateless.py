@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from random import Random
+from typing import Any
 
 from pqike.config import Config
 from pqike.engine import Engine
@@ -40,6 +41,7 @@ from tests.hostile.watch import (
     sa_fingerprint,
 )
 from tests.hostile.world import (
+    CAROL,
     FLAG_I,
     FLAG_R,
     MOON,
@@ -130,8 +132,6 @@ class StatelessAttacker:
         before = engine_fingerprints(engine)
         kernel_before = kernel_state(peer.kernel)
         genuine = self._genuine(w, name, in_flight)
-        if genuine is None:
-            return
         for _ in range(count or self.per_hop):
             kind, seed, other = self._pick(w, name, in_flight)
             if kind == "random":
@@ -160,13 +160,25 @@ class StatelessAttacker:
         report.outcomes["answers to the attacker"] += len(answers)
         self._after_burst(w, name, before, kernel_before)
 
-    def _genuine(self, w: World, name: str, in_flight: list[Datagram]) -> Datagram | None:
+    def _genuine(self, w: World, name: str, in_flight: list[Datagram]) -> Datagram:
+        """The legitimate packet whose addresses and ports the mutants borrow."""
         if in_flight:
             return in_flight[0]
         mine = w.addresses[name]
-        return next((d for _, d in reversed(w.log) if d.dst.host == mine), None)
+        last = next((d for _, d in reversed(w.log) if d.dst.host == mine), None)
+        if last is not None:
+            return last
+        other = next(a for n, a in w.addresses.items() if n in ("carol", "moon") and n != name)
+        return Datagram(b"", Endpoint(other, 500), Endpoint(mine, 500))
 
-    def _after_burst(self, w: World, name: str, before: dict, kernel_before: tuple) -> None:
+    def _after_burst(
+        self,
+        w: World,
+        name: str,
+        before: dict[bytes, tuple[Any, ...]],
+        kernel_before: tuple[frozenset[tuple[int, str]], int],
+    ) -> None:
+        """Pre-existing IKE_SAs unchanged, new ones only half-open, kernel untouched."""
         peer, report = w.peers[name], self.report
         after = engine_fingerprints(peer.engine)
         for key, fp in before.items():
@@ -228,7 +240,7 @@ def sacrificial_initiators(rng: Random, report: Report, packets: int) -> None:
         op, data = mutate_message(seed, rng)
         report.packets["init-response"] += 1
         report.ops[op] += 1
-        engine.receive(Datagram(data, Endpoint(MOON, 500), Endpoint("192.168.0.3", 500)), 0.0)
+        engine.receive(Datagram(data, Endpoint(MOON, 500), Endpoint(CAROL, 500)), 0.0)
         engine.pop_outgoing()
         sa = engine.sas.get(sa_key)
         if sa is not None and sa_fingerprint(sa) == fp:
@@ -241,11 +253,12 @@ def sacrificial_initiators(rng: Random, report: Report, packets: int) -> None:
         engine, kernel, sa_key, fp = _fresh_initiator(config, rng)
 
 
-def _fresh_initiator(config: Config, rng: Random):  # type: ignore[no-untyped-def]
+def _fresh_initiator(
+    config: Config, rng: Random
+) -> tuple[Engine, MemoryKernel, bytes, tuple[Any, ...]]:
+    """An initiator that sent its IKE_SA_INIT request: engine, kernel, SA key, fingerprint."""
     kernel = MemoryKernel()
-    engine = Engine(
-        config, kernel, rng=Random(rng.random()).randbytes, source_for=lambda r: "192.168.0.3"
-    )
+    engine = Engine(config, kernel, rng=Random(rng.random()).randbytes, source_for=lambda r: CAROL)
     engine.initiate("net", None, 0.0)
     engine.pop_outgoing()
     ((key, sa),) = engine.sas.items()
@@ -254,7 +267,8 @@ def _fresh_initiator(config: Config, rng: Random):  # type: ignore[no-untyped-de
 
 def stateless_campaign(seed: int, packets: int, per_hop: int = 30) -> Report:
     """At least ``packets`` mutants: 90 % in attacked sessions, 10 % at sacrificial
-    initiators. Deterministic for a given seed (engines draw from seeded RNGs too)."""
+    initiators. The attacker's choices are seeded and the engines draw SPIs and nonces from
+    seeded RNGs; only key pairs come from the crypto providers (same sizes every run)."""
     report = Report("stateless")
     rng = Random(seed)
     attacker = StatelessAttacker(rng, report, corpus(), per_hop)

@@ -14,22 +14,23 @@ from typing import Any
 
 from pqike.engine import Engine
 from pqike.kernel.base import MemoryKernel
-from pqike.log import Subsystem, _py_level
+from pqike.log import Subsystem, _Formatter, _py_level
 from pqike.sa.ike_sa import IkeSa, IkeState
 
 _ROOT = "pqike"
 _CONTROL_CHARS = {chr(c) for c in range(32)} | {"\x7f"}
+_LINE = _Formatter()
 
 
 class LogWatch(logging.Handler):
     """A handler on the pqike logger tree that formats every record at ``level`` and keeps
     what must never appear: "internal error" lines, tracebacks, records whose formatting
-    raised (a hostile value in a log argument), and lines with raw control characters (log
-    injection, finding 6: counted, asserted only where a test says so)."""
+    raised (a hostile value in a log argument), and log lines, as pqike's formatter writes
+    them, with raw control characters (log injection, finding 6)."""
 
-    def __init__(self, level: int = 2, keep: int = 10) -> None:
+    def __init__(self, level: int = 4, keep: int = 10) -> None:
         super().__init__(level=1)
-        self.charon_level = level
+        self.charon_level = level  # 4: every record is formatted, key dumps included
         self.keep = keep
         self.records = 0
         self.internal_errors = 0
@@ -56,9 +57,10 @@ class LogWatch(logging.Handler):
         if "internal error" in text or "Traceback" in text:
             self.internal_errors += 1
             self._keep(self.problems, text)
-        if any(ch in _CONTROL_CHARS for ch in text):
+        line = _LINE.format(record)  # as it reaches the log file or stream
+        if any(ch in _CONTROL_CHARS for ch in line):
             self.control_char_lines += 1
-            self._keep(self.injections, repr(text))
+            self._keep(self.injections, repr(line))
 
     def _keep(self, where: list[str], text: str) -> None:
         if len(where) < self.keep:
@@ -201,6 +203,7 @@ class Report:
     tracebacks: int = 0
     control_char_lines: int = 0
     log_problems: list[str] = field(default_factory=list)
+    injections: list[str] = field(default_factory=list)  # log lines with control characters
 
     @property
     def total_packets(self) -> int:
@@ -213,6 +216,7 @@ class Report:
     def absorb(self, watch: LogWatch) -> None:
         self.tracebacks += watch.tracebacks
         self.control_char_lines += watch.control_char_lines
+        self.injections += watch.injections
         if watch.tracebacks:
             self.log_problems.append(watch.summary())
 
@@ -226,6 +230,7 @@ class Report:
         self.tracebacks += other.tracebacks
         self.control_char_lines += other.control_char_lines
         self.log_problems += other.log_problems
+        self.injections += other.injections[: max(0, 10 - len(self.injections))]
         for k, v in other.figures.items():
             if isinstance(v, int | float) and isinstance(self.figures.get(k), int | float):
                 self.figures[k] = max(self.figures[k], v)  # type: ignore[type-var]
@@ -236,6 +241,7 @@ class Report:
         """Assert the campaign was clean (for tests)."""
         problems = self.violations + self.log_problems
         assert not problems and self.tracebacks == 0, "\n\n".join(problems)
+        assert self.control_char_lines == 0, "\n".join(self.injections)
         assert self.legit_ok == self.legit_attempts, (
             f"{self.legit_attempts - self.legit_ok} of {self.legit_attempts} legitimate "
             "handshakes failed"

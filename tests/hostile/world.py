@@ -31,7 +31,7 @@ import msgspec
 
 from pqike.config import Config
 from pqike.engine import Engine
-from pqike.events import Datagram, Endpoint
+from pqike.events import Datagram, Endpoint, Event
 from pqike.kernel.base import MemoryKernel
 from pqike.sa.ike_sa import IkeSa, IkeState
 from pqike.tasks.informational import Dpd
@@ -85,45 +85,39 @@ class World:
     drop: Callable[[Hop], bool] | None = None  # hops lost on the way (not delivered)
 
     def add_peer(self, name: str, address: str, config: Config, seed: int) -> Peer:
+        """An engine at ``address`` (replacing any peer of that name), its RNG seeded."""
         kernel = MemoryKernel()
-        peer = Peer(name, None, kernel)  # type: ignore[arg-type]
-        peer.engine = Engine(
+        events: list[Event] = []
+        engine = Engine(
             config,
             kernel,
-            events=peer.events.append,
+            events=events.append,
             rng=Random(seed).randbytes,
             source_for=lambda remote: address,
         )
-        self.peers[name] = peer
+        self.peers[name] = Peer(name, engine, kernel, events)
         self.addresses[name] = address
-        return peer
+        return self.peers[name]
 
     def owner(self, host: str) -> str | None:
         return next((n for n, a in self.addresses.items() if a == host), None)
 
     # ---- moving packets
 
-    def _collect(self, name: str, provoked: bool = False) -> None:
+    def _collect(self, name: str, provoked: bool = False) -> list[Hop]:
+        """Queue what ``name`` sent, one hop per run of datagrams to one destination."""
+        hops: list[Hop] = []
         for d in self.peers[name].engine.pop_outgoing():
-            last = self.queue[-1] if self.queue else None
-            if (
-                last is not None
-                and last.sender == name
-                and last.provoked == provoked
-                and last.packets[-1].dst == d.dst
-                and last is not self._current
-            ):
-                last.packets.append(d)
+            if hops and hops[-1].packets[-1].dst == d.dst:
+                hops[-1].packets.append(d)
             else:
-                self.queue.append(Hop(name, self.owner(d.dst.host), [d], provoked))
-
-    _current: Hop | None = None
+                hops.append(Hop(name, self.owner(d.dst.host), [d], provoked))
+        self.queue.extend(hops)
+        return hops
 
     def provoked(self, name: str) -> list[Datagram]:
         """Queue what ``name`` answered to the attacker; returns those datagrams."""
-        before = len(self.queue)
-        self._collect(name, provoked=True)
-        return [d for hop in list(self.queue)[before:] for d in hop.packets]
+        return [d for hop in self._collect(name, provoked=True) for d in hop.packets]
 
     def run(self, max_hops: int = 20000) -> None:
         for _ in range(max_hops):
@@ -131,7 +125,7 @@ class World:
                 self._collect(name)
             if not self.queue:
                 return
-            hop = self._current = self.queue.popleft()
+            hop = self.queue.popleft()
             if not hop.provoked:
                 self.log += [(self.step, d) for d in hop.packets]
                 if self.on_hop is not None and hop.receiver is not None:
@@ -140,7 +134,6 @@ class World:
                 engine = self.peers[hop.receiver].engine
                 for d in hop.packets:
                     engine.receive(d, self.now)
-            self._current = None
         raise AssertionError(f"still moving packets after {max_hops} hops")
 
     def advance(self, seconds: float) -> None:
@@ -217,11 +210,14 @@ def _stray_half_open(w: World) -> None:
     w.peers["moon"].engine.pop_outgoing()
 
 
+Expect = Callable[[World, dict[str, object]], str | None]  # None: as expected, else why
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
     action: Callable[[World], None]
-    expect: Callable[[World, dict[str, object]], str | None]  # None: as expected, else why
+    expect: Expect
 
 
 @dataclass(frozen=True)
@@ -266,7 +262,7 @@ def _children(w: World) -> dict[str, tuple[int, int]]:
     return {c.name: (c.spi_in, c.spi_out) for c in sa.children}
 
 
-def _expect_children(names: set[str], changed: str | None = None):  # type: ignore[no-untyped-def]
+def _expect_children(names: set[str], changed: str | None = None) -> Expect:
     def check(w: World, before: dict[str, object]) -> str | None:
         problem = pair_problem(w)
         if problem:
@@ -282,7 +278,7 @@ def _expect_children(names: set[str], changed: str | None = None):  # type: igno
     return check
 
 
-def _expect_ike_rekeyed(names: set[str]):  # type: ignore[no-untyped-def]
+def _expect_ike_rekeyed(names: set[str]) -> Expect:
     def check(w: World, before: dict[str, object]) -> str | None:
         problem = _expect_children(names)(w, before)
         if problem is None:
@@ -328,7 +324,10 @@ def run_step(w: World, step: Step) -> str | None:
 
 
 def _initiate(child: str, ike: str | None = None) -> Callable[[World], None]:
-    return lambda w: w.peers["carol"].engine.initiate(child, ike, w.now) and None
+    def go(w: World) -> None:
+        w.peers["carol"].engine.initiate(child, ike, w.now)
+
+    return go
 
 
 def _rekey(who: str, child: str | None, ike: str | None) -> Callable[[World], None]:
@@ -367,12 +366,8 @@ CERT_STEPS = (
 )
 
 
-def psk_configs() -> tuple[Config, Config]:
-    return _psk_configs()
-
-
 @functools.cache
-def _psk_configs() -> tuple[Config, Config]:
+def psk_configs() -> tuple[Config, Config]:
     carol = psk_config("carol", PSK_I, host_esp=HOST_ESP)
     moon = psk_config(
         "moon",
