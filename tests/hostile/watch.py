@@ -20,6 +20,7 @@ from pqike.sa.ike_sa import IkeSa, IkeState
 _ROOT = "pqike"
 _CONTROL_CHARS = {chr(c) for c in range(32)} | {"\x7f"}
 _LINE = _Formatter()
+SUMMED_FIGURES = {"sessions"}  # figures Report.merge adds up (others: the largest)
 
 
 class LogWatch(logging.Handler):
@@ -232,8 +233,10 @@ class Report:
         self.log_problems += other.log_problems
         self.injections += other.injections[: max(0, 10 - len(self.injections))]
         for k, v in other.figures.items():
-            if isinstance(v, int | float) and isinstance(self.figures.get(k), int | float):
-                self.figures[k] = max(self.figures[k], v)  # type: ignore[type-var]
+            mine = self.figures.get(k)
+            if isinstance(v, int | float) and isinstance(mine, int | float):
+                # counts add up; peaks, sizes and rates: the worst chunk
+                self.figures[k] = mine + v if k in SUMMED_FIGURES else max(mine, v)
             else:
                 self.figures.setdefault(k, v)
 
