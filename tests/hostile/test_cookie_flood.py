@@ -8,8 +8,6 @@ from pqike.wire.message import decode_message
 from tests.exchange.peers import CAROL, MOON, make_pair, psk_config
 from tests.hostile.cookies import cookie_flood
 
-HALF_OPEN_BYTES = 16 * 1024  # a regression guard: main measured about 8.3 KiB (finding 5)
-
 
 def test_cookie_echoing_flood_while_legitimate_handshakes_run() -> None:
     """1000 half-open IKE_SAs from 200 addresses, COOKIEs echoed, 50 before every packet of
@@ -20,7 +18,7 @@ def test_cookie_echoing_flood_while_legitimate_handshakes_run() -> None:
     assert report.legit_attempts == 6
     assert report.figures["half-open peak"] >= 900
     assert report.figures["attacker IkeSa objects after"] == 0
-    assert int(report.figures["traced bytes per half-open IKE_SA"]) <= HALF_OPEN_BYTES
+    # what one half-open IKE_SA may cost is tests/exchange/test_halfopen.py's business
 
 
 def test_init_flood_cookies_bound_half_open_state() -> None:
