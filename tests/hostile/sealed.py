@@ -18,7 +18,7 @@ fresh legitimate initiator still gets an IKE_SA and a CHILD_SA from the responde
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from random import Random
 from typing import Any
@@ -40,6 +40,8 @@ from tests.hostile.world import (
     run_step,
 )
 
+Encode = Callable[[IkeSa, Outgoing], list[bytes]]  # IkeSa._encode
+
 
 class SealHook:
     """Mutates the ``target``-th protected message built while active (None: count only)."""
@@ -53,7 +55,7 @@ class SealHook:
         self.applied = ""  # what was done, for reports
         self.families: list[set[str]] = []  # per message: the payload families it carries
 
-    def mutate(self, sa: IkeSa, out: Outgoing, encode: Any) -> list[bytes]:
+    def mutate(self, sa: IkeSa, out: Outgoing, encode: Encode) -> list[bytes]:
         index, self.count = self.count, self.count + 1
         self.families.append({family_of(p) for p in out.payloads})
         if index != self.target:
@@ -73,7 +75,7 @@ class SealHook:
         finally:
             out.payloads = original
 
-    def _raw(self, sa: IkeSa, out: Outgoing, encode: Any, where: str) -> list[bytes]:
+    def _raw(self, sa: IkeSa, out: Outgoing, encode: Encode, where: str) -> list[bytes]:
         real = wire_sk.encode_payloads
         done: dict[bytes, tuple[int, bytes]] = {}
 
