@@ -576,6 +576,14 @@ class Engine:
         return b"\x00\x00\x00\x01" + digest
 
     def _init_request(self, msg: Message, dgram: Datagram, now: float) -> None:
+        if msg.message_id != 0:
+            # RFC 7296 §2.2: IKE_SA_INIT is message 0; the IKE_SA would drop this one, so
+            # it must not get one (an empty half-open IKE_SA counting against the COOKIE
+            # and block thresholds until it times out)
+            enc(
+                "IKE_SA_INIT request with message ID %d from %s, dropped", msg.message_id, dgram.src
+            )
+            return
         key = (msg.spi_i, dgram.src.host, dgram.src.port)
         sa = self._half_open.get(key)
         if sa is not None:  # a retransmitted IKE_SA_INIT request

@@ -35,6 +35,7 @@ from tests.hostile.watch import (
     LogWatch,
     Report,
     engine_fingerprints,
+    fingerprint_diff,
     half_open,
     kernel_orphans,
     kernel_state,
@@ -146,15 +147,23 @@ class StatelessAttacker:
             report.packets[f"{kind}"] += 1
             report.ops[op] += 1
             src = self._source(engine, data, genuine.src)
+            # the IKE_SA the packet names (by either SPI), and which IKE_SAs exist at all
             touched = {k: sa_fingerprint(engine.sas[k]) for k in (data[:8], data[8:16])
                        if k in engine.sas}  # fmt: skip
+            existing = {k: sa.label for k, sa in engine.sas.items()}
             engine.receive(Datagram(data, src, genuine.dst), w.now)
+            for key in existing.keys() - engine.sas.keys() - touched.keys():
+                report.violate(
+                    f"{name} step {w.step}: {kind} mutant ({op}) from {src} removed "
+                    f"{existing[key]} ({key.hex()}): {data.hex()}"
+                )
             for key, fp in touched.items():
                 sa = engine.sas.get(key)
-                if sa is None or sa_fingerprint(sa) != fp:
+                now = None if sa is None else sa_fingerprint(sa)
+                if now != fp:
                     report.violate(
                         f"{name} step {w.step}: {kind} mutant ({op}) from {src} changed "
-                        f"IKE_SA {key.hex()}: {data.hex()}"
+                        f"IKE_SA {key.hex()} ({fingerprint_diff(fp, now)}): {data.hex()}"
                     )
         answers = w.provoked(name)
         report.outcomes["answers to the attacker"] += len(answers)
@@ -183,7 +192,10 @@ class StatelessAttacker:
         after = engine_fingerprints(peer.engine)
         for key, fp in before.items():
             if after.get(key) != fp:
-                report.violate(f"{name} step {w.step}: IKE_SA {key.hex()} changed in a burst")
+                report.violate(
+                    f"{name} step {w.step}: IKE_SA {key.hex()} changed in a burst: "
+                    + fingerprint_diff(fp, after.get(key))
+                )
         for key in set(after) - set(before):
             sa = peer.engine.sas[key]
             if sa.state != IkeState.CONNECTING or sa.initiator:

@@ -6,17 +6,19 @@ message to an IKE_SA past IKE_SA_INIT, by rewriting header fields of captured me
 keys, only the SPIs and message ID an on-path observer sees). Two were requests (an
 IKE_SA_INIT without the I flag to an initiator's IKE_SA, one with message ID 1 to a
 half-open one), which the state rule table (pqike/sa/rules.py) now drops and
-tests/exchange/test_preauth.py covers; the third, a response, is pinned here.
+tests/exchange/test_preauth.py covers; the third, a response, is pinned here. A fourth:
+the engine gave an IKE_SA_INIT request with message ID 1 a half-open IKE_SA (which then
+dropped it).
 """
 
 from __future__ import annotations
 
-from pqike.events import Datagram, EventKind
+from pqike.events import Datagram, Endpoint, EventKind
 from pqike.wire.iana import ExchangeType, NotifyType
-from pqike.wire.message import Message
-from pqike.wire.payloads import Notify
+from pqike.wire.message import Message, decode_message
+from pqike.wire.payloads import Notify, SecurityAssociation
 from tests.hostile.watch import LogWatch, sa_fingerprint
-from tests.hostile.world import PSK, World, run_step
+from tests.hostile.world import CERT, PSK, World, attacker_address, run_step
 
 
 def _established() -> World:
@@ -58,3 +60,24 @@ def test_forged_ike_sa_init_response_to_a_create_child_sa_request_is_ignored() -
     w.settle()
     (sa,) = w.established("carol")
     assert {c.name for c in sa.children} == {"net", "host"}
+
+
+def test_ike_sa_init_request_with_message_id_1_gets_no_half_open_sa() -> None:
+    """Before the fix, an IKE_SA_INIT request with message ID 1 got a half-open IKE_SA that
+    then dropped it unanswered (the rule table refuses IKE_SA_INIT past message 0): ten of
+    them from two addresses filled cookie_threshold, so legitimate initiators were asked
+    for COOKIEs, for nothing but a rewritten header field."""
+    w = CERT.world(seed=7)
+    carol, moon = w.peers["carol"].engine, w.peers["moon"].engine
+    carol.initiate("net", None, w.now)
+    (init,) = carol.pop_outgoing()
+    for i in range(12):
+        forged = bytearray(init.data)
+        forged[0:8] = bytes([i + 1]) * 8
+        forged[20:24] = (1).to_bytes(4, "big")
+        src = Endpoint(attacker_address(i // 5), 500)
+        moon.receive(Datagram(bytes(forged), src, init.dst), w.now)
+    assert moon.sas == {} and moon.pop_outgoing() == []
+    moon.receive(init, w.now)  # carol's own request is answered without a COOKIE round
+    (answer,) = moon.pop_outgoing()
+    assert isinstance(decode_message(answer.data).payloads[0], SecurityAssociation)

@@ -142,6 +142,39 @@ def sa_fingerprint(sa: IkeSa) -> tuple[Any, ...]:
     )
 
 
+FINGERPRINT_FIELDS = [
+    "state",
+    "spi_i",
+    "spi_r",
+    "keys",
+    "my_mid",
+    "peer_mid",
+    "local",
+    "remote",
+    "remote_id",
+    "int_auth_i",
+    "int_auth_r",
+    "children",
+    "request",
+    "last_response",
+    "reassembling_requests",
+    "reassembling_responses",
+    "last_inbound",
+    "passive",
+]
+
+
+def fingerprint_diff(before: tuple[Any, ...], after: tuple[Any, ...] | None) -> str:
+    """Which fields of a fingerprint changed, with their values (keys not shown)."""
+    if after is None:
+        return "the IKE_SA is gone"
+    return ", ".join(
+        f"{name}: {'…' if name == 'keys' else a} -> {'…' if name == 'keys' else b}"
+        for name, a, b in zip(FINGERPRINT_FIELDS, before, after, strict=True)
+        if a != b
+    )
+
+
 def engine_fingerprints(engine: Engine) -> dict[bytes, tuple[Any, ...]]:
     return {key: sa_fingerprint(sa) for key, sa in engine.sas.items()}
 
