@@ -395,6 +395,7 @@ class Engine:
 
             existing.queue(ChildSaKe(existing, True, child))
             existing.initiate(now)
+            self._reap()  # arms the retransmission of the request just sent
             return existing.unique_id
         remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
         if remote is None:
@@ -445,6 +446,7 @@ class Engine:
             for sa, c in found:
                 sa.queue(ChildDelete(sa, True, c))
                 sa.initiate(now)
+            self._reap()
             return
         sas = self._select(ike, ike_id)
         if not sas:
@@ -474,12 +476,14 @@ class Engine:
             for sa, c in found:
                 sa.queue(ChildSaKe(sa, True, rekey=c))
                 sa.initiate(now)
+            self._reap()
             return
         if not sas:
             raise EngineError("no matching established IKE_SA")
         for sa in sas:
             sa.queue(IkeRekey(sa, True))
             sa.initiate(now)
+        self._reap()
 
     def close(self, now: float) -> None:
         """Shutdown: tell peers (best effort) and remove everything installed."""

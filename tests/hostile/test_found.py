@@ -13,6 +13,8 @@ dropped it).
 
 from __future__ import annotations
 
+import pytest
+
 from pqike.events import Datagram, Endpoint, EventKind
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_message
@@ -81,3 +83,26 @@ def test_ike_sa_init_request_with_message_id_1_gets_no_half_open_sa() -> None:
     moon.receive(init, w.now)  # carol's own request is answered without a COOKIE round
     (answer,) = moon.pop_outgoing()
     assert isinstance(decode_message(answer.data).payloads[0], SecurityAssociation)
+
+
+@pytest.mark.parametrize("command", ["new-child", "rekey-child", "delete-child", "rekey-ike"])
+def test_a_lost_request_of_a_command_is_retransmitted(command: str) -> None:
+    """Found while chasing the above: initiate (of a further CHILD_SA), rekey and terminate
+    --child sent their request without arming its retransmission (the engine's timer heap
+    was not told), so if that one packet was lost, nothing happened until some unrelated
+    deadline of the IKE_SA (a rekey, an hour later)."""
+    w = _established()
+    carol = w.peers["carol"].engine
+    run = {
+        "new-child": lambda: carol.initiate("host", "home", w.now),
+        "rekey-child": lambda: carol.rekey(None, "net", w.now),
+        "delete-child": lambda: carol.terminate(None, "net", None, w.now),
+        "rekey-ike": lambda: carol.rekey("home", None, w.now),
+    }
+    run[command]()
+    (lost,) = carol.pop_outgoing()
+    timeout = carol.config.daemon.retransmit_timeout
+    assert carol.next_deadline() == w.now + timeout
+    carol.tick(w.now + timeout)
+    (again,) = carol.pop_outgoing()
+    assert again.data == lost.data
