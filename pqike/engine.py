@@ -467,6 +467,7 @@ class Engine:
 
             existing.queue(ChildSaKe(existing, True, child))
             existing.initiate(now)
+            self._reap()  # arms the retransmission of the request just sent
             return existing.unique_id
         remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
         if remote is None:
@@ -517,6 +518,7 @@ class Engine:
             for sa, c in found:
                 sa.queue(ChildDelete(sa, True, c))
                 sa.initiate(now)
+            self._reap()
             return
         sas = self._select(ike, ike_id)
         if not sas:
@@ -546,12 +548,14 @@ class Engine:
             for sa, c in found:
                 sa.queue(ChildSaKe(sa, True, rekey=c))
                 sa.initiate(now)
+            self._reap()
             return
         if not sas:
             raise EngineError("no matching established IKE_SA")
         for sa in sas:
             sa.queue(IkeRekey(sa, True))
             sa.initiate(now)
+        self._reap()
 
     def close(self, now: float) -> None:
         """Shutdown: tell peers (best effort) and remove everything installed."""
@@ -649,6 +653,14 @@ class Engine:
         return b"\x00\x00\x00\x01" + digest
 
     def _init_request(self, msg: Message, dgram: Datagram, now: float) -> None:
+        if msg.message_id != 0:
+            # RFC 7296 §2.2: IKE_SA_INIT is message 0; the IKE_SA would drop this one, so
+            # it must not get one (an empty half-open IKE_SA counting against the COOKIE
+            # and block thresholds until it times out)
+            enc(
+                "IKE_SA_INIT request with message ID %d from %s, dropped", msg.message_id, dgram.src
+            )
+            return
         key = (msg.spi_i, dgram.src.host, dgram.src.port)
         sa = self._half_open.get(key)
         if sa is not None:  # a retransmitted IKE_SA_INIT request

@@ -857,6 +857,16 @@ class IkeSa:
         if r is None or message.message_id != r.message_id:
             self.log("received unexpected response with message ID %d, ignored", message.message_id)
             return
+        if message.exchange != r.exchange:
+            # a response answers our request's exchange; anything else is forged (an
+            # unprotected IKE_SA_INIT "response" would otherwise reach the tasks unverified)
+            self.enc(
+                "received %s response %d, but expected %s, ignored",
+                getattr(message.exchange, "name", message.exchange),
+                message.message_id,
+                r.exchange.name,
+            )
+            return
         inner = self._open(message, raw, self._frag_responses)
         if inner is None:
             return
