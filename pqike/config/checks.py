@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from kem.ids import KEYWORDS as KE_KEYWORDS
 from pqike.config.model import Config, Connection, Daemon
 from pqike.config.proposals import first_ke, ke_tokens
+from pqike.config.unsupported import check_available, check_unsupported
 from pqike.config.values import address_range
 
 __all__ = ["MIN_PSK_LENGTH", "Finding", "check", "ike_sa_init_size"]
@@ -268,6 +269,8 @@ def check(config: Config) -> Iterator[Finding]:
         yield ("daemon.port_nat_t", f"port_nat_t must differ from port ({d.port})", True)
     yield from _check_reassembly(d)
     yield from _check_pools(config)
+    yield from check_unsupported(config)
+    yield from check_available(config)
     for name, conn in config.connections.items():
         yield from _check_auth(config, name, conn)
         yield from _check_init_size(name, conn, d)
