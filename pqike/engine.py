@@ -154,7 +154,7 @@ class Engine:
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
-        self._budget = MemoryBudget(config.daemon.reassembly_memory)
+        self._budget = MemoryBudget(config.daemon.reassembly_memory, config.daemon.max_reassemblies)
         self._pools: dict[str, object] = {}
         self._cookie_secret = rng(32)
         self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()
@@ -200,6 +200,8 @@ class Engine:
             replace_duplicates=self._replace_duplicates,
             next_ike_id=lambda: self._next("ike"),
             touch=self._touched.add,
+            reauthenticate=self._reauthenticate,
+            has_contact=self._has_contact,
         )
 
     def _reqid(self, ike: str | None = None, child: str | None = None) -> int:
@@ -208,20 +210,56 @@ class Engine:
         reqid = self.traps.reqid_for(ike, child) if ike is not None else None
         return reqid if reqid is not None else self._next("reqid")
 
-    def _replace_duplicates(self, sa: IkeSa) -> None:
-        """INITIAL_CONTACT (RFC 7296 §2.4) or unique=replace: the peer lost its state, so
-        every other IKE_SA with the same identities is stale; remove it and what it
-        installed, without telling the peer."""
-        for other in list(self._by_peer.get((sa.name, sa.remote_id), ())):
-            if other is sa or other.state == IkeState.DESTROYED or not other.established:
-                continue
-            if other.remote_id == sa.remote_id and other.name == sa.name:
+    def _duplicates(self, sa: IkeSa) -> list[IkeSa]:
+        """Other established IKE_SAs of the same connection with the same peer identity."""
+        return [
+            other
+            for other in self._by_peer.get((sa.name, sa.remote_id), ())
+            if other is not sa
+            and other.state != IkeState.DESTROYED
+            and other.established
+            and other.remote_id == sa.remote_id
+            and other.name == sa.name
+        ]
+
+    def _has_contact(self, sa: IkeSa) -> bool:
+        """Another IKE_SA of this connection is up (we reauthenticate, or initiate again):
+        the peer must not take our IKE_AUTH as INITIAL_CONTACT. Only on initiation."""
+        return sa.reauth_of is not None or any(
+            other is not sa and other.name == sa.name and other.established and not other.deleting
+            for other in self.sas.values()
+        )
+
+    def _replace_duplicates(self, sa: IkeSa, initial_contact: bool) -> bool:
+        """The responder's uniqueness check once the peer is authenticated, as strongSwan's
+        check_uniqueness(): INITIAL_CONTACT (RFC 7296 §2.4) means the peer lost its state,
+        so other IKE_SAs with the same identities are destroyed without telling it (unless
+        unique = never); unique = replace deletes them (with a DELETE); unique = keep
+        refuses the new IKE_SA. True: cancel the new IKE_SA."""
+        policy = sa.conn.unique
+        if policy == "never" or (policy == "no" and not initial_contact):
+            return False
+        cancel = False
+        for other in self._duplicates(sa):
+            if initial_contact:
                 other.log(
-                    "deleting duplicate IKE_SA %s for peer '%s' due to INITIAL_CONTACT",
+                    "destroying duplicate IKE_SA %s for peer '%s', received INITIAL_CONTACT",
                     other.label,
                     sa.remote_id,
                 )
                 other.fail(f"replaced by {sa.label} (INITIAL_CONTACT)", sa.now)
+            elif policy == "replace":
+                other.log(
+                    "deleting duplicate IKE_SA %s for peer '%s' due to uniqueness policy",
+                    other.label,
+                    sa.remote_id,
+                )
+                if not other.deleting:
+                    other.queue(IkeDelete(other, True))
+                    other.initiate(sa.now)
+            elif policy == "keep":
+                cancel = True
+        return cancel
 
     def _adopt(self, sa: IkeSa) -> None:
         self._register(sa, sa.spi_i if sa.initiator else sa.spi_r)
@@ -296,6 +334,14 @@ class Engine:
                 self._drop_half_open(sa)
             if sa.established and sa.remote_id:
                 self._by_peer.setdefault((sa.name, sa.remote_id), set()).add(sa)
+            if (
+                sa.reauth_of is not None
+                and sa.state == IkeState.ESTABLISHED
+                and sa.request is None
+                and not sa.active
+                and not sa.queued
+            ):
+                self._finish_reauth(sa)
             when = sa.next_deadline()
             if when is not None and when != sa.timer_at:
                 sa.timer_at = when
@@ -363,13 +409,46 @@ class Engine:
                 del self._by_peer[(sa.name, sa.remote_id)]
         for child, origin in sa.trap_children:
             self._trap_action(sa.name, child, origin)
+        if sa.reauth_of is not None and sa.reauth_of.state != IkeState.DESTROYED:
+            sa.reauth_of.log("reauthentication failed, IKE_SA %s kept", sa.reauth_of.label)
         restart, sa.restart_children = sa.restart_children, []
         for child in restart:
-            log("restarting CHILD_SA %s of dead peer (dpd_action = restart)", child)
+            if self._child_up(sa.name, child):
+                continue  # e.g. the peer reauthenticated: the child lives on the new IKE_SA
+            log("restarting CHILD_SA %s (%s)", child, sa.restart_reason)
             try:
                 self.initiate(child, sa.name, sa.now)
             except EngineError as e:
                 log("restart of %s failed: %s", child, e)
+        if sa.unanswered and sa.initiator and not sa.established_at:
+            self._retry_keying(sa)
+
+    def _child_up(self, name: str, child: str) -> bool:
+        return any(
+            sa.name == name
+            and sa.state != IkeState.DESTROYED
+            and not sa.deleting
+            and any(c.name == child for c in sa.children)
+            for sa in self.sas.values()
+        )
+
+    def _retry_keying(self, sa: IkeSa) -> None:
+        """keyingtries (strongSwan): another retransmission sequence after the peer did
+        not answer the IKE_SA setup; 0 tries for ever. Each sequence backs off by itself
+        (retransmit_base), so a dead peer costs one IKE_SA_INIT burst per ~165 s."""
+        tries = sa.conn.keyingtries
+        if tries and sa.keyingtry + 1 >= tries:
+            log("establishing IKE_SA failed, peer not responding")
+            return
+        total = str(tries) if tries else "forever"
+        log("peer not responding, trying again (%d/%s)", sa.keyingtry + 2, total)
+        conn = self.config.connections.get(sa.name)
+        if conn is None:
+            return
+        try:
+            self._start_ike(sa.name, conn, sa.first_child, sa.now, keyingtry=sa.keyingtry + 1)
+        except EngineError as e:
+            log("retry of %s failed: %s", sa.name, e)
 
     # ---- trap policies ------------------------------------------------------------------
 
@@ -456,20 +535,48 @@ class Engine:
             (
                 sa
                 for sa in self.sas.values()
-                if sa.name == name and sa.state == IkeState.ESTABLISHED and not sa.deleting
+                if sa.name == name
+                and sa.state in (IkeState.ESTABLISHED, IkeState.CONNECTING)
+                and sa.initiator
+                and sa.reauth_of is None
+                and not sa.deleting
             ),
             None,
         )
+        if existing is None:
+            existing = next(
+                (
+                    sa
+                    for sa in self.sas.values()
+                    if sa.name == name and sa.state == IkeState.ESTABLISHED and not sa.deleting
+                ),
+                None,
+            )
         if existing is not None:
             if child is None:
                 raise EngineError(f"IKE_SA {existing.label} is already established")
             from pqike.tasks.child_sa_ke import ChildSaKe
 
+            # an IKE_SA still being set up runs this after its IKE_AUTH (task queue order)
             existing.queue(ChildSaKe(existing, True, child))
             existing.initiate(now)
             self._reap()  # arms the retransmission of the request just sent
             return existing.unique_id
-        remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
+        return self._start_ike(name, conn, child, now).unique_id
+
+    def _start_ike(
+        self,
+        name: str,
+        conn: Connection,
+        child: str | None,
+        now: float,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> IkeSa:
+        """A new IKE_SA we initiate (with ``child`` in its IKE_AUTH)."""
+        if remote is None:
+            remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
         if remote is None:
             raise EngineError(f"connection '{name}' has no concrete remote address to initiate to")
         local = next((a for a in conn.local_addrs if _concrete(a)), None)
@@ -489,13 +596,73 @@ class Engine:
             spi_i=self.rng(8),
         )
         sa.created_at = now
+        sa.keyingtry = keyingtry
+        sa.first_child = child
         sa.log("initiating IKE_SA %s to %s", sa.label, remote)
         for task in establishment_tasks(sa, child):
             sa.queue(task)
         self._register(sa, sa.spi_i)
         sa.initiate(now)
         self._reap()
-        return sa.unique_id
+        return sa
+
+    def start(self, now: float) -> None:
+        """Daemon start-up: bring up every child with start_action = start (one IKE_SA per
+        connection, its other such children after its IKE_AUTH), as charon does on load."""
+        for name, conn in self.config.connections.items():
+            for child, cfg in conn.children.items():
+                if cfg.start_action != "start":
+                    continue
+                log("start_action = start: initiating CHILD_SA %s of %s", child, name)
+                try:
+                    self.initiate(child, name, now)
+                except EngineError as e:
+                    log("start_action of %s failed: %s", child, e)
+
+    # ---- reauthentication (RFC 7296 §2.8.3), strongSwan's make-before-break --------------
+
+    def _reauthenticate(self, old: IkeSa) -> None:
+        """A new IKE_SA (IKE_SA_INIT + IKE_AUTH) with the old one's CHILD_SAs is made while
+        the old one still carries traffic; the old one is deleted once the new one has all
+        of them (_finish_reauth), so traffic does not stop."""
+        from pqike.tasks.child_sa_ke import ChildSaKe
+
+        if not old.initiator and old.remote_vips:
+            # charon: a responder cannot give itself the peer's virtual IP in a new IKE_SA
+            left = int(old.expire_at - old.now) if old.expire_at is not None else 0
+            old.log(
+                "initiator did not reauthenticate as requested, IKE_SA will timeout in %ds",
+                left,
+            )
+            return
+        children = list(dict.fromkeys(c.name for c in old.children if c.state.value == "INSTALLED"))
+        old.log("reauthenticating IKE_SA %s (make-before-break)", old.label)
+        try:
+            new = self._start_ike(
+                old.name,
+                old.conn,
+                children[0] if children else None,
+                old.now,
+                remote=old.remote.host,
+            )
+        except EngineError as e:
+            old.log("reauthentication of %s failed: %s", old.label, e)
+            return
+        new.reauth_of = old
+        for child in children[1:]:
+            new.queue(ChildSaKe(new, True, child))
+
+    def _finish_reauth(self, new: IkeSa) -> None:
+        """The new IKE_SA has its CHILD_SAs: delete the old one (its DELETE takes its
+        CHILD_SAs with it on both ends), keeping the virtual IPs the new one holds too."""
+        old, new.reauth_of = new.reauth_of, None
+        if old is None or old.state == IkeState.DESTROYED:
+            return
+        old.local_vips = [v for v in old.local_vips if v not in new.local_vips]
+        old.log("reauthenticated as %s, deleting IKE_SA %s", new.label, old.label)
+        if not old.deleting:
+            old.queue(IkeDelete(old, True))
+            old.initiate(new.now)
 
     def _select(self, ike: str | None, ike_id: int | None) -> list[IkeSa]:
         return [

@@ -343,6 +343,10 @@ class Daemon:
         if callable(install_traps):  # start_action = trap
             with self.router.engine_call():
                 self._guard("installing trap policies", install_traps)
+        start = getattr(self.engine, "start", None)  # start_action = start (test fakes lack it)
+        if callable(start):
+            with self.router.engine_call():
+                self._guard("starting connections", start, self.clock())
         self._after_engine()
 
     def _effective(self, config: Config) -> Config:

@@ -98,8 +98,11 @@ class SaServices:
     pools: dict[str, object] = field(default_factory=dict)
     adopt: Callable[[IkeSa], None] = lambda sa: None  # register a rekeyed IKE_SA
     touch: Callable[[IkeSa], None] = lambda sa: None  # "my state or timers changed"
-    replace_duplicates: Callable[[IkeSa], None] = lambda sa: None  # INITIAL_CONTACT
+    # uniqueness policy / INITIAL_CONTACT; True: cancel the new IKE_SA (unique = keep)
+    replace_duplicates: Callable[[IkeSa, bool], bool] = lambda sa, ic: False
     next_ike_id: Callable[[], int] = lambda: 0
+    reauthenticate: Callable[[IkeSa], None] = lambda sa: None  # reauth_time reached
+    has_contact: Callable[[IkeSa], bool] = lambda sa: False  # another IKE_SA to this peer
 
 
 class IkeSa:
@@ -254,11 +257,17 @@ class IkeSa:
         self.after_response: list[Callable[[], object]] = []  # run once a response is sent
         self.rekey_at: float | None = None
         self.expire_at: float | None = None
+        self.reauth_at: float | None = None
+        self.reauth_of: IkeSa | None = None  # the IKE_SA this one reauthenticates
+        self.keyingtry = 0  # keyingtries: attempts made before this one
+        self.first_child: str | None = None  # what initiate() was asked for
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
         # (child, why): close_action/dpd_action = trap once the peer deleted us or died
         self.trap_children: list[tuple[str, str]] = []
+        self.restart_reason = ""
+        self.unanswered = False  # given up after retransmits (keyingtries may retry)
         self.failure = ""
         self.successor_sa: IkeSa | None = None  # the IKE_SA that replaced this one
         self.rekeyed_at: float | None = None
@@ -346,6 +355,12 @@ class IkeSa:
         self.rekey_at = (
             self.now + c.rekey_time - self._jitter(c.rand_time) if c.rekey_time else None
         )
+        # RFC 7296 §2.8.3 reauthentication, strongSwan's make-before-break (engine)
+        self.reauth_at = (
+            self.now + c.reauth_time - self._jitter(c.rand_time) if c.reauth_time else None
+        )
+        if self.reauth_at is not None:
+            self.log("scheduling reauthentication in %ds", int(self.reauth_at - self.now))
         life = self._hard_limit(c.rekey_time, c.life_time)
         self.expire_at = self.now + life if life else None
         if self.rekey_at is not None:
@@ -693,7 +708,9 @@ class IkeSa:
 
     def _fragment_limit(self) -> int | None:
         """Largest unfragmented IKE message, or None if fragmentation is off."""
-        if not self.peer_frag or self.conn.fragmentation == "no":
+        # "accept": we announce support and reassemble the peer's fragments, but send our
+        # own messages whole (strongSwan's FRAGMENTATION_ACCEPT)
+        if not self.peer_frag or self.conn.fragmentation in ("no", "accept"):
             return None
         v6 = ":" in self.remote.host
         size = self.svc.config.daemon.fragment_size_for(6 if v6 else 4)
@@ -735,15 +752,22 @@ class IkeSa:
     # ---- retransmission and timers ------------------------------------------------------
 
     def _retransmit_timeout(self, tries: int) -> float:
+        """charon: timeout * base^tries, capped at retransmit_limit, minus up to
+        retransmit_jitter % at random (so that many SAs do not retransmit in lockstep)."""
         d = self.svc.config.daemon
-        return d.retransmit_timeout * math.pow(d.retransmit_base, tries)
+        timeout = d.retransmit_timeout * math.pow(d.retransmit_base, tries)
+        if d.retransmit_limit:
+            timeout = min(timeout, float(d.retransmit_limit))
+        if d.retransmit_jitter:
+            timeout -= timeout * d.retransmit_jitter / 100 * self._jitter(10**6) / 10**6
+        return timeout
 
     def next_deadline(self) -> float | None:
         times = [self.request.deadline] if self.request else []
         if self.state == IkeState.CONNECTING and not self.initiator:
             times.append(self.created_at + self.svc.config.daemon.half_open_timeout)
         if self.established:
-            times += [t for t in (self.rekey_at, self.expire_at) if t is not None]
+            times += [t for t in (self.rekey_at, self.expire_at, self.reauth_at) if t is not None]
             for c in self.children:
                 times += [t for t in (c.rekey_at, c.expire_at) if t is not None]
             times += list(self.retry_at.values())
@@ -771,8 +795,11 @@ class IkeSa:
         if not self.established:
             return
         if self.expire_at is not None and now >= self.expire_at:
-            self.fail("IKE_SA reached its hard lifetime", now)
+            self._expire(now)
             return
+        if self.reauth_at is not None and now >= self.reauth_at:
+            self.reauth_at = None
+            self.svc.reauthenticate(self)
         busy = {id(t.rekey) for t in (*self.active, *self.queued) if getattr(t, "rekey", None)}
         for c in list(self.children):
             if c.expire_at is not None and now >= c.expire_at and c.state != ChildState.DELETING:
@@ -807,6 +834,19 @@ class IkeSa:
                 self.queue(IkeRekey(self, True))
         self.initiate(now)
 
+    def _expire(self, now: float) -> None:
+        """Hard lifetime: tell the peer (best effort, once, like strongSwan's delete on
+        expiry) so it does not keep a dead tunnel, then remove everything at once."""
+        from pqike.tasks.informational import IkeDelete
+
+        self.log("IKE_SA %s reached its hard lifetime, deleting it", self.label)
+        if self.request is None:
+            self.queued = [IkeDelete(self, True)]
+            self.active = []
+            self.initiate(now)
+            self.request = None  # sent once, not awaited: not a dead peer for dpd_action
+        self.fail("IKE_SA reached its hard lifetime", now)
+
     def tick(self, now: float) -> None:
         self.now = now
         self.svc.touch(self)
@@ -833,6 +873,7 @@ class IkeSa:
                 r.exchange.name,
                 r.message_id,
             )
+            self.unanswered = True
             self.fail(f"peer did not answer {r.exchange.name} request {r.message_id}", now)
             return
         r.tries += 1
@@ -1039,6 +1080,7 @@ class IkeSa:
                 for c in self.children
                 if (cfg := self.child_config(c.name)) is not None and cfg.dpd_action == "trap"
             ]
+            self.restart_reason = "dpd_action = restart"
         self.destroy(now)
         self.emit(EventKind.IKE_DELETED if was_established else EventKind.IKE_FAILED, reason)
 

@@ -362,7 +362,8 @@ class IkeAuth(Task):
         self._add_auth(msg, creds, remote)
         # strongSwan's order: IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH
         auth = msg.payloads.pop()
-        msg.notify(NotifyType.INITIAL_CONTACT)
+        if not sa.svc.has_contact(sa):  # charon: only when no IKE_SA to this peer is up
+            msg.notify(NotifyType.INITIAL_CONTACT)
         certreq = self._certreq()
         if certreq is not None:
             msg.add(certreq)
@@ -436,8 +437,12 @@ class IkeAuth(Task):
         self.ppk = responder_ppk(self.sa, msg)
         self.peer = self._verify(msg, idi)
         self.sa.remote_id = str(self.peer)
-        if msg.notify(NotifyType.INITIAL_CONTACT) is not None or self.sa.conn.unique == "replace":
-            self.sa.svc.replace_duplicates(self.sa)
+        initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
+        if self.sa.svc.replace_duplicates(self.sa, initial_contact):
+            raise TaskFailed(
+                "cancelling IKE_SA setup due to uniqueness policy (unique = keep)",
+                NotifyType.AUTHENTICATION_FAILED,
+            )
         return Status.NEED_MORE
 
     def _switch_connection(self, peer: Identity) -> None:

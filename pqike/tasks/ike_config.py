@@ -66,9 +66,11 @@ class IkeConfig(Task):
             got = [a for a in (_decode_addr(x) for x in cp.attributes) if a]
         if self.requested and not got:
             return self.fail("virtual IP requested, but the peer assigned none")
+        old = self.sa.reauth_of  # reauthentication: the old IKE_SA installed it already
         for addr in got:
-            self.sa.log("installing new virtual IP %s", addr)
-            self.sa.svc.kernel.add_vip(addr)
+            if old is None or addr not in old.local_vips:
+                self.sa.log("installing new virtual IP %s", addr)
+                self.sa.svc.kernel.add_vip(addr)
             self.sa.local_vips.append(addr)
         return Status.SUCCESS
 

@@ -40,6 +40,13 @@ def _remove_child(sa: IkeSa, child: ChildSa, reason: str) -> None:
     sa.emit(EventKind.CHILD_DELETED, reason, child)
 
 
+def _close_start(sa: IkeSa, child: ChildSa) -> bool:
+    """Whether the peer closing this CHILD_SA re-initiates it: close_action = start, and it
+    was in use (a rekeyed one the peer deletes after a rekey has a successor)."""
+    cfg = sa.child_config(child.name)
+    return cfg is not None and cfg.close_action == "start" and child.state.value == "INSTALLED"
+
+
 class IkeDelete(Task):
     """We delete the IKE_SA (and with it every CHILD_SA it still has)."""
 
@@ -122,6 +129,9 @@ class InformationalResponder(Task):
             if d.protocol == ProtocolId.IKE:
                 sa.log("received DELETE for IKE_SA %s", sa.label)
                 sa.delete_after_exchange = True
+                # close_action = start: bring the children up again on a new IKE_SA
+                sa.restart_children = [c.name for c in sa.children if _close_start(sa, c)]
+                sa.restart_reason = "close_action = start"
                 return Status.NEED_MORE
             if d.protocol != ProtocolId.ESP:
                 continue
@@ -135,8 +145,25 @@ class InformationalResponder(Task):
                     continue
                 sa.log("received DELETE for ESP CHILD_SA with SPI %08x", value)
                 self.reply_spis.append(child.spi_in.to_bytes(4, "big"))
+                restart = _close_start(sa, child)
                 _remove_child(sa, child, "deleted by peer")
+                if restart:
+                    self._restart(child.name)
         return Status.NEED_MORE
+
+    def _restart(self, name: str) -> None:
+        """close_action = start after the peer deleted a CHILD_SA: create it again on this
+        IKE_SA, once our answer to the DELETE is out."""
+        from pqike.tasks.child_sa_ke import ChildSaKe
+
+        sa = self.sa.home()
+        sa.log("CHILD_SA %s closed by peer, restarting it (close_action = start)", name)
+
+        def again() -> None:
+            sa.queue(ChildSaKe(sa, True, name))
+            sa.initiate(sa.now)
+
+        self.sa.after_response.append(again)
 
     def build_r(self, msg: Outgoing) -> Status:
         if self.reply_spis:

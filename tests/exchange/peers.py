@@ -38,6 +38,7 @@ def psk_config(
     host_esp: str | None = None,
     moon_host_esp: str | None = None,
     child_extra: dict | None = None,
+    conn_extra: dict | None = None,
 ) -> Config:
     daemon = {
         "fragment_size": fragment_size,
@@ -86,6 +87,8 @@ def psk_config(
         if host_esp or moon_host_esp:
             conn["rw"]["children"]["host"] = {"esp_proposals": [moon_host_esp or host_esp]}
         pools = {"rw_pool": {"addrs": "10.3.0.0/24"}} if vips else {}
+    for c in conn.values():
+        c.update(conn_extra or {})
     secrets = {
         "ike-1": {"id-1": "moon.strongswan.org", "id-2": "carol@strongswan.org", "secret": psk}
     }
