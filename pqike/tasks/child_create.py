@@ -361,6 +361,11 @@ class ChildCreate(Task):
         sa = self.sa
         sa_p = msg.first(SecurityAssociation)
         if sa_p is None:
+            if sa.conn.childless == "never":  # charon: we did not announce RFC 6023 support
+                raise TaskFailed(
+                    "peer tried to initiate a childless IKE_SA (childless = never)",
+                    NotifyType.NO_PROPOSAL_CHOSEN,
+                )
             return Status.SUCCESS  # childless IKE_SA (RFC 6023)
         tsi, tsr = _from_wire_ts(msg.first(TSi)), _from_wire_ts(msg.first(TSr))
         received = from_wire(sa_p)

@@ -5,6 +5,7 @@ log line of a new CHILD_SA."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kem import registry
@@ -18,6 +19,7 @@ from pqike.proposal import (
     check_selected,
     select_proposal,
 )
+from pqike.proposal.model import is_ke_type
 from pqike.sa.ts import TrafficSelector, fmt, narrow
 from pqike.tasks.base import TaskFailed
 from pqike.tasks.ike_vendor import private_algs_ok
@@ -46,6 +48,31 @@ def ke_backend(method: int) -> Method:
     return m
 
 
+def _computable_id(method: int) -> bool:
+    if method == 0:  # NONE: an optional additional key exchange
+        return True
+    try:
+        return registry.get(method).available
+    except KeyError:
+        return False
+
+
+def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
+    """Our proposals without the key exchange methods no provider here computes (liboqs
+    went away after the config was loaded): a responder must never select one and then
+    fail half-way through the handshake. A type left empty drops its proposal."""
+    out = []
+    for p in configured:
+        keep = tuple(t for t in p.transforms if not is_ke_type(t.type) or _computable_id(t.id))
+        if {t.type for t in keep} != set(p.types):
+            sa.cfg("proposal %s dropped: a key exchange method is unavailable here", p)
+            continue
+        if len(keep) != len(p.transforms):
+            p = replace(p, transforms=keep)
+        out.append(p)
+    return out
+
+
 def responder_select(
     sa: IkeSa,
     received: Sequence[Proposal],
@@ -61,7 +88,7 @@ def responder_select(
     try:
         selected = select_proposal(
             received,
-            configured,
+            computable(sa, configured),
             strip_ke=strip_ke,
             prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
             skip_private=not private_algs_ok(sa),

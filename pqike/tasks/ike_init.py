@@ -13,6 +13,7 @@ import functools
 import hashlib
 import ipaddress
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kem.base import Initiator
@@ -74,6 +75,20 @@ def _configured(proposals: tuple[str, ...]) -> tuple[Proposal, ...]:
     """A connection's IKE proposals, parsed once and shared (they are immutable) rather
     than again for each IKE_SA_INIT, a flood's worth of them."""
     return parse_proposals(ProtocolId.IKE, proposals)
+
+
+def offered_by_type(proposals: Sequence[Proposal]) -> list[str]:
+    """What we offered, per transform type (``we offered KE: CURVE_25519, ECP_256``)."""
+    seen: dict[int, list[str]] = {}
+    for p in proposals:
+        for t in p.transforms:
+            names = seen.setdefault(t.type, [])
+            if t.algorithm not in names:
+                names.append(t.algorithm)
+    return [
+        f"we offered {getattr(ttype, 'name', ttype)}: {', '.join(names)}"
+        for ttype, names in seen.items()
+    ]
 
 
 class IkeInit(Task):
@@ -252,6 +267,13 @@ class IkeInit(Task):
             if err.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
                 # the responder doesn't say what it wanted; at least show what we offered
                 sa.log("configured proposals: %s", format_proposals(self.proposals))
+                for line in offered_by_type(self.proposals):
+                    sa.log("%s", line)
+                return self.fail(
+                    "received NO_PROPOSAL_CHOSEN notify error: the responder accepts none "
+                    "of our IKE proposals; compare each transform type above with its "
+                    "configured proposals (its log names the first type that did not match)"
+                )
             return self.fail(f"received {_notify_name(err.notify_type)} notify error")
         sa_payload = msg.first(SecurityAssociation)
         ke = msg.first(KeyExchange)
