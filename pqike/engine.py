@@ -154,7 +154,7 @@ class Engine:
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
-        self._budget = MemoryBudget(config.daemon.reassembly_memory, config.daemon.max_reassemblies)
+        self._budget = MemoryBudget(config.daemon.reassembly_memory)
         self._pools: dict[str, object] = {}
         self._cookie_secret = rng(32)
         self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()

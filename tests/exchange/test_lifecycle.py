@@ -46,7 +46,10 @@ def _restart_carol(net: Net) -> Engine:
     """carol loses its state (reboot): a fresh engine with the same config."""
     old = net.peers["carol"].engine
     fresh = Engine(
-        old.config, MemoryKernel(), events=net.peers["carol"].events.append, source_for=lambda r: CAROL
+        old.config,
+        MemoryKernel(),
+        events=net.peers["carol"].events.append,
+        source_for=lambda r: CAROL,
     )
     net.peers["carol"].engine = fresh
     return fresh
@@ -180,7 +183,7 @@ def test_keyingtries_zero_connects_when_peer_comes_back() -> None:
 def _second_ike_sa(net: Net, *, initial_contact: bool) -> None:
     fresh = _restart_carol(net)
     if not initial_contact:  # as a peer with another IKE_SA up to moon would
-        fresh._has_contact = lambda sa: True  # type: ignore[method-assign]
+        fresh._svc.has_contact = lambda sa: True
     fresh.initiate("net", None, net.now)
     net.run()
 
@@ -298,7 +301,7 @@ def test_reauth_initial_contact_not_sent() -> None:
         seen.append(initial_contact)
         return original(sa, initial_contact)
 
-    moon._replace_duplicates = spy  # type: ignore[method-assign]
+    moon._svc.replace_duplicates = spy
     for _ in range(25):
         net.advance(1.0)
     assert seen == [False]  # the reauthenticating IKE_AUTH carries no INITIAL_CONTACT
