@@ -292,6 +292,8 @@ class ChildCreate(Task):
         else:
             self.my_ts = configured_ts(cfg.selectors("local"), [sa.local.host])
         self.peer_ts = configured_ts(cfg.selectors("remote"), [sa.remote.host])
+        if cfg.mode == "transport":  # RFC 7296 §1.3.1, as child_sa_ke does in CREATE_CHILD_SA
+            msg.notify(NotifyType.USE_TRANSPORT_MODE)
         msg.add(to_wire(self.offered, spi))
         msg.add(TSi(selectors=_to_wire_ts(self.my_ts)))
         msg.add(TSr(selectors=_to_wire_ts(self.peer_ts)))
@@ -415,4 +417,6 @@ class ChildCreate(Task):
         msg.add(SecurityAssociation(proposals=to_wire([reply]).proposals))
         msg.add(TSi(selectors=_to_wire_ts(child.remote_ts)))
         msg.add(TSr(selectors=_to_wire_ts(child.local_ts)))
+        if child.mode == "TRANSPORT":
+            msg.notify(NotifyType.USE_TRANSPORT_MODE)
         return Status.SUCCESS

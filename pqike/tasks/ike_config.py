@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from pqike.sa.ike_sa import IkeSa
 
 _ADDR = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
+_DNS = {4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS}
+
+
+def pool_dns(sa: IkeSa, pool: str) -> tuple[str, ...]:
+    cfg = sa.svc.config.pools.get(pool)
+    return cfg.dns if cfg is not None else ()
 
 
 def _decode_addr(attr: ConfigAttribute) -> str | None:
@@ -37,6 +43,7 @@ class IkeConfig(Task):
         super().__init__(sa, initiator)
         self.requested: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         self.assigned: list[str] = []
+        self.dns: list[str] = []  # DNS servers of the pools we assigned from
 
     def build_i(self, msg: Outgoing) -> Status:
         if msg.exchange != ExchangeType.IKE_AUTH:
@@ -100,6 +107,7 @@ class IkeConfig(Task):
                     self.sa.log("%s", e)
                     continue
                 self.assigned.append(str(addr))
+                self.dns += [d for d in pool_dns(self.sa, name) if d not in self.dns]
                 self.sa.log("assigning virtual IP %s to peer '%s'", addr, identity)
                 break
         if not self.assigned:
@@ -129,5 +137,8 @@ class IkeConfig(Task):
                 ip = ipaddress.ip_address(a)
                 value = ip.packed + (b"\x80" if ip.version == 6 else b"")
                 attrs.append(ConfigAttribute(_ADDR[ip.version], value))
+            for d in self.dns:  # pools.<name>.dns: strongSwan's pool attributes
+                ip = ipaddress.ip_address(d)
+                attrs.append(ConfigAttribute(_DNS[ip.version], ip.packed))
             msg.add(Configuration(cfg_type=CfgType.CFG_REPLY, attributes=attrs))
         return Status.SUCCESS
