@@ -167,7 +167,11 @@ def _check_auth(config: Config, name: str, conn: Connection) -> Iterator[Finding
                         True,
                     )
     if conn.remote.key:
-        yield (f"{kp}.remote.key", "'key' is our private key; it belongs in 'local'", True)
+        yield (
+            f"{kp}.remote.key",
+            "'key' is not supported in 'remote': it is our private key, it belongs in 'local'",
+            True,
+        )
     if conn.local.auth == "pubkey":
         if not conn.local.certs:
             yield (f"{kp}.local.certs", "pubkey authentication needs a certificate", True)

@@ -401,10 +401,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     credentials: Credentials = msgspec.field(default_factory=Credentials)
 
     def trust_anchors(self, connection: str | None = None) -> tuple[str, ...]:
-        """CA certificate files: every authority's, plus the connection's remote cacerts."""
+        """CA certificate files: every authority's, plus the connection's cacerts (remote
+        and local: charon trusts the CA certificates an auth round names, either side)."""
         out = [a.cacert for a in self.authorities.values()]
         if connection is not None:
-            out += [c for c in self.connections[connection].remote.cacerts if c not in out]
+            conn = self.connections[connection]
+            out += [c for c in (*conn.remote.cacerts, *conn.local.cacerts) if c not in out]
         return tuple(out)
 
     def psk(self, local_id: str, remote_id: str) -> bytes | None:

@@ -59,6 +59,13 @@ def _connection(name: str, conn: Connection, daemon_port: int) -> Iterator[Findi
             f"on daemon.port ({daemon_port}) and daemon.port_nat_t only",
             True,
         )
+    if conn.remote.certs:
+        yield (
+            f"{kp}.remote.certs",
+            "remote certs are not supported: pqike does not pin the peer's certificate; "
+            "it verifies the one the peer sends against remote.cacerts / authorities",
+            True,
+        )
     for cname, child in conn.children.items():
         for key in _VOLUME:
             if getattr(child, key):

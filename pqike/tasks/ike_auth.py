@@ -232,7 +232,7 @@ class IkeAuth(Task):
 
     def _send_cert(self) -> bool:
         mode = self.sa.conn.send_cert
-        return mode == "always" or (mode == "ifasked" and (self.peer_certreq or self.sa.initiator))
+        return mode == "always" or (mode == "ifasked" and self.peer_certreq)
 
     # ---- verifying the peer's AUTH ------------------------------------------------------
 
@@ -380,6 +380,8 @@ class IkeAuth(Task):
         return Status.NEED_MORE
 
     def process_i(self, msg: Incoming) -> Status:
+        if msg.exchange == ExchangeType.IKE_SA_INIT:  # charon's COND_CERTREQ_SEEN
+            self.peer_certreq = msg.first(CertificateRequest) is not None
         if msg.exchange != ExchangeType.IKE_AUTH:
             return Status.NEED_MORE
         err = msg.error_notify()

@@ -272,3 +272,70 @@ def test_child_life_time_is_the_hard_limit() -> None:
     net.run()
     sa = next(iter(net.peers["carol"].engine.sas.values()))
     assert sa.children[0].expire_at == 150
+
+
+def _cert_pair(tmp_path, carol: dict, moon: dict) -> Net:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    from tests.exchange.peers import cert_configs
+
+    cfgs = cert_configs(tmp_path, "aes256-sha256-x25519", kind="ecdsa")
+    out = []
+    for cfg, extra in zip(cfgs, (carol, moon), strict=True):
+        conns = {n: msgspec.structs.replace(c, **extra) for n, c in cfg.connections.items()}
+        out.append(msgspec.structs.replace(cfg, connections=conns))
+    return make_pair(*out)
+
+
+def _certs_sent(net: Net, host: str) -> int:
+    from pqike.wire.payloads import Certificate
+
+    sa = next(iter(net.peers["moon" if host == CAROL else "carol"].engine.sas.values()), None)
+    if sa is None:
+        return -1
+    return sum(
+        type(p) is Certificate  # not its subclass CertificateRequest
+        for d in net.log
+        if d.src.host == host and decode_header(d.data).exchange == ExchangeType.IKE_AUTH
+        for p in _inner(sa, d.data)
+    )
+
+
+@pytest.mark.parametrize(
+    ("send_cert", "certreq", "works"),
+    [
+        ("ifasked", True, True),
+        ("ifasked", False, False),  # not asked: no CERT, moon cannot verify carol
+        ("always", False, True),
+        ("never", True, False),
+    ],
+)
+def test_send_cert_and_send_certreq(tmp_path, send_cert: str, certreq: bool, works: bool) -> None:  # type: ignore[no-untyped-def]
+    net = _cert_pair(tmp_path, {"send_cert": send_cert}, {"send_certreq": certreq})
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    up = [sa for sa in net.peers["moon"].engine.list_sas() if sa.state == "ESTABLISHED"]
+    assert bool(up) is works
+    if works:
+        assert _certs_sent(net, CAROL) == 1
+
+
+@pytest.mark.parametrize("where", ["remote", "local", "nowhere"])
+def test_cacerts_are_trust_anchors(tmp_path, where: str) -> None:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    from tests.exchange.peers import cert_configs
+
+    carol, moon = cert_configs(tmp_path, "aes256-sha256-x25519", kind="ecdsa")
+    conn = moon.connections["rw"]
+    (ca,) = conn.remote.cacerts
+    conn = msgspec.structs.replace(
+        conn,
+        remote=msgspec.structs.replace(conn.remote, cacerts=(ca,) if where == "remote" else ()),
+        local=msgspec.structs.replace(conn.local, cacerts=(ca,) if where == "local" else ()),
+    )
+    net = make_pair(carol, msgspec.structs.replace(moon, connections={"rw": conn}))
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    up = [sa for sa in net.peers["moon"].engine.list_sas() if sa.state == "ESTABLISHED"]
+    assert bool(up) is (where != "nowhere")
