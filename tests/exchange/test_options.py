@@ -339,3 +339,25 @@ def test_cacerts_are_trust_anchors(tmp_path, where: str) -> None:  # type: ignor
     net.run()
     up = [sa for sa in net.peers["moon"].engine.list_sas() if sa.state == "ESTABLISHED"]
     assert bool(up) is (where != "nowhere")
+
+
+@pytest.mark.parametrize("prefer", [True, False])
+def test_prefer_configured_proposals(prefer: bool) -> None:
+    import msgspec
+
+    carol = psk_config("carol", "aes128-sha256-x25519")
+    conn = msgspec.structs.replace(
+        carol.connections["home"], proposals=("aes128-sha256-x25519", "aes256-sha256-x25519")
+    )
+    carol = msgspec.structs.replace(carol, connections={"home": conn})
+    moon = psk_config(
+        "moon", "aes256-sha256-x25519", extra_daemon={"prefer_configured_proposals": prefer}
+    )
+    conn = msgspec.structs.replace(
+        moon.connections["rw"], proposals=("aes256-sha256-x25519", "aes128-sha256-x25519")
+    )
+    net = make_pair(carol, msgspec.structs.replace(moon, connections={"rw": conn}))
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    (sa,) = net.peers["moon"].engine.list_sas()
+    assert sa.proposal.startswith("IKE:AES_CBC_256" if prefer else "IKE:AES_CBC_128")
