@@ -391,13 +391,20 @@ def terminate(
 @cli.command()
 @click.option("--ike", help="IKE_SA configuration name")
 @click.option("--child", help="CHILD_SA name")
+@click.option(
+    "--reauth", is_flag=True, help="reauthenticate the IKE_SA (make-before-break) instead"
+)
 @_timeout_option
 @_socket_option
-def rekey(ike: str | None, child: str | None, timeout: float, socket_path: str) -> None:
+def rekey(
+    ike: str | None, child: str | None, reauth: bool, timeout: float, socket_path: str
+) -> None:
     """Rekey an IKE_SA or CHILD_SA, streaming the daemon's log."""
     if ike is None and child is None:
         raise click.UsageError("rekey needs --ike or --child")
-    req = Request(cmd="rekey", ike=ike, child=child, timeout=timeout)
+    if reauth and (ike is None or child is not None):
+        raise click.UsageError("rekey --reauth needs --ike (and no --child)")
+    req = Request(cmd="rekey", ike=ike, child=child, timeout=timeout, reauth=reauth)
     _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
 
 

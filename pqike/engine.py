@@ -724,6 +724,22 @@ class Engine:
             sa.initiate(now)
         self._reap()
 
+    def reauthenticate(self, ike: str | None, now: float) -> list[int]:
+        """``rekey --reauth``: reauthenticate now (make-before-break); the unique ids of the
+        IKE_SAs being replaced."""
+        sas = [
+            sa
+            for sa in self._select(ike, None)
+            if sa.state == IkeState.ESTABLISHED and sa.reauth_of is None and not sa.deleting
+        ]
+        if not sas:
+            raise EngineError("no matching established IKE_SA")
+        for sa in sas:
+            sa.now = now
+            self._reauthenticate(sa)
+        self._reap()
+        return [sa.unique_id for sa in sas]
+
     def close(self, now: float) -> None:
         """Shutdown: tell peers (best effort) and remove everything installed."""
         for sa in list(self.sas.values()):

@@ -66,6 +66,7 @@ class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
     child: str | None = None
     ike_id: int | None = None
     timeout: float | None = None  # seconds to wait for initiate/terminate/rekey
+    reauth: bool = False  # rekey: reauthenticate the IKE_SA (make-before-break)
 
 
 class LogLine(msgspec.Struct, tag="log", tag_field="type"):

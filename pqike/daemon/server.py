@@ -62,6 +62,8 @@ class EngineLike(Protocol):
 
     def rekey(self, ike: str | None, child: str | None, now: float) -> None: ...
 
+    def reauthenticate(self, ike: str | None, now: float) -> list[int]: ...
+
     def receive(self, datagram: Datagram, now: float) -> None: ...
 
     def tick(self, now: float) -> None: ...
@@ -206,6 +208,20 @@ def _rekey_decider(ids: set[int], child: str | None) -> Callable[[list[Event]], 
             if e.kind in (EventKind.IKE_DELETED, EventKind.IKE_FAILED) and e.ike_id in ids:
                 return False, e.message or f"IKE_SA {e.ike}[{e.ike_id}] went down"
         return (True, "") if done else None
+
+    return decide
+
+
+def _reauth_decider(old: set[int]) -> Callable[[list[Event]], Decision]:
+    """Done when every old IKE_SA is deleted and a new one is up; failed if a new one fails."""
+
+    def decide(events: list[Event]) -> Decision:
+        gone = {e.ike_id for e in events if e.kind == EventKind.IKE_DELETED} & old
+        up = [e for e in events if e.kind == EventKind.IKE_ESTABLISHED and e.ike_id not in old]
+        for e in events:
+            if e.kind == EventKind.IKE_FAILED and e.ike_id not in old:
+                return False, e.message or "reauthentication failed"
+        return (True, "") if gone == old and up else None
 
     return decide
 
@@ -599,6 +615,8 @@ class Daemon:
             return await self._wait(w, timeout, "terminate", "the peer did not confirm yet")
 
     async def _cmd_rekey(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        if req.reauth:
+            return await self._cmd_reauth(req, send_log)
         if req.ike is None and req.child is None:
             raise CommandError("rekey needs --ike or --child")
         timeout = self._timeout(req)
@@ -625,6 +643,26 @@ class Daemon:
                 return Result(ok=True, message="rekey queued")
             w.check()
             return await self._wait(w, timeout, "rekey", "rekeying is still in progress")
+
+    async def _cmd_reauth(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        """rekey --reauth: a new IKE_SA with the CHILD_SAs, then the old one deleted."""
+        if req.ike is None:
+            raise CommandError("rekey --reauth needs --ike")
+        timeout = self._timeout(req)
+        with self.router.tap(send_log) as tap, self._waiter() as w:
+
+            def relevant(e: Event) -> bool:
+                if e.ike != req.ike:
+                    return False
+                tap.add_ids({e.ike_id})  # the new IKE_SA's log too
+                return True
+
+            w.relevant = relevant
+            old = self._command_call(self.engine.reauthenticate, req.ike, self.clock())
+            tap.resolve(set(old))
+            w.decide = _reauth_decider(set(old))
+            w.check()
+            return await self._wait(w, timeout, "reauthentication", "still reauthenticating")
 
     async def _cmd_list_sas(self, req: Request, send_log: Callable[[str], None]) -> Result:
         sas = [sa for sa in self._list_sas() if _sa_matches(sa, req.ike, req.ike_id, None)]
