@@ -420,8 +420,8 @@ class Engine:
                 self.initiate(child, sa.name, sa.now)
             except EngineError as e:
                 log("restart of %s failed: %s", child, e)
-        if sa.unanswered and sa.initiator and not sa.established_at:
-            self._retry_keying(sa)
+        if sa.unanswered and sa.initiator and not sa.established_at and sa.reauth_of is None:
+            self._retry_keying(sa)  # (a failed reauthentication leaves the old IKE_SA up)
 
     def _child_up(self, name: str, child: str) -> bool:
         return any(

@@ -305,3 +305,17 @@ def test_reauth_initial_contact_not_sent() -> None:
     for _ in range(25):
         net.advance(1.0)
     assert seen == [False]  # the reauthenticating IKE_AUTH carries no INITIAL_CONTACT
+
+
+def test_failed_reauthentication_is_not_retried_as_a_new_connection() -> None:
+    net = _pair(carol_conn={"reauth_time": "20s", "rand_time": 0, "keyingtries": 0})
+    _up(net)
+    _drop_new_ike(net)
+    for _ in range(25):
+        net.advance(1.0)
+    net.filter = lambda d: [] if d.dst.host == MOON else [d]  # moon gone for good
+    for _ in range(30):
+        net.advance(10.0)
+    # one reauthentication attempt, no endless new IKE_SAs next to the old one
+    spis = {decode_header(d.data).spi_i for d in net.log if d.src.host == CAROL}
+    assert len(spis) == 2
