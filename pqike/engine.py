@@ -606,10 +606,13 @@ class Engine:
         self._reap()
         return sa
 
-    def start(self, now: float) -> None:
-        """Daemon start-up: bring up every child with start_action = start (one IKE_SA per
-        connection, its other such children after its IKE_AUTH), as charon does on load."""
+    def start(self, now: float, only: set[str] | None = None) -> None:
+        """Bring up every child with start_action = start (one IKE_SA per connection, its
+        other such children after its IKE_AUTH), as charon does when it loads connections:
+        all at daemon start, the new or changed ones (``only``) at reload."""
         for name, conn in self.config.connections.items():
+            if only is not None and name not in only:
+                continue
             for child, cfg in conn.children.items():
                 if cfg.start_action != "start":
                     continue

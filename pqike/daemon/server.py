@@ -704,6 +704,11 @@ class Daemon:
             self.engine.load_config(new)
         self._loaded = loaded  # only once the engine took it
         old, self.config = self.config, new
+        # swanctl --load-conns: a new or changed connection's start_action = start acts now
+        fresh = {n for n, c in new.connections.items() if old.connections.get(n) != c}
+        start = getattr(self.engine, "start", None)
+        if fresh and callable(start):
+            self._guard("starting connections", start, self.clock(), fresh)
         lines = [_loaded_message(old, new)]
         lines += [f"warning: {w}" for w in new.warnings]
         if changed:
