@@ -392,6 +392,16 @@ class IkeAuth(Task):
                 else err.notify_type
             )
             reason = f"received {name} notify error"
+            if err.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:  # about our CHILD_SA
+                from pqike.tasks.ike_init import offered_by_type
+
+                offered = [p for t in self.sa.active for p in getattr(t, "offered", None) or ()]
+                for line in offered_by_type(offered):
+                    self.sa.log("%s", line)
+                reason += (
+                    ": the responder accepts none of our ESP proposals; compare each transform "
+                    "type above with its esp_proposals (its log names the first that differs)"
+                )
             if err.notify_type == NotifyType.AUTHENTICATION_FAILED:
                 # only the responder knows why; say who refused what, and the usual cause
                 conn = self.sa.conn

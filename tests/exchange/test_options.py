@@ -361,3 +361,16 @@ def test_prefer_configured_proposals(prefer: bool) -> None:
     net.run()
     (sa,) = net.peers["moon"].engine.list_sas()
     assert sa.proposal.startswith("IKE:AES_CBC_256" if prefer else "IKE:AES_CBC_128")
+
+
+def test_no_proposal_chosen_for_the_child_lists_what_we_offered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pqike")
+    net = make_pair(
+        psk_config("carol", "aes256-sha256-x25519", esp="aes256gcm16"),
+        psk_config("moon", "aes256-sha256-x25519", esp="aes128-sha256"),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    assert "we offered ENCR: AES_GCM_16_256" in caplog.text
