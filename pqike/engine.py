@@ -659,7 +659,10 @@ class Engine:
         """The new IKE_SA has its CHILD_SAs: delete the old one (its DELETE takes its
         CHILD_SAs with it on both ends), keeping the virtual IPs the new one holds too."""
         old, new.reauth_of = new.reauth_of, None
-        if old is None or old.state == IkeState.DESTROYED:
+        if old is None:
+            return
+        old = old.home()  # it may have been rekeyed meanwhile: delete what replaced it
+        if old.state == IkeState.DESTROYED:
             return
         old.local_vips = [v for v in old.local_vips if v not in new.local_vips]
         old.log("reauthenticated as %s, deleting IKE_SA %s", new.label, old.label)

@@ -319,3 +319,13 @@ def test_failed_reauthentication_is_not_retried_as_a_new_connection() -> None:
     # one reauthentication attempt, no endless new IKE_SAs next to the old one
     spis = {decode_header(d.data).spi_i for d in net.log if d.src.host == CAROL}
     assert len(spis) == 2
+
+
+def test_reauthentication_while_the_old_ike_sa_is_rekeyed() -> None:
+    """An IKE rekey of the old IKE_SA during reauthentication: its successor is what the
+    reauthentication deletes, so one IKE_SA is left, not two."""
+    net = _pair(carol_conn={"reauth_time": "20s", "rekey_time": "20s", "rand_time": 0})
+    _up(net)
+    for _ in range(25):
+        net.advance(1.0)
+    assert len(_established(net, "carol")) == 1 and len(_established(net, "moon")) == 1

@@ -150,3 +150,21 @@ def test_keyingtries_n_gives_up(pair) -> None:  # noqa: F811
     time.sleep(2)
     assert p.pq.list_sas() == []
     assert len(p.pq.grep(r"initiating IKE_SA")) == 2
+
+
+def test_hard_lifetime_deletes_at_the_peer(pair) -> None:  # noqa: F811
+    """pqike moon assigned carol a virtual IP, so it cannot reauthenticate (as charon): at
+    its hard lifetime it sends a DELETE, and strongSwan carol drops the IKE_SA too rather
+    than keep a dead tunnel."""
+    p = pair("responder")
+    p.start_ss(_ss(p.ss_name))
+    p.start_pq(_pq(p.pq_name, conn={"reauth_time": "6s", "rand_time": 0, "over_time": "2s"}))
+    assert p.pq is not None and p.ss is not None
+    p.establish()
+    p.pq.wait_log(r"initiator did not reauthenticate as requested", timeout=15)
+    p.pq.wait_log(r"reached its hard lifetime, deleting it", timeout=15)
+    p.ss.wait_log(r"received DELETE for IKE_SA home", timeout=10)
+    deadline = time.monotonic() + 10
+    while (p.ss.list_sas() or p.pq.list_sas()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert p.ss.list_sas() == [] and p.pq.list_sas() == []
