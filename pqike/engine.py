@@ -445,8 +445,14 @@ class Engine:
         conn = self.config.connections.get(sa.name)
         if conn is None:
             return
+        # charon starts the next sequence at once; a growing pause (retransmit_timeout *
+        # retransmit_base^n, at most 2 minutes) keeps "forever" from hammering a dead peer
+        d = self.config.daemon
+        delay = min(d.retransmit_timeout * d.retransmit_base ** min(sa.keyingtry, 16), 120.0)
         try:
-            self._start_ike(sa.name, conn, sa.first_child, sa.now, keyingtry=sa.keyingtry + 1)
+            self._start_ike(
+                sa.name, conn, sa.first_child, sa.now, keyingtry=sa.keyingtry + 1, delay=delay
+            )
         except EngineError as e:
             log("retry of %s failed: %s", sa.name, e)
 
@@ -531,6 +537,19 @@ class Engine:
 
     def initiate(self, child: str | None, ike: str | None, now: float) -> int:
         name, conn = self._find_conn(child, ike)
+        waiting = next(
+            (
+                sa
+                for sa in self.sas.values()
+                if sa.name == name and sa.start_at is not None and sa.first_child == child
+            ),
+            None,
+        )
+        if waiting is not None:  # keyingtries back-off: the operator asks for it now
+            waiting.start_at = None
+            waiting.initiate(now)
+            self._reap()
+            return waiting.unique_id
         existing = next(
             (
                 sa
@@ -573,8 +592,9 @@ class Engine:
         *,
         remote: str | None = None,
         keyingtry: int = 0,
+        delay: float = 0.0,
     ) -> IkeSa:
-        """A new IKE_SA we initiate (with ``child`` in its IKE_AUTH)."""
+        """A new IKE_SA we initiate (with ``child`` in its IKE_AUTH), after ``delay``."""
         if remote is None:
             remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
         if remote is None:
@@ -598,11 +618,17 @@ class Engine:
         sa.created_at = now
         sa.keyingtry = keyingtry
         sa.first_child = child
-        sa.log("initiating IKE_SA %s to %s", sa.label, remote)
         for task in establishment_tasks(sa, child):
             sa.queue(task)
         self._register(sa, sa.spi_i)
-        sa.initiate(now)
+        if delay > 0:
+            sa.log("initiating IKE_SA %s to %s in %.1fs", sa.label, remote, delay)
+            sa.start_at = now + delay
+            sa.now = now
+            self._touched.add(sa)
+        else:
+            sa.log("initiating IKE_SA %s to %s", sa.label, remote)
+            sa.initiate(now)
         self._reap()
         return sa
 

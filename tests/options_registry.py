@@ -104,7 +104,7 @@ TESTED: dict[str, tuple[str, ...]] = {
     ),
     "connections.*.keyingtries": (
         LC + "test_keyingtries_n_attempts",
-        LC + "test_keyingtries_zero_tries_forever",
+        LC + "test_keyingtries_zero_tries_forever_with_back_off",
     ),
     "connections.*.unique=no": (
         LC + "test_unique_without_initial_contact",

@@ -175,6 +175,7 @@ class IkeSa:
         "retry_at",
         "spi_i",
         "spi_r",
+        "start_at",
         "state",
         "successor_sa",
         "suite",
@@ -266,6 +267,7 @@ class IkeSa:
         self.reauth_at: float | None = None
         self.reauth_of: IkeSa | None = None  # the IKE_SA this one reauthenticates
         self.keyingtry = 0  # keyingtries: attempts made before this one
+        self.start_at: float | None = None  # keyingtries: initiate when the back-off is over
         self.first_child: str | None = None  # what initiate() was asked for
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
@@ -770,6 +772,8 @@ class IkeSa:
 
     def next_deadline(self) -> float | None:
         times = [self.request.deadline] if self.request else []
+        if self.state == IkeState.CREATED and self.start_at is not None:
+            times.append(self.start_at)
         if self.state == IkeState.CONNECTING and not self.initiator:
             times.append(self.created_at + self.svc.config.daemon.half_open_timeout)
         if self.established:
@@ -856,6 +860,11 @@ class IkeSa:
     def tick(self, now: float) -> None:
         self.now = now
         self.svc.touch(self)
+        if self.state == IkeState.CREATED and self.start_at is not None:
+            if now >= self.start_at:  # keyingtries: the back-off before this attempt is over
+                self.start_at = None
+                self.initiate(now)
+            return
         half_open = self.state == IkeState.CONNECTING and not self.initiator
         if half_open and now - self.created_at >= self.svc.config.daemon.half_open_timeout:
             self.fail("half-open IKE_SA timed out", now)

@@ -3,6 +3,7 @@ keyingtries, unique, reauth_time (make-before-break) and the DELETE at the hard 
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -142,15 +143,25 @@ def test_dpd_action_clear_does_not_restart() -> None:
 # ---- keyingtries ------------------------------------------------------------------------
 
 
-def _silent_moon(net: Net, seconds: float) -> int:
-    """Moon never answers; the number of IKE_SAs carol started."""
-    net.filter = lambda d: [] if d.dst.host == MOON else [d]
+def _silent_moon(net: Net, seconds: float, starts: list[float] | None = None) -> int:
+    """Moon never answers; the number of IKE_SAs carol started (``starts``: when each
+    one's first IKE_SA_INIT went out)."""
+    seen: set[bytes] = set()
+
+    def drop(d: Datagram) -> list[Datagram]:
+        spi = decode_header(d.data).spi_i
+        if d.src.host == CAROL and spi not in seen:
+            seen.add(spi)
+            if starts is not None:
+                starts.append(net.now)
+        return [] if d.dst.host == MOON else [d]
+
+    net.filter = drop
     net.peers["carol"].engine.initiate("net", None, net.now)
     net.run()
-    for _ in range(int(seconds // 10)):
-        net.advance(10.0)
-    spis = {decode_header(d.data).spi_i for d in net.log if d.src.host == CAROL}
-    return len(spis)
+    for _ in range(int(seconds // 5)):
+        net.advance(5.0)
+    return len(seen)
 
 
 @pytest.mark.parametrize(("tries", "attempts"), [(1, 1), (3, 3)])
@@ -160,11 +171,14 @@ def test_keyingtries_n_attempts(tries: int, attempts: int) -> None:
     assert net.peers["carol"].engine.list_sas() == []
 
 
-def test_keyingtries_zero_tries_forever() -> None:
+def test_keyingtries_zero_tries_forever_with_back_off() -> None:
     net = _pair(carol_conn={"keyingtries": 0})
+    starts: list[float] = []
     # one retransmission sequence (5 retransmits, base 1.8) lasts about 165 s
-    assert _silent_moon(net, 2000) >= 10
+    assert _silent_moon(net, 3000, starts) >= 10
     assert net.peers["carol"].engine.list_sas()  # still trying
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps == sorted(gaps) and gaps[-1] - gaps[0] > 60  # growing pauses, capped
 
 
 def test_keyingtries_zero_connects_when_peer_comes_back() -> None:
@@ -329,3 +343,19 @@ def test_reauthentication_while_the_old_ike_sa_is_rekeyed() -> None:
     for _ in range(25):
         net.advance(1.0)
     assert len(_established(net, "carol")) == 1 and len(_established(net, "moon")) == 1
+
+
+def test_initiate_during_keyingtries_back_off_starts_it_now() -> None:
+    net = _pair(carol_conn={"keyingtries": 0})
+    _silent_moon(net, 200)  # the first attempt gave up (165 s), the second one runs
+    for _ in range(300):  # to the pause after the second attempt
+        net.advance(1.0)
+        (waiting,) = net.peers["carol"].engine.list_sas()
+        if waiting.state == "CREATED":
+            break
+    assert waiting.state == "CREATED"
+    net.filter = None
+    assert net.peers["carol"].engine.initiate("net", None, net.now) == waiting.unique_id
+    net.run()
+    (sa,) = _established(net, "carol")
+    assert sa.unique_id == waiting.unique_id and sa.children
