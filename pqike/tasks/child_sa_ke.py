@@ -226,7 +226,9 @@ class ChildSaKe(Task):
             else:
                 dyn_local = list(sa.local_vips) or [sa.local.host]
                 self.my_ts = configured_ts(self.cfg.selectors("local"), dyn_local)
-                self.peer_ts = configured_ts(self.cfg.selectors("remote"), [sa.remote.host])
+                # the peer's "dynamic" is its virtual IP when we assigned one (charon too)
+                dyn_peer = list(sa.remote_vips) or [sa.remote.host]
+                self.peer_ts = configured_ts(self.cfg.selectors("remote"), dyn_peer)
         sa.log("%s", self._what().replace("creating", "establishing"))
         if self.rekey is not None:
             msg.add(

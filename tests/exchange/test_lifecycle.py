@@ -359,3 +359,15 @@ def test_initiate_during_keyingtries_back_off_starts_it_now() -> None:
     net.run()
     (sa,) = _established(net, "carol")
     assert sa.unique_id == waiting.unique_id and sa.children
+
+
+def test_close_action_start_on_the_responder_that_assigned_a_virtual_ip() -> None:
+    """moon re-creates the CHILD_SA carol deleted: its remote "dynamic" is carol's virtual
+    IP, not carol's address (else carol answers TS_UNACCEPTABLE)."""
+    net = _pair(moon_child={"close_action": "start"})
+    _up(net)
+    net.peers["carol"].engine.terminate(None, "net", None, net.now)
+    net.run()
+    (sa,) = _established(net, "carol")
+    assert [c.name for c in sa.children] == ["net"]
+    assert sa.children[0].local_ts == ["10.3.0.1/32"]

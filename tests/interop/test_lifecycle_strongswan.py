@@ -49,18 +49,28 @@ def _userspace(p: Pair, tree: dict) -> None:
         raise
 
 
-def test_start_action_start(pair) -> None:  # noqa: F811
-    p = pair("initiator")
-    p.start_ss(_ss(p.ss_name))
-    p.start_pq(_pq(p.pq_name, child={"start_action": "start"}))
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+def test_start_action_start(pair, role: str) -> None:  # noqa: F811
+    """pqike carol's start_action, or a strongSwan carol's against pqike moon."""
+    p = pair(role)
+    if role == "initiator":
+        p.start_ss(_ss(p.ss_name))
+        p.start_pq(_pq(p.pq_name, child={"start_action": "start"}))
+    else:
+        p.start_pq(_pq(p.pq_name))
+        p.start_ss(_ss(p.ss_name, child="start_action = start"))
     assert p.pq is not None and p.ss is not None
-    pq_sa, _ = wait_agreement(p.pq, p.ss, True, timeout=15)  # nobody ran initiate
+    pq_sa, _ = wait_agreement(p.pq, p.ss, p.pq_initiator, timeout=15)  # nobody ran initiate
     assert [c.name for c in pq_sa.children] == ["net"]
 
 
-@pytest.mark.parametrize("what", ["child", "ike"])
-def test_close_action_start_after_peer_delete(pair, what: str) -> None:  # noqa: F811
-    p = pair("initiator")
+@pytest.mark.parametrize(
+    ("role", "what"), [("initiator", "child"), ("initiator", "ike"), ("responder", "child")]
+)
+def test_close_action_start_after_peer_delete(pair, role: str, what: str) -> None:  # noqa: F811
+    """pqike re-creates what charon deleted: the CHILD_SA on the same IKE_SA (either IKE
+    role: CREATE_CHILD_SA), or the IKE_SA with it (as the initiator, which knows where to)."""
+    p = pair(role)
     p.start_ss(_ss(p.ss_name))
     p.start_pq(_pq(p.pq_name, child={"close_action": "start"}))
     assert p.pq is not None and p.ss is not None
@@ -73,7 +83,7 @@ def test_close_action_start_after_peer_delete(pair, what: str) -> None:  # noqa:
     after, _ = wait_agreement(
         p.pq,
         p.ss,
-        True,
+        p.pq_initiator,
         ready=lambda a, b: bool(a.children) and a.children[0].spi_in != before.children[0].spi_in,
         timeout=15,
     )
