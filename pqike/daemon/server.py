@@ -708,7 +708,8 @@ class Daemon:
         fresh = {n for n, c in new.connections.items() if old.connections.get(n) != c}
         start = getattr(self.engine, "start", None)
         if fresh and callable(start):
-            self._guard("starting connections", start, self.clock(), fresh)
+            with self.router.engine_call():
+                self._guard("starting connections", start, self.clock(), fresh)
         lines = [_loaded_message(old, new)]
         lines += [f"warning: {w}" for w in new.warnings]
         if changed:
