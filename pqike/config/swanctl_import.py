@@ -494,7 +494,7 @@ class Written:
     toml: str
     dropped: list[Dropped]
     copied: list[str]
-    error: ConfigError | None  # the result does not load (every problem in it)
+    error: str | None  # why the result does not load (every problem, one a line)
 
 
 def render(imported: Imported, source: str) -> str:
@@ -516,6 +516,8 @@ def write_imported(file: str | Path, out_dir: str | Path | None, *, force: bool 
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / MAIN_FILE).write_text(text)
             error = _load_error(Path(tmp))
+        if error is not None:  # name the input, not a file that is gone
+            error = error.replace(str(Path(tmp) / MAIN_FILE), f"{file} (converted)")
         return Written(text, imported.dropped, copied, error)
     out = Path(out_dir)
     if (out / MAIN_FILE).exists() and not force:
@@ -531,9 +533,9 @@ def write_imported(file: str | Path, out_dir: str | Path | None, *, force: bool 
     return Written(text, imported.dropped, copied, _load_error(out))
 
 
-def _load_error(directory: Path) -> ConfigError | None:
+def _load_error(directory: Path) -> str | None:
     try:
         load_config(directory)
     except ConfigError as e:
-        return e
+        return str(e)
     return None
