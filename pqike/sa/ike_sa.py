@@ -462,8 +462,17 @@ class IkeSa:
         out_dir, in_dir = "out", "in"
         self._out_cipher = SkCipher.for_ike(suite, keys, self.initiator, out_dir)
         self._in_cipher = SkCipher.for_ike(suite, keys, self.initiator, in_dir)
-        for label in ("d", "ai", "ar", "ei", "er", "pi", "pr"):  # charon's order and words
-            self.log.private("Sk_%s secret %s", label, getattr(keys, f"sk_{label}").hex())
+        if self.log.enabled(4):  # charon's order and words
+            for label, key in (
+                ("d", keys.sk_d),
+                ("ai", keys.sk_ai),
+                ("ar", keys.sk_ar),
+                ("ei", keys.sk_ei),
+                ("er", keys.sk_er),
+                ("pi", keys.sk_pi),
+                ("pr", keys.sk_pr),
+            ):
+                self.log.private("Sk_%s secret %s", label, key.hex())
         sk_ea = (keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar)
         if previous is None or sk_ea != (
             previous.sk_ei,

@@ -185,10 +185,11 @@ def _export_child_keys(
     keys = child.keys
     assert keys is not None
     chd = get_logger(Subsystem.CHD, sa.log.sa)
-    chd.private("encryption initiator key %s", keys.encr_i.hex())
-    chd.private("encryption responder key %s", keys.encr_r.hex())
-    chd.private("integrity initiator key %s", keys.integ_i.hex())
-    chd.private("integrity responder key %s", keys.integ_r.hex())
+    if chd.enabled(4):
+        chd.private("encryption initiator key %s", keys.encr_i.hex())
+        chd.private("encryption responder key %s", keys.encr_r.hex())
+        chd.private("integrity initiator key %s", keys.integ_i.hex())
+        chd.private("integrity responder key %s", keys.integ_r.hex())
     ours, theirs = (sa.local.host, child.spi_in), (sa.remote.host, child.spi_out)
     i, r = (ours, theirs) if initiator else (theirs, ours)
     export_child(sa.svc.config.daemon.save_keys, i, r, encr, integ, keys, sa.log)
