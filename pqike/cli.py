@@ -915,3 +915,34 @@ def version(as_json: bool) -> None:
         _echo_json(env)
     else:
         click.echo(format_environment(env), nl=False)
+
+
+@cli.command("import-swanctl")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="write pqike.toml there and copy the x509/, x509ca/ and private/ files it uses "
+    "(default: print the TOML with absolute paths)",
+)
+@click.option("--force", is_flag=True, help="overwrite an existing pqike.toml in --out")
+def import_swanctl(file: str, out_dir: str | None, force: bool) -> None:
+    """Convert a swanctl.conf (and its credential directories) into pqike's configuration.
+
+    Every option that could not be carried over is reported with its file, line, key and
+    why; the result is then loaded as the daemon would, and its errors reported."""
+    from pqike.config.swanctl_import import SwanctlSyntaxError, write_imported
+
+    try:
+        result = write_imported(file, out_dir, force=force)
+    except (SwanctlSyntaxError, FileExistsError) as e:
+        raise click.ClickException(str(e)) from None
+    if out_dir is None:
+        click.echo(result.toml, nl=False)
+    for d in result.dropped:
+        click.echo(f"not carried over: {d}", err=True)
+    if result.error is not None:
+        raise click.ClickException(f"the converted configuration does not load:\n{result.error}")
+    if out_dir is not None:
+        click.echo(f"wrote {out_dir}/pqike.toml ({len(result.copied)} files copied)", err=True)

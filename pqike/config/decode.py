@@ -7,11 +7,13 @@ meant, and apply the swanctl syntaxes (durations, comma lists, relative paths).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -32,7 +34,14 @@ from pqike.config.model import (
 )
 from pqike.config.values import parse_duration, split_list
 
-__all__ = ["Context", "decode_named", "decode_secrets", "decode_struct", "keypath_join"]
+__all__ = [
+    "Context",
+    "collect_errors",
+    "decode_named",
+    "decode_secrets",
+    "decode_struct",
+    "keypath_join",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 Shared = TypeVar("Shared", bound=IkeSecret)
@@ -89,14 +98,30 @@ def decode_named(raw: Any, cls: type[S], keypath: str, ctx: Context) -> dict[str
     if not isinstance(raw, dict):
         raise ctx.error(keypath, f"expected a table of named sections, got {_tname(raw)}")
     out: dict[str, S] = {}
+    errors: list[ConfigError] = []
     for name, value in raw.items():
         if not _NAME.fullmatch(name):
-            raise ctx.error(
-                keypath_join(keypath, name),
-                f"invalid name '{name}' (letters, digits, '_' and '-' only)",
+            errors.append(
+                ctx.error(
+                    keypath_join(keypath, name),
+                    f"invalid name '{name}' (letters, digits, '_' and '-' only)",
+                )
             )
-        out[name] = decode_struct(value, cls, keypath_join(keypath, name), ctx)
+            continue
+        with collect_errors(errors):
+            out[name] = decode_struct(value, cls, keypath_join(keypath, name), ctx)
+    if errors:
+        raise ConfigError.all_of(errors)
     return out
+
+
+@contextlib.contextmanager
+def collect_errors(errors: list[ConfigError]) -> Iterator[None]:
+    """Go on after a bad value: every problem of a load is reported at once."""
+    try:
+        yield
+    except ConfigError as e:
+        errors.extend(e.errors)
 
 
 def decode_struct(raw: Any, cls: type[S], keypath: str, ctx: Context) -> S:
@@ -104,14 +129,19 @@ def decode_struct(raw: Any, cls: type[S], keypath: str, ctx: Context) -> S:
         raise ctx.error(keypath, f"expected a table, got {_tname(raw)}")
     fields = _struct_fields(cls)
     kwargs: dict[str, Any] = {}
+    errors: list[ConfigError] = []
     for key, value in raw.items():
         kp = keypath_join(keypath, key)
         if key not in fields:
-            raise ctx.error(kp, f"unknown key '{key}'{_did_you_mean(key, fields)}")
-        kwargs[key] = _decode_value(value, fields[key].type, kp, ctx)
+            errors.append(ctx.error(kp, f"unknown key '{key}'{_did_you_mean(key, fields)}"))
+            continue
+        with collect_errors(errors):
+            kwargs[key] = _decode_value(value, fields[key].type, kp, ctx)
     for name, f in fields.items():
-        if name not in kwargs and f.required:
-            raise ctx.error(keypath_join(keypath, name), f"missing required key '{name}'")
+        if name not in raw and f.required:
+            errors.append(ctx.error(keypath_join(keypath, name), f"missing required key '{name}'"))
+    if errors:
+        raise ConfigError.all_of(errors)
     try:
         return cls(**kwargs)
     except FieldError as e:
@@ -150,6 +180,8 @@ def _decode_value(value: Any, tp: Any, kp: str, ctx: Context) -> Any:
     allowed = _literal_values(base)
     if allowed is not None and isinstance(value, bool) and ("yes" if value else "no") in allowed:
         value = "yes" if value else "no"  # `fragmentation = true` reads as swanctl's yes
+    if isinstance(value, str) and value.lower() in _SWANCTL_BOOL and _takes_bool(base):
+        value = _SWANCTL_BOOL[value.lower()]  # swanctl's `mobike = no`
     try:
         result = msgspec.convert(value, tp, strict=True)
     except msgspec.ValidationError as e:
@@ -171,11 +203,30 @@ def _decode_value(value: Any, tp: Any, kp: str, ctx: Context) -> Any:
     return result
 
 
+_SWANCTL_BOOL = {"yes": True, "no": False, "true": True, "false": False}
+# where swanctl looks for a bare file name: certificates, CA certificates, private keys
+SWANCTL_DIRS = ("x509", "x509ca", "private", "rsa", "ecdsa", "pkcs8")
+
+
+def _takes_bool(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return bool in typing.get_args(tp)
+    return tp is bool
+
+
 def _resolve(path: str, ctx: Context) -> str:
     # lexically, never following symbolic links: a link where a key or log file is to be
     # written must still be seen (and refused) when the file is opened (pqike.files)
     p = Path(path).expanduser()
-    return str(p if p.is_absolute() else os.path.normpath(ctx.base_dir / p))
+    if p.is_absolute():
+        return str(p)
+    here = Path(os.path.normpath(ctx.base_dir / p))
+    if len(p.parts) == 1 and not here.exists():
+        # a bare name, as swanctl.conf gives them: swanctl's directories next to the config
+        for sub in SWANCTL_DIRS:
+            if (ctx.base_dir / sub / p).exists():
+                return str(ctx.base_dir / sub / p)
+    return str(here)
 
 
 def _tname(value: Any) -> str:
@@ -200,26 +251,41 @@ def decode_secrets(raw: Any, keypath: str, ctx: Context) -> Secrets:
     ike: dict[str, IkeSecret] = {}
     ppk: dict[str, PpkSecret] = {}
     private: dict[str, PrivateKey] = {}
+    errors: list[ConfigError] = []
     for name, table in raw.items():
-        kp = keypath_join(keypath, name)
-        if not _NAME.fullmatch(name):
-            raise ctx.error(kp, f"invalid name '{name}' (letters, digits, '_' and '-' only)")
-        if name.startswith("ike"):
-            ike[name] = _shared_secret(table, IkeSecret, kp, ctx)
-        elif name.startswith("ppk"):
-            ppk[name] = _shared_secret(table, PpkSecret, kp, ctx)
-            if not ppk[name].ids:
-                # charon would load it and never find it: it is looked up by PPK_ID
-                raise ctx.error(kp, "a PPK needs an 'id' (the PPK_ID it is known by)")
-        elif name.startswith("private"):
-            private[name] = decode_struct(table, PrivateKey, kp, ctx)
-        else:
-            raise ctx.error(
-                kp,
-                f"unknown secret type '{name}' (sections are named ike<suffix>, ppk<suffix> "
-                "or private<suffix>)",
-            )
+        with collect_errors(errors):
+            _decode_secret(name, table, keypath_join(keypath, name), ctx, ike, ppk, private)
+    if errors:
+        raise ConfigError.all_of(errors)
     return Secrets(ike=ike, ppk=ppk, private=private)
+
+
+def _decode_secret(
+    name: str,
+    table: Any,
+    kp: str,
+    ctx: Context,
+    ike: dict[str, IkeSecret],
+    ppk: dict[str, PpkSecret],
+    private: dict[str, PrivateKey],
+) -> None:
+    if not _NAME.fullmatch(name):
+        raise ctx.error(kp, f"invalid name '{name}' (letters, digits, '_' and '-' only)")
+    if name.startswith("ike"):
+        ike[name] = _shared_secret(table, IkeSecret, kp, ctx)
+    elif name.startswith("ppk"):
+        ppk[name] = _shared_secret(table, PpkSecret, kp, ctx)
+        if not ppk[name].ids:
+            # charon would load it and never find it: it is looked up by PPK_ID
+            raise ctx.error(kp, "a PPK needs an 'id' (the PPK_ID it is known by)")
+    elif name.startswith("private"):
+        private[name] = decode_struct(table, PrivateKey, kp, ctx)
+    else:
+        raise ctx.error(
+            kp,
+            f"unknown secret type '{name}' (sections are named ike<suffix>, ppk<suffix> "
+            "or private<suffix>)",
+        )
 
 
 def _shared_secret(table: Any, cls: type[Shared], kp: str, ctx: Context) -> Shared:

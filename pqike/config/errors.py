@@ -27,8 +27,8 @@ class ConfigError(Exception):
 
     @classmethod
     def all_of(cls, errors: Sequence[ConfigError]) -> ConfigError:
-        """Several problems found at once (unreadable files) as one exception: the first
-        one's file, keypath and message, and every problem on its own line in str()."""
+        """Every problem of one load as one exception: the first one's file, keypath and
+        message, and every problem on its own line in str()."""
         if len(errors) == 1:
             return errors[0]
         first = errors[0]

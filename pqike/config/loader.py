@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,13 @@ import msgspec
 
 from pqike.config.checks import check
 from pqike.config.credentials import Credentials, load_credentials
-from pqike.config.decode import Context, decode_named, decode_secrets, decode_struct
+from pqike.config.decode import (
+    Context,
+    collect_errors,
+    decode_named,
+    decode_secrets,
+    decode_struct,
+)
 from pqike.config.errors import ConfigError, ConfigWarning
 from pqike.config.model import (
     Authority,
@@ -65,6 +72,63 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"TOML syntax: {e}") from None
 
 
+@dataclass
+class _Sections:
+    daemon: Daemon = field(default_factory=Daemon)
+    connections: dict[str, Connection] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    authorities: dict[str, Authority] = field(default_factory=dict)
+    ike: dict[str, IkeSecret] = field(default_factory=dict)
+    ppk: dict[str, PpkSecret] = field(default_factory=dict)
+    private: dict[str, PrivateKey] = field(default_factory=dict)
+
+
+def _merge_file(
+    raw: dict[str, Any],
+    file: Path,
+    i: int,
+    files: list[Path],
+    errors: list[ConfigError],
+    origin: dict[str, str],
+    out: _Sections,
+) -> None:
+    """Decode one file's sections into ``out``; every problem goes to ``errors``."""
+    ctx = Context(str(file), file.parent.resolve())
+    for key in raw:
+        if key not in _SECTIONS:
+            close = difflib.get_close_matches(key, _SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            errors.append(ctx.error(key, f"unknown key '{key}'{hint}"))
+    if "daemon" in raw:
+        with collect_errors(errors):
+            if i > 0:
+                raise ctx.error("daemon", f"daemon settings belong in {files[0].name}")
+            out.daemon = decode_struct(raw["daemon"], Daemon, "daemon", ctx)
+    parts: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    named: list[tuple[str, dict[str, Any], type[Any]]] = [
+        ("connections", out.connections, Connection),
+        ("pools", out.pools, Pool),
+        ("authorities", out.authorities, Authority),
+    ]
+    for section, target, cls in named:
+        if section in raw:
+            with collect_errors(errors):
+                parts.append((section, target, decode_named(raw[section], cls, section, ctx)))
+    if "secrets" in raw:
+        with collect_errors(errors):
+            s = decode_secrets(raw["secrets"], "secrets", ctx)
+            parts += [("secrets", out.ike, s.ike), ("secrets", out.ppk, s.ppk)]
+            parts.append(("secrets", out.private, s.private))
+    for section, target, items in parts:
+        for name, item in items.items():
+            kp = f"{section}.{name}"
+            if kp in origin:
+                errors.append(ctx.error(kp, f"'{name}' is already defined in {origin[kp]}"))
+                continue
+            origin[kp] = str(file)
+            target[name] = item
+
+
 def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> Config:
     """Load, validate and return a Config; raise ConfigError naming file, key and problem.
 
@@ -75,58 +139,19 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> 
     """
     root = Path(path)
     files = _files(root)
-    daemon = Daemon()
-    connections: dict[str, Connection] = {}
-    pools: dict[str, Pool] = {}
-    authorities: dict[str, Authority] = {}
-    ike: dict[str, IkeSecret] = {}
-    ppk: dict[str, PpkSecret] = {}
-    private: dict[str, PrivateKey] = {}
+    sections = _Sections()
+    connections, pools, authorities = sections.connections, sections.pools, sections.authorities
+    ike, ppk, private = sections.ike, sections.ppk, sections.private
     origin: dict[str, str] = {}  # "connections.home" -> file that defined it
 
+    errors: list[ConfigError] = []
     for i, file in enumerate(files):
-        raw = _read(file)
-        ctx = Context(str(file), file.parent.resolve())
-        for key in raw:
-            if key not in _SECTIONS:
-                close = difflib.get_close_matches(key, _SECTIONS, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ctx.error(key, f"unknown key '{key}'{hint}")
-        if "daemon" in raw:
-            if i > 0:
-                raise ctx.error("daemon", f"daemon settings belong in {files[0].name}")
-            daemon = decode_struct(raw["daemon"], Daemon, "daemon", ctx)
-        parts: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        if "connections" in raw:
-            parts.append(
-                (
-                    "connections",
-                    connections,
-                    decode_named(raw["connections"], Connection, "connections", ctx),
-                )
-            )
-        if "pools" in raw:
-            parts.append(("pools", pools, decode_named(raw["pools"], Pool, "pools", ctx)))
-        if "authorities" in raw:
-            parts.append(
-                (
-                    "authorities",
-                    authorities,
-                    decode_named(raw["authorities"], Authority, "authorities", ctx),
-                )
-            )
-        if "secrets" in raw:
-            s = decode_secrets(raw["secrets"], "secrets", ctx)
-            parts += [("secrets", ike, s.ike), ("secrets", ppk, s.ppk)]
-            parts.append(("secrets", private, s.private))
-        for section, target, items in parts:
-            for name, item in items.items():
-                kp = f"{section}.{name}"
-                if kp in origin:
-                    raise ctx.error(kp, f"'{name}' is already defined in {origin[kp]}")
-                origin[kp] = str(file)
-                target[name] = item
-
+        with collect_errors(errors):
+            raw = _read(file)
+            _merge_file(raw, file, i, files, errors, origin, sections)
+    if errors:
+        raise ConfigError.all_of(errors)
+    daemon = sections.daemon
     config = Config(
         daemon=daemon,
         connections=connections,
@@ -145,8 +170,11 @@ def load_config(path: str | os.PathLike[str], *, require_files: bool = True) -> 
     warnings: list[ConfigWarning] = []
     for keypath, message, is_error in check(config):
         if is_error:
-            raise ConfigError(file_of(keypath), keypath, message)
-        warnings.append(ConfigWarning(file_of(keypath), keypath, message))
+            errors.append(ConfigError(file_of(keypath), keypath, message))
+        else:
+            warnings.append(ConfigWarning(file_of(keypath), keypath, message))
+    if errors:
+        raise ConfigError.all_of(errors)
     credentials = Credentials()
     if require_files:
         credentials, problems = load_credentials(config, str(files[0].parent.resolve()))

@@ -125,6 +125,16 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 # --- daemon (strongswan.conf charon.*) ------------------------------------------------------
 
 
+class SaveKeys(_Section):
+    """charon.plugins.save-keys: Wireshark decryption tables of every IKE_SA and CHILD_SA key
+    written to ``wireshark_keys`` (pqike.keyexport). Off unless a directory and ``ike`` or
+    ``esp`` are set: the files hold every key of every SA."""
+
+    wireshark_keys: Annotated[str | None, PATH] = None  # directory of the tables
+    ike: bool = False  # ikev2_decryption_table
+    esp: bool = False  # esp_sa
+
+
 class LogSettings(_Section):
     """charon filelog levels per subsystem (pqike.log.Subsystem); unset ones use ``default``."""
 
@@ -191,6 +201,7 @@ class Daemon(_Section):
     kernel: Literal["auto", "xfrm", "userspace", "none"] = "auto"
     control_socket: Annotated[str, PATH] = "/run/pqike/pqike.sock"
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    save_keys: SaveKeys = msgspec.field(default_factory=SaveKeys)
 
     def fragment_size_for(self, ip_version: int) -> int:
         override = self.fragment_size_v6 if ip_version == 6 else self.fragment_size_v4

@@ -22,7 +22,8 @@ def _value(v: object) -> str:
 def dumps(tree: Mapping[str, object], prefix: str = "") -> str:
     """``tree`` as TOML: scalars of a table first, then its sub-tables."""
     scalars = [f"{k} = {_value(v)}" for k, v in tree.items() if not isinstance(v, Mapping)]
-    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    empty = not tree  # an empty table still means something (a child with all defaults)
+    out = ([f"[{prefix}]"] if prefix and (scalars or empty) else []) + scalars
     for k, v in tree.items():
         if isinstance(v, Mapping):
             out.append(dumps(v, f"{prefix}.{k}" if prefix else k))

@@ -19,6 +19,7 @@ from pqike.crypto.algorithms import IkeSuite
 from pqike.crypto.keyschedule import IkeKeys, int_auth, update_ike_keys
 from pqike.crypto.sk import IntegrityError, PaddingError, SkCipher, SkError
 from pqike.events import Datagram, Endpoint, Event, EventKind
+from pqike.keyexport import export_ike
 from pqike.log import Subsystem, get_logger
 from pqike.proposal import Proposal
 from pqike.sa.child_sa import ChildSa
@@ -478,12 +479,32 @@ class IkeSa:
     # ---- keys ---------------------------------------------------------------------------
 
     def set_keys(self, suite: IkeSuite, keys: IkeKeys) -> None:
+        previous = self.keys
         self.suite = suite
         self.keys = keys
         out_dir, in_dir = "out", "in"
         self._out_cipher = SkCipher.for_ike(suite, keys, self.initiator, out_dir)
         self._in_cipher = SkCipher.for_ike(suite, keys, self.initiator, in_dir)
-        self.log.private("Sk_d secret %s", keys.sk_d.hex())
+        if self.log.enabled(4):  # charon's order and words
+            for label, key in (
+                ("d", keys.sk_d),
+                ("ai", keys.sk_ai),
+                ("ar", keys.sk_ar),
+                ("ei", keys.sk_ei),
+                ("er", keys.sk_er),
+                ("pi", keys.sk_pi),
+                ("pr", keys.sk_pr),
+            ):
+                self.log.private("Sk_%s secret %s", label, key.hex())
+        sk_ea = (keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar)
+        if previous is None or sk_ea != (
+            previous.sk_ei,
+            previous.sk_er,
+            previous.sk_ai,
+            previous.sk_ar,
+        ):  # a PPK changes only SK_d/SK_pi/SK_pr: nothing new for Wireshark
+            settings = self.svc.config.daemon.save_keys
+            export_ike(settings, self.spi_i, self.spi_r, suite, keys, self.log)
 
     def apply_pending_secret(self) -> None:
         """RFC 9370 §2.2.2: mix the last IKE_INTERMEDIATE shared secret into the keys.

@@ -18,6 +18,8 @@ from pqike.config import Child
 from pqike.crypto.keyschedule import derive_child_keys
 from pqike.events import EventKind
 from pqike.kernel.base import Direction, KernelError, KernelPolicy, KernelSa, Mode
+from pqike.keyexport import export_child
+from pqike.log import Subsystem, get_logger
 from pqike.proposal import (
     Proposal,
     ProposalError,
@@ -173,6 +175,24 @@ def install_child(
     child.installed_policies = policies  # type: ignore[attr-defined]
     child.state = ChildState.INSTALLED
     child.installed_at = now
+    _export_child_keys(sa, child, initiator, EncrId(encr.id), sas[0].integ)
+
+
+def _export_child_keys(
+    sa: IkeSa, child: ChildSa, initiator: bool, encr: EncrId, integ: IntegId
+) -> None:
+    """charon's level-4 CHILD_SA key lines, and the esp_sa table when enabled."""
+    keys = child.keys
+    assert keys is not None
+    chd = get_logger(Subsystem.CHD, sa.log.sa)
+    if chd.enabled(4):
+        chd.private("encryption initiator key %s", keys.encr_i.hex())
+        chd.private("encryption responder key %s", keys.encr_r.hex())
+        chd.private("integrity initiator key %s", keys.integ_i.hex())
+        chd.private("integrity responder key %s", keys.integ_r.hex())
+    ours, theirs = (sa.local.host, child.spi_in), (sa.remote.host, child.spi_out)
+    i, r = (ours, theirs) if initiator else (theirs, ours)
+    export_child(sa.svc.config.daemon.save_keys, i, r, encr, integ, keys, sa.log)
 
 
 def uninstall_child(sa: IkeSa, child: ChildSa) -> None:

@@ -135,9 +135,7 @@ class IkeAuth(Task):
         assert sa.suite is not None and self.ppk is not None
         sa.log.private("derive keys using PPK %s", self.ppk.secret.hex())
         keys = self._auth_keys()
-        sa.set_keys(sa.suite, keys)
-        sa.log.private("Sk_pi secret %s", keys.sk_pi.hex())
-        sa.log.private("Sk_pr secret %s", keys.sk_pr.hex())
+        sa.set_keys(sa.suite, keys)  # logs Sk_d, Sk_pi and Sk_pr with the PPK
         sa.ppk_used = True
         sa.cfg("using PPK for PPK_ID '%s'", self.ppk)
 
