@@ -15,6 +15,7 @@ LC = E + "test_lifecycle.py::"
 OPT = E + "test_options.py::"
 RULE = U + "test_options_rule.py::"
 PPK = E + "test_ppk.py::"
+KEYS = E + "test_keyexport.py::"
 
 TESTED: dict[str, tuple[str, ...]] = {
     # daemon (strongswan.conf charon.*)
@@ -57,6 +58,18 @@ TESTED: dict[str, tuple[str, ...]] = {
         E + "test_vendor_id.py::test_initiator_refuses_private_choice_of_unknown_peer",
     ),
     "daemon.rsa_pss": (E + "test_rsa_pss.py::test_rsa_pss_either_side",),
+    "daemon.save_keys.wireshark_keys": (
+        KEYS + "test_ike_table_has_a_line_per_key_update_the_last_with_the_final_keys",
+        "tests/e2e/test_wireshark_keys.py::test_tshark_decrypts_ike_and_esp_with_the_exported_files",
+    ),
+    "daemon.save_keys.ike": (
+        KEYS + "test_ike_table_has_a_line_per_key_update_the_last_with_the_final_keys",
+        KEYS + "test_nothing_written_unless_enabled",
+    ),
+    "daemon.save_keys.esp": (
+        KEYS + "test_esp_table_has_both_directions_with_the_peers_installed_keys",
+        KEYS + "test_nothing_written_unless_enabled",
+    ),
     "daemon.prefer_configured_proposals": (OPT + "test_prefer_configured_proposals",),
     "daemon.kernel=auto": (U + "test_kernel_xfrm.py::test_select_backend",),
     "daemon.kernel=none": (U + "test_kernel_xfrm.py::test_select_backend",),

@@ -12,6 +12,7 @@ import pytest
 
 from pqike.crypto.algorithms import IkeSuite
 from pqike.keyexport import ESP_FILE, IKEV2_FILE, esp_names, ike_names
+from pqike.log import Subsystem
 from pqike.sa.ike_sa import IkeSa
 from pqike.wire.iana import EncrId, IntegId, PrfId
 from tests.exchange.peers import CAROL, MOON, Net, make_pair, psk_config
@@ -120,8 +121,10 @@ def test_symbolic_link_is_refused_and_logged(
 def test_level_4_logs_every_sk_and_the_esp_keys(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(1, logger="pqike"):
-        net = _pair(tmp_path)
+    # every subsystem logger: an earlier pqike.log.configure() may have set their levels
+    for sub in Subsystem:
+        caplog.set_level(1, logger=f"pqike.{sub.value}")
+    net = _pair(tmp_path)
     k = _moon_sa(net).keys
     for label in ("d", "ai", "ar", "ei", "er", "pi", "pr"):
         assert f"Sk_{label} secret {getattr(k, f'sk_{label}').hex()}" in caplog.text
