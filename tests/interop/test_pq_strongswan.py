@@ -120,7 +120,9 @@ class Daemons:
     def ns(self, who: str) -> str:
         return self.topo.carol if who == "carol" else self.topo.moon
 
-    def charon(self, who: str, conf: str, tag: str = "") -> PqCharon:
+    def charon(
+        self, who: str, conf: str, tag: str = "", files: dict[str, bytes] | None = None
+    ) -> PqCharon:
         c = PqCharon(
             who,
             self.ns(who),
@@ -130,17 +132,24 @@ class Daemons:
             fragment_size=FRAGMENT_SIZE,
             max_packet=MAX_PACKET,
             options={"send_vendor_id": True},
+            files=files,
         )
         self.started.append(c)
         c.start()
         c.load_all()
         return c
 
-    def pqike(self, who: str, tree: dict[str, Any], kernel: str, tag: str = "") -> PqikePeer:
+    def pqike(
+        self,
+        who: str,
+        tree: dict[str, Any],
+        kernel: str,
+        tag: str = "",
+        files: dict[str, bytes] | None = None,
+    ) -> PqikePeer:
         addr = self.topo.carol_addr if who == "carol" else self.topo.moon_addr
-        p = PqikePeer(
-            who, self.ns(who), tree, self.workdir / f"pq-{who}{tag}", listen=addr, kernel=kernel
-        )
+        workdir = self.workdir / f"pq-{who}{tag}"
+        p = PqikePeer(who, self.ns(who), tree, workdir, listen=addr, kernel=kernel, files=files)
         self.started.append(p)
         return p.start()
 
@@ -166,11 +175,21 @@ def daemons(workdir: Path, prefix: Path) -> Iterator[Daemons]:
 
 
 def swanctl_conf(
-    who: str, conns: dict[str, str], esp: str = "aes256-sha256", host_esp: str | None = None
+    who: str,
+    conns: dict[str, str],
+    esp: str = "aes256-sha256",
+    host_esp: str | None = None,
+    auth: str = "psk",
 ) -> str:
-    """swanctl.conf for carol (one connection per entry, VIP) or moon (pool)."""
+    """swanctl.conf for carol (one connection per entry, VIP) or moon (pool); ``auth``
+    "pubkey": WHOCert.pem (x509/) and its key, moon trusting caCert.pem (x509ca/), as in the
+    reference."""
     carol = who == "carol"
     local_id, remote_id = (CAROL_ID, MOON_ID) if carol else (MOON_ID, CAROL_ID)
+    local, remote = f"auth = psk\n id = {local_id}", f"auth = psk\n id = {remote_id}"
+    if auth == "pubkey":
+        local = f"auth = pubkey\n id = {local_id}\n certs = {who}Cert.pem"
+        remote = f"auth = pubkey\n id = {remote_id}" + ("" if carol else "\n cacerts = caCert.pem")
     side = "remote_ts" if carol else "local_ts"
     where = "remote_addrs = 192.168.0.2\n vips = 0.0.0.0" if carol else "pools = rw_pool"
     host = f"host {{ {side} = {HOST_TS}\n esp_proposals = {host_esp} }}" if host_esp else ""
@@ -179,8 +198,8 @@ def swanctl_conf(
     {where}
     version = 2
     proposals = {proposal}
-    local {{ auth = psk\n id = {local_id} }}
-    remote {{ auth = psk\n id = {remote_id} }}
+    local {{ {local} }}
+    remote {{ {remote} }}
     children {{
       net {{ {side} = 10.1.0.0/24\n esp_proposals = {esp} }}
       {host}
@@ -191,6 +210,8 @@ def swanctl_conf(
     conf = "connections {\n" + "\n".join(blocks) + "\n}\n"
     if not carol:
         conf += "pools { rw_pool { addrs = 10.3.0.0/24 } }\n"
+    if auth == "pubkey":
+        return conf
     ids = f"id-1 = {MOON_ID}\n id-2 = {CAROL_ID}"
     return conf + f'secrets {{ ike-1 {{ {ids}\n secret = "{PSK}" }} }}\n'
 
@@ -201,8 +222,10 @@ def pqike_tree(
     esp: str = "aes256-sha256",
     host_esp: str | None = None,
     send_vendor_id: bool = True,
+    auth: str = "psk",
 ) -> dict[str, Any]:
-    """The same as a pqike configuration tree."""
+    """The same as a pqike configuration tree (``auth`` "pubkey": x509/WHOCert.pem and
+    private/WHOKey.pem, the peer checked against x509ca/caCert.pem)."""
     carol = who == "carol"
     local_id, remote_id = (CAROL_ID, MOON_ID) if carol else (MOON_ID, CAROL_ID)
     side = "remote_ts" if carol else "local_ts"
@@ -217,6 +240,10 @@ def pqike_tree(
             "remote": {"auth": "psk", "id": remote_id},
             "children": children,
         }
+        if auth == "pubkey":
+            key = {"certs": [f"x509/{who}Cert.pem"], "key": f"private/{who}Key.pem"}
+            conn["local"] = {"auth": "pubkey", "id": local_id, **key}
+            conn["remote"] = {"auth": "pubkey", "id": remote_id, "cacerts": ["x509ca/caCert.pem"]}
         if carol:
             conn |= {"remote_addrs": ["192.168.0.2"], "local_addrs": ["192.168.0.3"]}
             conn["vips"] = ["0.0.0.0"]
@@ -230,8 +257,9 @@ def pqike_tree(
             "send_vendor_id": send_vendor_id,
         },
         "connections": connections,
-        "secrets": {"ike-1": {"id-1": MOON_ID, "id-2": CAROL_ID, "secret": PSK}},
     }
+    if auth == "psk":
+        tree["secrets"] = {"ike-1": {"id-1": MOON_ID, "id-2": CAROL_ID, "secret": PSK}}
     if not carol:
         tree["pools"] = {"rw_pool": {"addrs": "10.3.0.0/24"}}
     return tree
