@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import platform
 import sys
@@ -284,7 +285,8 @@ def daemon(
     if not foreground:
         _daemonize(settings.file)
     try:
-        pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
+        handler = None if foreground or settings.file else _syslog(settings.syslog)
+        pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file, handler=handler)
     except OSError as e:  # created 0600, never through a symbolic link (pqike.files)
         _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
     try:
@@ -308,23 +310,41 @@ def daemon(
 
 
 _ready_fd: int | None = None
+_ready_note = ""  # where the background daemon logs, for the parent's message
+SYSLOG_SOCKET = "/dev/log"
+
+
+def _syslog(facility: str) -> logging.Handler | None:
+    """The background daemon without daemon.log.file logs to syslog (charon does too);
+    without a syslog socket it says so and logs nowhere."""
+    from pqike import log as pqlog
+
+    global _ready_note
+    try:
+        handler = pqlog.syslog_handler(facility, SYSLOG_SOCKET)
+    except OSError as e:
+        _ready_note = (
+            f"no syslog at {SYSLOG_SOCKET} ({e.strerror or e}): set daemon.log.file "
+            "or use --foreground to see the log"
+        )
+        return None
+    _ready_note = f"logging to syslog (facility {facility})"
+    return handler
 
 
 def _daemonize(log_file: str | None) -> None:
     """Fork into the background; the parent exits when the daemon is up (or failed)."""
-    global _ready_fd
+    global _ready_fd, _ready_note
+    if log_file:
+        _ready_note = f"logging to {log_file}"
     read_fd, write_fd = os.pipe()
     if os.fork() > 0:
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as pipe:
             status = pipe.read().decode(errors="replace").strip()
         if status.startswith("ok "):
-            where = (
-                f"logging to {log_file}"
-                if log_file
-                else "no daemon.log.file configured, use --foreground to see the log"
-            )
-            click.echo(f"pqike: daemon started (pid {status[3:]}), {where}")
+            pid, _, where = status[3:].partition(" ")
+            click.echo(f"pqike: daemon started (pid {pid}), {where}")
             sys.exit(0)
         raise Failure(status or "the daemon exited during startup", 2)
     os.close(read_fd)
@@ -342,7 +362,8 @@ def _daemonize(log_file: str | None) -> None:
 def _report_ready() -> None:
     global _ready_fd
     if _ready_fd is not None:
-        os.write(_ready_fd, f"ok {os.getpid()}\n".encode())
+        note = _ready_note or "logging to daemon.log.file"
+        os.write(_ready_fd, f"ok {os.getpid()} {note}\n".encode())
         os.close(_ready_fd)
         _ready_fd = None
 
