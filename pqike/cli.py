@@ -31,6 +31,7 @@ from pqike.config import ConfigError, describe_connections, load_config
 from pqike.config import Daemon as DaemonSettings
 from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, Result, request
 from pqike.events import ChildSaInfo, IkeSaInfo
+from pqike.vici import conns_document, sas_document
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -558,7 +559,7 @@ def list_sas(ike: str | None, ike_id: int | None, as_json: bool, socket_path: st
     result = _checked(_call(socket_path, Request(cmd="list-sas", ike=ike, ike_id=ike_id)))
     sas = msgspec.convert(result.data or [], list[IkeSaInfo])
     if as_json:
-        _echo_json(sas)
+        _echo_json(sas_document(sas))
     else:
         click.echo(format_sas(sas), nl=False)
 
@@ -593,7 +594,7 @@ def list_conns(config_dir: str | None, ike: str | None, as_json: bool, socket_pa
     else:
         data = _checked(_call(socket_path, Request(cmd="list-conns", ike=ike))).data or {}
     if as_json:
-        _echo_json(data.get("connections", {}))
+        _echo_json(conns_document(data.get("connections", {})))
     else:
         click.echo(data.get("text", ""), nl=False)
 

@@ -28,6 +28,7 @@ from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
+from pqike.vici import proposal_fields
 from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_header, decode_message
@@ -1020,6 +1021,7 @@ class Engine:
                     established=max(0.0, now - sa.established_at) if sa.established else 0.0,
                     rekey_in=max(0.0, sa.rekey_at - now) if sa.rekey_at is not None else None,
                     children=[self._child_info(sa, c, now) for c in sa.children],
+                    algorithms=proposal_fields(sa.proposal) if sa.proposal else {},
                 )
             )
         return out
@@ -1048,4 +1050,5 @@ class Engine:
             rekey_in=max(0.0, c.rekey_at - now) if c.rekey_at is not None else None,
             expires_in=max(0.0, c.expire_at - now) if c.expire_at is not None else None,
             last_error=c.last_error,
+            algorithms=proposal_fields(c.proposal) if c.proposal else {},
         )

@@ -76,6 +76,7 @@ class ChildSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     rekey_in: float | None = None  # seconds until rekeying
     expires_in: float | None = None
     last_error: str = ""  # why the last rekey of this CHILD_SA failed (e.g. a PFS mismatch)
+    algorithms: dict[str, str | int | bool] = {}  # vici's encr-alg, dh-group, ... (pqike.vici)
 
 
 class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,3 +100,4 @@ class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     established: float = 0.0  # seconds since establishment
     rekey_in: float | None = None
     children: list[ChildSaInfo] = []
+    algorithms: dict[str, str | int | bool] = {}  # vici's encr-alg, dh-group, ... (pqike.vici)

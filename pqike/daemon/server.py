@@ -751,8 +751,8 @@ class Daemon:
             data={
                 "version": __version__,
                 "pid": os.getpid(),
-                "uptime": round(time.time() - self.started_at, 3),
-                "since": self.started_at,
+                "uptime": int(time.time() - self.started_at),  # whole seconds, as vici
+                "since": int(self.started_at),
                 "config": self.config_path,
                 "connections": len(self.config.connections),
                 "kernel": self.kernel.name,
