@@ -398,15 +398,37 @@ def initiate(child: str | None, ike: str | None, timeout: float, socket_path: st
 @click.option("--ike", help="IKE_SA configuration name")
 @click.option("--child", help="CHILD_SA name (only this CHILD_SA)")
 @click.option("--ike-id", type=int, help="IKE_SA unique id (#n in list-sas)")
+@click.option("--child-id", type=int, help="CHILD_SA unique id (#n of a CHILD_SA in list-sas)")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="send the DELETE and remove the IKE_SA without waiting for the peer's answer",
+)
 @_timeout_option
 @_socket_option
 def terminate(
-    ike: str | None, child: str | None, ike_id: int | None, timeout: float, socket_path: str
+    ike: str | None,
+    child: str | None,
+    ike_id: int | None,
+    child_id: int | None,
+    force: bool,
+    timeout: float,
+    socket_path: str,
 ) -> None:
-    """Delete IKE_SAs or CHILD_SAs, streaming the daemon's log."""
-    if ike is None and child is None and ike_id is None:
-        raise click.UsageError("terminate needs --ike, --child or --ike-id")
-    req = Request(cmd="terminate", ike=ike, child=child, ike_id=ike_id, timeout=timeout)
+    """Delete IKE_SAs or CHILD_SAs, streaming the daemon's log (like swanctl --terminate)."""
+    if ike is None and child is None and ike_id is None and child_id is None:
+        raise click.UsageError("terminate needs --ike, --child, --ike-id or --child-id")
+    if force and (child is not None or child_id is not None):
+        raise click.UsageError("--force applies to IKE_SAs (--ike, --ike-id), not to CHILD_SAs")
+    req = Request(
+        cmd="terminate",
+        ike=ike,
+        child=child,
+        ike_id=ike_id,
+        child_id=child_id,
+        force=force,
+        timeout=timeout,
+    )
     _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
 
 

@@ -706,15 +706,33 @@ class Engine:
             and sa.state != IkeState.DESTROYED
         ]
 
-    def terminate(self, ike: str | None, child: str | None, ike_id: int | None, now: float) -> None:
-        if ike is None and child is None and ike_id is None:
-            raise EngineError("terminate needs --ike, --child or --ike-id")
-        if child is not None:
+    def terminate(
+        self,
+        ike: str | None,
+        child: str | None,
+        ike_id: int | None,
+        now: float,
+        *,
+        child_id: int | None = None,
+        force: bool = False,
+    ) -> None:
+        """Delete IKE_SAs, or CHILD_SAs by name or unique id. ``force`` (IKE_SAs only, as
+        charon's ike_sa delete(force)): send the DELETE once and destroy the IKE_SA without
+        waiting for the peer's answer."""
+        if ike is None and child is None and ike_id is None and child_id is None:
+            raise EngineError("terminate needs --ike, --child, --ike-id or --child-id")
+        if child is not None or child_id is not None:
+            if force:
+                raise EngineError("--force applies to IKE_SAs, not to CHILD_SAs")
             found = [
-                (sa, c) for sa in self._select(ike, ike_id) for c in sa.children if c.name == child
+                (sa, c)
+                for sa in self._select(ike, ike_id)
+                for c in sa.children
+                if child in (None, c.name) and child_id in (None, c.unique_id)
             ]
             if not found:
-                raise EngineError(f"no CHILD_SA named '{child}' is established")
+                what = f"named '{child}'" if child_id is None else f"with unique id {child_id}"
+                raise EngineError(f"no CHILD_SA {what} is established")
             for sa, c in found:
                 sa.queue(ChildDelete(sa, True, c))
                 sa.initiate(now)
@@ -727,6 +745,10 @@ class Engine:
             if sa.established:
                 sa.queue(IkeDelete(sa, True))
                 sa.initiate(now)
+                if force:
+                    sa.log("IKE_SA %s destroyed without waiting for the peer (forced)", sa.label)
+                    sa.destroy(now)
+                    sa.emit(EventKind.IKE_DELETED, "deleted (forced, without the peer's answer)")
             else:
                 sa.fail("terminated before it was established", now)
         self._reap()

@@ -65,6 +65,8 @@ class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
     ike: str | None = None
     child: str | None = None
     ike_id: int | None = None
+    child_id: int | None = None
+    force: bool = False  # terminate: don't wait for the peer's answer
     timeout: float | None = None  # seconds to wait for initiate/terminate/rekey
     reauth: bool = False  # rekey: reauthenticate the IKE_SA (make-before-break)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import os
 import platform
@@ -57,7 +58,14 @@ class EngineLike(Protocol):
     def initiate(self, child: str | None, ike: str | None, now: float) -> int: ...
 
     def terminate(
-        self, ike: str | None, child: str | None, ike_id: int | None, now: float
+        self,
+        ike: str | None,
+        child: str | None,
+        ike_id: int | None,
+        now: float,
+        *,
+        child_id: int | None = None,
+        force: bool = False,
     ) -> None: ...
 
     def rekey(self, ike: str | None, child: str | None, now: float) -> None: ...
@@ -182,12 +190,19 @@ def _initiate_decider(child: str | None) -> Callable[[list[Event]], Decision]:
     return decide
 
 
-def _terminate_decider(ids: set[int], child: str | None) -> Callable[[list[Event]], Decision]:
+def _terminate_decider(
+    ids: set[int], child: str | None, child_id: int | None = None
+) -> Callable[[list[Event]], Decision]:
+    by_child = child is not None or child_id is not None
+
     def decide(events: list[Event]) -> Decision:
         done = set()
         for e in events:
             if e.kind in (EventKind.IKE_DELETED, EventKind.IKE_FAILED) or (
-                child is not None and e.kind == EventKind.CHILD_DELETED and e.child == child
+                by_child
+                and e.kind == EventKind.CHILD_DELETED
+                and (child is None or e.child == child)
+                and (child_id is None or e.child_id == child_id)
             ):
                 done.add(e.ike_id)
         return (True, "") if ids <= done else None
@@ -226,12 +241,20 @@ def _reauth_decider(old: set[int]) -> Callable[[list[Event]], Decision]:
     return decide
 
 
-def _sa_matches(sa: IkeSaInfo, ike: str | None, ike_id: int | None, child: str | None) -> bool:
+def _sa_matches(
+    sa: IkeSaInfo,
+    ike: str | None,
+    ike_id: int | None,
+    child: str | None,
+    child_id: int | None = None,
+) -> bool:
     if ike is not None and sa.name != ike:
         return False
     if ike_id is not None and sa.unique_id != ike_id:
         return False
-    return child is None or any(c.name == child for c in sa.children)
+    return (child is None or any(c.name == child for c in sa.children)) and (
+        child_id is None or any(c.unique_id == child_id for c in sa.children)
+    )
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -596,19 +619,28 @@ class Daemon:
             )
 
     async def _cmd_terminate(self, req: Request, send_log: Callable[[str], None]) -> Result:
-        if req.ike is None and req.child is None and req.ike_id is None:
-            raise CommandError("terminate needs --ike, --child or --ike-id")
+        if req.ike is None and req.child is None and req.ike_id is None and req.child_id is None:
+            raise CommandError("terminate needs --ike, --child, --ike-id or --child-id")
         timeout = self._timeout(req)
         ids = {
             sa.unique_id
             for sa in self._list_sas()
-            if _sa_matches(sa, req.ike, req.ike_id, req.child)
+            if _sa_matches(sa, req.ike, req.ike_id, req.child, req.child_id)
         }
+        options: dict[str, Any] = {}
+        if req.child_id is not None or req.force:  # engines without these keep working
+            options = {"child_id": req.child_id, "force": req.force}
         with self.router.tap(send_log) as tap, self._waiter() as w:
             tap.resolve(ids)
             w.relevant = lambda e: e.ike_id in ids
-            w.decide = _terminate_decider(ids, req.child)
-            self._command_call(self.engine.terminate, req.ike, req.child, req.ike_id, self.clock())
+            w.decide = _terminate_decider(ids, req.child, req.child_id)
+            self._command_call(
+                functools.partial(self.engine.terminate, **options),
+                req.ike,
+                req.child,
+                req.ike_id,
+                self.clock(),
+            )
             if not ids:
                 return Result(ok=True, message="terminate completed successfully")
             w.check()
