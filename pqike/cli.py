@@ -29,9 +29,16 @@ import msgspec
 from pqike import __version__
 from pqike.config import ConfigError, describe_connections, load_config
 from pqike.config import Daemon as DaemonSettings
-from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, Result, request
-from pqike.events import ChildSaInfo, IkeSaInfo
-from pqike.vici import conns_document, sas_document
+from pqike.daemon.control import (
+    DaemonUnreachable,
+    EventLine,
+    ProtocolError,
+    Request,
+    Result,
+    request,
+)
+from pqike.events import ChildSaInfo, EventKind, IkeSaInfo, PoolInfo
+from pqike.vici import JSON_VERSION, conns_document, pools_document, sas_document
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -584,6 +591,136 @@ def list_sas(ike: str | None, ike_id: int | None, as_json: bool, socket_path: st
         _echo_json(sas_document(sas))
     else:
         click.echo(format_sas(sas), nl=False)
+
+
+# --- list-pools / counters ------------------------------------------------------------------
+
+
+def format_pools(pools: list[PoolInfo]) -> str:
+    """As ``swanctl --list-pools [--leases]`` prints them (swanctl list_pools.c)."""
+    lines = []
+    for p in pools:
+        lines.append(f"{p.name:<20} {p.base:<30} {f'{p.online} / {p.offline} / {p.size}':>16}")
+        for lease in p.leases:
+            lines.append(f"  {lease.address:<30} {lease.status:<8} '{lease.identity}'")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@cli.command("list-pools")
+@click.option("--leases", is_flag=True, help="list the leases of each pool")
+@click.option("--name", help="only this pool")
+@_json_option
+@_socket_option
+def list_pools(leases: bool, name: str | None, as_json: bool, socket_path: str) -> None:
+    """List the virtual IP pools: base, online / offline leases / size (swanctl --list-pools)."""
+    req = Request(cmd="list-pools", name=name, leases=leases)
+    pools = msgspec.convert(_checked(_call(socket_path, req)).data or [], list[PoolInfo])
+    if as_json:
+        _echo_json(pools_document(pools, leases))
+    else:
+        click.echo(format_pools(pools), nl=False)
+
+
+@cli.command()
+@click.option("--reset", is_flag=True, help="reset the counters (after showing them)")
+@_json_option
+@_socket_option
+def counters(reset: bool, as_json: bool, socket_path: str) -> None:
+    """IKE message counters per exchange type, in and out (swanctl --counters)."""
+    result = _checked(_call(socket_path, Request(cmd="counters", reset=reset)))
+    values: dict[str, int] = result.data or {}
+    if as_json:
+        _echo_json({"version": JSON_VERSION, "counters": {"global": values}})
+        return
+    click.echo("global:")
+    for key, value in values.items():
+        click.echo(f"  {key:<22}: {value}")
+    if result.message:
+        click.echo(result.message)
+
+
+# --- log / monitor-sa ------------------------------------------------------------------------
+
+
+def _stream_forever(socket_path: str, req: Request, **handlers: Any) -> None:
+    """Print what the daemon streams until Ctrl-C or the daemon stops."""
+    try:
+        result = request(socket_path, req, timeout=None, **handlers)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    except DaemonUnreachable as e:
+        raise _unreachable(e) from None
+    except ProtocolError as e:
+        raise Failure(str(e), 1) from None
+    click.echo(result.message, err=True)
+
+
+@cli.command("log")
+@_socket_option
+def log_stream(socket_path: str) -> None:
+    """Follow the daemon's log as it is written (swanctl --log); Ctrl-C ends it."""
+    _stream_forever(socket_path, Request(cmd="log"), on_log=click.echo)
+
+
+_EVENT_NAMES = {
+    EventKind.IKE_ESTABLISHED: ("ike-updown", True),
+    EventKind.IKE_FAILED: ("ike-updown", False),
+    EventKind.IKE_DELETED: ("ike-updown", False),
+    EventKind.IKE_REKEYED: ("ike-rekey", None),
+    EventKind.CHILD_ESTABLISHED: ("child-updown", True),
+    EventKind.CHILD_FAILED: ("child-updown", False),
+    EventKind.CHILD_DELETED: ("child-updown", False),
+    EventKind.CHILD_REKEYED: ("child-rekey", None),
+    EventKind.REKEY_FAILED: ("rekey-failed", None),  # pqike: vici has no such event
+}
+
+
+def monitor_document(line: EventLine) -> dict[str, Any]:
+    """One monitor-sa event as JSON: vici's event name and ``up``, what happened, and the
+    IKE_SA as list-sas shows it (absent once it is gone)."""
+    e = line.event
+    name, up = _EVENT_NAMES.get(e.kind, (str(e.kind), None))
+    doc: dict[str, Any] = {"version": JSON_VERSION, "event": name}
+    if up is not None:
+        doc["up"] = up
+    doc["ike"] = e.ike
+    doc["ike-id"] = e.ike_id
+    if e.child is not None:
+        doc["child"] = e.child
+        doc["child-id"] = e.child_id
+    if e.message:
+        doc["message"] = e.message
+    doc["ike-sas"] = sas_document(line.sas)["ike-sas"]
+    return doc
+
+
+def format_monitor(line: EventLine) -> str:
+    doc = monitor_document(line)
+    what = line.event.ike + f"[{line.event.ike_id}]"
+    if line.event.child is not None:
+        what = f"{line.event.child}{{{line.event.child_id}}} of {what}"
+    head = f"{doc['event']} event: {what}"
+    if "up" in doc:
+        head += " up" if doc["up"] else " down"
+    if line.event.message:
+        head += f" ({line.event.message})"
+    return head + "\n" + format_sas(line.sas)
+
+
+@cli.command("monitor-sa")
+@_json_option
+@_socket_option
+def monitor_sa(as_json: bool, socket_path: str) -> None:
+    """Show IKE_SA and CHILD_SA events as they happen (swanctl --monitor-sa); one JSON
+    object a line with --json; Ctrl-C ends it."""
+
+    def show(line: EventLine) -> None:
+        if as_json:
+            click.echo(msgspec.json.encode(monitor_document(line)).decode())
+        else:
+            click.echo(format_monitor(line), nl=False)
+
+    _stream_forever(socket_path, Request(cmd="monitor-sa"), on_event=show)
 
 
 # --- list-conns / list-certs -----------------------------------------------------------------

@@ -19,12 +19,23 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pqike.config import Config, Connection
-from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, EventKind, IkeSaInfo
+from pqike.counters import Counters
+from pqike.events import (
+    ChildSaInfo,
+    Datagram,
+    Endpoint,
+    Event,
+    EventKind,
+    IkeSaInfo,
+    LeaseInfo,
+    PoolInfo,
+)
 from pqike.kernel.base import KernelBackend, KernelError
 from pqike.log import Subsystem, get_logger
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
+from pqike.sa.pool import AddressPool, pool_extent
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
@@ -157,6 +168,7 @@ class Engine:
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
         self._budget = MemoryBudget(config.daemon.reassembly_memory)
         self._pools: dict[str, object] = {}
+        self.counters = Counters()  # IKE messages per exchange and direction (--counters)
         self._cookie_secret = rng(32)
         self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()
         self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, engine key)
@@ -288,6 +300,8 @@ class Engine:
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)
         self._out.clear()  # the SAs hold a reference to this list
+        for d in out:
+            self.counters.count(d.data, inbound=False)
         return out
 
     # ---- timers: a heap of (deadline, seq, our SPI of the IKE_SA), stale entries skipped
@@ -836,10 +850,12 @@ class Engine:
         try:
             msg = decode_message(dgram.data)
         except DecodeError as e:
+            self.counters.bump("invalid")
             self._undecodable(dgram, e)
             return
         if msg.initiator:  # sent by the original initiator: we are the responder
             if msg.exchange == ExchangeType.IKE_SA_INIT and not msg.response:
+                self.counters.count(dgram.data, inbound=True)
                 self._init_request(msg, dgram, now)
                 self._reap()
                 return
@@ -864,6 +880,7 @@ class Engine:
                 for data in gone.packets:
                     self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
                 return
+            self.counters.bump("invalid-spi")
             enc(
                 "received %s for unknown IKE_SA %s_i %s_r, ignored",
                 msg.exchange.name if isinstance(msg.exchange, ExchangeType) else msg.exchange,
@@ -878,6 +895,7 @@ class Engine:
             and msg.spi_r != bytes(8)
         ):
             sa.spi_r = msg.spi_r
+        self.counters.count(dgram.data, inbound=True)
         sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
         self._reap()
 
@@ -1015,6 +1033,33 @@ class Engine:
         return best[1], best[2]
 
     # ---- listing ------------------------------------------------------------------------
+
+    def list_pools(self) -> list[PoolInfo]:
+        """The configured pools with their leases (swanctl --list-pools --leases)."""
+        out = []
+        for name, cfg in self.config.pools.items():
+            pool = self._pools.get(name)
+            leases = pool.leases if isinstance(pool, AddressPool) else {}
+            online = pool.online if isinstance(pool, AddressPool) else set()
+            base, size = pool_extent(cfg.addrs)
+            out.append(
+                PoolInfo(
+                    name=name,
+                    base=base,
+                    size=size,
+                    online=sum(1 for i in leases if i in online),
+                    offline=sum(1 for i in leases if i not in online),
+                    leases=[
+                        LeaseInfo(
+                            address=str(a),
+                            identity=i,
+                            status="online" if i in online else "offline",
+                        )
+                        for i, a in leases.items()
+                    ],
+                )
+            )
+        return out
 
     def list_sas(self, now: float = 0.0) -> list[IkeSaInfo]:
         out = []

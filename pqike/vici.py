@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pqike.events import ChildSaInfo, IkeSaInfo
+from pqike.events import ChildSaInfo, IkeSaInfo, PoolInfo
 from pqike.proposal.model import ADDKE_TYPES, Proposal, algorithm_name
 from pqike.wire.iana import TransformType
 
-__all__ = ["JSON_VERSION", "conns_document", "proposal_fields", "sas_document"]
+__all__ = [
+    "JSON_VERSION",
+    "conns_document",
+    "pools_document",
+    "proposal_fields",
+    "sas_document",
+]
 
 JSON_VERSION = 1
 
@@ -186,3 +192,23 @@ def conns_document(conns: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``{"version": 1, "connections": {"home": {...}}}`` from to_builtins() of the
     connections (what the daemon sends)."""
     return {"version": JSON_VERSION, "connections": {n: _conn(c) for n, c in conns.items()}}
+
+
+def pools_document(pools: list[PoolInfo], leases: bool = False) -> dict[str, Any]:
+    """``{"version": 1, "pools": {"rw_pool": {"base", "size", "online", "offline"}}}``,
+    with ``leases`` keyed "0", "1", ... as vici_attribute.c numbers them."""
+    out: dict[str, Any] = {}
+    for p in pools:
+        entry: dict[str, Any] = {
+            "base": p.base,
+            "size": p.size,
+            "online": p.online,
+            "offline": p.offline,
+        }
+        if leases:
+            entry["leases"] = {
+                str(i): {"address": le.address, "identity": le.identity, "status": le.status}
+                for i, le in enumerate(p.leases)
+            }
+        out[p.name] = entry
+    return {"version": JSON_VERSION, "pools": out}

@@ -26,7 +26,7 @@ import msgspec
 
 from pqike import __version__
 from pqike.config import Config, ConfigError, describe_connections, load_config
-from pqike.daemon.control import COMMANDS, ControlServer, Request, Result
+from pqike.daemon.control import COMMANDS, ControlServer, EventLine, Request, Result, Send
 from pqike.daemon.logtap import LogRouter
 from pqike.daemon.udp import EspHandler, UdpEndpoints
 from pqike.events import Datagram, Event, EventKind, IkeSaInfo
@@ -309,6 +309,7 @@ class Daemon:
         self.router = LogRouter()
         self.started_at = time.time()
         self._waiters: list[_Waiter] = []
+        self._monitors: list[Callable[[Event], None]] = []  # monitor-sa clients
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._spin_logged = False
@@ -323,12 +324,16 @@ class Daemon:
             "list-sas": self._cmd_list_sas,
             "list-conns": self._cmd_list_conns,
             "list-certs": self._cmd_list_certs,
+            "list-pools": self._cmd_list_pools,
             "reload": self._cmd_reload,
             "load-all": self._cmd_reload,
             "stats": self._cmd_stats,
             "install": self._cmd_install,
             "uninstall": self._cmd_uninstall,
             "list-pols": self._cmd_list_pols,
+            "counters": self._cmd_counters,
+            "log": self._cmd_log,
+            "monitor-sa": self._cmd_monitor_sa,
         }
         assert set(self._commands) == set(COMMANDS)
 
@@ -529,6 +534,8 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         for w in self._waiters:
             w.offer(event)
+        for monitor in self._monitors:
+            monitor(event)
 
     def _list_sas(self) -> list[IkeSaInfo]:
         if self._list_sas_takes_now:
@@ -719,6 +726,46 @@ class Daemon:
         from pqike.daemon.certs import list_certificates
 
         return Result(ok=True, data=list_certificates(self.config))
+
+    async def _cmd_list_pools(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        list_pools = getattr(self.engine, "list_pools", None)
+        pools = list_pools() if callable(list_pools) else []
+        if req.name is not None:
+            pools = [p for p in pools if p.name == req.name]
+        if not req.leases:
+            pools = [msgspec.structs.replace(p, leases=[]) for p in pools]
+        return Result(ok=True, data=pools)
+
+    async def _cmd_counters(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        counters = getattr(self.engine, "counters", None)
+        if counters is None:
+            raise CommandError("this engine keeps no counters")
+        values = dict(counters.values)
+        if req.reset:
+            counters.reset()
+        return Result(ok=True, message="reset-counters completed" if req.reset else "", data=values)
+
+    async def _cmd_log(self, req: Request, send_log: Send) -> Result:
+        """Every line the daemon logs, until the client goes (swanctl --log)."""
+        assert self._stop is not None
+        with self.router.tap(send_log) as tap:
+            tap.resolve(None)
+            await self._stop.wait()
+        return Result(ok=True, message="the daemon is shutting down")
+
+    async def _cmd_monitor_sa(self, req: Request, send_log: Send) -> Result:
+        """IKE_SA and CHILD_SA events with the SA as it is then (swanctl --monitor-sa)."""
+        assert self._stop is not None
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._monitors.append(queue.put_nowait)
+        try:
+            while not self._stop.is_set():
+                event = await queue.get()
+                sas = [sa for sa in self._list_sas() if sa.unique_id == event.ike_id]
+                send_log(EventLine(event=event, sas=sas))
+        finally:
+            self._monitors.remove(queue.put_nowait)
+        return Result(ok=True, message="the daemon is shutting down")
 
     async def _cmd_reload(self, req: Request, send_log: Callable[[str], None]) -> Result:
         if not self.config_path:
