@@ -167,3 +167,34 @@ def test_log_and_monitor_sa_stream_until_the_client_goes(
             await _eventually(lambda: not moon.router.taps and not moon._monitors)
 
     asyncio.run(run())
+
+
+def test_monitor_sa_output_names_vici_events() -> None:
+    from pqike.cli import format_monitor, monitor_document
+    from pqike.events import Event, EventKind
+
+    down = EventLine(
+        event=Event(
+            kind=EventKind.CHILD_DELETED,
+            ike="home",
+            ike_id=1,
+            child="net",
+            child_id=2,
+            message="deleted by peer",
+        ),
+    )
+    assert format_monitor(down) == "child-updown event: net{2} of home[1] down (deleted by peer)\n"
+    doc = monitor_document(down)
+    assert doc == {
+        "version": 1,
+        "event": "child-updown",
+        "up": False,
+        "ike": "home",
+        "ike-id": 1,
+        "child": "net",
+        "child-id": 2,
+        "message": "deleted by peer",
+        "ike-sas": {},
+    }
+    rekey = EventLine(event=Event(kind=EventKind.IKE_REKEYED, ike="home", ike_id=1))
+    assert monitor_document(rekey)["event"] == "ike-rekey" and "up" not in monitor_document(rekey)
