@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import platform
 import sys
@@ -28,8 +29,16 @@ import msgspec
 from pqike import __version__
 from pqike.config import ConfigError, describe_connections, load_config
 from pqike.config import Daemon as DaemonSettings
-from pqike.daemon.control import DaemonUnreachable, ProtocolError, Request, Result, request
-from pqike.events import ChildSaInfo, IkeSaInfo
+from pqike.daemon.control import (
+    DaemonUnreachable,
+    EventLine,
+    ProtocolError,
+    Request,
+    Result,
+    request,
+)
+from pqike.events import ChildSaInfo, EventKind, IkeSaInfo, PoolInfo
+from pqike.vici import JSON_VERSION, conns_document, pools_document, sas_document
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -284,7 +293,8 @@ def daemon(
     if not foreground:
         _daemonize(settings.file)
     try:
-        pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file)
+        handler = None if foreground or settings.file else _syslog(settings.syslog)
+        pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file, handler=handler)
     except OSError as e:  # created 0600, never through a symbolic link (pqike.files)
         _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
     try:
@@ -308,23 +318,41 @@ def daemon(
 
 
 _ready_fd: int | None = None
+_ready_note = ""  # where the background daemon logs, for the parent's message
+SYSLOG_SOCKET = "/dev/log"
+
+
+def _syslog(facility: str) -> logging.Handler | None:
+    """The background daemon without daemon.log.file logs to syslog (charon does too);
+    without a syslog socket it says so and logs nowhere."""
+    from pqike import log as pqlog
+
+    global _ready_note
+    try:
+        handler = pqlog.syslog_handler(facility, SYSLOG_SOCKET)
+    except OSError as e:
+        _ready_note = (
+            f"no syslog at {SYSLOG_SOCKET} ({e.strerror or e}): set daemon.log.file "
+            "or use --foreground to see the log"
+        )
+        return None
+    _ready_note = f"logging to syslog (facility {facility})"
+    return handler
 
 
 def _daemonize(log_file: str | None) -> None:
     """Fork into the background; the parent exits when the daemon is up (or failed)."""
-    global _ready_fd
+    global _ready_fd, _ready_note
+    if log_file:
+        _ready_note = f"logging to {log_file}"
     read_fd, write_fd = os.pipe()
     if os.fork() > 0:
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as pipe:
             status = pipe.read().decode(errors="replace").strip()
         if status.startswith("ok "):
-            where = (
-                f"logging to {log_file}"
-                if log_file
-                else "no daemon.log.file configured, use --foreground to see the log"
-            )
-            click.echo(f"pqike: daemon started (pid {status[3:]}), {where}")
+            pid, _, where = status[3:].partition(" ")
+            click.echo(f"pqike: daemon started (pid {pid}), {where}")
             sys.exit(0)
         raise Failure(status or "the daemon exited during startup", 2)
     os.close(read_fd)
@@ -342,7 +370,8 @@ def _daemonize(log_file: str | None) -> None:
 def _report_ready() -> None:
     global _ready_fd
     if _ready_fd is not None:
-        os.write(_ready_fd, f"ok {os.getpid()}\n".encode())
+        note = _ready_note or "logging to daemon.log.file"
+        os.write(_ready_fd, f"ok {os.getpid()} {note}\n".encode())
         os.close(_ready_fd)
         _ready_fd = None
 
@@ -376,15 +405,37 @@ def initiate(child: str | None, ike: str | None, timeout: float, socket_path: st
 @click.option("--ike", help="IKE_SA configuration name")
 @click.option("--child", help="CHILD_SA name (only this CHILD_SA)")
 @click.option("--ike-id", type=int, help="IKE_SA unique id (#n in list-sas)")
+@click.option("--child-id", type=int, help="CHILD_SA unique id (#n of a CHILD_SA in list-sas)")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="send the DELETE and remove the IKE_SA without waiting for the peer's answer",
+)
 @_timeout_option
 @_socket_option
 def terminate(
-    ike: str | None, child: str | None, ike_id: int | None, timeout: float, socket_path: str
+    ike: str | None,
+    child: str | None,
+    ike_id: int | None,
+    child_id: int | None,
+    force: bool,
+    timeout: float,
+    socket_path: str,
 ) -> None:
-    """Delete IKE_SAs or CHILD_SAs, streaming the daemon's log."""
-    if ike is None and child is None and ike_id is None:
-        raise click.UsageError("terminate needs --ike, --child or --ike-id")
-    req = Request(cmd="terminate", ike=ike, child=child, ike_id=ike_id, timeout=timeout)
+    """Delete IKE_SAs or CHILD_SAs, streaming the daemon's log (like swanctl --terminate)."""
+    if ike is None and child is None and ike_id is None and child_id is None:
+        raise click.UsageError("terminate needs --ike, --child, --ike-id or --child-id")
+    if force and (child is not None or child_id is not None):
+        raise click.UsageError("--force applies to IKE_SAs (--ike, --ike-id), not to CHILD_SAs")
+    req = Request(
+        cmd="terminate",
+        ike=ike,
+        child=child,
+        ike_id=ike_id,
+        child_id=child_id,
+        force=force,
+        timeout=timeout,
+    )
     _finish(_call(socket_path, req, stream=True, timeout=timeout + 15))
 
 
@@ -537,9 +588,139 @@ def list_sas(ike: str | None, ike_id: int | None, as_json: bool, socket_path: st
     result = _checked(_call(socket_path, Request(cmd="list-sas", ike=ike, ike_id=ike_id)))
     sas = msgspec.convert(result.data or [], list[IkeSaInfo])
     if as_json:
-        _echo_json(sas)
+        _echo_json(sas_document(sas))
     else:
         click.echo(format_sas(sas), nl=False)
+
+
+# --- list-pools / counters ------------------------------------------------------------------
+
+
+def format_pools(pools: list[PoolInfo]) -> str:
+    """As ``swanctl --list-pools [--leases]`` prints them (swanctl list_pools.c)."""
+    lines = []
+    for p in pools:
+        lines.append(f"{p.name:<20} {p.base:<30} {f'{p.online} / {p.offline} / {p.size}':>16}")
+        for lease in p.leases:
+            lines.append(f"  {lease.address:<30} {lease.status:<8} '{lease.identity}'")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@cli.command("list-pools")
+@click.option("--leases", is_flag=True, help="list the leases of each pool")
+@click.option("--name", help="only this pool")
+@_json_option
+@_socket_option
+def list_pools(leases: bool, name: str | None, as_json: bool, socket_path: str) -> None:
+    """List the virtual IP pools: base, online / offline leases / size (swanctl --list-pools)."""
+    req = Request(cmd="list-pools", name=name, leases=leases)
+    pools = msgspec.convert(_checked(_call(socket_path, req)).data or [], list[PoolInfo])
+    if as_json:
+        _echo_json(pools_document(pools, leases))
+    else:
+        click.echo(format_pools(pools), nl=False)
+
+
+@cli.command()
+@click.option("--reset", is_flag=True, help="reset the counters (after showing them)")
+@_json_option
+@_socket_option
+def counters(reset: bool, as_json: bool, socket_path: str) -> None:
+    """IKE message counters per exchange type, in and out (swanctl --counters)."""
+    result = _checked(_call(socket_path, Request(cmd="counters", reset=reset)))
+    values: dict[str, int] = result.data or {}
+    if as_json:
+        _echo_json({"version": JSON_VERSION, "counters": {"global": values}})
+        return
+    click.echo("global:")
+    for key, value in values.items():
+        click.echo(f"  {key:<22}: {value}")
+    if result.message:
+        click.echo(result.message)
+
+
+# --- log / monitor-sa ------------------------------------------------------------------------
+
+
+def _stream_forever(socket_path: str, req: Request, **handlers: Any) -> None:
+    """Print what the daemon streams until Ctrl-C or the daemon stops."""
+    try:
+        result = request(socket_path, req, timeout=None, **handlers)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    except DaemonUnreachable as e:
+        raise _unreachable(e) from None
+    except ProtocolError as e:
+        raise Failure(str(e), 1) from None
+    click.echo(result.message, err=True)
+
+
+@cli.command("log")
+@_socket_option
+def log_stream(socket_path: str) -> None:
+    """Follow the daemon's log as it is written (swanctl --log); Ctrl-C ends it."""
+    _stream_forever(socket_path, Request(cmd="log"), on_log=click.echo)
+
+
+_EVENT_NAMES = {
+    EventKind.IKE_ESTABLISHED: ("ike-updown", True),
+    EventKind.IKE_FAILED: ("ike-updown", False),
+    EventKind.IKE_DELETED: ("ike-updown", False),
+    EventKind.IKE_REKEYED: ("ike-rekey", None),
+    EventKind.CHILD_ESTABLISHED: ("child-updown", True),
+    EventKind.CHILD_FAILED: ("child-updown", False),
+    EventKind.CHILD_DELETED: ("child-updown", False),
+    EventKind.CHILD_REKEYED: ("child-rekey", None),
+    EventKind.REKEY_FAILED: ("rekey-failed", None),  # pqike: vici has no such event
+}
+
+
+def monitor_document(line: EventLine) -> dict[str, Any]:
+    """One monitor-sa event as JSON: vici's event name and ``up``, what happened, and the
+    IKE_SA as list-sas shows it (absent once it is gone)."""
+    e = line.event
+    name, up = _EVENT_NAMES.get(e.kind, (str(e.kind), None))
+    doc: dict[str, Any] = {"version": JSON_VERSION, "event": name}
+    if up is not None:
+        doc["up"] = up
+    doc["ike"] = e.ike
+    doc["ike-id"] = e.ike_id
+    if e.child is not None:
+        doc["child"] = e.child
+        doc["child-id"] = e.child_id
+    if e.message:
+        doc["message"] = e.message
+    doc["ike-sas"] = sas_document(line.sas)["ike-sas"]
+    return doc
+
+
+def format_monitor(line: EventLine) -> str:
+    doc = monitor_document(line)
+    what = line.event.ike + f"[{line.event.ike_id}]"
+    if line.event.child is not None:
+        what = f"{line.event.child}{{{line.event.child_id}}} of {what}"
+    head = f"{doc['event']} event: {what}"
+    if "up" in doc:
+        head += " up" if doc["up"] else " down"
+    if line.event.message:
+        head += f" ({line.event.message})"
+    return head + "\n" + format_sas(line.sas)
+
+
+@cli.command("monitor-sa")
+@_json_option
+@_socket_option
+def monitor_sa(as_json: bool, socket_path: str) -> None:
+    """Show IKE_SA and CHILD_SA events as they happen (swanctl --monitor-sa); one JSON
+    object a line with --json; Ctrl-C ends it."""
+
+    def show(line: EventLine) -> None:
+        if as_json:
+            click.echo(msgspec.json.encode(monitor_document(line)).decode())
+        else:
+            click.echo(format_monitor(line), nl=False)
+
+    _stream_forever(socket_path, Request(cmd="monitor-sa"), on_event=show)
 
 
 # --- list-conns / list-certs -----------------------------------------------------------------
@@ -572,7 +753,7 @@ def list_conns(config_dir: str | None, ike: str | None, as_json: bool, socket_pa
     else:
         data = _checked(_call(socket_path, Request(cmd="list-conns", ike=ike))).data or {}
     if as_json:
-        _echo_json(data.get("connections", {}))
+        _echo_json(conns_document(data.get("connections", {})))
     else:
         click.echo(data.get("text", ""), nl=False)
 

@@ -19,15 +19,27 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pqike.config import Config, Connection
-from pqike.events import ChildSaInfo, Datagram, Endpoint, Event, EventKind, IkeSaInfo
+from pqike.counters import Counters
+from pqike.events import (
+    ChildSaInfo,
+    Datagram,
+    Endpoint,
+    Event,
+    EventKind,
+    IkeSaInfo,
+    LeaseInfo,
+    PoolInfo,
+)
 from pqike.kernel.base import KernelBackend, KernelError
 from pqike.log import Subsystem, get_logger
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
+from pqike.sa.pool import AddressPool, pool_extent
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
+from pqike.vici import proposal_fields
 from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_header, decode_message
@@ -156,6 +168,7 @@ class Engine:
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
         self._budget = MemoryBudget(config.daemon.reassembly_memory)
         self._pools: dict[str, object] = {}
+        self.counters = Counters()  # IKE messages per exchange and direction (--counters)
         self._cookie_secret = rng(32)
         self._touched: set[IkeSa] = set()  # IKE_SAs an event changed, settled by _reap()
         self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, engine key)
@@ -287,6 +300,8 @@ class Engine:
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)
         self._out.clear()  # the SAs hold a reference to this list
+        for d in out:
+            self.counters.count(d.data, inbound=False)
         return out
 
     # ---- timers: a heap of (deadline, seq, our SPI of the IKE_SA), stale entries skipped
@@ -705,15 +720,33 @@ class Engine:
             and sa.state != IkeState.DESTROYED
         ]
 
-    def terminate(self, ike: str | None, child: str | None, ike_id: int | None, now: float) -> None:
-        if ike is None and child is None and ike_id is None:
-            raise EngineError("terminate needs --ike, --child or --ike-id")
-        if child is not None:
+    def terminate(
+        self,
+        ike: str | None,
+        child: str | None,
+        ike_id: int | None,
+        now: float,
+        *,
+        child_id: int | None = None,
+        force: bool = False,
+    ) -> None:
+        """Delete IKE_SAs, or CHILD_SAs by name or unique id. ``force`` (IKE_SAs only, as
+        charon's ike_sa delete(force)): send the DELETE once and destroy the IKE_SA without
+        waiting for the peer's answer."""
+        if ike is None and child is None and ike_id is None and child_id is None:
+            raise EngineError("terminate needs --ike, --child, --ike-id or --child-id")
+        if child is not None or child_id is not None:
+            if force:
+                raise EngineError("--force applies to IKE_SAs, not to CHILD_SAs")
             found = [
-                (sa, c) for sa in self._select(ike, ike_id) for c in sa.children if c.name == child
+                (sa, c)
+                for sa in self._select(ike, ike_id)
+                for c in sa.children
+                if child in (None, c.name) and child_id in (None, c.unique_id)
             ]
             if not found:
-                raise EngineError(f"no CHILD_SA named '{child}' is established")
+                what = f"named '{child}'" if child_id is None else f"with unique id {child_id}"
+                raise EngineError(f"no CHILD_SA {what} is established")
             for sa, c in found:
                 sa.queue(ChildDelete(sa, True, c))
                 sa.initiate(now)
@@ -726,6 +759,10 @@ class Engine:
             if sa.established:
                 sa.queue(IkeDelete(sa, True))
                 sa.initiate(now)
+                if force:
+                    sa.log("IKE_SA %s destroyed without waiting for the peer (forced)", sa.label)
+                    sa.destroy(now)
+                    sa.emit(EventKind.IKE_DELETED, "deleted (forced, without the peer's answer)")
             else:
                 sa.fail("terminated before it was established", now)
         self._reap()
@@ -813,10 +850,12 @@ class Engine:
         try:
             msg = decode_message(dgram.data)
         except DecodeError as e:
+            self.counters.bump("invalid")
             self._undecodable(dgram, e)
             return
         if msg.initiator:  # sent by the original initiator: we are the responder
             if msg.exchange == ExchangeType.IKE_SA_INIT and not msg.response:
+                self.counters.count(dgram.data, inbound=True)
                 self._init_request(msg, dgram, now)
                 self._reap()
                 return
@@ -841,6 +880,7 @@ class Engine:
                 for data in gone.packets:
                     self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
                 return
+            self.counters.bump("invalid-spi")
             enc(
                 "received %s for unknown IKE_SA %s_i %s_r, ignored",
                 msg.exchange.name if isinstance(msg.exchange, ExchangeType) else msg.exchange,
@@ -855,6 +895,7 @@ class Engine:
             and msg.spi_r != bytes(8)
         ):
             sa.spi_r = msg.spi_r
+        self.counters.count(dgram.data, inbound=True)
         sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
         self._reap()
 
@@ -993,6 +1034,33 @@ class Engine:
 
     # ---- listing ------------------------------------------------------------------------
 
+    def list_pools(self) -> list[PoolInfo]:
+        """The configured pools with their leases (swanctl --list-pools --leases)."""
+        out = []
+        for name, cfg in self.config.pools.items():
+            pool = self._pools.get(name)
+            leases = pool.leases if isinstance(pool, AddressPool) else {}
+            online = pool.online if isinstance(pool, AddressPool) else set()
+            base, size = pool_extent(cfg.addrs)
+            out.append(
+                PoolInfo(
+                    name=name,
+                    base=base,
+                    size=size,
+                    online=sum(1 for i in leases if i in online),
+                    offline=sum(1 for i in leases if i not in online),
+                    leases=[
+                        LeaseInfo(
+                            address=str(a),
+                            identity=i,
+                            status="online" if i in online else "offline",
+                        )
+                        for i, a in leases.items()
+                    ],
+                )
+            )
+        return out
+
     def list_sas(self, now: float = 0.0) -> list[IkeSaInfo]:
         out = []
         for sa in sorted(self.sas.values(), key=lambda s: s.unique_id):
@@ -1020,6 +1088,7 @@ class Engine:
                     established=max(0.0, now - sa.established_at) if sa.established else 0.0,
                     rekey_in=max(0.0, sa.rekey_at - now) if sa.rekey_at is not None else None,
                     children=[self._child_info(sa, c, now) for c in sa.children],
+                    algorithms=proposal_fields(sa.proposal) if sa.proposal else {},
                 )
             )
         return out
@@ -1048,4 +1117,5 @@ class Engine:
             rekey_in=max(0.0, c.rekey_at - now) if c.rekey_at is not None else None,
             expires_in=max(0.0, c.expire_at - now) if c.expire_at is not None else None,
             last_error=c.last_error,
+            algorithms=proposal_fields(c.proposal) if c.proposal else {},
         )

@@ -76,6 +76,7 @@ class ChildSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     rekey_in: float | None = None  # seconds until rekeying
     expires_in: float | None = None
     last_error: str = ""  # why the last rekey of this CHILD_SA failed (e.g. a PFS mismatch)
+    algorithms: dict[str, str | int | bool] = {}  # vici's encr-alg, dh-group, ... (pqike.vici)
 
 
 class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,3 +100,21 @@ class IkeSaInfo(msgspec.Struct, frozen=True, kw_only=True):
     established: float = 0.0  # seconds since establishment
     rekey_in: float | None = None
     children: list[ChildSaInfo] = []
+    algorithms: dict[str, str | int | bool] = {}  # vici's encr-alg, dh-group, ... (pqike.vici)
+
+
+class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
+    address: str
+    identity: str
+    status: str  # online / offline
+
+
+class PoolInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One virtual IP pool as ``list-pools`` shows it (vici get-pools)."""
+
+    name: str
+    base: str  # the configured network (or first address of a range)
+    size: int  # addresses it hands out
+    online: int
+    offline: int  # leases kept for identities that went away
+    leases: list[LeaseInfo] = []

@@ -12,6 +12,7 @@ without drowning the log in key material.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 from collections.abc import Mapping
@@ -21,7 +22,15 @@ from typing import Any
 from pqike.files import open_private
 from pqike.text import one_line
 
-__all__ = ["Logger", "Subsystem", "configure", "get_logger"]
+__all__ = [
+    "SYSLOG_FACILITIES",
+    "Logger",
+    "Subsystem",
+    "configure",
+    "get_logger",
+    "journald_stderr",
+    "syslog_handler",
+]
 
 
 class Subsystem(StrEnum):
@@ -102,20 +111,68 @@ def get_logger(subsystem: Subsystem, sa: str = "") -> Logger:
     return Logger(subsystem, sa)
 
 
+class _SyslogFormatter(_Formatter):
+    """syslog and journald stamp the time themselves: ``[IKE] <home|1> message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).split(" ", 1)[1]
+
+
+class _SyslogHandler(logging.handlers.SysLogHandler):
+    """charon's sys_logger: every line at LOG_INFO of the configured facility, tagged
+    with the daemon's name and pid."""
+
+    def mapPriority(self, levelName: str) -> str:
+        return "info"
+
+
+SYSLOG_FACILITIES = tuple(logging.handlers.SysLogHandler.facility_names)
+
+
+def syslog_handler(facility: str = "daemon", address: str = "/dev/log") -> logging.Handler:
+    """A handler writing to the local syslog socket (journald reads /dev/log too).
+    OSError if nothing listens there."""
+    handler = _SyslogHandler(address=address, facility=facility)
+    if handler.socket.fileno() < 0:  # SysLogHandler, as openlog(), keeps quiet about it
+        handler.close()
+        handler._connect_unixsocket(address)  # raises the OSError that says why
+    handler.ident = f"pqike[{os.getpid()}]: "
+    return handler
+
+
+def journald_stderr() -> bool:
+    """stderr is systemd's journal stream (JOURNAL_STREAM names its device and inode):
+    journald stamps the time, a second timestamp is noise."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return bool(expected) and expected == f"{st.st_dev}:{st.st_ino}"
+
+
 def configure(
     levels: Mapping[str, int] | None = None,
     default: int = DEFAULT_LEVEL,
     stream: Any = None,
     filename: str | None = None,
+    *,
+    handler: logging.Handler | None = None,
 ) -> logging.Handler:
-    """Install one handler on the pqike logger tree and set per-subsystem levels."""
+    """Install one handler on the pqike logger tree and set per-subsystem levels: ``handler``
+    if given (syslog), else a file, else ``stream`` (stderr)."""
     root = logging.getLogger(_ROOT)
     for h in list(root.handlers):
         root.removeHandler(h)
-    handler: logging.Handler = (
-        _PrivateFileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
-    )
-    handler.setFormatter(_Formatter())
+    if handler is not None:
+        handler.setFormatter(_SyslogFormatter())
+    elif filename:
+        handler = _PrivateFileHandler(filename)
+        handler.setFormatter(_Formatter())
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        journal = stream in (None, sys.stderr) and journald_stderr()
+        handler.setFormatter(_SyslogFormatter() if journal else _Formatter())
     root.addHandler(handler)
     root.propagate = False
     root.setLevel(1)

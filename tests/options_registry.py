@@ -84,6 +84,7 @@ TESTED: dict[str, tuple[str, ...]] = {
     ),
     "daemon.log.default": (RULE + "test_log_levels_per_subsystem",),
     "daemon.log.file": (U + "test_files.py::test_log_file_is_created_0600",),
+    "daemon.log.syslog": (U + "test_log_output.py::test_syslog_lines_carry_facility_ident_and_sa",),
     # connections
     "connections.*.version=2": (U + "test_config_errors.py::test_only_ikev2",),
     "connections.*.local_addrs": (

@@ -151,14 +151,23 @@ class LogSettings(_Section):
     enc: Level | None = None
     lib: Level | None = None
     esp: Level | None = None
-    file: Annotated[str | None, PATH] = None  # None: stderr
+    file: Annotated[str | None, PATH] = None  # None: stderr (syslog in the background)
+    # charon's syslog section: the facility the background daemon logs to without a file
+    syslog: str = "daemon"
+
+    def __post_init__(self) -> None:
+        from logging.handlers import SysLogHandler
+
+        if self.syslog not in SysLogHandler.facility_names:
+            known = ", ".join(sorted(SysLogHandler.facility_names))
+            raise FieldError("syslog", f"unknown syslog facility '{self.syslog}' (one of {known})")
 
     def levels(self) -> dict[str, int]:
         """Explicit per-subsystem levels, keyed as pqike.log.configure() expects."""
         out = {}
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if name not in ("default", "file") and value is not None:
+            if name not in ("default", "file", "syslog") and value is not None:
                 out[name.upper()] = value
         return out
 

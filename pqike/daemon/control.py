@@ -25,13 +25,14 @@ from typing import Any
 
 import msgspec
 
-from pqike.events import Event
+from pqike.events import Event, IkeSaInfo
 from pqike.log import Subsystem, get_logger
 
 __all__ = [
     "COMMANDS",
     "ControlServer",
     "DaemonUnreachable",
+    "EventLine",
     "Handler",
     "LogLine",
     "ProtocolError",
@@ -50,13 +51,19 @@ COMMANDS = (
     "list-sas",
     "list-conns",
     "list-certs",
+    "list-pools",
     "reload",
     "load-all",
     "stats",
     "install",
     "uninstall",
     "list-pols",
+    "counters",
+    "log",
+    "monitor-sa",
 )
+STREAMING = ("log", "monitor-sa")
+"""Commands that stream until the client goes away (swanctl --log, --monitor-sa)."""
 MAX_LINE = 1 << 20  # a request line; replies may be longer (list-sas of a busy gateway)
 
 
@@ -65,12 +72,24 @@ class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
     ike: str | None = None
     child: str | None = None
     ike_id: int | None = None
+    child_id: int | None = None
+    force: bool = False  # terminate: don't wait for the peer's answer
+    name: str | None = None  # list-pools: only this pool
+    leases: bool = False  # list-pools: with the leases
+    reset: bool = False  # counters: reset them after reading
     timeout: float | None = None  # seconds to wait for initiate/terminate/rekey
     reauth: bool = False  # rekey: reauthenticate the IKE_SA (make-before-break)
 
 
 class LogLine(msgspec.Struct, tag="log", tag_field="type"):
     line: str
+
+
+class EventLine(msgspec.Struct, tag="event", tag_field="type", kw_only=True):
+    """monitor-sa: one event and the IKE_SA it concerns as it is now (empty once gone)."""
+
+    event: Event
+    sas: list[IkeSaInfo] = []
 
 
 class Result(msgspec.Struct, tag="result", tag_field="type", kw_only=True):
@@ -80,9 +99,10 @@ class Result(msgspec.Struct, tag="result", tag_field="type", kw_only=True):
     data: Any = None
 
 
-Reply = LogLine | Result
-Handler = Callable[[Request, Callable[[str], None]], Awaitable[Result]]
-"""``handler(request, send_log_line) -> Result``."""
+Reply = LogLine | EventLine | Result
+Send = Callable[[str | EventLine], None]
+Handler = Callable[[Request, Send], Awaitable[Result]]
+"""``handler(request, send) -> Result``; ``send`` streams a log line or an event."""
 
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(Request)
@@ -185,12 +205,15 @@ class ControlServer:
                 await writer.drain()
                 continue
 
-            def send_log(line: str) -> None:
+            def send_log(item: str | EventLine) -> None:
                 if not writer.is_closing():
-                    writer.write(_line(LogLine(line)))
+                    writer.write(_line(LogLine(item) if isinstance(item, str) else item))
 
             try:
-                result = await self.handler(req, send_log)
+                if req.cmd in STREAMING:
+                    result = await self._stream(req, send_log, reader)
+                else:
+                    result = await self.handler(req, send_log)
             except Exception as e:  # the handler reports its own errors; this is a backstop
                 log.basic("control: %s failed: %s: %s", req.cmd, type(e).__name__, e)
                 result = Result(ok=False, message=f"internal error: {type(e).__name__}: {e}")
@@ -198,6 +221,28 @@ class ControlServer:
                 return
             writer.write(_line(result))
             await writer.drain()
+
+    async def _stream(self, req: Request, send: Send, reader: asyncio.StreamReader) -> Result:
+        """Run a streaming command until it ends or the client closes its end."""
+        work = asyncio.ensure_future(self.handler(req, send))
+        gone = asyncio.ensure_future(_until_eof(reader))
+        try:
+            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, gone):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if work.cancelled() or not work.done():
+            return Result(ok=True, message=f"{req.cmd} ended")
+        return work.result()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Wait for the client to close; what it sends meanwhile is read and dropped."""
+    while await reader.read(4096):
+        pass
 
 
 def _alive(path: str) -> bool:
@@ -219,8 +264,10 @@ def request(
     on_log: Callable[[str], None] | None = None,
     *,
     timeout: float | None = 60.0,
+    on_event: Callable[[EventLine], None] | None = None,
 ) -> Result:
-    """Send one request and return its Result, passing streamed log lines to ``on_log``.
+    """Send one request and return its Result, passing streamed log lines to ``on_log``
+    and monitor-sa events to ``on_event`` (``timeout`` None: a stream without end).
 
     ``timeout`` bounds every single read (the daemon streams while it works, and enforces
     the request's own timeout itself). Raises DaemonUnreachable or ProtocolError.
@@ -251,10 +298,13 @@ def request(
                     raise ProtocolError(f"unexpected reply from the daemon: {e}") from None
                 if isinstance(reply, Result):
                     return reply
-                if on_log is not None:
+                if isinstance(reply, EventLine):
+                    if on_event is not None:
+                        on_event(reply)
+                elif on_log is not None:
                     on_log(reply.line)
         except TimeoutError:
-            raise ProtocolError(f"no answer from the daemon within {timeout:g}s") from None
+            raise ProtocolError(f"no answer from the daemon within {timeout or 0:g}s") from None
         except OSError as e:
             raise ProtocolError(f"control socket error: {e.strerror or e}") from None
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import os
 import platform
@@ -25,7 +26,7 @@ import msgspec
 
 from pqike import __version__
 from pqike.config import Config, ConfigError, describe_connections, load_config
-from pqike.daemon.control import COMMANDS, ControlServer, Request, Result
+from pqike.daemon.control import COMMANDS, ControlServer, EventLine, Request, Result, Send
 from pqike.daemon.logtap import LogRouter
 from pqike.daemon.udp import EspHandler, UdpEndpoints
 from pqike.events import Datagram, Event, EventKind, IkeSaInfo
@@ -57,7 +58,14 @@ class EngineLike(Protocol):
     def initiate(self, child: str | None, ike: str | None, now: float) -> int: ...
 
     def terminate(
-        self, ike: str | None, child: str | None, ike_id: int | None, now: float
+        self,
+        ike: str | None,
+        child: str | None,
+        ike_id: int | None,
+        now: float,
+        *,
+        child_id: int | None = None,
+        force: bool = False,
     ) -> None: ...
 
     def rekey(self, ike: str | None, child: str | None, now: float) -> None: ...
@@ -182,12 +190,19 @@ def _initiate_decider(child: str | None) -> Callable[[list[Event]], Decision]:
     return decide
 
 
-def _terminate_decider(ids: set[int], child: str | None) -> Callable[[list[Event]], Decision]:
+def _terminate_decider(
+    ids: set[int], child: str | None, child_id: int | None = None
+) -> Callable[[list[Event]], Decision]:
+    by_child = child is not None or child_id is not None
+
     def decide(events: list[Event]) -> Decision:
         done = set()
         for e in events:
             if e.kind in (EventKind.IKE_DELETED, EventKind.IKE_FAILED) or (
-                child is not None and e.kind == EventKind.CHILD_DELETED and e.child == child
+                by_child
+                and e.kind == EventKind.CHILD_DELETED
+                and (child is None or e.child == child)
+                and (child_id is None or e.child_id == child_id)
             ):
                 done.add(e.ike_id)
         return (True, "") if ids <= done else None
@@ -226,12 +241,20 @@ def _reauth_decider(old: set[int]) -> Callable[[list[Event]], Decision]:
     return decide
 
 
-def _sa_matches(sa: IkeSaInfo, ike: str | None, ike_id: int | None, child: str | None) -> bool:
+def _sa_matches(
+    sa: IkeSaInfo,
+    ike: str | None,
+    ike_id: int | None,
+    child: str | None,
+    child_id: int | None = None,
+) -> bool:
     if ike is not None and sa.name != ike:
         return False
     if ike_id is not None and sa.unique_id != ike_id:
         return False
-    return child is None or any(c.name == child for c in sa.children)
+    return (child is None or any(c.name == child for c in sa.children)) and (
+        child_id is None or any(c.unique_id == child_id for c in sa.children)
+    )
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -286,6 +309,7 @@ class Daemon:
         self.router = LogRouter()
         self.started_at = time.time()
         self._waiters: list[_Waiter] = []
+        self._monitors: list[Callable[[Event], None]] = []  # monitor-sa clients
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._spin_logged = False
@@ -300,12 +324,16 @@ class Daemon:
             "list-sas": self._cmd_list_sas,
             "list-conns": self._cmd_list_conns,
             "list-certs": self._cmd_list_certs,
+            "list-pools": self._cmd_list_pools,
             "reload": self._cmd_reload,
             "load-all": self._cmd_reload,
             "stats": self._cmd_stats,
             "install": self._cmd_install,
             "uninstall": self._cmd_uninstall,
             "list-pols": self._cmd_list_pols,
+            "counters": self._cmd_counters,
+            "log": self._cmd_log,
+            "monitor-sa": self._cmd_monitor_sa,
         }
         assert set(self._commands) == set(COMMANDS)
 
@@ -506,6 +534,8 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         for w in self._waiters:
             w.offer(event)
+        for monitor in self._monitors:
+            monitor(event)
 
     def _list_sas(self) -> list[IkeSaInfo]:
         if self._list_sas_takes_now:
@@ -596,19 +626,28 @@ class Daemon:
             )
 
     async def _cmd_terminate(self, req: Request, send_log: Callable[[str], None]) -> Result:
-        if req.ike is None and req.child is None and req.ike_id is None:
-            raise CommandError("terminate needs --ike, --child or --ike-id")
+        if req.ike is None and req.child is None and req.ike_id is None and req.child_id is None:
+            raise CommandError("terminate needs --ike, --child, --ike-id or --child-id")
         timeout = self._timeout(req)
         ids = {
             sa.unique_id
             for sa in self._list_sas()
-            if _sa_matches(sa, req.ike, req.ike_id, req.child)
+            if _sa_matches(sa, req.ike, req.ike_id, req.child, req.child_id)
         }
+        options: dict[str, Any] = {}
+        if req.child_id is not None or req.force:  # engines without these keep working
+            options = {"child_id": req.child_id, "force": req.force}
         with self.router.tap(send_log) as tap, self._waiter() as w:
             tap.resolve(ids)
             w.relevant = lambda e: e.ike_id in ids
-            w.decide = _terminate_decider(ids, req.child)
-            self._command_call(self.engine.terminate, req.ike, req.child, req.ike_id, self.clock())
+            w.decide = _terminate_decider(ids, req.child, req.child_id)
+            self._command_call(
+                functools.partial(self.engine.terminate, **options),
+                req.ike,
+                req.child,
+                req.ike_id,
+                self.clock(),
+            )
             if not ids:
                 return Result(ok=True, message="terminate completed successfully")
             w.check()
@@ -688,6 +727,46 @@ class Daemon:
 
         return Result(ok=True, data=list_certificates(self.config))
 
+    async def _cmd_list_pools(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        list_pools = getattr(self.engine, "list_pools", None)
+        pools = list_pools() if callable(list_pools) else []
+        if req.name is not None:
+            pools = [p for p in pools if p.name == req.name]
+        if not req.leases:
+            pools = [msgspec.structs.replace(p, leases=[]) for p in pools]
+        return Result(ok=True, data=pools)
+
+    async def _cmd_counters(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        counters = getattr(self.engine, "counters", None)
+        if counters is None:
+            raise CommandError("this engine keeps no counters")
+        values = dict(counters.values)
+        if req.reset:
+            counters.reset()
+        return Result(ok=True, message="reset-counters completed" if req.reset else "", data=values)
+
+    async def _cmd_log(self, req: Request, send_log: Send) -> Result:
+        """Every line the daemon logs, until the client goes (swanctl --log)."""
+        assert self._stop is not None
+        with self.router.tap(send_log) as tap:
+            tap.resolve(None)
+            await self._stop.wait()
+        return Result(ok=True, message="the daemon is shutting down")
+
+    async def _cmd_monitor_sa(self, req: Request, send_log: Send) -> Result:
+        """IKE_SA and CHILD_SA events with the SA as it is then (swanctl --monitor-sa)."""
+        assert self._stop is not None
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._monitors.append(queue.put_nowait)
+        try:
+            while not self._stop.is_set():
+                event = await queue.get()
+                sas = [sa for sa in self._list_sas() if sa.unique_id == event.ike_id]
+                send_log(EventLine(event=event, sas=sas))
+        finally:
+            self._monitors.remove(queue.put_nowait)
+        return Result(ok=True, message="the daemon is shutting down")
+
     async def _cmd_reload(self, req: Request, send_log: Callable[[str], None]) -> Result:
         if not self.config_path:
             raise CommandError("the daemon was started without a configuration path")
@@ -751,8 +830,8 @@ class Daemon:
             data={
                 "version": __version__,
                 "pid": os.getpid(),
-                "uptime": round(time.time() - self.started_at, 3),
-                "since": self.started_at,
+                "uptime": int(time.time() - self.started_at),  # whole seconds, as vici
+                "since": int(self.started_at),
                 "config": self.config_path,
                 "connections": len(self.config.connections),
                 "kernel": self.kernel.name,

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pqike.kernel.base import KernelBackend, KernelError, MemoryKernel
+from pqike.log import Subsystem, get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(Subsystem.KNL)
 
 BACKENDS = ("auto", "xfrm", "userspace", "none")
 
@@ -43,25 +43,25 @@ def select_backend(name: str = "auto", **options: Any) -> KernelBackend:
         xfrm = XfrmKernel(**options)
         reason = xfrm.probe()
         if reason is None:
-            log.info("kernel backend: xfrm")
+            log("kernel backend: xfrm")
             return xfrm
         xfrm.close()
         if name == "xfrm":
             raise KernelError(f"kernel backend xfrm unusable: {reason}")
-        log.warning("kernel backend xfrm unusable (%s); trying userspace ESP", reason)
+        log.basic("kernel backend xfrm unusable (%s); trying userspace ESP", reason)
     try:
         backend = _userspace()
     except ImportError as e:
         if name == "userspace":
             raise KernelError(f"kernel backend userspace unavailable: {e}") from e
-        log.warning("no userspace ESP backend (%s): using 'none', no traffic is protected", e)
+        log.basic("no userspace ESP backend (%s): using 'none', no traffic is protected", e)
         return MemoryKernel()
     reason = backend.probe()
     if reason is not None:
         if name == "userspace":
             raise KernelError(f"kernel backend userspace unusable: {reason}")
-        log.warning("userspace ESP unusable (%s): using 'none', no traffic is protected", reason)
+        log.basic("userspace ESP unusable (%s): using 'none', no traffic is protected", reason)
         backend.close()
         return MemoryKernel()
-    log.info("kernel backend: userspace")
+    log("kernel backend: userspace")
     return backend

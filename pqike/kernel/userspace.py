@@ -413,6 +413,7 @@ class UserspaceKernel:
             route[0] -= 1
             if route[0] <= 0:
                 del self._routes[net]
+                knl("uninstalling route %s dev %s", net, tun.name)
                 tun.del_route(route[1])
         ref = self._bypass.get(peer) if peer is not None else None
         if ref is not None and ipaddress.ip_address(peer) in net:  # type: ignore[arg-type]

@@ -37,7 +37,6 @@ import asyncio
 import errno
 import functools
 import ipaddress
-import logging
 import os
 import socket
 import threading
@@ -65,7 +64,6 @@ from pqike.kernel.base import (
 from pqike.log import Subsystem, get_logger
 from pqike.wire.iana import EncrId, IntegId
 
-log = logging.getLogger(__name__)
 knl = get_logger(Subsystem.KNL)  # what was installed/removed, at level 2 (--log-level knl=2)
 
 ROUTE_PROTO = 158  # rtm_protocol tag of pqike's routes (unassigned in /etc/iproute2/rt_protos)
@@ -484,7 +482,7 @@ class XfrmKernel:
             err = self._probe_sa(sock, encr, ekey, integ, ikey)
             if err is None:
                 if failures:
-                    log.warning("kernel ESP works, but %s", "; ".join(failures))
+                    knl.basic("kernel ESP works, but %s", "; ".join(failures))
                 return None
             code, text = err
             if code == errno.EPROTONOSUPPORT:
@@ -523,7 +521,7 @@ class XfrmKernel:
             try:
                 sock.request(sa_id_message(spi, sa.dst, self.mark), nx.XFRM_MSG_DELSA)
             except NetlinkError as e:
-                log.warning("probe: could not delete test SA %08x: %s", spi, _error_text(e))
+                knl.basic("probe: could not delete test SA %08x: %s", spi, _error_text(e))
             return None
         return errno.EEXIST, "no free test SPI"
 
@@ -583,7 +581,7 @@ class XfrmKernel:
     def del_sa(self, spi: int, dst: str) -> None:
         key = (spi, dst)
         if key not in self._sas and key not in self._larval:
-            log.debug("del_sa %08x %s: not installed by pqike, left alone", spi, dst)
+            knl.raw("del_sa %08x %s: not installed by pqike, left alone", spi, dst)
             return
         try:
             self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_DELSA)
@@ -631,14 +629,14 @@ class XfrmKernel:
             try:
                 self._route_for_policy(key, policy)
             except KernelError as e:  # traffic still flows for forwarded packets
-                log.warning("no route for %s: %s", _policy_str(policy), e)
+                knl.basic("no route for %s: %s", _policy_str(policy), e)
 
     @_on_worker
     def del_policy(self, policy: KernelPolicy) -> None:
         key = policy_key(policy)
         users = self._policies.get(key)
         if not users or policy not in users:
-            log.debug("del_policy %s: not installed by pqike, left alone", _policy_str(policy))
+            knl.raw("del_policy %s: not installed by pqike, left alone", _policy_str(policy))
             return
         active = active_policy(users) == policy
         users.remove(policy)
@@ -700,7 +698,7 @@ class XfrmKernel:
                     if oif:
                         return oif
             except NetlinkError as e:
-                log.debug("no route to %s (%s); VIP goes on lo", peer, _error_text(e))
+                knl.raw("no route to %s (%s); VIP goes on lo", peer, _error_text(e))
         return self.ipr.link_lookup(ifname="lo")[0]
 
     @_on_worker
@@ -714,7 +712,7 @@ class XfrmKernel:
             self.ipr.addr("add", index=index, address=address, prefixlen=plen)
         except NetlinkError as e:
             if e.code == errno.EEXIST:
-                log.info("virtual IP %s exists already; not ours to remove", address)
+                knl("virtual IP %s exists already; not ours to remove", address)
                 return
             raise KernelError(f"adding virtual IP {address}: {_error_text(e)}") from e
         self._vips[address] = (index, plen)
@@ -835,7 +833,7 @@ class XfrmKernel:
                 "del", table=self.route_table, priority=self.route_rule_priority, family=family
             )
         except NetlinkError as e:
-            log.warning("removing routing rule for table %d: %s", self.route_table, _error_text(e))
+            knl.basic("removing routing rule for table %d: %s", self.route_table, _error_text(e))
 
     # ---- ACQUIREs -----------------------------------------------------------------------
 
@@ -909,7 +907,7 @@ class XfrmKernel:
         try:
             larval = [m for m in self.xfrm.dump_sas() if m["id_spi"] == 0 and m["reqid"] == reqid]
         except NetlinkError as e:
-            log.warning("listing SAs for larval ACQUIRE states: %s", _error_text(e))
+            knl.basic("listing SAs for larval ACQUIRE states: %s", _error_text(e))
             return
         for m in larval:
             msg = nx.xfrm_userspi_info()
@@ -922,7 +920,7 @@ class XfrmKernel:
                 dst = nx.unpack_addr(m["id_daddr"], m["family"])
                 self.xfrm.request(sa_id_message(spi, dst, self.mark), nx.XFRM_MSG_DELSA)
             except (NetlinkError, StopIteration) as e:
-                log.warning("removing a larval ACQUIRE state of reqid %d: %s", reqid, e)
+                knl.basic("removing a larval ACQUIRE state of reqid %d: %s", reqid, e)
                 return
             knl.control("removed larval ACQUIRE state of reqid %d", reqid)
 

@@ -115,6 +115,7 @@ class IkeSa:
         "_frag_responses",
         "_in_cipher",
         "_out_cipher",
+        "_state",
         "active",
         "after_response",
         "cfg",
@@ -177,7 +178,6 @@ class IkeSa:
         "spi_i",
         "spi_r",
         "start_at",
-        "state",
         "successor_sa",
         "suite",
         "svc",
@@ -208,9 +208,9 @@ class IkeSa:
         self.remote = remote
         self.spi_i = spi_i
         self.spi_r = spi_r
-        self.state = IkeState.CREATED
         ctx = f"{conn_name}|{unique_id}"  # one string for the loggers and reassemblers
         self.log = get_logger(Subsystem.IKE, ctx)
+        self._state = IkeState.CREATED
         self.enc = get_logger(Subsystem.ENC, ctx)
         self.net = get_logger(Subsystem.NET, ctx)
         self.cfg = get_logger(Subsystem.CFG, ctx)
@@ -290,6 +290,19 @@ class IkeSa:
     @property
     def label(self) -> str:
         return f"{self.name}[{self.unique_id}]"
+
+    @property
+    def state(self) -> IkeState:
+        return self._state
+
+    @state.setter
+    def state(self, state: IkeState) -> None:
+        if state is not self._state:
+            # charon's ike_sa.c set_state(), at level 2 in [IKE]
+            self.log.control(
+                "IKE_SA %s state change: %s => %s", self.label, self._state.value, state.value
+            )
+        self._state = state
 
     @property
     def deleting(self) -> bool:
@@ -1135,6 +1148,7 @@ class IkeSa:
         for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
             task.abort()
         for vip in self.local_vips:
+            get_logger(Subsystem.KNL, self.log.sa)("deleting virtual IP %s", vip)
             self.svc.kernel.del_vip(vip)
         self.local_vips.clear()
         self._frag_requests.reset()

@@ -18,6 +18,15 @@ class PoolExhausted(Exception):
     pass
 
 
+def pool_extent(spec: str) -> tuple[str, int]:
+    """charon's view of a pool spec: its base address and how many addresses it hands out
+    (a subnet without network and broadcast address, a range as given)."""
+    pool = AddressPool.from_spec("", spec)
+    if "-" in spec:
+        return str(pool.first), pool.size
+    return str(ipaddress.ip_network(spec, strict=False).network_address), pool.size
+
+
 @dataclass
 class AddressPool:
     name: str

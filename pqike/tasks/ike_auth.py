@@ -407,7 +407,12 @@ class IkeAuth(Task):
                 if peer in (None, "%any"):
                     peer = self.sa.remote.host
                 if conn.local.auth == "psk":
-                    how, hint = "pre-shared key", "a different PSK on its side?"
+                    # only the responder's log says which: a PSK or an identity mismatch
+                    how, hint = (
+                        "pre-shared key",
+                        "possible causes: a different PSK on its side, or an identity it"
+                        " does not accept; its log says which",
+                    )
                 else:
                     how, hint = _pubkey_hint(self.scheme, self.sa.svc.config.daemon.rsa_pss)
                 reason += (
@@ -444,6 +449,7 @@ class IkeAuth(Task):
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
         self._switch_connection(_peer_identity(idi, self.sa))
+        self.sa.cfg("selected peer config '%s'", self.sa.name)
         self.ppk = responder_ppk(self.sa, msg)
         self.peer = self._verify(msg, idi)
         self.sa.remote_id = str(self.peer)

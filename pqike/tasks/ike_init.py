@@ -124,6 +124,8 @@ class IkeInit(Task):
             if sa.force_encap
             else natd_hash(sa.spi_i, spi_r, sa.local.host, sa.local.port)
         )
+        if sa.force_encap:
+            sa.log("faking NAT situation to enforce UDP encapsulation")  # charon's ike_natd.c
         msg.notify(NotifyType.NAT_DETECTION_SOURCE_IP, source)
         msg.notify(
             NotifyType.NAT_DETECTION_DESTINATION_IP,

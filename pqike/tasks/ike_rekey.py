@@ -91,10 +91,12 @@ class IkeRekey(Task):
             self.initiator, spi_i, spi_r, self.selected, suite, keys, self.ni, self.nr
         )
         old.log(
-            "IKE_SA %s rekeyed between %s...%s: new %s with SPIs %s_i %s_r",
+            "IKE_SA %s rekeyed between %s[%s]...%s[%s]: new %s with SPIs %s_i %s_r",
             old.label,
             old.local.host,
+            old.local_id,
             old.remote.host,
+            old.remote_id,
             new.label,
             spi_i.hex(),
             spi_r.hex(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pqike.events import EventKind
+from pqike.kernel.base import KernelError
 from pqike.sa.child_sa import ChildSa
 from pqike.tasks.base import Incoming, Outgoing, Status, Task
 from pqike.tasks.child_create import install_pending_outbound, uninstall_child
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 
 def _remove_child(sa: IkeSa, child: ChildSa, reason: str) -> None:
+    bytes_in = _bytes(sa, child.spi_in, sa.local.host)
+    bytes_out = _bytes(sa, child.spi_out, sa.remote.host)
     uninstall_child(sa, child)
     for owner in (sa, sa.home()):
         if child in owner.children:
@@ -29,11 +32,14 @@ def _remove_child(sa: IkeSa, child: ChildSa, reason: str) -> None:
             if successor.replaces is child:
                 successor.replaces = None
                 install_pending_outbound(sa, successor)
-    sa.log(
-        "closing CHILD_SA %s with SPIs %08x_i %08x_o and TS %s === %s",
+    # charon's child_delete.c wording, with the byte counts it reports
+    sa.log.basic(
+        "closing CHILD_SA %s with SPIs %08x_i (%d bytes) %08x_o (%d bytes) and TS %s === %s",
         child.label,
         child.spi_in,
+        bytes_in,
         child.spi_out,
+        bytes_out,
         " ".join(map(str, child.local_ts)),
         " ".join(map(str, child.remote_ts)),
     )
@@ -45,6 +51,14 @@ def _close_start(sa: IkeSa, child: ChildSa) -> bool:
     was in use (a rekeyed one the peer deletes after a rekey has a successor)."""
     cfg = sa.child_config(child.name)
     return cfg is not None and cfg.close_action == "start" and child.state.value == "INSTALLED"
+
+
+def _bytes(sa: IkeSa, spi: int, dst: str) -> int:
+    """An SA's byte counter for the closing line; 0 if the backend cannot tell."""
+    try:
+        return sa.svc.kernel.query_sa(spi, dst).bytes
+    except KernelError:
+        return 0
 
 
 class IkeDelete(Task):
@@ -60,10 +74,12 @@ class IkeDelete(Task):
         msg.exchange = ExchangeType.INFORMATIONAL
         msg.add(Delete(protocol=ProtocolId.IKE))
         self.sa.log(
-            "deleting IKE_SA %s between %s...%s",
+            "deleting IKE_SA %s between %s[%s]...%s[%s]",
             self.sa.label,
             self.sa.local.host,
+            self.sa.local_id,
             self.sa.remote.host,
+            self.sa.remote_id,
         )
         return Status.NEED_MORE
 

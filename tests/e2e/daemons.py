@@ -93,10 +93,10 @@ class Pqike:
         )
 
     def sas(self) -> list[dict]:
+        """The IKE_SAs of ``list-sas --json`` (vici's field names, pqike.vici)."""
         out = self.cli("list-sas", "--json")
         assert out.returncode == 0, out.stdout + out.stderr
-        data = json.loads(out.stdout)
-        return data if isinstance(data, list) else data.get("sas", data)
+        return list(json.loads(out.stdout)["ike-sas"].values())
 
     def write_config(self, tree: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

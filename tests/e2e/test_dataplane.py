@@ -54,8 +54,8 @@ def test_ping_through_tunnel_and_clean_teardown(pair) -> None:  # type: ignore[n
         assert out.returncode == 0, out.stdout + carol.log
         assert ping(topo.carol, "10.1.0.1", "10.3.0.1") == (3, 3)
         (sa,) = carol.sas()
-        child = sa["children"][0]
-        assert child["encap"] and child["packets_out"] >= 3 and child["packets_in"] >= 3
+        (child,) = sa["child-sas"].values()
+        assert child["encap"] and child["packets-out"] >= 3 and child["packets-in"] >= 3
         assert "10.3.0.1/32" in snapshot(topo.carol)["addrs"]
         out = carol.cli("terminate", "--ike", "home")
         assert out.returncode == 0, out.stdout
@@ -99,12 +99,12 @@ def test_rekeying_under_traffic(pair) -> None:  # type: ignore[no-untyped-def]
         # a rekeyed IKE_SA may still be waiting for its DELETE: compare the current ones
         (c,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
         (m,) = [s for s in moon.sas() if s["state"] == "ESTABLISHED"]
-        assert c["unique_id"] > 1  # the IKE_SA was rekeyed
-        assert (c["spi_i"], c["spi_r"]) == (m["spi_i"], m["spi_r"])
-        cc = [x for x in c["children"] if x["state"] == "INSTALLED"]
-        mc = [x for x in m["children"] if x["state"] == "INSTALLED"]
-        assert {(x["spi_in"], x["spi_out"]) for x in cc} == {
-            (x["spi_out"], x["spi_in"]) for x in mc
+        assert c["uniqueid"] > 1  # the IKE_SA was rekeyed
+        assert (c["initiator-spi"], c["responder-spi"]) == (m["initiator-spi"], m["responder-spi"])
+        cc = [x for x in c["child-sas"].values() if x["state"] == "INSTALLED"]
+        mc = [x for x in m["child-sas"].values() if x["state"] == "INSTALLED"]
+        assert {(x["spi-in"], x["spi-out"]) for x in cc} == {
+            (x["spi-out"], x["spi-in"]) for x in mc
         }
         assert carol.log.count("rekeyed: net{") >= seconds // 5
         assert loss < 5.0
@@ -126,7 +126,7 @@ def test_delete_reinitiate_and_vip_change_leave_nothing_stale(pair) -> None:  # 
         assert out.returncode == 0, out.stdout + out.stderr
         assert carol.cli("initiate", "--child", "net").returncode == 0
         (sa,) = carol.sas()
-        assert sa["local_vips"] == ["10.4.0.1"]
+        assert sa["local-vips"] == ["10.4.0.1"]
         snap = snapshot(topo.carol)
         assert "10.4.0.1/32" in snap["addrs"] and "10.3.0.1/32" not in snap["addrs"]
         assert ping(topo.carol, "10.1.0.1", "10.4.0.1") == (3, 3)
@@ -164,7 +164,7 @@ def test_net_and_host_children_of_the_reference(pair) -> None:  # type: ignore[n
         out = carol.cli("initiate", "--child", "host", "--ike", "home")
         assert out.returncode == 0, out.stdout + carol.log
         (sa,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
-        children = {c["name"]: c for c in sa["children"]}
+        children = {c["name"]: c for c in sa["child-sas"].values()}
         assert set(children) == {"net", "host"}
         assert "MODP_3072" in children["host"]["proposal"]
         assert children["host"]["remote_ts"] == ["10.2.0.1/32"]
@@ -176,7 +176,7 @@ def test_net_and_host_children_of_the_reference(pair) -> None:  # type: ignore[n
         # moon's half of the refused CHILD_SA was deleted again: nothing half-installed
         time.sleep(1)
         (m,) = [s for s in moon.sas() if s["state"] == "ESTABLISHED"]
-        assert sorted(c["name"] for c in m["children"]) == ["host", "net"]
+        assert sorted(c["name"] for c in m["child-sas"].values()) == ["host", "net"]
         (sa,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
-        host_child = next(c for c in sa["children"] if c["name"] == "host")
-        assert host_child["packets_out"] >= 3 and host_child["packets_in"] >= 3
+        host_child = next(c for c in sa["child-sas"].values() if c["name"] == "host")
+        assert host_child["packets-out"] >= 3 and host_child["packets-in"] >= 3

@@ -84,9 +84,12 @@ def test_rekey_soak_with_random_loss(tmp_path) -> None:  # type: ignore[no-untyp
                   f"and {ike_rekeys} IKE_SA rekeys seen by carol; ping {received}/{sent}")
             assert len(c_sas) == len(m_sas) == 1
             (c,), (m,) = c_sas, m_sas
-            assert (c["spi_i"], c["spi_r"]) == (m["spi_i"], m["spi_r"])
-            ci = {(x["spi_in"], x["spi_out"]) for x in c["children"] if x["state"] == "INSTALLED"}
-            mi = {(x["spi_out"], x["spi_in"]) for x in m["children"] if x["state"] == "INSTALLED"}
+            assert (c["initiator-spi"], c["responder-spi"]) == (
+                m["initiator-spi"], m["responder-spi"])
+            ci = {(x["spi-in"], x["spi-out"])
+                  for x in c["child-sas"].values() if x["state"] == "INSTALLED"}
+            mi = {(x["spi-out"], x["spi-in"])
+                  for x in m["child-sas"].values() if x["state"] == "INSTALLED"}
             assert ci == mi and ci
             assert ping(topo.carol, "10.1.0.1", "10.3.0.1") == (3, 3)
             assert child_rekeys >= seconds // 10 and ike_rekeys >= 1

@@ -71,7 +71,8 @@ def test_start_action_trap_first_ping_starts_the_tunnel(pair) -> None:  # type: 
               "the tunnel was up")  # fmt: skip
         assert 1 <= sent - received <= 2 and received >= sent - 2
         (sa,) = carol.sas()
-        assert sa["children"][0]["reqid"] == 1  # the trap's reqid
+        (child,) = sa["child-sas"].values()
+        assert child["reqid"] == 1  # the trap's reqid
         assert "acquire for CHILD_SA 'net' {reqid 1}" in carol.log
         assert ping(topo.carol, "10.1.0.1", CAROL_NET) == (3, 3)
     after = {ns: snapshot(ns) for ns in topo.namespaces}

@@ -580,7 +580,8 @@ def test_wrong_psk(pair, role):
         why = (
             "received AUTHENTICATION_FAILED notify error: responder 'moon.strongswan.org' "
             "rejected our authentication as 'carol@strongswan.org' with pre-shared key "
-            "(a different PSK on its side?)"
+            "(possible causes: a different PSK on its side, or an identity it does not accept; "
+            "its log says which)"
         )
         assert why in r.output
         assert pq.grep(re.escape(why)), pq.tail()

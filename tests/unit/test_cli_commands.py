@@ -224,7 +224,9 @@ def test_initiate_list_sas_terminate(runner, live):
         in result.output
     )
     result = runner.invoke(cli, ["list-sas", "--json", *_sock(live)])
-    assert json.loads(result.output)[0]["children"][0]["spi_out"] == "cc8e4ab2"
+    data = json.loads(result.output)
+    assert data["version"] == 1
+    assert data["ike-sas"]["home-1"]["child-sas"]["net-1"]["spi-out"] == "cc8e4ab2"
     result = runner.invoke(cli, ["terminate", "--ike", "home", *_sock(live)])
     assert result.exit_code == 0, result.output
     assert result.output.endswith("terminate completed successfully\n")
@@ -253,7 +255,9 @@ def test_list_conns_reload_stats(runner, live, workdir):
     assert result.exit_code == 0
     assert result.output.startswith("home: IKEv2, no reauthentication, rekeying every 14400s\n")
     result = runner.invoke(cli, ["list-conns", "--json", *_sock(live)])
-    assert json.loads(result.output)["home"]["remote_addrs"] == ["192.0.2.2"]
+    data = json.loads(result.output)
+    assert data["version"] == 1
+    assert data["connections"]["home"]["remote_addrs"] == ["192.0.2.2"]
 
     (workdir / "pqike.toml").write_text("[connections.home\n")
     result = runner.invoke(cli, ["reload", *_sock(live)])

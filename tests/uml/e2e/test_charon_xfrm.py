@@ -116,24 +116,24 @@ def test_pqike_xfrm_with_charon_kernel_netlink(
         print(f"initiate {setup:.1f}s; ping pqike -> charon: {st.summary()}")
 
         (sa,) = carol.sas()
-        (child,) = sa["children"]
+        (child,) = sa["child-sas"].values()
         (ssa,) = moon.list_sas()
         assert ssa.state == "ESTABLISHED" and not ssa.initiator
-        assert (ssa.initiator_spi, ssa.responder_spi) == (sa["spi_i"], sa["spi_r"])
-        assert ssa.vips == [VIP] and sa["local_vips"] == [VIP]
+        assert (ssa.initiator_spi, ssa.responder_spi) == (sa["initiator-spi"], sa["responder-spi"])
+        assert ssa.vips == [VIP] and sa["local-vips"] == [VIP]
         (schild,) = ssa.children
         assert schild.state == "INSTALLED" and schild.mode == "TUNNEL"
-        assert (schild.spi_in, schild.spi_out) == (child["spi_out"], child["spi_in"])
+        assert (schild.spi_in, schild.spi_out) == (child["spi-out"], child["spi-in"])
         assert schild.algorithms == ["AES_GCM_16_256"]  # IKE_AUTH's CHILD_SA: no KE of its own
         assert schild.raw.get("encap") != "yes" and not child["encap"]
 
         # both sides' SAs are the kernel's: charon's inbound SA counted carol's outbound packets
         c_sas = {s.spi: s for s in xfrm_state(topo.carol)[0]}
         m_sas = {s.spi: s for s in xfrm_state(topo.moon)[0]}
-        assert set(c_sas) == set(m_sas) == {child["spi_in"], child["spi_out"]}
-        out = c_sas[child["spi_out"]]
-        assert out.packets >= 5 and m_sas[child["spi_out"]].packets == out.packets
-        assert child["packets_out"] == out.packets
+        assert set(c_sas) == set(m_sas) == {child["spi-in"], child["spi-out"]}
+        out = c_sas[child["spi-out"]]
+        assert out.packets >= 5 and m_sas[child["spi-out"]].packets == out.packets
+        assert child["packets-out"] == out.packets
         assert int(schild.raw["packets-in"]) == out.packets
         assert {p.dir for p in xfrm_state(topo.moon)[1]} == {"in", "out", "fwd"}
 
@@ -152,19 +152,22 @@ def test_pqike_xfrm_with_charon_kernel_netlink(
         print(f"rekeys with charon ({', '.join(timings)}) under ping: {pst.summary()}; {drops}")
         (sa2,) = carol.sas()
         (ssa2,) = moon.list_sas()
-        assert sa2["spi_i"] != sa["spi_i"]
-        assert (ssa2.initiator_spi, ssa2.responder_spi) == (sa2["spi_i"], sa2["spi_r"])
-        (child2,) = [c for c in sa2["children"] if c["state"] == "INSTALLED"]
+        assert sa2["initiator-spi"] != sa["initiator-spi"]
+        assert (ssa2.initiator_spi, ssa2.responder_spi) == (
+            sa2["initiator-spi"],
+            sa2["responder-spi"],
+        )
+        (child2,) = [c for c in sa2["child-sas"].values() if c["state"] == "INSTALLED"]
         (schild2,) = [c for c in ssa2.children if c.state == "INSTALLED"]
-        assert (schild2.spi_in, schild2.spi_out) == (child2["spi_out"], child2["spi_in"])
-        assert child2["spi_in"] != child["spi_in"]
+        assert (schild2.spi_in, schild2.spi_out) == (child2["spi-out"], child2["spi-in"])
+        assert child2["spi-in"] != child["spi-in"]
         # the rekeyed CHILD_SA ran the hybrid PFS key exchanges (x25519, then ML-KEM-768)
         assert schild2.algorithms[-2:] == ["CURVE_25519", "KE1_ML_KEM_768"], schild2.algorithms
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and len(xfrm_state(topo.moon)[0]) != 2:
             time.sleep(0.3)
-        assert {s.spi for s in xfrm_state(topo.moon)[0]} == {child2["spi_in"], child2["spi_out"]}
-        assert {s.spi for s in xfrm_state(topo.carol)[0]} == {child2["spi_in"], child2["spi_out"]}
+        assert {s.spi for s in xfrm_state(topo.moon)[0]} == {child2["spi-in"], child2["spi-out"]}
+        assert {s.spi for s in xfrm_state(topo.carol)[0]} == {child2["spi-in"], child2["spi-out"]}
         assert pst.loss <= 2.0, pst.summary()
         assert ping(topo.carol, INTRANET, VIP).received == 3
 

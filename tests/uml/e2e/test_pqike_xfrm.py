@@ -51,7 +51,7 @@ def _configure(carol: Pqike, moon: Pqike, **kw) -> None:  # type: ignore[no-unty
 
 def _installed(peer: Pqike) -> tuple[dict, list[dict]]:
     (sa,) = peer.sas()
-    return sa, [c for c in sa["children"] if c["state"] == "INSTALLED"]
+    return sa, [c for c in sa["child-sas"].values() if c["state"] == "INSTALLED"]
 
 
 def _child_sas_in_kernel(ns: str, local: str, remote: str, children: list[dict]) -> list[XSa]:
@@ -59,7 +59,7 @@ def _child_sas_in_kernel(ns: str, local: str, remote: str, children: list[dict])
     the namespace holds exactly those."""
     sas, _ = xfrm_state(ns)
     by_key = {(s.spi, s.dst): s for s in sas}
-    want = [(c["spi_in"], local) for c in children] + [(c["spi_out"], remote) for c in children]
+    want = [(c["spi-in"], local) for c in children] + [(c["spi-out"], remote) for c in children]
     assert set(by_key) == set(want), f"kernel SAs {sorted(by_key)} != CHILD_SAs {sorted(want)}"
     return [by_key[k] for k in want]
 
@@ -99,9 +99,12 @@ def test_ping_counters_and_clean_teardown(topo: Topology, peers: tuple[Pqike, Pq
 
         sa, (child,) = _installed(carol)
         msa, (mchild,) = _installed(moon)
-        assert sa["local_vips"] == [VIP]
-        assert (sa["spi_i"], sa["spi_r"]) == (msa["spi_i"], msa["spi_r"])
-        assert (child["spi_in"], child["spi_out"]) == (mchild["spi_out"], mchild["spi_in"])
+        assert sa["local-vips"] == [VIP]
+        assert (sa["initiator-spi"], sa["responder-spi"]) == (
+            msa["initiator-spi"],
+            msa["responder-spi"],
+        )
+        assert (child["spi-in"], child["spi-out"]) == (mchild["spi-out"], mchild["spi-in"])
         assert not child["encap"], "no NAT here: ESP must not be UDP-encapsulated"
         assert child["remote_ts"] == ["10.1.0.0/24"] and child["local_ts"] == [f"{VIP}/32"]
 
@@ -110,8 +113,8 @@ def test_ping_counters_and_clean_teardown(topo: Topology, peers: tuple[Pqike, Pq
         m_in, m_out = _child_sas_in_kernel(topo.moon, MOON, CAROL, [mchild])
         assert not (c_in.encap or c_out.encap or m_in.encap or m_out.encap)
         assert c_out.packets >= 5 and c_in.packets >= 5, (c_in, c_out)
-        assert (child["packets_out"], child["bytes_out"]) == (c_out.packets, c_out.bytes)
-        assert (child["packets_in"], child["bytes_in"]) == (c_in.packets, c_in.bytes)
+        assert (child["packets-out"], child["bytes-out"]) == (c_out.packets, c_out.bytes)
+        assert (child["packets-in"], child["bytes-in"]) == (c_in.packets, c_in.bytes)
         assert m_in.packets == c_out.packets and m_out.packets == c_in.packets
         assert m_in.bytes == c_out.bytes and m_out.bytes == c_in.bytes
         assert c_in.reqid == c_out.reqid == child["reqid"]
@@ -158,12 +161,18 @@ def test_cli_rekeys_under_ping(topo: Topology, peers: tuple[Pqike, Pqike]) -> No
 
         sa, children = _installed(carol)
         msa, mchildren = _installed(moon)
-        assert sa["unique_id"] != first_ike["unique_id"] and sa["spi_i"] != first_ike["spi_i"]
-        assert (sa["spi_i"], sa["spi_r"]) == (msa["spi_i"], msa["spi_r"])
+        assert (
+            sa["uniqueid"] != first_ike["uniqueid"]
+            and sa["initiator-spi"] != first_ike["initiator-spi"]
+        )
+        assert (sa["initiator-spi"], sa["responder-spi"]) == (
+            msa["initiator-spi"],
+            msa["responder-spi"],
+        )
         (child,) = children
         (mchild,) = mchildren
-        assert child["spi_in"] not in (first["spi_in"], first["spi_out"])
-        assert (child["spi_in"], child["spi_out"]) == (mchild["spi_out"], mchild["spi_in"])
+        assert child["spi-in"] not in (first["spi-in"], first["spi-out"])
+        assert (child["spi-in"], child["spi-out"]) == (mchild["spi-out"], mchild["spi-in"])
         # old SAs are deleted: only the current ones remain in the kernel (after any grace)
         ok = _wait(lambda: all(len(xfrm_state(ns)[0]) == 2 for ns in topo.namespaces))
         assert ok, (xfrm_state(topo.carol)[0], xfrm_state(topo.moon)[0], carol.sas(), moon.sas())
@@ -201,7 +210,7 @@ def test_lifetime_rekeying_under_ping(topo: Topology, peers: tuple[Pqike, Pqike]
             f"{ike_rekeys} IKE_SA rekeys; ping {st.summary()}; {_drops(carol, moon)}"
         )
         sa = carol.sas()[0]
-        assert sa["unique_id"] != first["unique_id"], "the IKE_SA was not rekeyed"
+        assert sa["uniqueid"] != first["uniqueid"], "the IKE_SA was not rekeyed"
         assert rekeys >= seconds // 5, f"only {rekeys} CHILD_SA rekeys"
         assert st.loss < 5.0, st.summary()
         assert ping(topo.carol, INTRANET, VIP).received == 3

@@ -1,0 +1,62 @@
+"""IKE message counters per exchange type and direction (swanctl --counters).
+
+Named as charon's counters plugin reports them over vici (vici_query.c
+vici_counter_type_names: ``ike-init-in-req``, ``info-out-resp``, ``invalid-spi``, ...), plus
+the exchanges pqike adds (IKE_INTERMEDIATE, IKE_FOLLOWUP_KE). Counted per datagram from the
+IKE header alone, cheaply: a fragmented message counts once (its first fragment), a
+retransmission counts again (charon counts messages it processes, so its figures for a
+lossy path are lower).
+"""
+
+from __future__ import annotations
+
+from pqike.wire.iana import ExchangeType
+
+__all__ = ["COUNTER_NAMES", "Counters"]
+
+_EXCHANGES = {
+    ExchangeType.IKE_SA_INIT: "ike-init",
+    ExchangeType.IKE_AUTH: "ike-auth",
+    ExchangeType.CREATE_CHILD_SA: "create-child",
+    ExchangeType.INFORMATIONAL: "info",
+    ExchangeType.IKE_INTERMEDIATE: "ike-intermediate",  # pqike: RFC 9242
+    ExchangeType.IKE_FOLLOWUP_KE: "ike-followup-ke",  # pqike: RFC 9370
+}
+COUNTER_NAMES: tuple[str, ...] = (
+    "invalid",
+    "invalid-spi",
+    *(
+        f"{name}-{way}-{kind}"
+        for name in _EXCHANGES.values()
+        for way in ("in", "out")
+        for kind in ("req", "resp")
+    ),
+)
+_BY_ID = {int(k): v for k, v in _EXCHANGES.items()}
+_SKF = 53  # Encrypted and Authenticated Fragment payload (RFC 7383)
+_RESPONSE = 0x20
+
+
+class Counters:
+    """The daemon-wide counters; ``count()`` reads the header of one IKE datagram."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def count(self, data: bytes, inbound: bool) -> None:
+        if len(data) < 28:
+            return
+        name = _BY_ID.get(data[18])
+        if name is None:
+            return
+        # a fragment message: only fragment 1 counts (RFC 7383 §2.5: number at octet 32)
+        if data[16] == _SKF and len(data) >= 34 and int.from_bytes(data[32:34], "big") != 1:
+            return
+        kind = "resp" if data[19] & _RESPONSE else "req"
+        self.values[f"{name}-{'in' if inbound else 'out'}-{kind}"] += 1
+
+    def bump(self, name: str) -> None:
+        self.values[name] += 1
+
+    def reset(self) -> None:
+        self.values = dict.fromkeys(COUNTER_NAMES, 0)
