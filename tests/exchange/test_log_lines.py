@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from pqike.kernel.base import MemoryKernel
+from pqike.log import Subsystem
 from tests.exchange.peers import make_pair, psk_config
 
 PROPOSAL = "aes256-sha256-x25519"
@@ -29,7 +30,10 @@ def _lines(caplog: pytest.LogCaptureFixture, sa: str) -> list[str]:
 
 @pytest.fixture
 def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(15, logger="pqike")  # charon level 2
+    # charon level 2 on every subsystem logger (an earlier configure() may have set them)
+    caplog.set_level(15, logger="pqike")
+    for sub in Subsystem:
+        caplog.set_level(15, logger=f"pqike.{sub.value}")
     return caplog
 
 
