@@ -60,17 +60,29 @@ def test_rekey_soak_with_random_loss(tmp_path) -> None:  # type: ignore[no-untyp
         before = {ns: snapshot(ns) for ns in topo.namespaces}
         carol = Pqike("carol", topo.carol, tmp_path / "carol")
         moon = Pqike("moon", topo.moon, tmp_path / "moon")
-        carol.write_config(psk_tree("carol", carol.socket, proposals=IKE, esp=ESP,
-                                    child=child, ike=ike))
-        moon.write_config(psk_tree("moon", moon.socket, proposals=IKE, esp=ESP,
-                                   child=child, ike=ike))
+        carol.write_config(
+            psk_tree("carol", carol.socket, proposals=IKE, esp=ESP, child=child, ike=ike)
+        )
+        moon.write_config(
+            psk_tree("moon", moon.socket, proposals=IKE, esp=ESP, child=child, ike=ike)
+        )
         with daemon(moon), daemon(carol):
             assert carol.cli("initiate", "--child", "net").returncode == 0
             _loss(topo.carol, percent)
             result: dict[str, tuple[int, int]] = {}
-            t = threading.Thread(target=lambda: result.__setitem__(
-                "ping", ping(topo.carol, "10.1.0.1", "10.3.0.1", count=seconds * 5,
-                             interval=0.2, deadline=seconds + 5)))
+            t = threading.Thread(
+                target=lambda: result.__setitem__(
+                    "ping",
+                    ping(
+                        topo.carol,
+                        "10.1.0.1",
+                        "10.3.0.1",
+                        count=seconds * 5,
+                        interval=0.2,
+                        deadline=seconds + 5,
+                    ),
+                )
+            )
             t.start()
             t.join(seconds + 30)
             _no_loss(topo.carol)
@@ -80,16 +92,26 @@ def test_rekey_soak_with_random_loss(tmp_path) -> None:  # type: ignore[no-untyp
             m_sas = [s for s in moon.sas() if s["state"] == "ESTABLISHED"]
             child_rekeys = carol.log.count("rekeyed: net{")
             ike_rekeys = carol.log.count("rekeyed between")
-            print(f"\nnetns soak {seconds}s at {percent}% loss each way: {child_rekeys} CHILD_SA "
-                  f"and {ike_rekeys} IKE_SA rekeys seen by carol; ping {received}/{sent}")
+            print(
+                f"\nnetns soak {seconds}s at {percent}% loss each way: {child_rekeys} CHILD_SA "
+                f"and {ike_rekeys} IKE_SA rekeys seen by carol; ping {received}/{sent}"
+            )
             assert len(c_sas) == len(m_sas) == 1
             (c,), (m,) = c_sas, m_sas
             assert (c["initiator-spi"], c["responder-spi"]) == (
-                m["initiator-spi"], m["responder-spi"])
-            ci = {(x["spi-in"], x["spi-out"])
-                  for x in c["child-sas"].values() if x["state"] == "INSTALLED"}
-            mi = {(x["spi-out"], x["spi-in"])
-                  for x in m["child-sas"].values() if x["state"] == "INSTALLED"}
+                m["initiator-spi"],
+                m["responder-spi"],
+            )
+            ci = {
+                (x["spi-in"], x["spi-out"])
+                for x in c["child-sas"].values()
+                if x["state"] == "INSTALLED"
+            }
+            mi = {
+                (x["spi-out"], x["spi-in"])
+                for x in m["child-sas"].values()
+                if x["state"] == "INSTALLED"
+            }
             assert ci == mi and ci
             assert ping(topo.carol, "10.1.0.1", "10.3.0.1") == (3, 3)
             assert child_rekeys >= seconds // 10 and ike_rekeys >= 1

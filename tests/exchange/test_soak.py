@@ -89,8 +89,10 @@ def test_soak_rekeys_with_loss_duplication_reordering(seed: int) -> None:
 
     for p in net.peers.values():
         cfg = p.engine.config
-        conns = {n: msgspec.structs.replace(c, rekey_time=100, over_time=60, rand_time=20)
-                 for n, c in cfg.connections.items()}
+        conns = {
+            n: msgspec.structs.replace(c, rekey_time=100, over_time=60, rand_time=20)
+            for n, c in cfg.connections.items()
+        }
         p.engine.load_config(msgspec.structs.replace(cfg, connections=conns))
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()
@@ -99,9 +101,11 @@ def test_soak_rekeys_with_loss_duplication_reordering(seed: int) -> None:
     checks = 0
     for _ in range(int(hours * 3600)):
         lossy.step(1.0)
-        quiet = (not lossy.held and all(
+        quiet = not lossy.held and all(
             sa.request is None and not sa.queued
-            for p in net.peers.values() for sa in p.engine.sas.values()))
+            for p in net.peers.values()
+            for sa in p.engine.sas.values()
+        )
         if quiet and rng.random() < 0.05:
             _consistent(net)
             checks += 1
@@ -113,6 +117,8 @@ def test_soak_rekeys_with_loss_duplication_reordering(seed: int) -> None:
     logs = net.peers["carol"].events  # each rekey is reported once on each side
     child_rekeys = sum(e.kind == "child-rekeyed" for e in logs)
     ike_rekeys = sum(e.kind == "ike-rekeyed" for e in logs)
-    print(f"\nsoak seed {seed}: {child_rekeys} CHILD_SA rekeys, {ike_rekeys} IKE_SA rekeys, "
-          f"{checks} consistency checks, network {lossy.stats}")
+    print(
+        f"\nsoak seed {seed}: {child_rekeys} CHILD_SA rekeys, {ike_rekeys} IKE_SA rekeys, "
+        f"{checks} consistency checks, network {lossy.stats}"
+    )
     assert child_rekeys >= 100 * hours and ike_rekeys >= 20 * hours

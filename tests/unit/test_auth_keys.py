@@ -26,8 +26,13 @@ OQS_REASON = liboqs_unavailable_reason()
 needs_oqs = pytest.mark.skipif(OQS_REASON is not None, reason=f"liboqs: {OQS_REASON}")
 
 CLASSIC_AND_MLDSA = [
-    (KeyType.ML_DSA_44, 1312 * 8), (KeyType.ML_DSA_65, 1952 * 8), (KeyType.ML_DSA_87, 2592 * 8),
-    (KeyType.ED25519, 256), (KeyType.ED448, 456), (KeyType.ECDSA, 256), (KeyType.RSA, 2048),
+    (KeyType.ML_DSA_44, 1312 * 8),
+    (KeyType.ML_DSA_65, 1952 * 8),
+    (KeyType.ML_DSA_87, 2592 * 8),
+    (KeyType.ED25519, 256),
+    (KeyType.ED448, 456),
+    (KeyType.ECDSA, 256),
+    (KeyType.RSA, 2048),
 ]
 
 
@@ -59,8 +64,9 @@ def test_garbage_is_rejected() -> None:
 
 
 @needs_oqs
-@pytest.mark.parametrize(("kt", "pk_len", "sk_len"), [
-    (KeyType.FALCON_512, 897, 1281), (KeyType.FALCON_1024, 1793, 2305)])
+@pytest.mark.parametrize(
+    ("kt", "pk_len", "sk_len"), [(KeyType.FALCON_512, 897, 1281), (KeyType.FALCON_1024, 1793, 2305)]
+)
 def test_falcon_key_format(kt: KeyType, pk_len: int, sk_len: int) -> None:
     key = generate_private_key(kt)
     assert isinstance(key, FalconPrivateKey)

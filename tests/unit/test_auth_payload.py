@@ -80,8 +80,11 @@ def test_parse_errors() -> None:
 def test_scheme_not_allowed_by_signature_hash_algorithms() -> None:
     ml = SCHEMES["ML_DSA_65"]
     data = build_signature_auth_data(ml, b"\x01" * 3309)
-    with pytest.raises(SchemeNotAllowed, match="needs hash IDENTITY, not in "
-                                               r"SIGNATURE_HASH_ALGORITHMS \(SHA2_256, SHA2_512\)"):
+    with pytest.raises(
+        SchemeNotAllowed,
+        match="needs hash IDENTITY, not in "
+        r"SIGNATURE_HASH_ALGORITHMS \(SHA2_256, SHA2_512\)",
+    ):
         parse_signature_auth_data(data, [HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_512])
     assert parse_signature_auth_data(data, DEFAULT_SIGNATURE_HASH_ALGORITHMS).scheme is ml
     assert parse_signature_auth_data(data).scheme is ml  # no check requested
@@ -99,14 +102,24 @@ def test_pss_parameters_are_parsed_and_honoured() -> None:
     reg = SCHEMES["RSA_EMSA_PSS_SHA2_384"]
     params = _der.read_single(reg.algorithm_identifier).value
     oid_tlv, seq = _der.read_all(params)
-    with_trailer = _der.tlv(0x30, oid_tlv.encoded + _der.tlv(
-        0x30, seq.value + _der.tlv(0xA3, _der.encode_uint(1))))
+    with_trailer = _der.tlv(
+        0x30, oid_tlv.encoded + _der.tlv(0x30, seq.value + _der.tlv(0xA3, _der.encode_uint(1)))
+    )
     assert scheme_from_algorithm_identifier(with_trailer) is reg
     # SHA-256 with a 20-byte salt (salt field omitted = DEFAULT 20)
-    odd = _der.algorithm_identifier("1.2.840.113549.1.1.10", _der.tlv(0x30, _der.tlv(
-        0xA0, _der.algorithm_identifier("2.16.840.1.101.3.4.2.1", b"\x05\x00")) + _der.tlv(
-        0xA1, _der.algorithm_identifier("1.2.840.113549.1.1.8",
-                                        _der.algorithm_identifier("2.16.840.1.101.3.4.2.1")))))
+    odd = _der.algorithm_identifier(
+        "1.2.840.113549.1.1.10",
+        _der.tlv(
+            0x30,
+            _der.tlv(0xA0, _der.algorithm_identifier("2.16.840.1.101.3.4.2.1", b"\x05\x00"))
+            + _der.tlv(
+                0xA1,
+                _der.algorithm_identifier(
+                    "1.2.840.113549.1.1.8", _der.algorithm_identifier("2.16.840.1.101.3.4.2.1")
+                ),
+            ),
+        ),
+    )
     scheme = scheme_from_algorithm_identifier(odd)
     assert scheme.log_name == "RSA_EMSA_PSS_SHA2_256_SALT_20"
     assert scheme.hash_algorithm is HashAlgorithm.SHA2_256

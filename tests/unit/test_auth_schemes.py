@@ -67,8 +67,10 @@ EXPECTED_ALG_IDS = {
 
 
 def test_registry_has_every_scheme_from_the_brief() -> None:
-    assert set(SCHEMES) == set(EXPECTED_ALG_IDS) | {"RSA_EMSA_PSS_SHA2_384",
-                                                    "RSA_EMSA_PSS_SHA2_512"}
+    assert set(SCHEMES) == set(EXPECTED_ALG_IDS) | {
+        "RSA_EMSA_PSS_SHA2_384",
+        "RSA_EMSA_PSS_SHA2_512",
+    }
 
 
 @pytest.mark.parametrize(("name", "der"), sorted(EXPECTED_ALG_IDS.items()))
@@ -78,8 +80,15 @@ def test_algorithm_identifier_bytes(name: str, der: str) -> None:
 
 def test_implied_ikev2_hash() -> None:
     identity = {n for n, s in SCHEMES.items() if s.hash_algorithm is HashAlgorithm.IDENTITY}
-    assert identity == {"ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "FALCON_512", "FALCON_1024",
-                        "ED25519", "ED448"}
+    assert identity == {
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+        "FALCON_512",
+        "FALCON_1024",
+        "ED25519",
+        "ED448",
+    }
     assert SCHEMES["RSA_EMSA_PSS_SHA2_384"].hash_algorithm is HashAlgorithm.SHA2_384
     assert SCHEMES["ECDSA_WITH_SHA512_DER"].hash_algorithm is HashAlgorithm.SHA2_512
     assert SCHEMES["RSA_EMSA_PSS_SHA2_256"].log_name == "RSA_EMSA_PSS_SHA2_256_SALT_32"
@@ -123,21 +132,34 @@ def test_falcon_signature_sizes(keys: dict[KeyType, object]) -> None:
 
 
 def test_default_schemes(keys: dict[KeyType, object]) -> None:
-    for kt in (KeyType.ML_DSA_44, KeyType.ML_DSA_65, KeyType.ML_DSA_87, KeyType.ED25519,
-               KeyType.ED448):
+    for kt in (
+        KeyType.ML_DSA_44,
+        KeyType.ML_DSA_65,
+        KeyType.ML_DSA_87,
+        KeyType.ED25519,
+        KeyType.ED448,
+    ):
         assert default_scheme(keys[kt]).name == kt.value  # type: ignore[arg-type]
     assert default_scheme(keys[KeyType.ECDSA]).name == "ECDSA_WITH_SHA256_DER"  # type: ignore[arg-type]
     p384 = ec.generate_private_key(ec.SECP384R1())
-    assert [s.name for s in schemes_for_key(p384)] == ["ECDSA_WITH_SHA384_DER",
-                                                       "ECDSA_WITH_SHA512_DER"]
+    assert [s.name for s in schemes_for_key(p384)] == [
+        "ECDSA_WITH_SHA384_DER",
+        "ECDSA_WITH_SHA512_DER",
+    ]
     # strongSwan: RSA PKCS#1 v1.5 unless charon.rsa_pss = yes; SHA-256 up to 3072 bits
     rsa2048 = keys[KeyType.RSA]
     assert [s.name for s in schemes_for_key(rsa2048)] == [  # type: ignore[arg-type]
-        "RSA_EMSA_PKCS1_SHA2_256", "RSA_EMSA_PKCS1_SHA2_384", "RSA_EMSA_PKCS1_SHA2_512"]
+        "RSA_EMSA_PKCS1_SHA2_256",
+        "RSA_EMSA_PKCS1_SHA2_384",
+        "RSA_EMSA_PKCS1_SHA2_512",
+    ]
     assert default_scheme(rsa2048, rsa_pss=True).name == "RSA_EMSA_PSS_SHA2_256"  # type: ignore[arg-type]
     rsa4096 = rsa.generate_private_key(65537, 4096)
     assert [s.name for s in schemes_for_key(rsa4096)] == [
-        "RSA_EMSA_PKCS1_SHA2_384", "RSA_EMSA_PKCS1_SHA2_512", "RSA_EMSA_PKCS1_SHA2_256"]
+        "RSA_EMSA_PKCS1_SHA2_384",
+        "RSA_EMSA_PKCS1_SHA2_512",
+        "RSA_EMSA_PKCS1_SHA2_256",
+    ]
 
 
 def test_select_scheme_honours_peer_hashes(keys: dict[KeyType, object]) -> None:
@@ -155,11 +177,14 @@ def test_scheme_by_name() -> None:
         scheme_by_name("DILITHIUM_5")
 
 
-@pytest.mark.parametrize(("curve", "method", "size"), [
-    (ec.SECP256R1(), AuthMethod.ECDSA_SHA256_P256, 64),
-    (ec.SECP384R1(), AuthMethod.ECDSA_SHA384_P384, 96),
-    (ec.SECP521R1(), AuthMethod.ECDSA_SHA512_P521, 132),
-])
+@pytest.mark.parametrize(
+    ("curve", "method", "size"),
+    [
+        (ec.SECP256R1(), AuthMethod.ECDSA_SHA256_P256, 64),
+        (ec.SECP384R1(), AuthMethod.ECDSA_SHA384_P384, 96),
+        (ec.SECP521R1(), AuthMethod.ECDSA_SHA512_P521, 132),
+    ],
+)
 def test_classic_ecdsa(curve: ec.EllipticCurve, method: AuthMethod, size: int) -> None:
     key = ec.generate_private_key(curve)
     assert classic_method_for_key(key) == method

@@ -81,8 +81,9 @@ class FakeEngine:
             raise CommandError("no CHILD_SA config named 'nope' found")
         self.next_id += 1
         uid = self.next_id
-        get_logger(Subsystem.IKE, f"home|{uid}")("initiating IKE_SA home[%d] to %s", uid,
-                                                  "192.0.2.2")
+        get_logger(Subsystem.IKE, f"home|{uid}")(
+            "initiating IKE_SA home[%d] to %s", uid, "192.0.2.2"
+        )
         get_logger(Subsystem.IKE, "other|99")("unrelated line of another IKE_SA")
         self.out.append(Datagram(data=b"IKE_SA_INIT", src=self.local, dst=self.peer))
         self.pending[uid] = (child, now + 0.1)
@@ -114,11 +115,25 @@ class FakeEngine:
             log("IKE_SA home[%d] established", uid)
             self.emit(Event(kind=EventKind.IKE_ESTABLISHED, ike="home", ike_id=uid))
             if child == "bad":
-                self.emit(Event(kind=EventKind.CHILD_FAILED, ike="home", ike_id=uid,
-                                child="bad", message="no acceptable ESP proposal"))
+                self.emit(
+                    Event(
+                        kind=EventKind.CHILD_FAILED,
+                        ike="home",
+                        ike_id=uid,
+                        child="bad",
+                        message="no acceptable ESP proposal",
+                    )
+                )
                 continue
-            self.emit(Event(kind=EventKind.CHILD_ESTABLISHED, ike="home", ike_id=uid,
-                            child=child, child_id=uid))
+            self.emit(
+                Event(
+                    kind=EventKind.CHILD_ESTABLISHED,
+                    ike="home",
+                    ike_id=uid,
+                    child=child,
+                    child_id=uid,
+                )
+            )
             self.sas[uid] = _sa_info(uid, child or "net")
 
     def terminate(self, ike, child, ike_id, now):
@@ -147,16 +162,34 @@ class FakeEngine:
 
 def _sa_info(uid: int, child: str) -> IkeSaInfo:
     return IkeSaInfo(
-        name="home", unique_id=uid, state="ESTABLISHED", version=2, initiator=True,
-        spi_i="cb469ea1a7223567", spi_r="6010c9fd60119c5b", local="192.0.2.1[4500]",
-        remote="192.0.2.2[4500]", local_id="carol@example.org", remote_id="moon.example.org",
+        name="home",
+        unique_id=uid,
+        state="ESTABLISHED",
+        version=2,
+        initiator=True,
+        spi_i="cb469ea1a7223567",
+        spi_r="6010c9fd60119c5b",
+        local="192.0.2.1[4500]",
+        remote="192.0.2.2[4500]",
+        local_id="carol@example.org",
+        remote_id="moon.example.org",
         proposal="IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519",
-        children=[ChildSaInfo(
-            name=child, unique_id=uid, reqid=1, state="INSTALLED", mode="TUNNEL",
-            protocol="ESP", encap=True, spi_in="c1a6ba36", spi_out="cc8e4ab2",
-            proposal="ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ",
-            local_ts=["10.3.0.1/32"], remote_ts=["10.1.0.0/24"],
-        )],
+        children=[
+            ChildSaInfo(
+                name=child,
+                unique_id=uid,
+                reqid=1,
+                state="INSTALLED",
+                mode="TUNNEL",
+                protocol="ESP",
+                encap=True,
+                spi_in="c1a6ba36",
+                spi_out="cc8e4ab2",
+                proposal="ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ",
+                local_ts=["10.3.0.1/32"],
+                remote_ts=["10.1.0.0/24"],
+            )
+        ],
     )
 
 
@@ -194,9 +227,15 @@ def workdir():
 async def running(workdir: Path):
     config = load_config(workdir)
     FakeEngine.instances.clear()
-    d = Daemon(config, config_path=str(workdir), engine_factory=FakeEngine,
-               socket_path=str(workdir / "ctl.sock"), listen=["127.0.0.1"], ike_port=0,
-               natt_port=0)
+    d = Daemon(
+        config,
+        config_path=str(workdir),
+        engine_factory=FakeEngine,
+        socket_path=str(workdir / "ctl.sock"),
+        listen=["127.0.0.1"],
+        ike_port=0,
+        natt_port=0,
+    )
     await d.start()
     try:
         yield d
@@ -205,8 +244,9 @@ async def running(workdir: Path):
 
 
 async def call(d: Daemon, req: Request, lines: list[str] | None = None):
-    return await asyncio.to_thread(request, d.socket_path, req,
-                                   None if lines is None else lines.append, timeout=10)
+    return await asyncio.to_thread(
+        request, d.socket_path, req, None if lines is None else lines.append, timeout=10
+    )
 
 
 def test_initiate_streams_the_sa_log_and_waits_for_establishment(workdir, logs):
@@ -224,7 +264,9 @@ def test_initiate_streams_the_sa_log_and_waits_for_establishment(workdir, logs):
                 assert result.ok, result.message
                 assert result.message == "initiate completed successfully"
                 assert [e.kind for e in result.events] == [
-                    EventKind.IKE_ESTABLISHED, EventKind.CHILD_ESTABLISHED]
+                    EventKind.IKE_ESTABLISHED,
+                    EventKind.CHILD_ESTABLISHED,
+                ]
                 assert lines == [
                     "[CFG] control: initiate CHILD_SA 'net'",
                     "[IKE] initiating IKE_SA home[1] to 192.0.2.2",
@@ -278,7 +320,8 @@ def test_concurrent_clients_while_initiate_waits(workdir, logs):
     async def run():
         async with running(workdir) as d:
             waiting = asyncio.ensure_future(
-                call(d, Request(cmd="initiate", child="never", timeout=1.0)))
+                call(d, Request(cmd="initiate", child="never", timeout=1.0))
+            )
             await asyncio.sleep(0.1)
             stats = await call(d, Request(cmd="stats"))
             assert stats.ok and stats.data["control_clients"] == 2
@@ -293,8 +336,9 @@ def test_internal_errors_are_one_line_for_the_client_traceback_in_the_log(workdi
         async with running(workdir) as d:
             result = await call(d, Request(cmd="rekey", ike="home"))
             assert not result.ok
-            assert result.message == ("rekey failed: internal error (RuntimeError: boom), "
-                                      "see the daemon log")
+            assert result.message == (
+                "rekey failed: internal error (RuntimeError: boom), see the daemon log"
+            )
             assert "\n" not in result.message
             assert any("Traceback" in line for line in logs.lines)
             assert any("RuntimeError: boom" in line for line in logs.lines)
@@ -316,8 +360,13 @@ def test_bad_requests_and_socket_permissions(workdir, logs):
             writer.close()
             assert replies[0]["ok"] is False and replies[0]["message"].startswith("bad request")
             assert replies[1]["message"].startswith("unknown command 'explode'")
-            assert replies[2] == {"type": "result", "ok": True, "message": "", "events": [],
-                                  "data": []}
+            assert replies[2] == {
+                "type": "result",
+                "ok": True,
+                "message": "",
+                "events": [],
+                "data": [],
+            }
 
     asyncio.run(run())
 
@@ -376,8 +425,9 @@ def test_reload_with_unusable_files_changes_nothing_and_logs_each_reason(workdir
             main = workdir / "pqike.toml"
             assert result.message.splitlines() == [f"{main}: {p}" for p in problems]
             assert d.config is before and engine.config is before and engine.loaded == loaded
-            start = logs.lines.index(f"reloading {workdir} failed, keeping the running "
-                                     "configuration")
+            start = logs.lines.index(
+                f"reloading {workdir} failed, keeping the running configuration"
+            )
             assert logs.lines[start + 1 : start + 4] == [f"  {main}: {p}" for p in problems]
 
     asyncio.run(run())
@@ -395,8 +445,10 @@ def test_received_datagrams_reach_the_engine_and_answers_go_back(workdir, logs):
                 data, _ = await asyncio.to_thread(peer.recvfrom, 2048)
                 assert data == b"\x00\x00\x00\x00response"  # NAT-T: marker both ways
                 assert engine.received[0] == Datagram(
-                    data=b"IKE_AUTH", src=Endpoint("127.0.0.1", peer.getsockname()[1]),
-                    dst=Endpoint("127.0.0.1", d.udp.natt_port))
+                    data=b"IKE_AUTH",
+                    src=Endpoint("127.0.0.1", peer.getsockname()[1]),
+                    dst=Endpoint("127.0.0.1", d.udp.natt_port),
+                )
             finally:
                 peer.close()
 
@@ -417,8 +469,14 @@ def test_stop_closes_engine_and_removes_socket(workdir, logs):
 def test_second_daemon_on_the_same_socket_is_refused(workdir, logs):
     async def run():
         async with running(workdir) as d:
-            other = Daemon(d.config, engine_factory=FakeEngine, socket_path=d.socket_path,
-                           listen=["127.0.0.1"], ike_port=0, natt_port=0)
+            other = Daemon(
+                d.config,
+                engine_factory=FakeEngine,
+                socket_path=d.socket_path,
+                listen=["127.0.0.1"],
+                ike_port=0,
+                natt_port=0,
+            )
             with pytest.raises(OSError, match="another daemon"):
                 await other.start()
             assert other.udp.listening == []

@@ -25,7 +25,8 @@ id-2 = "carol@example.org"
 secret = "0sv+NkxY9LLZvwj4qCC2o/gGrWDF2d21jL"
 """
 
-MOON = """
+MOON = (
+    """
 [connections.rw]
 local_addrs = ["127.0.0.1"]
 proposals = ["aes256-sha256-x25519-ke1_mlkem768"]
@@ -42,9 +43,12 @@ id = "carol@example.org"
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.3.0.0/24"]
 esp_proposals = ["aes256-sha256"]
-""" + PSK
+"""
+    + PSK
+)
 
-CAROL = """
+CAROL = (
+    """
 [connections.home]
 local_addrs = ["127.0.0.1"]
 remote_addrs = ["127.0.0.1"]
@@ -63,7 +67,9 @@ id = "moon.example.org"
 local_ts = ["10.3.0.0/24"]
 remote_ts = ["10.1.0.0/24"]
 esp_proposals = ["aes256-sha256"]
-""" + PSK
+"""
+    + PSK
+)
 
 
 @pytest.fixture
@@ -80,14 +86,24 @@ async def two_daemons(base: Path, moon_config: str, carol_config: str):
     """moon, then carol (whose config gets moon's ephemeral port), both on 127.0.0.1."""
     (base / "moon").mkdir(exist_ok=True)
     (base / "moon" / "pqike.toml").write_text(moon_config)
-    moon = Daemon(load_config(base / "moon"), socket_path=str(base / "m.sock"),
-                  listen=["127.0.0.1"], ike_port=0, natt_port=0)
+    moon = Daemon(
+        load_config(base / "moon"),
+        socket_path=str(base / "m.sock"),
+        listen=["127.0.0.1"],
+        ike_port=0,
+        natt_port=0,
+    )
     await moon.start()
     try:
         (base / "carol").mkdir(exist_ok=True)
         (base / "carol" / "pqike.toml").write_text(carol_config.format(port=moon.udp.ike_port))
-        carol = Daemon(load_config(base / "carol"), socket_path=str(base / "c.sock"),
-                       listen=["127.0.0.1"], ike_port=0, natt_port=0)
+        carol = Daemon(
+            load_config(base / "carol"),
+            socket_path=str(base / "c.sock"),
+            listen=["127.0.0.1"],
+            ike_port=0,
+            natt_port=0,
+        )
         await carol.start()
         try:
             yield moon, carol
@@ -104,8 +120,11 @@ def test_initiate_between_two_daemons_on_loopback(log_level):
         async with two_daemons(base, MOON, CAROL) as (moon, carol):
             lines: list[str] = []
             result = await asyncio.to_thread(
-                request, carol.socket_path,
-                Request(cmd="initiate", child="net", timeout=20), lines.append)
+                request,
+                carol.socket_path,
+                Request(cmd="initiate", child="net", timeout=20),
+                lines.append,
+            )
             assert result.ok, (result.message, lines)
             kinds = [e.kind for e in result.events]
             assert EventKind.IKE_ESTABLISHED in kinds
@@ -113,15 +132,15 @@ def test_initiate_between_two_daemons_on_loopback(log_level):
             assert any("IKE_SA home[1] established" in line for line in lines)
             assert any(line.startswith("[NET] received packet") for line in lines)
 
-            listed = await asyncio.to_thread(request, moon.socket_path,
-                                             Request(cmd="list-sas"))
+            listed = await asyncio.to_thread(request, moon.socket_path, Request(cmd="list-sas"))
             sas = msgspec.convert(listed.data, list[IkeSaInfo])
             assert [(s.name, s.state) for s in sas] == [("rw", "ESTABLISHED")]
             assert sas[0].remote == f"127.0.0.1[{carol.udp.ike_port}]"
             assert sas[0].children[0].name == "net"
 
-            done = await asyncio.to_thread(request, carol.socket_path,
-                                           Request(cmd="terminate", ike="home", timeout=20))
+            done = await asyncio.to_thread(
+                request, carol.socket_path, Request(cmd="terminate", ike="home", timeout=20)
+            )
             assert done.ok, done.message
 
     try:
@@ -176,11 +195,15 @@ def test_failed_reload_keeps_the_running_config_and_its_credentials(log_level):
             # a new IKE_SA authenticates with what was loaded at start
             lines: list[str] = []
             result = await asyncio.to_thread(
-                request, carol.socket_path,
-                Request(cmd="initiate", child="net", timeout=20), lines.append)
+                request,
+                carol.socket_path,
+                Request(cmd="initiate", child="net", timeout=20),
+                lines.append,
+            )
             assert result.ok, (result.message, lines)
-            assert any("authentication of 'carol@example.org' (myself) with" in line
-                       for line in lines)
+            assert any(
+                "authentication of 'carol@example.org' (myself) with" in line for line in lines
+            )
 
     try:
         asyncio.run(run())

@@ -38,7 +38,9 @@ def _has_ipv6() -> bool:
 def test_classify_ike_port_passes_everything_but_keepalive():
     assert classify(IKE_HEADER, natt=False) == (Kind.IKE, IKE_HEADER)
     assert classify(NON_ESP_MARKER + IKE_HEADER, natt=False) == (
-        Kind.IKE, NON_ESP_MARKER + IKE_HEADER)  # no marker is stripped on port 500
+        Kind.IKE,
+        NON_ESP_MARKER + IKE_HEADER,
+    )  # no marker is stripped on port 500
     assert classify(b"\xff", natt=False)[0] is Kind.KEEPALIVE
 
 
@@ -78,8 +80,11 @@ class Peer:
         self.got: list[Datagram] = []
         self.esp: list[tuple[bytes, Endpoint, Endpoint]] = []
         self.udp = UdpEndpoints(
-            self.got.append, ike_port=0, natt_port=0,
-            esp_handler=lambda p, s, d: self.esp.append((p, s, d)), **kwargs,
+            self.got.append,
+            ike_port=0,
+            natt_port=0,
+            esp_handler=lambda p, s, d: self.esp.append((p, s, d)),
+            **kwargs,
         )
 
 
@@ -109,18 +114,26 @@ def test_two_daemons_talk_ike_and_natt_ports():
             assert a.udp.ike_port and a.udp.natt_port and a.udp.ike_port != a.udp.natt_port
             lo = "127.0.0.1"
             # IKE port to IKE port: no marker on the wire, nothing to strip
-            d1 = Datagram(data=IKE_HEADER, src=Endpoint(lo, a.udp.ike_port),
-                          dst=Endpoint(lo, b.udp.ike_port))
+            d1 = Datagram(
+                data=IKE_HEADER, src=Endpoint(lo, a.udp.ike_port), dst=Endpoint(lo, b.udp.ike_port)
+            )
             assert a.udp.send(d1)
             # floated to NAT-T: marker added by A, stripped by B
-            d2 = Datagram(data=IKE_HEADER[::-1], src=Endpoint(lo, a.udp.natt_port),
-                          dst=Endpoint(lo, b.udp.natt_port))
+            d2 = Datagram(
+                data=IKE_HEADER[::-1],
+                src=Endpoint(lo, a.udp.natt_port),
+                dst=Endpoint(lo, b.udp.natt_port),
+            )
             assert a.udp.send(d2)
             await _settle(lambda: len(b.got) == 2)
-            assert b.got[0] == Datagram(data=IKE_HEADER, src=Endpoint(lo, a.udp.ike_port),
-                                        dst=Endpoint(lo, b.udp.ike_port))
-            assert b.got[1] == Datagram(data=IKE_HEADER[::-1], src=Endpoint(lo, a.udp.natt_port),
-                                        dst=Endpoint(lo, b.udp.natt_port))
+            assert b.got[0] == Datagram(
+                data=IKE_HEADER, src=Endpoint(lo, a.udp.ike_port), dst=Endpoint(lo, b.udp.ike_port)
+            )
+            assert b.got[1] == Datagram(
+                data=IKE_HEADER[::-1],
+                src=Endpoint(lo, a.udp.natt_port),
+                dst=Endpoint(lo, b.udp.natt_port),
+            )
             assert a.udp.stats.sent == 2 and b.udp.stats.received == 2
         finally:
             a.udp.close()
@@ -155,8 +168,11 @@ def test_marker_on_the_wire_keepalive_esp_and_garbage():
             assert b.got[1].data == b"garbage that is no IKE at all"  # engine's job to reject
 
             # and what B sends from its NAT-T port carries the marker on the wire
-            reply = Datagram(data=IKE_HEADER, src=Endpoint("127.0.0.1", b.udp.natt_port),
-                             dst=Endpoint("127.0.0.1", raw.getsockname()[1]))
+            reply = Datagram(
+                data=IKE_HEADER,
+                src=Endpoint("127.0.0.1", b.udp.natt_port),
+                dst=Endpoint("127.0.0.1", raw.getsockname()[1]),
+            )
             assert b.udp.send(reply)
             data, _ = await asyncio.get_running_loop().run_in_executor(None, raw.recvfrom, 70000)
             assert data == NON_ESP_MARKER + IKE_HEADER
@@ -215,8 +231,9 @@ def test_pktinfo_round_trip_on_wildcard_socket():
             _, addr = await asyncio.get_running_loop().run_in_executor(None, raw.recvfrom, 2048)
             assert addr == ("127.0.0.2", b.udp.ike_port)
             # and from another local address when told so
-            assert b.udp.send(Datagram(data=IKE_HEADER, src=Endpoint("127.0.0.3", got.dst.port),
-                                       dst=got.src))
+            assert b.udp.send(
+                Datagram(data=IKE_HEADER, src=Endpoint("127.0.0.3", got.dst.port), dst=got.src)
+            )
             _, addr = await asyncio.get_running_loop().run_in_executor(None, raw.recvfrom, 2048)
             assert addr == ("127.0.0.3", b.udp.ike_port)
         finally:
@@ -280,8 +297,9 @@ def test_bind_conflict_is_a_clear_oserror():
 
 def test_udp_encap_only_on_natt_socket_when_asked():
     for wanted in (False, True):
-        u = UdpEndpoints(lambda d: None, ike_port=0, natt_port=0, addresses=["127.0.0.1"],
-                         udp_encap=wanted)
+        u = UdpEndpoints(
+            lambda d: None, ike_port=0, natt_port=0, addresses=["127.0.0.1"], udp_encap=wanted
+        )
         u.open()
         try:
             ike = u.socket_for(u.ike_port, socket.AF_INET)

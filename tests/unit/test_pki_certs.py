@@ -59,12 +59,19 @@ def env() -> Pki:
     ca_key = pki.generate_key("mldsa87")
     ca = pki.self_signed_ca(ca_key, CA_DN, not_before=START)
     moon_key = pki.generate_key("mldsa87")
-    moon = pki.issue_certificate(ca, ca_key, moon_key, MOON_DN, not_before=START,
-                                 san=["moon.strongswan.org", "192.168.0.1", "fec0::1"],
-                                 flags=["serverAuth"])
+    moon = pki.issue_certificate(
+        ca,
+        ca_key,
+        moon_key,
+        MOON_DN,
+        not_before=START,
+        san=["moon.strongswan.org", "192.168.0.1", "fec0::1"],
+        flags=["serverAuth"],
+    )
     carol_key = pki.generate_key("mldsa87")
-    carol = pki.issue_certificate(ca, ca_key, carol_key.public_key(), CAROL_DN,
-                                  not_before=START, san=["carol@strongswan.org"])
+    carol = pki.issue_certificate(
+        ca, ca_key, carol_key.public_key(), CAROL_DN, not_before=START, san=["carol@strongswan.org"]
+    )
     return Pki(ca_key, ca, moon_key, moon, carol_key, carol)
 
 
@@ -78,8 +85,9 @@ def test_chain_ok(env: Pki) -> None:
 def test_wrong_ca(env: Pki) -> None:
     other_key = pki.generate_key("mldsa44")
     other = pki.self_signed_ca(other_key, "C=CH, O=Other, CN=Other CA", not_before=START)
-    with pytest.raises(CertificateError,
-                       match=f"^no trusted CA for issuer '{CA_DN}' \\(authorityKeyIdentifier "):
+    with pytest.raises(
+        CertificateError, match=f"^no trusted CA for issuer '{CA_DN}' \\(authorityKeyIdentifier "
+    ):
         verify_chain(env.moon, [other], now=NOW)
     # same name, different key: the keyid mismatch rules it out, as in strongSwan
     twin = pki.self_signed_ca(other_key, CA_DN, not_before=START)
@@ -90,9 +98,15 @@ def test_wrong_ca(env: Pki) -> None:
 def test_wrong_ca_without_key_identifiers(env: Pki) -> None:
     # No SKI/AKI: the name matches, so the signature check is what fails.
     def bare(key: object, subject: str, issuer: str, signer: object) -> x509.Certificate:
-        b = (x509.CertificateBuilder().subject_name(parse_dn(subject))
-             .issuer_name(parse_dn(issuer)).public_key(key.public_key())  # type: ignore[attr-defined]
-             .serial_number(7).not_valid_before(START).not_valid_after(START.replace(year=2030)))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(parse_dn(subject))
+            .issuer_name(parse_dn(issuer))
+            .public_key(key.public_key())  # type: ignore[attr-defined]
+            .serial_number(7)
+            .not_valid_before(START)
+            .not_valid_after(START.replace(year=2030))
+        )
         if subject == issuer:
             b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         return b.sign(signer, None)  # type: ignore[arg-type]
@@ -100,8 +114,7 @@ def test_wrong_ca_without_key_identifiers(env: Pki) -> None:
     leaf = bare(env.moon_key, MOON_DN, CA_DN, env.ca_key)
     impostor_key = pki.generate_key("mldsa87")
     impostor = bare(impostor_key, CA_DN, CA_DN, impostor_key)
-    with pytest.raises(CertificateError,
-                       match=f"^signature of '{MOON_DN}' by '{CA_DN}' invalid$"):
+    with pytest.raises(CertificateError, match=f"^signature of '{MOON_DN}' by '{CA_DN}' invalid$"):
         verify_chain(leaf, [impostor], now=NOW)
     assert verify_chain(leaf, [env.ca], now=NOW) == [leaf, env.ca]
 
@@ -110,34 +123,54 @@ def test_bad_signature(env: Pki) -> None:
     der = bytearray(env.moon.public_bytes(serialization.Encoding.DER))
     der[-10] ^= 0x40  # inside the ML-DSA signature BIT STRING
     tampered = x509.load_der_x509_certificate(bytes(der))
-    with pytest.raises(CertificateError,
-                       match=f"^signature of '{MOON_DN}' by '{CA_DN}' invalid$"):
+    with pytest.raises(CertificateError, match=f"^signature of '{MOON_DN}' by '{CA_DN}' invalid$"):
         verify_chain(tampered, [env.ca], now=NOW)
 
 
 def test_expired_and_not_yet_valid(env: Pki) -> None:
-    old = pki.issue_certificate(env.ca, env.ca_key, env.carol_key, CAROL_DN,
-                                not_before=START, not_after=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
-    with pytest.raises(CertificateError,
-                       match=f"^certificate '{CAROL_DN}' expired on Mar 01 00:00:00 UTC 2026$"):
+    old = pki.issue_certificate(
+        env.ca,
+        env.ca_key,
+        env.carol_key,
+        CAROL_DN,
+        not_before=START,
+        not_after=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+    )
+    with pytest.raises(
+        CertificateError, match=f"^certificate '{CAROL_DN}' expired on Mar 01 00:00:00 UTC 2026$"
+    ):
         verify_chain(old, [env.ca], now=NOW)
-    future = pki.issue_certificate(env.ca, env.ca_key, env.carol_key, CAROL_DN,
-                                   not_before=dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+    future = pki.issue_certificate(
+        env.ca,
+        env.ca_key,
+        env.carol_key,
+        CAROL_DN,
+        not_before=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+    )
     with pytest.raises(CertificateError, match="is not valid before Jan 01 00:00:00 UTC 2027"):
         verify_chain(future, [env.ca], now=NOW)
     # an expired trust anchor fails too (the leaf outliving its CA is not checked)
-    long = pki.issue_certificate(env.ca, env.ca_key, env.carol_key, CAROL_DN, not_before=START,
-                                 not_after=dt.datetime(2040, 1, 1, tzinfo=dt.UTC))
-    with pytest.raises(CertificateError,
-                       match=f"^certificate '{CA_DN}' expired on Jan 01 00:00:00 UTC 2036$"):
+    long = pki.issue_certificate(
+        env.ca,
+        env.ca_key,
+        env.carol_key,
+        CAROL_DN,
+        not_before=START,
+        not_after=dt.datetime(2040, 1, 1, tzinfo=dt.UTC),
+    )
+    with pytest.raises(
+        CertificateError, match=f"^certificate '{CA_DN}' expired on Jan 01 00:00:00 UTC 2036$"
+    ):
         verify_chain(long, [env.ca], now=dt.datetime(2037, 1, 1, tzinfo=dt.UTC))
 
 
 def test_issuer_not_a_ca(env: Pki) -> None:
-    fake = pki.issue_certificate(env.carol, env.carol_key, pki.generate_key("ed25519"),
-                                 "C=CH, CN=dave", not_before=START)
-    with pytest.raises(CertificateError,
-                       match=f"^issuer certificate '{CAROL_DN}' of 'C=CH, CN=dave' is not a CA$"):
+    fake = pki.issue_certificate(
+        env.carol, env.carol_key, pki.generate_key("ed25519"), "C=CH, CN=dave", not_before=START
+    )
+    with pytest.raises(
+        CertificateError, match=f"^issuer certificate '{CAROL_DN}' of 'C=CH, CN=dave' is not a CA$"
+    ):
         verify_chain(fake, [env.ca], [env.carol], now=NOW)
     with pytest.raises(CertificateError, match="is not a CA"):
         verify_chain(fake, [env.carol], now=NOW)
@@ -145,27 +178,34 @@ def test_issuer_not_a_ca(env: Pki) -> None:
 
 def test_intermediate_and_path_length(env: Pki) -> None:
     root_key = pki.generate_key("mldsa65")
-    root0 = pki.self_signed_ca(root_key, "C=CH, CN=Root pathlen 0", path_len=0,
-                               not_before=START)
+    root0 = pki.self_signed_ca(root_key, "C=CH, CN=Root pathlen 0", path_len=0, not_before=START)
     sub_key = pki.generate_key("ecdsa-p384")
-    sub = pki.issue_certificate(root0, root_key, sub_key, "C=CH, CN=Sub CA", ca=True,
-                                not_before=START)
-    leaf = pki.issue_certificate(sub, sub_key, pki.generate_key("ed25519"), "C=CH, CN=sun",
-                                 san=["sun.strongswan.org"], not_before=START)
+    sub = pki.issue_certificate(
+        root0, root_key, sub_key, "C=CH, CN=Sub CA", ca=True, not_before=START
+    )
+    leaf = pki.issue_certificate(
+        sub,
+        sub_key,
+        pki.generate_key("ed25519"),
+        "C=CH, CN=sun",
+        san=["sun.strongswan.org"],
+        not_before=START,
+    )
     assert verify_chain(sub, [root0], now=NOW) == [sub, root0]
-    with pytest.raises(CertificateError,
-                       match=r"^path length constraint 0 of 'C=CH, CN=Root pathlen 0' violated"):
+    with pytest.raises(
+        CertificateError, match=r"^path length constraint 0 of 'C=CH, CN=Root pathlen 0' violated"
+    ):
         verify_chain(leaf, [root0], [sub], now=NOW)
-    root1 = pki.self_signed_ca(root_key, "C=CH, CN=Root pathlen 0", path_len=1,
-                               not_before=START)
+    root1 = pki.self_signed_ca(root_key, "C=CH, CN=Root pathlen 0", path_len=1, not_before=START)
     assert verify_chain(leaf, [root1], [sub], now=NOW) == [leaf, sub, root1]
     with pytest.raises(CertificateError, match="no trusted CA for issuer 'C=CH, CN=Sub CA'"):
         verify_chain(leaf, [root1], now=NOW)  # intermediate not supplied
 
 
 def test_self_signed_untrusted(env: Pki) -> None:
-    with pytest.raises(CertificateError,
-                       match=f"^self-signed certificate '{CA_DN}' is not trusted$"):
+    with pytest.raises(
+        CertificateError, match=f"^self-signed certificate '{CA_DN}' is not trusted$"
+    ):
         verify_chain(env.ca, [], now=NOW)
 
 
@@ -178,8 +218,9 @@ def test_identity_matching(env: Pki) -> None:
     assert not match_identity(moon, Identity.from_string("192.168.0.2"))
     assert not match_identity(moon, Identity.from_string("sun.strongswan.org"))
     assert match_identity(moon, Identity.from_string(MOON_DN))
-    assert match_identity(moon, Identity.from_string(
-        "c=ch,  o=STRONGSWAN project, cn=moon.strongswan.org"))  # case/space-insensitive
+    assert match_identity(
+        moon, Identity.from_string("c=ch,  o=STRONGSWAN project, cn=moon.strongswan.org")
+    )  # case/space-insensitive
     assert not match_identity(moon, Identity.from_string(CAROL_DN))
     assert match_identity(carol, Identity.from_string("carol@strongswan.org"))
     assert not match_identity(moon, Identity.from_string("carol@strongswan.org"))
@@ -218,8 +259,9 @@ def test_cert_payload(env: Pki) -> None:
 
 def test_certreq(env: Pki) -> None:
     other = pki.self_signed_ca(pki.generate_key("ed25519"), "CN=Other CA", not_before=START)
-    spki = env.ca.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = env.ca.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert certreq_hash(env.ca) == hashlib.sha1(spki).digest()
     data = build_certreq_data([env.ca, other, env.ca])
     assert len(data) == 40 and parse_certreq_data(data)[0] == hashlib.sha1(spki).digest()
@@ -251,7 +293,8 @@ def test_summary_like_swanctl(env: Pki) -> None:
     assert "ok\n             not after  Dec 31 00:00:00 UTC 2028, expired (5 days ago)" in later
     both = format_certificates([env.ca, env.moon], now=NOW, detailed=True)
     assert both.index("List of X.509 End Entity Certificates") < both.index(
-        "List of X.509 CA Certificates")
+        "List of X.509 CA Certificates"
+    )
     assert "  flags:     CA self-signed\n" in both
 
 
@@ -269,6 +312,8 @@ def test_ike_auth_size_order(env: Pki, capsys: pytest.CaptureFixture[str]) -> No
     moon_pub = env.moon_key.public_key()  # type: ignore[attr-defined]
     assert cert_public_key(env.moon).public_bytes_raw() == moon_pub.public_bytes_raw()  # type: ignore[union-attr]
     with capsys.disabled():
-        print(f"\nML-DSA-87 moon cert {len(cert_der)} B DER (CERT payload {5 + len(cert_der)}), "
-              f"AUTH payload {4 + len(auth)}, CA cert "
-              f"{len(cert_payload_data(env.ca)[1])} B")
+        print(
+            f"\nML-DSA-87 moon cert {len(cert_der)} B DER (CERT payload {5 + len(cert_der)}), "
+            f"AUTH payload {4 + len(auth)}, CA cert "
+            f"{len(cert_payload_data(env.ca)[1])} B"
+        )

@@ -27,16 +27,38 @@ def test_ca_and_end_entity_workflow(tmp_path: Path) -> None:
     _run("gen", "--type", "mldsa87", "--outfile", str(ca_key))
     assert stat.S_IMODE(ca_key.stat().st_mode) == 0o600
     assert key_type(load_private_key(ca_key.read_bytes())) is KeyType.ML_DSA_87
-    _run("self", "--in", str(ca_key), "--dn", "C=CH, O=strongSwan Project, CN=Root CA",
-         "--outfile", str(ca_cert))
+    _run(
+        "self",
+        "--in",
+        str(ca_key),
+        "--dn",
+        "C=CH, O=strongSwan Project, CN=Root CA",
+        "--outfile",
+        str(ca_cert),
+    )
     _run("gen", "--type", "ecdsa-p384", "--outfile", str(moon_key))
     pub = _run("pub", "--in", str(moon_key))
     assert key_type(load_public_key(pub.encode())) is KeyType.ECDSA
     (tmp_path / "moonPub.pem").write_text(pub)
-    _run("issue", "--cacert", str(ca_cert), "--cakey", str(ca_key),
-         "--in", str(tmp_path / "moonPub.pem"), "--dn", "C=CH, O=strongSwan Project, CN=moon",
-         "--san", "moon.strongswan.org", "--san", "192.168.0.1", "--flag", "serverAuth",
-         "--outfile", str(moon_cert))
+    _run(
+        "issue",
+        "--cacert",
+        str(ca_cert),
+        "--cakey",
+        str(ca_key),
+        "--in",
+        str(tmp_path / "moonPub.pem"),
+        "--dn",
+        "C=CH, O=strongSwan Project, CN=moon",
+        "--san",
+        "moon.strongswan.org",
+        "--san",
+        "192.168.0.1",
+        "--flag",
+        "serverAuth",
+        "--outfile",
+        str(moon_cert),
+    )
     ca, moon = load_certificate(ca_cert.read_bytes()), load_certificate(moon_cert.read_bytes())
     assert verify_chain(moon, [ca]) == [moon, ca]
     assert match_identity(moon, Identity.from_string("192.168.0.1"))
