@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# System packages and the strongSwan peer: only possible (and only attempted) as root.
-system:
+# System packages and the test peers: only possible (and only attempted) as root.
+# pq-strongswan links against liboqs, so liboqs comes first.
+system: liboqs
 	@bash scripts/setup-system.sh
 
 # liboqs into its cache (scripts/liboqs.sh --prefix); without it the BIKE/HQC/FrodoKEM/Kyber
@@ -36,7 +37,7 @@ liboqs:
 demo: setup liboqs
 	$(PY) -m pqike demo
 
-test: setup system liboqs
+test: setup liboqs system
 	$(PY) -m pytest
 
 clean:

@@ -57,10 +57,10 @@ if [ "$mode" = build ] && valid "$PREFIX"; then
 fi
 
 oqs_prefix() {
-  if [ -n "${OQS_INSTALL_PATH:-}" ]; then
+  if [ -x scripts/liboqs.sh ]; then
+    scripts/liboqs.sh   # builds liboqs when missing (into $OQS_INSTALL_PATH if set); prints its prefix
+  elif [ -n "${OQS_INSTALL_PATH:-}" ]; then
     echo "${OQS_INSTALL_PATH%/}"
-  elif [ -x scripts/liboqs.sh ]; then
-    scripts/liboqs.sh   # builds liboqs when missing; prints its prefix
   else
     echo /var/cache/pqike/liboqs-0.16.0
   fi
