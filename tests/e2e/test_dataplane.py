@@ -167,7 +167,7 @@ def test_net_and_host_children_of_the_reference(pair) -> None:  # type: ignore[n
         children = {c["name"]: c for c in sa["child-sas"].values()}
         assert set(children) == {"net", "host"}
         assert "MODP_3072" in children["host"]["proposal"]
-        assert children["host"]["remote_ts"] == ["10.2.0.1/32"]
+        assert children["host"]["remote-ts"] == ["10.2.0.1/32"]
         assert ping(topo.carol, "10.1.0.1", "10.3.0.1") == (3, 3)
         assert ping(topo.carol, "10.2.0.1", "10.3.0.1") == (3, 3)
         refused = carol.cli("initiate", "--child", "outer", "--ike", "home")

@@ -118,10 +118,10 @@ def test_trap_and_dpd_action_trap_with_charon(
         assert received >= sent - 2 and received > 0, carol.log[-4000:]
         (sa,) = carol.sas()
         (ssa,) = moon.list_sas()
-        assert (ssa.initiator_spi, ssa.responder_spi) == (sa["spi_i"], sa["spi_r"])
-        (child,) = sa["children"]
+        assert (ssa.initiator_spi, ssa.responder_spi) == (sa["initiator-spi"], sa["responder-spi"])
+        (child,) = sa["child-sas"].values()
         (schild,) = ssa.children
-        assert (schild.spi_in, schild.spi_out) == (child["spi_out"], child["spi_in"])
+        assert (schild.spi_in, schild.spi_out) == (child["spi-out"], child["spi-in"])
         assert "received XFRM ACQUIRE for reqid 1" in carol.log and child["reqid"] == 1
 
         assert moon.pid is not None
@@ -135,7 +135,8 @@ def test_trap_and_dpd_action_trap_with_charon(
         sent, received = _first_pings(topo, "dpd_action=trap, after charon was dead")
         assert received >= sent - 3 and received > 0, carol.log[-4000:]
         (sa2,) = carol.sas()
-        assert sa2["spi_i"] != sa["spi_i"]
-        assert _wait(lambda: [s.initiator_spi for s in moon.list_sas()] == [sa2["spi_i"]], 15)
+        assert sa2["initiator-spi"] != sa["initiator-spi"]
+        new_spi = sa2["initiator-spi"]
+        assert _wait(lambda: [s.initiator_spi for s in moon.list_sas()] == [new_spi], 15)
     assert leftovers(topo.carol) == NOTHING
     assert not kernel_errors(carol.log), "\n".join(kernel_errors(carol.log))

@@ -106,7 +106,7 @@ def test_ping_counters_and_clean_teardown(topo: Topology, peers: tuple[Pqike, Pq
         )
         assert (child["spi-in"], child["spi-out"]) == (mchild["spi-out"], mchild["spi-in"])
         assert not child["encap"], "no NAT here: ESP must not be UDP-encapsulated"
-        assert child["remote_ts"] == ["10.1.0.0/24"] and child["local_ts"] == [f"{VIP}/32"]
+        assert child["remote-ts"] == ["10.1.0.0/24"] and child["local-ts"] == [f"{VIP}/32"]
 
         # list-sas counters are the kernel's: compare with what an XFRM dump says
         c_in, c_out = _child_sas_in_kernel(topo.carol, CAROL, MOON, [child])

@@ -84,14 +84,14 @@ def test_start_and_close_action_trap(topo: Topology, peers: tuple[Pqike, Pqike])
         sent, received = _first_pings(topo, "start_action=trap, xfrm")
         assert received >= sent - 2 and received > 0, carol.log[-4000:]
         (sa,) = carol.sas()
-        (child,) = sa["children"]
+        (child,) = sa["child-sas"].values()
         assert "received XFRM ACQUIRE for reqid 1" in carol.log
-        assert child["reqid"] == 1 and child["packets_out"] >= received
+        assert child["reqid"] == 1 and child["packets-out"] >= received
         assert _larval(topo.carol) == []  # the outbound SA replaced the larval state
         assert ping(topo.carol, INTRANET, INNER, count=3).received == 3
 
         cli_ok(moon, "terminate", "--child", "net")  # the peer deletes: close_action
-        assert _wait(lambda: not carol.sas()[0]["children"]), carol.log[-3000:]
+        assert _wait(lambda: not carol.sas()[0]["child-sas"]), carol.log[-3000:]
         # the trap again (the CHILD_SA was narrowed to moon's 10.1.0.0/24: its own policies)
         assert [(p.dst, p.dir) for p in xfrm_state(topo.carol)[1]] == [("10.1.0.0/16", "out")]
         sent, received = _first_pings(topo, "close_action=trap, xfrm")
