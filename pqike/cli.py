@@ -257,8 +257,9 @@ def parse_log_levels(text: str) -> tuple[dict[str, int], int | None]:
 @click.option(
     "--socket",
     "socket_path",
+    envvar="PQIKE_SOCKET",
     metavar="PATH",
-    help="control socket (default: daemon.control_socket of the config)",
+    help="control socket ($PQIKE_SOCKET; default: daemon.control_socket of the config)",
 )
 @click.option(
     "--listen",

@@ -455,15 +455,17 @@ def create_peer_pki(
     kind: str = "mldsa87",
     ca_kind: str | None = None,
     ca_dn: str = DEMO_CA_DN,
+    ca_dir: str | Path | None = None,
 ) -> None:
     """A CA and one end-entity certificate per peer, in the swanctl layout the shipped
     configs use: ``x509ca/caCert.pem``, ``x509/<name>Cert.pem``, ``private/<name>Key.pem``.
 
     ``directories`` maps a peer name (carol) to (its config directory, its identity); the
-    identity becomes the CN and a SAN (email if it contains '@', else DNS).
+    identity becomes the CN and a SAN (email if it contains '@', else DNS). With ``ca_dir``
+    the CA (``caCert.pem``, ``caKey.pem`` 0600) is kept there and reused when it exists, so
+    that peers added later are issued by the same CA; without it the CA key is discarded.
     """
-    ca_key = generate_key(ca_kind or kind)
-    ca = self_signed_ca(ca_key, ca_dn)
+    ca, ca_key = _peer_ca(ca_dir, ca_kind or kind, ca_dn)
     for name, (directory, identity) in directories.items():
         d = Path(directory)
         for sub in ("x509", "x509ca", "private"):
@@ -475,3 +477,60 @@ def create_peer_pki(
         write_pem(d / "x509ca" / "caCert.pem", certificate_pem(ca))
         write_pem(d / "x509" / f"{name}Cert.pem", certificate_pem(cert))
         write_pem(d / "private" / f"{name}Key.pem", private_key_pem(key), private=True)
+
+
+def _peer_ca(
+    ca_dir: str | Path | None, kind: str, dn: str
+) -> tuple[x509.Certificate, PrivateKey]:
+    """The CA of ``create_peer_pki``: loaded from ``ca_dir`` if it holds one, else new."""
+    if ca_dir is not None:
+        cert_path, key_path = Path(ca_dir) / "caCert.pem", Path(ca_dir) / "caKey.pem"
+        if cert_path.exists() and key_path.exists():
+            return load_certificate(cert_path.read_bytes()), load_private_key(
+                key_path.read_bytes()
+            )
+    ca_key = generate_key(kind)
+    ca = self_signed_ca(ca_key, dn)
+    if ca_dir is not None:
+        Path(ca_dir).mkdir(parents=True, exist_ok=True)
+        write_pem(cert_path, certificate_pem(ca))
+        write_pem(key_path, private_key_pem(ca_key), private=True)
+    return ca, ca_key
+
+
+def _peer_argument(text: str) -> tuple[str, tuple[Path, str]]:
+    """``DIR=IDENTITY`` of ``pki peers``: the peer's name is the directory's last part."""
+    directory, sep, identity = text.partition("=")
+    if not sep or not directory or not identity:
+        raise click.BadParameter(f"{text!r}: expected DIR=IDENTITY, e.g. configs/gw=gw.example.org")
+    path = Path(directory)
+    return path.resolve().name, (path, identity)
+
+
+@pki.command("peers")
+@click.option(
+    "--type", "kind", type=click.Choice(sorted(KEY_KINDS)), default="mldsa65", show_default=True
+)
+@click.option(
+    "--ca-dir",
+    type=click.Path(file_okay=False),
+    help="keep the CA here (caCert.pem, caKey.pem 0600) and reuse it when it exists",
+)
+@click.option("--ca-dn", default=DEMO_CA_DN, show_default=True)
+@click.argument("peers", nargs=-1, required=True, metavar="DIR=IDENTITY...")
+def peers_cmd(kind: str, ca_dir: str | None, ca_dn: str, peers: tuple[str, ...]) -> None:
+    """A CA and a certificate and key for each peer, in each peer's config directory.
+
+    DIR=IDENTITY writes DIR/x509ca/caCert.pem, DIR/x509/<name>Cert.pem and
+    DIR/private/<name>Key.pem (0600), <name> being DIR's last part; IDENTITY (an FQDN or
+    user@FQDN) is the certificate's CN and subjectAltName.
+    """
+    directories = dict(_peer_argument(p) for p in peers)
+    try:
+        create_peer_pki(directories, kind=kind, ca_dn=ca_dn, ca_dir=ca_dir)
+    except (AuthError, ValueError) as exc:
+        raise _fail(exc) from exc
+    except OSError as e:
+        raise click.ClickException(f"{e.filename}: {e.strerror or e}") from None
+    for name, (directory, identity) in directories.items():
+        click.echo(f"{name}: {identity} -> {directory}/x509/{name}Cert.pem")
