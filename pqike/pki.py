@@ -479,16 +479,12 @@ def create_peer_pki(
         write_pem(d / "private" / f"{name}Key.pem", private_key_pem(key), private=True)
 
 
-def _peer_ca(
-    ca_dir: str | Path | None, kind: str, dn: str
-) -> tuple[x509.Certificate, PrivateKey]:
+def _peer_ca(ca_dir: str | Path | None, kind: str, dn: str) -> tuple[x509.Certificate, PrivateKey]:
     """The CA of ``create_peer_pki``: loaded from ``ca_dir`` if it holds one, else new."""
     if ca_dir is not None:
         cert_path, key_path = Path(ca_dir) / "caCert.pem", Path(ca_dir) / "caKey.pem"
         if cert_path.exists() and key_path.exists():
-            return load_certificate(cert_path.read_bytes()), load_private_key(
-                key_path.read_bytes()
-            )
+            return load_certificate(cert_path.read_bytes()), load_private_key(key_path.read_bytes())
     ca_key = generate_key(kind)
     ca = self_signed_ca(ca_key, dn)
     if ca_dir is not None:
