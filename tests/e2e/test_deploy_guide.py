@@ -9,7 +9,6 @@ daemon and CLI get their own through $PQIKE_SOCKET (which both read)."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -21,23 +20,11 @@ import pytest
 
 from pqike.netns import add_address, add_dummy, ns_argv, topology
 from tests.e2e.test_dataplane import _skip
+from tests.unit.shipped import guide_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(_skip() is not None, reason=_skip() or "")
-
-
-def guide_block(name: str) -> list[tuple[str, str]]:
-    """(host, command) of the README's ``sh`` block marked ``<!-- guide: name -->``."""
-    text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- guide: {re.escape(name)} -->\n```sh\n(.*?)```", text, re.S)
-    assert match, f"README has no guide block {name!r}"
-    lines = []
-    for line in match.group(1).splitlines():
-        host, sep, command = line.partition("# ")
-        assert sep and host and " " not in host, f"not 'host# command': {line!r}"
-        lines.append((host, command))
-    return lines
 
 
 def _argv(command: str) -> list[str]:
