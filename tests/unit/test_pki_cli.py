@@ -148,3 +148,25 @@ def test_gen_to_stdout_warns_when_the_file_is_readable_by_others(tmp_path: Path)
     assert load_private_key((tmp_path / "exposed.pem").read_bytes())
     private = _gen_to_file(tmp_path / "private.pem", 0o600)
     assert private.stderr == ""
+
+
+def test_peers_issues_every_peer_from_one_kept_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    runner = CliRunner()
+    first = runner.invoke(
+        pki,
+        ["peers", "--ca-dir", str(ca), f"{tmp_path}/gw=gw.example.org", f"{tmp_path}/rw=a@x.org"],
+    )
+    assert first.exit_code == 0, first.output
+    assert stat.S_IMODE(os.stat(ca / "caKey.pem").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "rw" / "private" / "rwKey.pem").st_mode) == 0o600
+    # a peer added later is issued by the same CA, which the first peers already trust
+    later = runner.invoke(pki, ["peers", "--ca-dir", str(ca), f"{tmp_path}/rw2=b@x.org"])
+    assert later.exit_code == 0, later.output
+    anchor = load_certificate((tmp_path / "gw" / "x509ca" / "caCert.pem").read_bytes())
+    for name, ident in (("gw", "gw.example.org"), ("rw", "a@x.org"), ("rw2", "b@x.org")):
+        cert = load_certificate((tmp_path / name / "x509" / f"{name}Cert.pem").read_bytes())
+        verify_chain(cert, [anchor])
+        assert match_identity(cert, Identity.from_string(ident))
+    bad = runner.invoke(pki, ["peers", "configs/gw"])
+    assert bad.exit_code != 0 and "DIR=IDENTITY" in bad.output
