@@ -16,6 +16,7 @@ from pqike.config.model import Config, Connection, Daemon
 from pqike.config.proposals import first_ke, ke_tokens
 from pqike.config.unsupported import check_available, check_unsupported
 from pqike.config.values import address_range
+from pqike.wire.iana import PRIVATE_USE
 
 __all__ = ["MIN_PSK_LENGTH", "Finding", "check", "ike_sa_init_size"]
 
@@ -36,7 +37,6 @@ _VENDOR_ID = 4 + 16
 _CERTREQ = 5 + 20  # one CA's SHA-1 key id, responder side
 _IP_UDP = {4: 20 + 8, 6: 40 + 8}
 _ADDKE = re.compile(r"ke\d_")
-_PRIVATE_USE = 1024  # key exchange IDs from here on are private use
 
 
 def _ke_sizes(keyword: str) -> tuple[int, int] | None:
@@ -130,7 +130,7 @@ def _check_init_size(name: str, conn: Connection, daemon: Daemon) -> Iterator[Fi
 def _private_methods(proposal: str) -> list[str]:
     """Private-use key exchange keywords (IDs >= 1024: Kyber, BIKE, HQC, FrodoKEM)."""
     words = [t.split("_", 1)[1] if _ADDKE.match(t) else t for t in ke_tokens(proposal)]
-    return [w for w in words if KE_KEYWORDS.get(w, 0) >= _PRIVATE_USE]
+    return [w for w in words if KE_KEYWORDS.get(w, 0) >= PRIVATE_USE]
 
 
 def _check_private(name: str, conn: Connection, daemon: Daemon) -> Iterator[Finding]:

@@ -34,7 +34,7 @@ from pqike.proposal.model import (
     type_label,
 )
 from pqike.proposal.parse import ProposalError
-from pqike.wire.iana import ProtocolId, TransformType
+from pqike.wire.iana import PRIVATE_USE, ProtocolId, TransformType
 
 __all__ = [
     "PRIVATE_SKIPPED_LOG",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 T = TransformType
-PRIVATE_USE = 1024  # IDs >= 1024 are private use in every transform registry
 # strongSwan's proposal.c select_algo() line when PROPOSAL_SKIP_PRIVATE refuses a match
 PRIVATE_SKIPPED_LOG = (
     "an algorithm from private space would match, but peer implementation is unknown, skipped"

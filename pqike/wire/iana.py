@@ -53,6 +53,11 @@ class HeaderFlag(IntEnum):
     INITIATOR = 0x08
 
 
+# RFC 7296 §3.3.2 and every transform registry: IDs from here on are private use
+# (strongSwan puts its Kyber, BIKE, HQC and FrodoKEM there)
+PRIVATE_USE = 1024
+
+
 class ExchangeType(IntEnum):
     IKE_SA_INIT = 34
     IKE_AUTH = 35

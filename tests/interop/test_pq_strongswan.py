@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from kem.ids import KEYWORDS
+from pqike.wire.iana import PRIVATE_USE
 from tests.harness import netns as nsh
 from tests.harness.pq_strongswan import PqCharon, prefix_dir, prefix_problem
 from tests.harness.strongswan import CharonLog, charon_pids, leaked_mounts
@@ -48,23 +50,8 @@ HOST_ESP = "aes256-sha256-modp3072-ke1_frodoa3-ke2_bike3"
 HOST_TS = "10.2.0.1/32"
 VIP = "10.3.0.1"
 FRAGMENT_SIZE, MAX_PACKET = 1480, 30000  # the walkthrough's strongswan.conf
-PRIVATE = [
-    "kyber1",
-    "kyber3",
-    "kyber5",
-    "bike1",
-    "bike3",
-    "bike5",
-    "hqc1",
-    "hqc3",
-    "hqc5",
-    "frodoa1",
-    "frodoa3",
-    "frodoa5",
-    "frodos1",
-    "frodos3",
-    "frodos5",
-]
+# the 15 methods of pq-strongswan's oqs plugin: every private-use keyword of the registry
+PRIVATE = [word for word, method in KEYWORDS.items() if method >= PRIVATE_USE]
 PAIRINGS = ("pqike-initiator", "pqike-responder")  # pqike as carol / as moon
 SKIPPED = "an algorithm from private space would match, but peer implementation is unknown"
 
