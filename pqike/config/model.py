@@ -185,6 +185,9 @@ class Daemon(_Section):
     retransmit_base: Annotated[float, Meta(ge=1.0)] = 1.8  # charon.retransmit_base
     retransmit_jitter: Annotated[int, Meta(ge=0, le=100)] = 0  # charon.retransmit_jitter (%)
     retransmit_limit: Count = 0  # charon.retransmit_limit (seconds), 0 = none
+    # charon.delete_rekeyed_delay: the inbound SA of a rekeyed CHILD_SA stays this long after
+    # its DELETE, for ESP the peer sent before it switched; 0 = until its hard lifetime
+    delete_rekeyed_delay: Secs = 5
     cookie_threshold: Count = 10  # charon.cookie_threshold (half-open SAs)
     block_threshold: Count = 5  # charon.block_threshold (half-open SAs per peer IP)
     half_open_timeout: Secs = 30  # charon.half_open_timeout

@@ -187,6 +187,7 @@ def to_strongswan_conf(config: Config) -> str:
     w.kv("retransmit_base", d.retransmit_base)
     w.kv("retransmit_jitter", d.retransmit_jitter)
     w.kv("retransmit_limit", d.retransmit_limit)
+    w.kv("delete_rekeyed_delay", d.delete_rekeyed_delay)
     w.kv("cookie_threshold", d.cookie_threshold)
     w.kv("block_threshold", d.block_threshold)
     w.kv("half_open_timeout", d.half_open_timeout)

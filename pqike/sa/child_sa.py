@@ -43,6 +43,7 @@ class ChildSa:
     # rekey responder: our outbound SA waits until the old CHILD_SA is gone (strongSwan
     # does the same), else we send with keys the initiator has not installed yet
     pending_outbound: KernelSa | None = field(default=None, repr=False)
+    outbound_installed: bool = False  # the kernel sends with its outbound SA
     replaces: ChildSa | None = field(default=None, repr=False)
     # RFC 7296 §2.8.1: nonces and new CHILD_SA of the peer's rekey that crossed ours
     collision: tuple[bytes, bytes, ChildSa] | None = field(default=None, repr=False)

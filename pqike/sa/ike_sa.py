@@ -167,6 +167,7 @@ class IkeSa:
         "reauth_of",
         "rekey_at",
         "rekeyed_at",
+        "rekeyed_inbound",
         "remote",
         "remote_id",
         "remote_vips",
@@ -270,6 +271,8 @@ class IkeSa:
         self.keyingtry = 0  # keyingtries: attempts made before this one
         self.start_at: float | None = None  # keyingtries: initiate when the back-off is over
         self.first_child: str | None = None  # what initiate() was asked for
+        # inbound SAs of replaced CHILD_SAs kept for delete_rekeyed_delay: (until, spi, dst)
+        self.rekeyed_inbound: list[tuple[float, int, str]] = []
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
         self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
@@ -453,6 +456,7 @@ class IkeSa:
             new.queued.append(task)
         self.queued = []
         new.retry_at, self.retry_at = self.retry_at, {}
+        new.rekeyed_inbound, self.rekeyed_inbound = self.rekeyed_inbound, []
         self.successor_sa = new
         new.state = IkeState.ESTABLISHED
         new.established_at = self.now
@@ -819,6 +823,7 @@ class IkeSa:
                 times.append(self.last_inbound + self.conn.dpd_delay)
         if self._awaits_peer_delete():
             times.append(self.rekeyed_at + REKEYED_IKE_GRACE)  # type: ignore[operator]
+        times += [until for until, _, _ in self.rekeyed_inbound]
         return min(times) if times else None
 
     def _awaits_peer_delete(self) -> bool:
@@ -899,6 +904,10 @@ class IkeSa:
                 self.start_at = None
                 self.initiate(now)
             return
+        if any(now >= until for until, _, _ in self.rekeyed_inbound):
+            from pqike.tasks.child_create import remove_rekeyed_inbound
+
+            remove_rekeyed_inbound(self, now)
         half_open = self.state == IkeState.CONNECTING and not self.initiator
         if half_open and now - self.created_at >= self.svc.config.daemon.half_open_timeout:
             self.fail("half-open IKE_SA timed out", now)
@@ -1140,11 +1149,12 @@ class IkeSa:
     def destroy(self, now: float) -> None:
         """Remove everything this IKE_SA installed and forget it."""
         self.svc.touch(self)
-        from pqike.tasks.child_create import uninstall_child
+        from pqike.tasks.child_create import remove_rekeyed_inbound, uninstall_child
 
         for child in list(self.children):
             uninstall_child(self, child)
         self.children.clear()
+        remove_rekeyed_inbound(self)
         for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
             task.abort()
         for vip in self.local_vips:

@@ -173,6 +173,7 @@ def install_child(
             kernel.del_sa(k.spi, k.dst)
         raise
     child.installed_policies = policies  # type: ignore[attr-defined]
+    child.outbound_installed = with_outbound
     child.state = ChildState.INSTALLED
     child.installed_at = now
     _export_child_keys(sa, child, initiator, EncrId(encr.id), sas[0].integ)
@@ -195,21 +196,63 @@ def _export_child_keys(
     export_child(sa.svc.config.daemon.save_keys, i, r, encr, integ, keys, sa.log)
 
 
-def uninstall_child(sa: IkeSa, child: ChildSa) -> None:
+def uninstall_child(sa: IkeSa, child: ChildSa, *, keep_inbound: bool = False) -> None:
+    """Remove the CHILD_SA's policies and SAs; ``keep_inbound``: all but its inbound SA,
+    which the caller removes later (:func:`retire_rekeyed`)."""
     kernel = sa.svc.kernel
     for pol in getattr(child, "installed_policies", []):
         kernel.del_policy(pol)
+    child.installed_policies = []  # type: ignore[attr-defined]
     if child.state in (
         ChildState.INSTALLED,
         ChildState.REKEYING,
         ChildState.REKEYED,
         ChildState.DELETING,
     ):
-        kernel.del_sa(child.spi_in, sa.local.host)
-        if child.pending_outbound is None:
-            kernel.del_sa(child.spi_out, sa.remote.host)
+        if not keep_inbound:
+            kernel.del_sa(child.spi_in, sa.local.host)
+        remove_outbound(sa, child)
     child.pending_outbound = None
     child.state = ChildState.DELETED
+
+
+def remove_outbound(sa: IkeSa, child: ChildSa) -> None:
+    """Stop sending with this CHILD_SA (the kernel falls back to the next newest SA of the
+    reqid); its inbound SA stays."""
+    child.pending_outbound = None
+    if child.outbound_installed:
+        child.outbound_installed = False
+        sa.svc.kernel.del_sa(child.spi_out, sa.remote.host)
+
+
+def retire_rekeyed(sa: IkeSa, child: ChildSa) -> None:
+    """Delete a CHILD_SA that another one of the same reqid replaced (rekey, collision) but
+    keep its inbound SA for ``delete_rekeyed_delay`` (strongSwan's name and default): ESP
+    the peer sent on it before it switched may still be in flight, or the peer keeps
+    sending until our DELETE reaches it. 0 keeps it until the CHILD_SA's hard lifetime."""
+    delay = sa.svc.config.daemon.delete_rekeyed_delay
+    until = sa.now + delay if delay else child.expire_at
+    keep = until is not None and until > sa.now
+    uninstall_child(sa, child, keep_inbound=keep)
+    if keep:
+        assert until is not None
+        sa.home().rekeyed_inbound.append((until, child.spi_in, sa.local.host))
+        sa.log("delay closing of inbound CHILD_SA %s for %ds", child.label, round(until - sa.now))
+
+
+def remove_rekeyed_inbound(sa: IkeSa, now: float | None = None) -> None:
+    """Remove the kept inbound SAs whose delay is over (all of them with ``now`` None)."""
+    keep = []
+    for entry in sa.rekeyed_inbound:
+        until, spi, dst = entry
+        if now is not None and now < until:
+            keep.append(entry)
+            continue
+        try:
+            sa.svc.kernel.del_sa(spi, dst)
+        except KernelError as e:
+            sa.log("unable to delete inbound SA %08x of a rekeyed CHILD_SA: %s", spi, e)
+    sa.rekeyed_inbound = keep
 
 
 def release_spi(sa: IkeSa, child: ChildSa | None) -> None:
@@ -233,6 +276,7 @@ def install_pending_outbound(sa: IkeSa, child: ChildSa) -> None:
     except KernelError as e:
         sa.log("unable to install outbound SA %08x of CHILD_SA %s: %s", pending.spi, child.label, e)
         return
+    child.outbound_installed = True
     sa.log.control("installed outbound SA %08x of CHILD_SA %s", pending.spi, child.label)
 
 

@@ -35,6 +35,7 @@ from pqike.tasks.child_create import (
     _to_wire_ts,
     install_child,
     release_spi,
+    remove_outbound,
 )
 from pqike.tasks.common import (
     best_child_config,
@@ -331,11 +332,17 @@ class ChildSaKe(Task):
                         "CHILD_SA rekey collision lost, deleting redundant CHILD_SA %s",
                         redundant.label,
                     )  # type: ignore[union-attr]
+                    # send with the old SA until the peer's replacement takes over: the
+                    # peer drops the redundant one's inbound SA when our DELETE arrives
+                    remove_outbound(sa, redundant)
                 else:
                     sa.log(
                         "CHILD_SA rekey collision won, %s of the peer is redundant",
                         peer_child.label,
                     )
+                    # never send with the SA the peer is about to delete
+                    peer_child.replaces = None
+                    remove_outbound(sa, peer_child)
                 old.collision = None
             if redundant is not None:
                 home = sa.home()

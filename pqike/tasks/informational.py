@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from pqike.events import EventKind
 from pqike.kernel.base import KernelError
-from pqike.sa.child_sa import ChildSa
+from pqike.sa.child_sa import ChildSa, ChildState
 from pqike.tasks.base import Incoming, Outgoing, Status, Task
-from pqike.tasks.child_create import install_pending_outbound, uninstall_child
+from pqike.tasks.child_create import install_pending_outbound, retire_rekeyed, uninstall_child
 from pqike.wire.iana import ExchangeType, ProtocolId
 from pqike.wire.payloads import Delete
 
@@ -24,14 +24,21 @@ if TYPE_CHECKING:
 def _remove_child(sa: IkeSa, child: ChildSa, reason: str) -> None:
     bytes_in = _bytes(sa, child.spi_in, sa.local.host)
     bytes_out = _bytes(sa, child.spi_out, sa.remote.host)
-    uninstall_child(sa, child)
-    for owner in (sa, sa.home()):
+    home = sa.home()
+    owners = (sa, home) if home is not sa else (sa,)
+    for owner in owners:
         if child in owner.children:
             owner.children.remove(child)
         for successor in owner.children:
             if successor.replaces is child:
+                # switch to the new outbound SA before the old one goes: no gap
                 successor.replaces = None
                 install_pending_outbound(sa, successor)
+    live = (ChildState.INSTALLED, ChildState.REKEYING)
+    if any(c.reqid == child.reqid and c.state in live for c in home.children):
+        retire_rekeyed(sa, child)  # replaced: traffic goes on on the other CHILD_SA
+    else:
+        uninstall_child(sa, child)
     # charon's child_delete.c wording, with the byte counts it reports
     sa.log.basic(
         "closing CHILD_SA %s with SPIs %08x_i (%d bytes) %08x_o (%d bytes) and TS %s === %s",

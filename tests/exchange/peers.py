@@ -11,7 +11,7 @@ from pqike.config import Config, load_config
 from pqike.config.toml_writer import dumps as _toml
 from pqike.engine import Engine
 from pqike.events import Datagram, Event
-from pqike.kernel.base import MemoryKernel
+from pqike.kernel.base import KernelSa, MemoryKernel
 
 CAROL, MOON = "192.168.0.3", "192.168.0.2"
 PSK = "qwerty-psk-0123456789"
@@ -135,6 +135,19 @@ class Net:
         for p in self.peers.values():
             p.engine.tick(self.now)
         self.run()
+
+
+def kept_inbound(peer: Peer) -> set[tuple[int, str]]:
+    """(SPI, dst) of the inbound SAs of replaced CHILD_SAs that ``peer`` keeps for
+    delete_rekeyed_delay (pqike.tasks.child_create.retire_rekeyed)."""
+    return {(spi, dst) for sa in peer.engine.sas.values() for _, spi, dst in sa.rekeyed_inbound}
+
+
+def current_sas(peer: Peer) -> dict[tuple[int, str], KernelSa]:
+    """The kernel SAs of ``peer`` without the kept inbound SAs of replaced CHILD_SAs."""
+    kept = kept_inbound(peer)
+    assert all(peer.kernel.sas[k].inbound for k in kept), "only inbound SAs are kept"
+    return {k: v for k, v in peer.kernel.sas.items() if k not in kept}
 
 
 def _owns(peer: Peer, host: str) -> bool:

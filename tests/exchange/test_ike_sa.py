@@ -7,7 +7,7 @@ import pytest
 
 from kem import registry
 from pqike.events import EventKind
-from tests.exchange.peers import CAROL, MOON, make_pair, psk_config
+from tests.exchange.peers import CAROL, MOON, current_sas, make_pair, psk_config
 
 MLKEM3 = "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024-ke3_mlkem512"
 
@@ -47,10 +47,10 @@ def _assert_same_sa(net) -> None:  # type: ignore[no-untyped-def]
 
 def _kernel_keys_agree(net) -> None:  # type: ignore[no-untyped-def]
     """Both ends installed the same keys for every SPI (reference 000)."""
-    ck, mk = net.peers["carol"].kernel, net.peers["moon"].kernel
-    assert len(ck.sas) == len(mk.sas) == 2
-    for (spi, dst), sa in ck.sas.items():
-        peer = mk.sas[(spi, dst)]
+    ck, mk = current_sas(net.peers["carol"]), current_sas(net.peers["moon"])
+    assert len(ck) == len(mk) == 2
+    for (spi, dst), sa in ck.items():
+        peer = mk[(spi, dst)]
         assert (sa.encr_key, sa.integ_key) == (peer.encr_key, peer.integ_key)
         assert sa.inbound != peer.inbound
 

@@ -1,0 +1,164 @@
+"""The data plane through rekeys (issue 11): a peer only sends with an SA the other end can
+receive on, and the inbound SA of a replaced CHILD_SA stays for ``delete_rekeyed_delay``
+(strongSwan's charon.delete_rekeyed_delay, 5 s) for the ESP still in flight on it, then goes;
+nothing is left behind when the IKE_SA goes or the daemon stops."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pqike.events import Datagram
+from tests.exchange.peers import Net, current_sas, kept_inbound, make_pair, psk_config
+
+IKE = "aes256-sha256-x25519"
+ESP = "aes256-sha256-x25519"
+
+
+def _up(delay: int | None = None, child: dict | None = None) -> Net:
+    daemon = {} if delay is None else {"delete_rekeyed_delay": delay}
+    net = make_pair(
+        psk_config("carol", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
+        psk_config("moon", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    return net
+
+
+def _child(net: Net, who: str):  # type: ignore[no-untyped-def]
+    (sa,) = [s for s in net.peers[who].engine.sas.values() if s.children]
+    (child,) = sa.children
+    return child
+
+
+def _outbound_receivable(net: Net) -> None:
+    """Every outbound SA one end has installed (the kernel may send with any of them: the
+    newest of a reqid) has its inbound SA installed at the other end."""
+    for a, b in (("carol", "moon"), ("moon", "carol")):
+        ka, kb = net.peers[a].kernel, net.peers[b].kernel
+        for key, sa in ka.sas.items():
+            if not sa.inbound:
+                assert key in kb.sas and kb.sas[key].inbound, f"{a} sends on {key}, {b} lacks it"
+
+
+def _checking(net: Net) -> None:
+    def check(d: Datagram) -> list[Datagram]:
+        _outbound_receivable(net)
+        return [d]
+
+    net.filter = check
+
+
+def test_rekeyed_inbound_sa_kept_for_default_delay_then_removed() -> None:
+    net = _up()
+    old = {w: _child(net, w) for w in ("carol", "moon")}
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    for who, peer in net.peers.items():
+        o = old[who]
+        new = _child(net, who)
+        assert new.spi_in != o.spi_in
+        # after the DELETE exchange: the old inbound SA is still there, its outbound is not
+        assert kept_inbound(peer) == {k for k in peer.kernel.sas if k[0] == o.spi_in}
+        assert len(peer.kernel.sas) == 3 and len(current_sas(peer)) == 2
+        assert len(peer.kernel.policies) == 3  # the old CHILD_SA's policies went with it
+    net.advance(4.5)
+    assert all(len(p.kernel.sas) == 3 for p in net.peers.values())
+    net.advance(1.0)
+    for peer in net.peers.values():
+        assert not kept_inbound(peer) and len(peer.kernel.sas) == 2
+
+
+@pytest.mark.parametrize("delay", [1, 20])
+def test_delete_rekeyed_delay_is_configurable(delay: int) -> None:
+    net = _up(delay)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    net.advance(delay - 0.5)
+    assert all(len(kept_inbound(p)) == 1 for p in net.peers.values())
+    net.advance(1.0)
+    assert all(len(p.kernel.sas) == 2 for p in net.peers.values())
+
+
+def test_delay_zero_keeps_inbound_until_the_hard_lifetime() -> None:
+    """strongSwan: delete_rekeyed_delay = 0 keeps it until the CHILD_SA would expire."""
+    net = _up(0, {"rekey_time": "200s", "life_time": "300s"})
+    old = {w: _child(net, w) for w in ("carol", "moon")}
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    for who, peer in net.peers.items():
+        ((until, spi, _),) = [e for sa in peer.engine.sas.values() for e in sa.rekeyed_inbound]
+        assert spi == old[who].spi_in and until == old[who].expire_at
+    # a rekeyed CHILD_SA expires at most 60 s after the rekey (REKEYED_GRACE), not at 300 s
+    assert all(o.expire_at == 60.0 for o in old.values())
+    net.advance(59.0)
+    assert all(len(kept_inbound(p)) == 1 for p in net.peers.values())
+    net.advance(2.0)
+    assert all(not kept_inbound(p) and len(p.kernel.sas) == 2 for p in net.peers.values())
+
+
+@pytest.mark.parametrize("by", ["carol", "moon"])
+def test_every_outbound_sa_is_receivable_through_rekeys(by: str) -> None:
+    net = _up()
+    _checking(net)
+    for _ in range(3):
+        net.peers[by].engine.rekey(None, "net", net.now)
+        net.run()
+        _outbound_receivable(net)
+        net.advance(1.0)
+    net.peers[by].engine.rekey("home" if by == "carol" else "rw", None, net.now)
+    net.run()
+    net.peers[by].engine.rekey(None, "net", net.now)
+    net.run()
+    _outbound_receivable(net)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_outbound_sa_is_receivable_in_rekey_collisions(seed: int) -> None:
+    """Simultaneous rekeys (RFC 7296 §2.8.1): the loser stops sending with its redundant SA
+    before it deletes it, the winner never sends with the peer's redundant SA."""
+    rng = random.Random(seed)
+    net = _up()
+    for p in net.peers.values():
+        p.engine.rng = lambda n: rng.randbytes(n)
+        for sa in p.engine.sas.values():
+            sa.svc.rng = p.engine.rng
+    _checking(net)
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    _outbound_receivable(net)
+    c, m = _child(net, "carol"), _child(net, "moon")
+    assert (c.spi_in, c.spi_out) == (m.spi_out, m.spi_in)
+    net.advance(6.0)
+    assert all(len(p.kernel.sas) == 2 for p in net.peers.values())
+
+
+def test_kept_inbound_sas_move_with_an_ike_sa_rekey() -> None:
+    net = _up()
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    net.peers["carol"].engine.rekey("home", None, net.now)
+    net.run()  # the old IKE_SA is deleted; what it kept is the new one's now
+    assert all(len(kept_inbound(p)) == 1 for p in net.peers.values())
+    assert all(len(p.kernel.sas) == 3 for p in net.peers.values())
+    net.advance(6.0)
+    assert all(len(p.kernel.sas) == 2 for p in net.peers.values())
+
+
+def test_ike_sa_delete_and_shutdown_remove_kept_inbound_sas() -> None:
+    net = _up()
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    net.peers["carol"].engine.terminate("home", None, None, net.now)
+    net.run()
+    for peer in net.peers.values():
+        assert peer.kernel.sas == {} and peer.kernel.policies == []
+    net = _up()
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    for peer in net.peers.values():
+        peer.engine.close(net.now)
+        assert peer.kernel.sas == {} and peer.kernel.policies == []
