@@ -18,6 +18,8 @@ import os
 import re
 import time
 
+import pytest
+
 from pqike.netns import Topology
 from tests.e2e.daemons import Pqike, psk_tree
 from tests.uml.e2e.common import (
@@ -220,13 +222,20 @@ def test_lifetime_rekeying_under_ping(topo: Topology, peers: tuple[Pqike, Pqike]
         _assert_clean(topo, carol, moon)
 
 
-def test_netem_delay_loss_rekeying(topo: Topology, peers: tuple[Pqike, Pqike]) -> None:
-    """50 ms delay + 1 % loss on both veth ends (rtt ~100 ms, ~2 % round-trip loss expected
-    from netem alone) while CHILD_SAs rekey every 4 s."""
+@pytest.mark.parametrize("loss", [1.0, 0.0])
+def test_netem_delay_loss_rekeying(topo: Topology, peers: tuple[Pqike, Pqike], loss: float) -> None:
+    """50 ms delay + ``loss`` % loss on both veth ends (rtt ~100 ms) while both ends rekey
+    the CHILD_SA every 3-4 s (collisions included), ping through the tunnel and, on the
+    same link at the same time, outside it (netem's own loss).
+
+    What rekeys cost is what the kernel dropped for want of an SA (XfrmInNoStates: ESP for
+    an SPI the receiver no longer or not yet has; XfrmOutNoStates/XfrmAcquireError: no
+    outbound SA): netem's random loss does not touch these counters, so the bound is
+    deterministic. Issue 11 saw XfrmInNoStates 17 and 13.2 % loss here."""
     carol, moon = peers
     seconds = int(os.environ.get("PQIKE_NETEM_SECONDS", "20"))
     for ns in topo.namespaces:
-        netem(ns, "eth0", 50, 1.0)
+        netem(ns, "eth0", 50, loss)
     # life_time 20 s: a lost IKE message costs a 4 s retransmission, which must not outlast
     # the old CHILD_SA (with the derived life_time, 4.4 s, the old SA expired mid-rekey and
     # both ends deleted CHILD_SAs: a 4 s outage, then none at all)
@@ -235,17 +244,32 @@ def test_netem_delay_loss_rekeying(topo: Topology, peers: tuple[Pqike, Pqike]) -
         t0 = time.monotonic()
         cli_ok(carol, "initiate", "--child", "net")
         setup = time.monotonic() - t0
-        st = BackgroundPing(topo.carol, INTRANET, VIP, seconds=seconds).__enter__().join()
+        with BackgroundPing(topo.carol, MOON, CAROL, seconds=seconds) as plain:
+            st = BackgroundPing(topo.carol, INTRANET, VIP, seconds=seconds).__enter__().join()
+        base = plain.join()
         rekeys, _ = _rekeys(carol, moon)
         retransmits = sum(p.log.lower().count("retransmit") for p in (carol, moon))
+        assert carol.proc is not None and moon.proc is not None
+        errors = {**xfrm_errors(carol.proc.pid)}
+        for name, value in xfrm_errors(moon.proc.pid).items():
+            errors[name] = errors.get(name, 0) + value
         print(
-            f"\nnetem 50ms/1% both ways, initiate {setup:.1f}s, {seconds}s with CHILD_SA rekey "
-            f"every 4s: {rekeys} rekeys, {retransmits} retransmit log lines; ping {st.summary()}; "
+            f"\nnetem 50ms/{loss}% both ways, initiate {setup:.1f}s, {seconds}s with CHILD_SA "
+            f"rekey every 4s: {rekeys} rekeys, {retransmits} retransmit log lines; tunnel ping "
+            f"{st.summary()}; same link outside the tunnel: {base.summary()}; "
             f"{_drops(carol, moon)}"
         )
         assert st.rtt()[0] >= 95.0, f"netem delay not in effect: {st.summary()}"
         assert rekeys >= seconds // 6, f"only {rekeys} CHILD_SA rekeys"
-        assert st.loss < 10.0, st.summary()
+        dropped = sum(errors.values())
+        if loss == 0:
+            assert errors == {}, f"the kernel dropped packets for want of an SA: {errors}"
+            assert st.received == st.sent and base.received == base.sent, st.summary()
+        else:
+            # rekeys may cost less than one percentage point of the pings (issue 11)
+            assert 100.0 * dropped / st.sent < 1.0, f"{errors} for {st.sent} pings"
+            # and no outage beyond what 1 % random loss makes (P(4 in a row) ~ 2e-7)
+            assert st.longest_gap <= 4, st.summary()
         cli_ok(carol, "terminate", "--ike", "home")
         _assert_clean(topo, carol, moon)
 
