@@ -335,14 +335,20 @@ class ChildSaKe(Task):
                     # send with the old SA until the peer's replacement takes over: the
                     # peer drops the redundant one's inbound SA when our DELETE arrives
                     remove_outbound(sa, redundant)
+                    redundant.state, redundant.rekey_at = ChildState.DELETING, None
                 else:
                     sa.log(
                         "CHILD_SA rekey collision won, %s of the peer is redundant",
                         peer_child.label,
                     )
-                    # never send with the SA the peer is about to delete
+                    # never send with (or rekey) the SA the peer is about to delete; should
+                    # its DELETE not come, it expires like a rekeyed one
                     peer_child.replaces = None
                     remove_outbound(sa, peer_child)
+                    peer_child.state, peer_child.rekey_at = ChildState.REKEYED, None
+                    grace = sa.now + REKEYED_GRACE
+                    if peer_child.expire_at is None or peer_child.expire_at > grace:
+                        peer_child.expire_at = grace
                 old.collision = None
             if redundant is not None:
                 home = sa.home()

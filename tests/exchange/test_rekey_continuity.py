@@ -136,6 +136,31 @@ def test_every_outbound_sa_is_receivable_in_rekey_collisions(seed: int) -> None:
     assert all(len(p.kernel.sas) == 2 for p in net.peers.values())
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_redundant_sa_of_a_collision_is_never_rekeyed(seed: int) -> None:
+    """While the loser's DELETE of its redundant SA is on its way (here: lost), neither end
+    may treat that SA as a live one: it would be rekeyed and CHILD_SAs multiply (seen in
+    UML at 5 % loss)."""
+    rng = random.Random(seed)
+    net = _up()
+    for p in net.peers.values():
+        p.engine.rng = lambda n: rng.randbytes(n)
+        for sa in p.engine.sas.values():
+            sa.svc.rng = p.engine.rng
+    net.filter = lambda d: [] if len(d.data) <= 96 else [d]  # INFORMATIONAL DELETEs
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    live = {}
+    for who, peer in net.peers.items():
+        (sa,) = [s for s in peer.engine.sas.values() if s.children]
+        live[who] = [c for c in sa.children if c.state.value == "INSTALLED"]
+        assert len(live[who]) == 1, sa.children
+        assert all(c.rekey_at is None for c in sa.children if c not in live[who])
+    (c,), (m,) = live["carol"], live["moon"]
+    assert (c.spi_in, c.spi_out) == (m.spi_out, m.spi_in)
+
+
 def test_kept_inbound_sas_move_with_an_ike_sa_rekey() -> None:
     net = _up()
     net.peers["carol"].engine.rekey(None, "net", net.now)
