@@ -164,7 +164,10 @@ def test_pqike_xfrm_with_charon_kernel_netlink(
         # the rekeyed CHILD_SA ran the hybrid PFS key exchanges (x25519, then ML-KEM-768)
         assert schild2.algorithms[-2:] == ["CURVE_25519", "KE1_ML_KEM_768"], schild2.algorithms
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and len(xfrm_state(topo.moon)[0]) != 2:
+        # both keep a rekeyed CHILD_SA's inbound SA for delete_rekeyed_delay (5 s)
+        while time.monotonic() < deadline and any(
+            len(xfrm_state(ns)[0]) != 2 for ns in (topo.moon, topo.carol)
+        ):
             time.sleep(0.3)
         assert {s.spi for s in xfrm_state(topo.moon)[0]} == {child2["spi-in"], child2["spi-out"]}
         assert {s.spi for s in xfrm_state(topo.carol)[0]} == {child2["spi-in"], child2["spi-out"]}
