@@ -36,6 +36,10 @@ TESTED: dict[str, tuple[str, ...]] = {
     "daemon.retransmit_base": (OPT + "test_retransmit_limit_caps_each_timeout",),
     "daemon.retransmit_jitter": (OPT + "test_retransmit_jitter_shortens_timeouts",),
     "daemon.retransmit_limit": (OPT + "test_retransmit_limit_caps_each_timeout",),
+    "daemon.delete_rekeyed_delay": (
+        E + "test_rekey_continuity.py::test_delete_rekeyed_delay_is_configurable",
+        E + "test_rekey_continuity.py::test_delay_zero_keeps_inbound_until_the_hard_lifetime",
+    ),
     "daemon.cookie_threshold": (
         "tests/hostile/test_cookie_flood.py::test_init_flood_cookies_bound_half_open_state",
     ),
