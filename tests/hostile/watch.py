@@ -197,6 +197,8 @@ def kernel_orphans(engine: Engine, kernel: MemoryKernel) -> list[str]:
     for sa in engine.sas.values():
         if sa.state == IkeState.DESTROYED:
             continue
+        # inbound SAs of replaced CHILD_SAs, kept for delete_rekeyed_delay
+        owned |= {spi for _, spi, _ in sa.rekeyed_inbound}
         for c in sa.children:
             owned |= {c.spi_in, c.spi_out}
             if sa.state in (IkeState.CREATED, IkeState.CONNECTING):
