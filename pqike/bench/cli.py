@@ -669,6 +669,32 @@ def kem_cpu_cmd(repeat, out_dir) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"wrote {path}")
 
 
+@bench.command("throughput")
+@click.option(
+    "--pairing",
+    "pairings",
+    multiple=True,
+    type=click.Choice(["pq->pq", "ss->ss", "pq->ss", "ss->pq"]),
+    help="initiator->responder (default: all four)",
+)
+@click.option("--seconds", default=5.0, show_default=True, help="per TCP stream")
+@click.option("--rounds", default=1, show_default=True, help="all pairings this often")
+@_out_option
+def throughput_cmd(pairings, seconds, rounds, out_dir) -> None:  # type: ignore[no-untyped-def]
+    """ESP Mbit/s of one TCP stream: pqike userspace vs charon kernel-libipsec (root)."""
+    from pqike.bench import throughput
+
+    rows, why = throughput.run(tuple(pairings) or throughput.PAIRINGS, seconds, rounds)
+    if why:
+        click.echo(f"not run: {why}")
+        return
+    cols = [("pairing", "initiator -> responder"), ("round", "round"), ("mbit_s", "Mbit/s"),
+            ("status", "status")]  # fmt: skip
+    click.echo(report.table(rows, cols))
+    for path in report.write(out_dir, "throughput", rows, _meta(seconds=seconds)):
+        click.echo(f"wrote {path}")
+
+
 @bench.command("rtt")
 @click.option(
     "--reps", "-N", default=5, show_default=True, help="handshakes per point (x4 with loss)"
