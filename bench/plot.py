@@ -390,7 +390,7 @@ def plot_mtu(results: Path, out: Path) -> list[Path]:
 
 def plot_throughput(results: Path, out: Path) -> list[Path]:
     """throughput.json -> throughput.png: Mbit/s per pairing (initiator data plane ->
-    responder data plane), one bar each, value on the bar."""
+    responder data plane): the median over the rounds, value on the bar."""
     every = _rows(results / "throughput.json")
     rows = [r for r in every if r.get("mbit_s")]
     if not rows:
@@ -401,13 +401,22 @@ def plot_throughput(results: Path, out: Path) -> list[Path]:
         [r["mbit_s"] for r in rows],
         0.6,
         color=[f"C{i}" for i in range(len(rows))],
+        # the range over the rounds, where there were several
+        yerr=[
+            [r["mbit_s"] - r.get("min_mbit_s", r["mbit_s"]) for r in rows],
+            [r.get("max_mbit_s", r["mbit_s"]) - r["mbit_s"] for r in rows],
+        ],
+        capsize=4,
     )
-    ax.bar_label(bars, labels=[f"{r['mbit_s']:.0f}" for r in rows], fontsize=8, padding=2)
-    ax.set_ylim(top=max(r["mbit_s"] for r in rows) * 1.15)
+    ax.bar_label(
+        bars, labels=[f"{r['mbit_s']:.0f}" for r in rows], fontsize=8, padding=2,
+        label_type="center", color="white", fontweight="bold",
+    )  # fmt: skip
+    ax.set_ylim(top=max(r.get("max_mbit_s", r["mbit_s"]) for r in rows) * 1.15)
     ax.set_xticks(
         range(len(rows)), [r["pairing"] for r in rows], rotation=20, ha="right", fontsize=8
     )
-    ax.set_ylabel("Mbit/s (one TCP stream)")
+    ax.set_ylabel("Mbit/s, one TCP stream\n(median; bar: min-max of the rounds)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("ESP throughput through the tunnel, per data plane pairing")
     _dropped_note(fig, every, key="pairing")

@@ -688,10 +688,14 @@ def throughput_cmd(pairings, seconds, rounds, out_dir) -> None:  # type: ignore[
     if why:
         click.echo(f"not run: {why}")
         return
-    cols = [("pairing", "initiator -> responder"), ("round", "round"), ("mbit_s", "Mbit/s"),
+    summary = throughput.summarize(rows)
+    cols = [("pairing", "initiator -> responder"), ("ok", "runs ok"), ("mbit_s", "median Mbit/s"),
+            ("min_mbit_s", "min"), ("max_mbit_s", "max"), ("vs_charon", "vs charon"),
             ("status", "status")]  # fmt: skip
-    click.echo(report.table(rows, cols))
-    for path in report.write(out_dir, "throughput", rows, _meta(seconds=seconds)):
+    click.echo(report.table(summary, cols))
+    meta = _meta(seconds=seconds, rounds=rounds)
+    report.write(out_dir, "throughput_runs", rows, meta)
+    for path in report.write(out_dir, "throughput", summary, meta):
         click.echo(f"wrote {path}")
 
 

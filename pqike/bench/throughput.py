@@ -11,6 +11,7 @@ needs a kernel that lets the namespaces install XFRM state: not measured here.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -121,3 +122,27 @@ def run(
                 work = Path(tmp) / f"{rnd}-{pairing.replace('>', '')}"
                 rows.append({**_pairing(topo, work, pairing, seconds), "round": rnd})
     return rows, None
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pairing: median Mbit/s over the rounds, range, and the ratio to charon <-> charon."""
+    out: list[dict[str, Any]] = []
+    for pairing in dict.fromkeys(r["pairing"] for r in rows):
+        rs = [r for r in rows if r["pairing"] == pairing]
+        ok = [r["mbit_s"] for r in rs if r["mbit_s"]]
+        bad = [r["status"] for r in rs if not r["mbit_s"]]
+        out.append(
+            {
+                "pairing": pairing,
+                "runs": len(rs),
+                "ok": len(ok),
+                "mbit_s": statistics.median(ok) if ok else None,
+                "min_mbit_s": min(ok, default=None),
+                "max_mbit_s": max(ok, default=None),
+                "status": "ok" if not bad else bad[0],
+            }
+        )
+    ref = next((r["mbit_s"] for r in out if r["pairing"].count("charon") == 2), None)
+    for r in out:
+        r["vs_charon"] = r["mbit_s"] / ref if ref and r["mbit_s"] else None
+    return out

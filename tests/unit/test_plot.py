@@ -179,3 +179,24 @@ def test_mtu_sweep_rfc7383_counts_are_the_plans() -> None:
         (ip,) = [r for r in rows if r["mtu"] == mtu and r["method"] == "IP fragmentation"]
         # IP fragmentation pays one UDP header per message instead of per fragment
         assert ip["wire_bytes"] <= r["wire_bytes"]
+
+
+def test_throughput_summary_median_and_ratio_to_charon() -> None:
+    from pqike.bench import throughput
+
+    rows = [
+        {"pairing": "charon libipsec -> charon libipsec", "mbit_s": v, "status": "ok"}
+        for v in (200.0, 240.0, 220.0)
+    ] + [
+        {"pairing": "pqike userspace -> pqike userspace", "mbit_s": 110.0, "status": "ok"},
+        {"pairing": "pqike userspace -> pqike userspace", "mbit_s": None, "status": "failed: x"},
+    ]
+    ss, pq = throughput.summarize(rows)
+    assert (ss["mbit_s"], ss["min_mbit_s"], ss["max_mbit_s"], ss["vs_charon"]) == (
+        220.0,
+        200.0,
+        240.0,
+        1.0,
+    )
+    assert (pq["ok"], pq["runs"], pq["mbit_s"], pq["status"]) == (1, 2, 110.0, "failed: x")
+    assert pq["vs_charon"] == pytest.approx(0.5)
