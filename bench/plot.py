@@ -1,11 +1,18 @@
 """Render PNG plots from `pqike bench` JSON results (matplotlib, Agg; `pip install .[bench]`).
 
-    .venv/bin/python bench/plot.py [RESULTS_DIR]        # default bench/results
+    .venv/bin/python bench/plot.py [RESULTS_DIR [FIGURES_DIR]]
+                                  # default bench/results -> bench/figures (shown in the README)
 
 sizes.json      -> sizes_<profile>.png: bytes per direction and max fragments per proposal
 rtt_loss.json   -> rtt_loss.png: time to IKE_SA + CHILD_SA versus RTT, one line per loss rate
 rtt.json        -> rtt_real.png: the same measured (`pqike bench rtt`: netem in UML)
 handshake.json  -> cpu.png: CPU per side split into KE / auth / symmetric / protocol
+kem_cpu.json    -> kem_cpu_level.png: keygen+encaps+decaps per KE method against NIST level
+mtu.json        -> mtu_sweep.png, fragmentation.png: RFC 7383 vs IP fragmentation per MTU
+throughput.json -> throughput.png: ESP Mbit/s per data plane pairing (`pqike bench throughput`)
+
+Methods a run could not measure (no provider here) are listed under the plot, not dropped
+silently.
 """
 
 from __future__ import annotations
@@ -19,32 +26,78 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+DPI = 110
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # nothing (title, legend) is cut off
+    plt.close(fig)
+    return path
+
+
+def _dropped_note(fig: plt.Figure, rows: list[dict], key: str = "scenario") -> None:
+    """List under the figure what the run could not measure, and why (first reason)."""
+    dropped: dict[str, str] = {}
+    for r in rows:
+        status = str(r.get("status") or "")
+        if status.startswith(("unavailable", "not run")):
+            dropped.setdefault(str(r[key]), status)
+    if not dropped:
+        return
+    names = ", ".join(dropped)
+    why = next(iter(dropped.values()))
+    fig.text(
+        0.01,
+        -0.02,
+        f"not shown (no provider here): {names}\n({why})",
+        fontsize=7,
+        va="top",
+        ha="left",
+        wrap=True,
+    )
+
+
+def _labels(ax: plt.Axes, bars: object, fmt: str = "{:.0f}", size: int = 6) -> None:
+    ax.bar_label(
+        bars,
+        labels=[fmt.format(b.get_height()) for b in bars],
+        fontsize=size,
+        rotation=90,
+        padding=2,
+    )
 
 
 def _rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())["rows"] if path.is_file() else []
 
 
-def plot_sizes(results: Path) -> list[Path]:
-    rows = [
-        r
-        for r in _rows(results / "sizes_summary.json")
-        if r["phase"] == "ike_sa" and r["auth"] == "psk" and r["bytes_i2r"] is not None
-    ]
-    out = []
+def plot_sizes(results: Path, out: Path) -> list[Path]:
+    every = [r for r in _rows(results / "sizes_summary.json") if r["phase"] == "ike_sa"]
+    rows = [r for r in every if r["auth"] == "psk" and r["bytes_i2r"] is not None]
+    made = []
     by_profile: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_profile[r["profile"]].append(r)
     for prof, rs in by_profile.items():
         names = [r["scenario"] for r in rs]
-        x = range(len(rs))
-        fig, ax = plt.subplots(figsize=(max(8, len(rs) * 0.45), 5.5))
-        ax.bar(
-            [i - 0.2 for i in x], [r["bytes_i2r"] for r in rs], 0.4, label="initiator → responder"
+        x = list(range(len(rs)))
+        fig, (ax, axf) = plt.subplots(
+            2,
+            1,
+            figsize=(max(8, len(rs) * 0.45), 7.5),
+            sharex=True,
+            gridspec_kw={"height_ratios": [3, 1.2]},
         )
-        ax.bar(
-            [i + 0.2 for i in x], [r["bytes_r2i"] for r in rs], 0.4, label="responder → initiator"
-        )
+        for off, key, label in (
+            (-0.2, "bytes_i2r", "initiator → responder"),
+            (0.2, "bytes_r2i", "responder → initiator"),
+        ):
+            bars = ax.bar([i + off for i in x], [r[key] for r in rs], 0.4, label=label)
+            _labels(ax, bars)
         ss = [(i, r["ss_bytes_i2r"]) for i, r in zip(x, rs, strict=True) if r.get("ss_bytes_i2r")]
         if ss:
             ax.scatter(
@@ -57,31 +110,25 @@ def plot_sizes(results: Path) -> list[Path]:
                 zorder=3,
             )
         ax.set_yscale("log")
-        ax.set_ylabel("IKE bytes to establish the IKE_SA (PSK)")
-        ax.set_xticks(list(x), names, rotation=60, ha="right", fontsize=8)
-        ax2 = ax.twinx()
-        ax2.plot(
-            list(x),
-            [r["max_fragments"] for r in rs],
-            "o",
-            color="tab:red",
-            label="fragments of the largest message",
-        )
-        ax2.set_ylabel("fragments (largest message)", color="tab:red")
-        ax2.set_ylim(0, max(r["max_fragments"] for r in rs) + 2)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
-        ax.set_title(f"IKE_SA establishment: bytes and fragments (fragment profile {prof})")
+        ax.set_ylim(top=max(r["bytes_r2i"] for r in rs) * 4)  # room for the value labels
+        ax.set_ylabel("IKE bytes to establish the IKE_SA\n(PSK, log scale)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        ax.grid(axis="y", alpha=0.3)
+        # fragments in their own panel: no twin axis whose markers hide behind the bars
+        frag = axf.bar(x, [r["max_fragments"] for r in rs], 0.6, color="tab:red")
+        axf.bar_label(frag, fontsize=7, padding=1)
+        axf.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axf.set_ylim(0, max(r["max_fragments"] for r in rs) * 1.3 + 1)
+        axf.set_ylabel("fragments,\nlargest message")
+        axf.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"IKE_SA establishment: bytes and fragments\n(fragment_size {prof})")
+        _dropped_note(fig, [r for r in every if r["profile"] == prof])
         fig.tight_layout()
-        path = results / f"sizes_{prof}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
-    return out
+        made.append(_save(fig, out, f"sizes_{prof}.png"))
+    return made
 
 
-def plot_rtt(results: Path) -> list[Path]:
+def plot_rtt(results: Path, out: Path) -> list[Path]:
     rows = [r for r in _rows(results / "rtt_loss.json") if r.get("mean_s") is not None]
     if not rows:
         return []
@@ -103,19 +150,16 @@ def plot_rtt(results: Path) -> list[Path]:
         ax.set_xlabel("RTT (ms)")
         ax.set_ylabel("time to IKE_SA + CHILD_SA (s)")
         ax.set_title(scen, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
         ax.grid(alpha=0.3)
     fig.suptitle(
         "Handshake time vs RTT and loss (simulated: virtual clock, pqike retransmits)", fontsize=10
     )
     fig.tight_layout()
-    path = results / "rtt_loss.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, "rtt_loss.png")]
 
 
-def plot_rtt_real(results: Path) -> list[Path]:
+def plot_rtt_real(results: Path, out: Path) -> list[Path]:
     """rtt.json/rtt_runs.json (`pqike bench rtt`, netem in UML) -> rtt_real.png: medians of the
     loss-free settings against RTT per proposal, every handshake as a point (x: lossy)."""
     summ = [r for r in _rows(results / "rtt.json") if r.get("median_ms") is not None]
@@ -154,16 +198,14 @@ def plot_rtt_real(results: Path) -> list[Path]:
     ax.set_ylabel("initiating IKE_SA -> CHILD_SA established (ms)")
     ax.set_title("Real handshake time vs RTT and loss (pqike <-> pqike, netem in UML)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    path = results / "rtt_real.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, "rtt_real.png")]
 
 
-def plot_cpu(results: Path) -> list[Path]:
-    rows = [r for r in _rows(results / "handshake.json") if r.get("i_total_ms") is not None]
+def plot_cpu(results: Path, out: Path) -> list[Path]:
+    every = _rows(results / "handshake.json")
+    rows = [r for r in every if r.get("i_total_ms") is not None]
     if not rows:
         return []
     names = [f"{r['scenario']} ({r['auth']})" for r in rows]
@@ -173,7 +215,7 @@ def plot_cpu(results: Path) -> list[Path]:
         bottom = [0.0] * len(rows)
         for j, part in enumerate(parts):
             vals = [r[f"{side}_{part}_ms"] for r in rows]
-            ax.bar(
+            bars = ax.bar(
                 [i + off for i in range(len(rows))],
                 vals,
                 0.4,
@@ -183,20 +225,213 @@ def plot_cpu(results: Path) -> list[Path]:
                 hatch="" if side == "i" else "//",
             )
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        # the total on top of each stack
+        ax.bar_label(bars, labels=[f"{b:.1f}" for b in bottom], fontsize=6, rotation=90, padding=2)
+    ax.set_ylim(top=max(max(r["i_total_ms"], r["r_total_ms"]) for r in rows) * 1.2)
     ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("CPU ms per handshake (hatched: responder)")
-    ax.legend(fontsize=8)
-    ax.set_title("CPU per IKE_SA establishment, split by primitive")
+    ax.set_ylabel("CPU ms per handshake\n(left: initiator, hatched: responder)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("CPU per IKE_SA establishment, split by primitive (in memory)")
+    _dropped_note(fig, every)
     fig.tight_layout()
-    path = results / "cpu.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, "cpu.png")]
+
+
+def _family(method: str) -> str:
+    for prefix, fam in (
+        ("mlkem", "ML-KEM"),
+        ("kyber", "Kyber"),
+        ("bike", "BIKE"),
+        ("hqc", "HQC"),
+        ("frodoa", "FrodoKEM-AES"),
+        ("frodos", "FrodoKEM-SHAKE"),
+        ("modp", "MODP"),
+        ("ecp", "ECP"),
+        ("x", "Curve25519/448"),
+    ):
+        if method.startswith(prefix):
+            return fam
+    return method
+
+
+CLASSIC_SHOWN = ("x25519", "x448", "ecp256", "ecp384", "ecp521", "modp2048", "modp3072", "modp4096")
+CLASSIC_X = 0  # classic DH has no NIST PQC level: its own column left of level 1
+
+
+def plot_kem_cpu(results: Path, out: Path) -> list[Path]:
+    """kem_cpu.json -> kem_cpu_level.png: ms of keygen+encaps+decaps (log) per NIST level."""
+    every = _rows(results / "kem_cpu.json")
+    # classic groups beyond these crowd one column; they stay in kem_cpu.csv
+    rows = [
+        r for r in every if r.get("total_ms") and (r["nist_level"] or r["method"] in CLASSIC_SHOWN)
+    ]
+    if not rows:
+        return []
+    fams = list(dict.fromkeys(_family(r["method"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    width = 0.8 / len(fams)
+    for k, fam in enumerate(fams):
+        rs = [r for r in rows if _family(r["method"]) == fam]
+        xs = [(r["nist_level"] or CLASSIC_X) + (k - (len(fams) - 1) / 2) * width for r in rs]
+        ax.scatter(
+            xs,
+            [r["total_ms"] for r in rs],
+            s=28,
+            color=f"C{k % 10}",
+            label=fam,
+            marker="o" if rs[0]["nist_level"] else "s",
+            zorder=3,
+        )
+        for n, (xv, r) in enumerate(zip(xs, rs, strict=True)):
+            # classic columns are crowded: alternate the labels left and right of the points
+            left = not r["nist_level"] and n % 2
+            ax.annotate(
+                r["method"],
+                (xv, r["total_ms"]),
+                fontsize=6,
+                xytext=(-3 if left else 3, 1),
+                textcoords="offset points",
+                ha="right" if left else "left",
+                va="center",
+            )
+    ax.set_yscale("log")
+    ax.set_xticks(
+        [CLASSIC_X, 1, 3, 5], ["classic DH\n(no PQ level;\ncommon groups)", "1", "3", "5"]
+    )
+    ax.set_xlim(-1.2, 5.8)
+    ax.set_xlabel("NIST PQC security level")
+    ax.set_ylabel("keygen + encaps + decaps, ms of CPU (log)")
+    ax.grid(alpha=0.3, which="both", axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("CPU per key exchange method against NIST level (one side's three steps)")
+    _dropped_note(fig, every, key="method")
+    fig.tight_layout()
+    return [_save(fig, out, "kem_cpu_level.png")]
+
+
+def plot_mtu(results: Path, out: Path) -> list[Path]:
+    """mtu.json -> mtu_sweep.png (datagrams per establishment vs MTU, RFC 7383 solid, IP
+    fragmentation dashed) and fragmentation.png (bytes and loss survival at one MTU each)."""
+    rows = _rows(results / "mtu.json")
+    if not rows:
+        return []
+    props = list(dict.fromkeys(r["proposal"] for r in rows))
+    all_mtus = sorted({r["mtu"] for r in rows})
+    pos = {m: i for i, m in enumerate(all_mtus)}  # evenly spaced: 1280/1400/1500 stay apart
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for i, prop in enumerate(props):
+        for method, style in (("RFC 7383", "o-"), ("IP fragmentation", "x--")):
+            rs = sorted(
+                (r for r in rows if r["proposal"] == prop and r["method"] == method),
+                key=lambda r: r["mtu"],
+            )
+            mtus = [pos[r["mtu"]] for r in rs]
+            ax.plot(
+                mtus, [r["datagrams"] for r in rs], style, color=f"C{i}", label=f"{prop}, {method}"
+            )
+            axp.plot(mtus, [100 * r["p_all_ok"] for r in rs], style, color=f"C{i}")
+    loss = rows[0]["loss"]
+    for a in (ax, axp):
+        a.set_xticks(range(len(all_mtus)), [str(m) for m in all_mtus])
+        a.set_xlabel("path MTU = fragment_size (bytes, IPv4)")
+        a.grid(alpha=0.3)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("datagrams to establish the IKE_SA")
+    ax.set_title("Datagrams per establishment")
+    axp.set_ylabel(f"% of establishments without a retransmission\n({loss:.0%} loss per datagram)")
+    axp.set_title("Establishments that lose nothing")
+    fig.legend(
+        *ax.get_legend_handles_labels(),
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+    )
+    fig.suptitle(
+        "MTU sweep: RFC 7383 fragments (solid) vs one IKE message left to IP "
+        "fragmentation (dashed)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    made = [_save(fig, out, "mtu_sweep.png")]
+
+    # fragmentation.png: the two choices side by side at each proposal's MTU 1280 and 576
+    pick = [m for m in (576, 1280, 1500) if any(r["mtu"] == m for r in rows)]
+    fig, axes = plt.subplots(1, len(pick), figsize=(5 * len(pick), 4.8), squeeze=False)
+    for a, mtu in zip(axes[0], pick, strict=True):
+        x = list(range(len(props)))
+        for off, method in ((-0.2, "RFC 7383"), (0.2, "IP fragmentation")):
+            rs = {r["proposal"]: r for r in rows if r["mtu"] == mtu and r["method"] == method}
+            bars = a.bar(
+                [i + off for i in x],
+                [rs[p]["wire_bytes"] for p in props],
+                0.4,
+                label=method,
+                color="C0" if method == "RFC 7383" else "C1",
+            )
+            a.bar_label(
+                bars,
+                labels=[f"{rs[p]['datagrams']} dg\n{rs[p]['wire_bytes']} B" for p in props],
+                fontsize=6,
+                padding=1,
+            )
+        a.set_xticks(x, props, rotation=30, ha="right", fontsize=8)
+        a.set_ylim(top=max(r["wire_bytes"] for r in rows if r["mtu"] == mtu) * 1.25)
+        a.set_title(f"MTU {mtu}", fontsize=10)
+        a.set_ylabel("wire bytes, both ways\n(IP + UDP + IKE)")
+        a.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Fragmentation choice per establishment: bytes and datagrams (dg)", fontsize=11)
+    fig.tight_layout()
+    made.append(_save(fig, out, "fragmentation.png"))
+    return made
+
+
+def plot_throughput(results: Path, out: Path) -> list[Path]:
+    """throughput.json -> throughput.png: Mbit/s per pairing (initiator data plane ->
+    responder data plane): the median over the rounds, value on the bar."""
+    every = _rows(results / "throughput.json")
+    rows = [r for r in every if r.get("mbit_s")]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.4), 4.5))
+    bars = ax.bar(
+        range(len(rows)),
+        [r["mbit_s"] for r in rows],
+        0.6,
+        color=[f"C{i}" for i in range(len(rows))],
+        # the range over the rounds, where there were several
+        yerr=[
+            [r["mbit_s"] - r.get("min_mbit_s", r["mbit_s"]) for r in rows],
+            [r.get("max_mbit_s", r["mbit_s"]) - r["mbit_s"] for r in rows],
+        ],
+        capsize=4,
+    )
+    ax.bar_label(
+        bars, labels=[f"{r['mbit_s']:.0f}" for r in rows], fontsize=8, padding=2,
+        label_type="center", color="white", fontweight="bold",
+    )  # fmt: skip
+    ax.set_ylim(top=max(r.get("max_mbit_s", r["mbit_s"]) for r in rows) * 1.15)
+    ax.set_xticks(
+        range(len(rows)), [r["pairing"] for r in rows], rotation=20, ha="right", fontsize=8
+    )
+    ax.set_ylabel("Mbit/s, one TCP stream\n(median; bar: min-max of the rounds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("ESP throughput through the tunnel, per data plane pairing")
+    _dropped_note(fig, every, key="pairing")
+    fig.tight_layout()
+    return [_save(fig, out, "throughput.png")]
+
+
+PLOTS = (plot_sizes, plot_rtt, plot_rtt_real, plot_cpu, plot_kem_cpu, plot_mtu, plot_throughput)
 
 
 def main(argv: list[str]) -> int:
-    results = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "results"
-    made = plot_sizes(results) + plot_rtt(results) + plot_rtt_real(results) + plot_cpu(results)
+    here = Path(__file__).parent
+    results = Path(argv[1]) if len(argv) > 1 else here / "results"
+    out = Path(argv[2]) if len(argv) > 2 else here / "figures"
+    made = [p for plot in PLOTS for p in plot(results, out)]
     for p in made:
         print(f"wrote {p}")
     if not made:

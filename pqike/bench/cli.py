@@ -614,6 +614,91 @@ def interop_cmd(reps, labels, pairings, vias, rounds, out_dir, progress) -> None
     report.write(out_dir, "interop_summary", summ, meta)
 
 
+_out_option = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="bench/results",
+    show_default=True,
+)
+
+
+@bench.command("mtu")
+@click.option("--mtu", "mtus", multiple=True, type=int, help="path MTUs (default 576 ... 9000)")
+@click.option("--loss", default=0.01, show_default=True, help="loss per datagram")
+@_out_option
+def mtu_cmd(mtus, loss, out_dir) -> None:  # type: ignore[no-untyped-def]
+    """RFC 7383 fragments vs IP fragmentation per path MTU (computed by pqike.plan)."""
+    from pqike.bench import planned
+
+    rows = planned.mtu_sweep(mtus=mtus or planned.MTUS, loss=loss)
+    cols = [
+        ("proposal", "proposal"),
+        ("mtu", "MTU"),
+        ("method", "fragmentation"),
+        ("datagrams", "datagrams"),
+        ("max_datagrams", "largest msg"),
+        ("wire_bytes", "wire bytes"),
+        ("p_largest_ok", f"P(largest ok, {loss:.0%})"),
+        ("p_all_ok", "P(all ok)"),
+    ]
+    click.echo(report.table(rows, cols))
+    for path in report.write(out_dir, "mtu", rows, _meta(loss=loss)):
+        click.echo(f"wrote {path}")
+
+
+@bench.command("kem-cpu")
+@click.option("--repeat", default=5, show_default=True)
+@_out_option
+def kem_cpu_cmd(repeat, out_dir) -> None:  # type: ignore[no-untyped-def]
+    """keygen + encaps + decaps CPU per KE method of the registry, with its NIST level."""
+    from pqike.bench import planned
+
+    rows = planned.kem_cpu(repeat)
+    cols = [
+        ("method", "method"),
+        ("nist_level", "NIST"),
+        ("keygen_ms", "keygen ms"),
+        ("encaps_ms", "encaps ms"),
+        ("decaps_ms", "decaps ms"),
+        ("total_ms", "total ms"),
+        ("status", "status"),
+    ]
+    click.echo(report.table(rows, cols))
+    for path in report.write(out_dir, "kem_cpu", rows, _meta(repeat=repeat)):
+        click.echo(f"wrote {path}")
+
+
+@bench.command("throughput")
+@click.option(
+    "--pairing",
+    "pairings",
+    multiple=True,
+    type=click.Choice(["pq->pq", "ss->ss", "pq->ss", "ss->pq"]),
+    help="initiator->responder (default: all four)",
+)
+@click.option("--seconds", default=5.0, show_default=True, help="per TCP stream")
+@click.option("--rounds", default=1, show_default=True, help="all pairings this often")
+@_out_option
+def throughput_cmd(pairings, seconds, rounds, out_dir) -> None:  # type: ignore[no-untyped-def]
+    """ESP Mbit/s of one TCP stream: pqike userspace vs charon kernel-libipsec (root)."""
+    from pqike.bench import throughput
+
+    rows, why = throughput.run(tuple(pairings) or throughput.PAIRINGS, seconds, rounds)
+    if why:
+        click.echo(f"not run: {why}")
+        return
+    summary = throughput.summarize(rows)
+    cols = [("pairing", "initiator -> responder"), ("ok", "runs ok"), ("mbit_s", "median Mbit/s"),
+            ("min_mbit_s", "min"), ("max_mbit_s", "max"), ("vs_charon", "vs charon"),
+            ("status", "status")]  # fmt: skip
+    click.echo(report.table(summary, cols))
+    meta = _meta(seconds=seconds, rounds=rounds)
+    report.write(out_dir, "throughput_runs", rows, meta)
+    for path in report.write(out_dir, "throughput", summary, meta):
+        click.echo(f"wrote {path}")
+
+
 @bench.command("rtt")
 @click.option(
     "--reps", "-N", default=5, show_default=True, help="handshakes per point (x4 with loss)"

@@ -215,14 +215,17 @@ def _peer_class() -> type:
 class Peer:
     """A started pqike daemon or charon with the handful of operations the bench needs."""
 
-    def __init__(self, impl: str, name: str, ns: str, conf: Any, workdir: Path, listen: str):
+    def __init__(
+        self, impl: str, name: str, ns: str, conf: Any, workdir: Path, listen: str,
+        kernel: str = "none",
+    ) -> None:  # fmt: skip
         self.impl = impl
         self.name = name
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))
         if impl == "pq":
             self.d: Any = _peer_class()(
-                name, ns, conf, workdir, listen=listen, kernel="none", log_level=PQIKE_LEVELS
+                name, ns, conf, workdir, listen=listen, kernel=kernel, log_level=PQIKE_LEVELS
             )
         else:
             from tests.harness.strongswan import Charon

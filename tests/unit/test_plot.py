@@ -1,0 +1,202 @@
+"""bench/plot.py renders every plot from a tiny fixed dataset; pqike.bench.planned's counts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pqike import plan as planner
+from pqike.bench import planned
+
+PLOT_PY = Path(__file__).resolve().parents[2] / "bench" / "plot.py"
+
+
+def _plot_module():  # type: ignore[no-untyped-def]
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install '.[bench]')")
+    spec = importlib.util.spec_from_file_location("bench_plot", PLOT_PY)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(d: Path, name: str, rows: list[dict]) -> None:
+    (d / f"{name}.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+
+
+def _sizes_row(name: str, frags: int | None, status: str = "ok") -> dict:
+    b = None if frags is None else 500 * frags
+    return {
+        "scenario": name,
+        "profile": "1480",
+        "auth": "psk",
+        "phase": "ike_sa",
+        "status": status,
+        "bytes_i2r": b,
+        "bytes_r2i": b,
+        "max_fragments": frags,
+        "ss_bytes_i2r": None,
+    }
+
+
+def _fixture(d: Path) -> None:
+    _write(
+        d,
+        "sizes_summary",
+        [
+            _sizes_row("x25519", 1),
+            _sizes_row("x25519+hqc3", 7),
+            _sizes_row("x25519+bike1", None, "unavailable: liboqs missing"),
+        ],
+    )
+    _write(
+        d,
+        "rtt_loss",
+        [
+            {"scenario": "a", "loss": loss, "rtt_ms": rtt, "mean_s": rtt / 1000 + loss}
+            for loss in (0, 0.01)
+            for rtt in (0, 50)
+        ],
+    )
+    _write(
+        d,
+        "rtt",
+        [
+            {"proposal": "x25519", "rtt_ms": rtt, "loss_pct": 0, "median_ms": rtt * 2 + 12}
+            for rtt in (0, 50)
+        ],
+    )
+    _write(
+        d,
+        "rtt_runs",
+        [{"proposal": "x25519", "rtt_ms": 50, "loss_pct": 1, "ok": True, "ms": 113.0}],
+    )
+    parts = {f"{s}_{p}_ms": 1.0 for s in "ir" for p in ("kem", "auth", "sym", "protocol")}
+    _write(
+        d,
+        "handshake",
+        [
+            {
+                "scenario": "x25519",
+                "auth": "psk",
+                "status": "ok",
+                "i_total_ms": 4.0,
+                "r_total_ms": 4.0,
+                **parts,
+            }
+        ],
+    )
+    _write(
+        d,
+        "kem_cpu",
+        [
+            {"method": "x25519", "nist_level": None, "total_ms": 0.1, "status": "ok"},
+            {"method": "mlkem768", "nist_level": 3, "total_ms": 0.2, "status": "ok"},
+            {
+                "method": "hqc5",
+                "nist_level": 5,
+                "total_ms": None,
+                "status": "unavailable: no liboqs",
+            },
+        ],
+    )
+    _write(d, "mtu", planned.mtu_sweep({"x": "aes256-sha256-x25519-ke1_mlkem768"}, (576, 1280)))
+    _write(
+        d,
+        "throughput",
+        [
+            {"pairing": "pqike userspace -> pqike userspace", "mbit_s": 136.0, "status": "ok"},
+            {
+                "pairing": "charon libipsec -> charon libipsec",
+                "mbit_s": None,
+                "status": "not run: x",
+            },
+        ],
+    )
+
+
+def test_every_plot_renders(tmp_path: Path) -> None:
+    plot = _plot_module()
+    _fixture(tmp_path)
+    out = tmp_path / "figures"
+    assert plot.main(["plot.py", str(tmp_path), str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "sizes_1480.png",
+        "rtt_loss.png",
+        "rtt_real.png",
+        "cpu.png",
+        "kem_cpu_level.png",
+        "mtu_sweep.png",
+        "fragmentation.png",
+        "throughput.png",
+    }
+    for p in out.iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fragment_axis_has_integer_ticks_and_dropped_methods_are_noted(tmp_path: Path) -> None:
+    plot = _plot_module()
+    _fixture(tmp_path)
+    captured = []
+    orig = plot._save
+
+    def keep(fig, out, name):  # type: ignore[no-untyped-def]
+        captured.append(fig)
+        ticks = [t for t in fig.axes[1].get_yticks() if 0 <= t <= 7]
+        texts = [t.get_text() for t in fig.texts]
+        result = orig(fig, out, name)
+        captured.append((ticks, texts))
+        return result
+
+    plot._save = keep
+    plot.plot_sizes(tmp_path, tmp_path / "f")
+    ticks, texts = captured[1]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert any("x25519+bike1" in t for t in texts)
+
+
+def test_ip_fragments_use_8_byte_offsets() -> None:
+    # MTU 576: 556 bytes of IP payload per fragment are cut to 552 (a multiple of 8)
+    assert planned.ip_fragments(552 - 8, 576) == 1
+    assert planned.ip_fragments(552 - 8 + 1, 576) == 2
+    assert planned.ip_fragments(3000, 1500) == math.ceil(3008 / 1480)
+
+
+def test_mtu_sweep_rfc7383_counts_are_the_plans() -> None:
+    prop = "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024"
+    rows = planned.mtu_sweep({"p": prop}, (576, 1280), loss=0.01)
+    for mtu in (576, 1280):
+        p = planner.plan(prop, fragment_size=mtu, cpu=False)
+        packets = [len(m.packets) for x in p.establishment for m in (x.request, x.response)]
+        (r,) = [r for r in rows if r["mtu"] == mtu and r["method"] == "RFC 7383"]
+        assert r["datagrams"] == sum(packets)
+        assert r["p_all_ok"] == pytest.approx(0.99 ** sum(packets))
+        (ip,) = [r for r in rows if r["mtu"] == mtu and r["method"] == "IP fragmentation"]
+        # IP fragmentation pays one UDP header per message instead of per fragment
+        assert ip["wire_bytes"] <= r["wire_bytes"]
+
+
+def test_throughput_summary_median_and_ratio_to_charon() -> None:
+    from pqike.bench import throughput
+
+    rows = [
+        {"pairing": "charon libipsec -> charon libipsec", "mbit_s": v, "status": "ok"}
+        for v in (200.0, 240.0, 220.0)
+    ] + [
+        {"pairing": "pqike userspace -> pqike userspace", "mbit_s": 110.0, "status": "ok"},
+        {"pairing": "pqike userspace -> pqike userspace", "mbit_s": None, "status": "failed: x"},
+    ]
+    ss, pq = throughput.summarize(rows)
+    assert (ss["mbit_s"], ss["min_mbit_s"], ss["max_mbit_s"], ss["vs_charon"]) == (
+        220.0,
+        200.0,
+        240.0,
+        1.0,
+    )
+    assert (pq["ok"], pq["runs"], pq["mbit_s"], pq["status"]) == (1, 2, 110.0, "failed: x")
+    assert pq["vs_charon"] == pytest.approx(0.5)
