@@ -17,7 +17,7 @@ export PQIKE_LIBOQS_TARBALL
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,oqs,pqcrypto]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,oqs,pqcrypto,bench]'
 	touch $@
 
 setup: $(STAMP)
