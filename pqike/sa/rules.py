@@ -36,35 +36,25 @@ class Phase(Enum):
     GONE = "not usable"  # CREATED (we never sent IKE_SA_INIT) or DESTROYED
 
 
-P, T, D = Verdict.PROCESS, Verdict.TEMPORARY_FAILURE, Verdict.DROP
+P, T = Verdict.PROCESS, Verdict.TEMPORARY_FAILURE
 X = ExchangeType
+_WORK = {X.CREATE_CHILD_SA: P, X.IKE_FOLLOWUP_KE: P, X.INFORMATIONAL: P}
+_WIND_DOWN = {X.CREATE_CHILD_SA: T, X.IKE_FOLLOWUP_KE: T, X.INFORMATIONAL: P}
 
 # (phase, we are the original responder) -> {exchange: verdict}; anything absent is DROP.
 # IKE_SA_INIT is only ever the first request (message ID 0): the engine hands a half-open
 # IKE_SA its retransmits, which the message layer answers from its cache.
 ACCEPT: dict[tuple[Phase, bool], dict[ExchangeType, Verdict]] = {
-    # the original initiator never receives requests before IKE_AUTH completes
-    (Phase.SETUP, False): {},
     (Phase.SETUP, True): {X.IKE_SA_INIT: P, X.IKE_INTERMEDIATE: P, X.IKE_AUTH: P},
-    **{
-        (Phase.ESTABLISHED, responder): {
-            X.CREATE_CHILD_SA: P,
-            X.IKE_FOLLOWUP_KE: P,
-            X.INFORMATIONAL: P,
-        }
-        for responder in (False, True)
-    },
-    **{
-        (phase, responder): {
-            X.CREATE_CHILD_SA: T,
-            X.IKE_FOLLOWUP_KE: T,
-            X.INFORMATIONAL: P,
-        }
-        for phase in (Phase.REKEYED, Phase.DELETING)
-        for responder in (False, True)
-    },
-    (Phase.GONE, False): {},
+    (Phase.SETUP, False): {},  # the original initiator gets no request before IKE_AUTH ends
+    (Phase.ESTABLISHED, True): _WORK,
+    (Phase.ESTABLISHED, False): _WORK,
+    (Phase.REKEYED, True): _WIND_DOWN,
+    (Phase.REKEYED, False): _WIND_DOWN,
+    (Phase.DELETING, True): _WIND_DOWN,
+    (Phase.DELETING, False): _WIND_DOWN,
     (Phase.GONE, True): {},
+    (Phase.GONE, False): {},
 }
 
 
