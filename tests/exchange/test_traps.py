@@ -140,8 +140,9 @@ def test_close_action_trap_after_peer_deletes_the_ike_sa() -> None:
     assert len(_established(net)) == 1
 
 
-def test_dpd_action_trap_after_dead_peer() -> None:
-    net = _pair(dpd_action="trap")
+def _up_then_moon_dies(net: Net) -> None:
+    """carol (dpd_delay 30 s) brings the CHILD_SA up, then moon stops answering until
+    carol's DPD gives up."""
     carol = net.peers["carol"]
     conn = msgspec.structs.replace(carol.engine.config.connections["home"], dpd_delay=30)
     carol.engine.load_config(
@@ -152,6 +153,12 @@ def test_dpd_action_trap_after_dead_peer() -> None:
     net.filter = lambda d: [] if d.dst.host == MOON else [d]
     for _ in range(30):
         net.advance(10.0)
+
+
+def test_dpd_action_trap_after_dead_peer() -> None:
+    net = _pair(dpd_action="trap")
+    carol = net.peers["carol"]
+    _up_then_moon_dies(net)
     assert EventKind.IKE_DELETED in [e.kind for e in carol.events]
     assert carol.engine.list_sas() == [] and carol.kernel.sas == {}
     (trap,) = carol.kernel.traps()  # not "Network is unreachable": traffic is caught
@@ -165,15 +172,7 @@ def test_dpd_action_trap_after_dead_peer() -> None:
 def test_dpd_action_clear_installs_no_trap() -> None:
     net = _pair()
     carol = net.peers["carol"]
-    conn = msgspec.structs.replace(carol.engine.config.connections["home"], dpd_delay=30)
-    carol.engine.load_config(
-        msgspec.structs.replace(carol.engine.config, connections={"home": conn})
-    )
-    carol.engine.initiate("net", None, net.now)
-    net.run()
-    net.filter = lambda d: [] if d.dst.host == MOON else [d]
-    for _ in range(30):
-        net.advance(10.0)
+    _up_then_moon_dies(net)
     assert carol.kernel.policies == [] and _ping(net) == "bypass"
 
 

@@ -81,29 +81,28 @@ def log_level():
     root.setLevel(old)
 
 
+def _loopback_daemon(base: Path, name: str, socket: str) -> Daemon:
+    """A daemon on 127.0.0.1 with ephemeral IKE ports, configured from base/name."""
+    return Daemon(
+        load_config(base / name),
+        socket_path=str(base / socket),
+        listen=["127.0.0.1"],
+        ike_port=0,
+        natt_port=0,
+    )
+
+
 @contextlib.asynccontextmanager
 async def two_daemons(base: Path, moon_config: str, carol_config: str):
     """moon, then carol (whose config gets moon's ephemeral port), both on 127.0.0.1."""
     (base / "moon").mkdir(exist_ok=True)
     (base / "moon" / "pqike.toml").write_text(moon_config)
-    moon = Daemon(
-        load_config(base / "moon"),
-        socket_path=str(base / "m.sock"),
-        listen=["127.0.0.1"],
-        ike_port=0,
-        natt_port=0,
-    )
+    moon = _loopback_daemon(base, "moon", "m.sock")
     await moon.start()
     try:
         (base / "carol").mkdir(exist_ok=True)
         (base / "carol" / "pqike.toml").write_text(carol_config.format(port=moon.udp.ike_port))
-        carol = Daemon(
-            load_config(base / "carol"),
-            socket_path=str(base / "c.sock"),
-            listen=["127.0.0.1"],
-            ike_port=0,
-            natt_port=0,
-        )
+        carol = _loopback_daemon(base, "carol", "c.sock")
         await carol.start()
         try:
             yield moon, carol
