@@ -1,0 +1,139 @@
+"""Steering each IKE_SA's datagrams to the worker process that owns it (daemon.workers > 1).
+
+Every worker binds ports 500 and 4500 with SO_REUSEPORT; the workers join each reuseport
+group in the order of their index, so the index a classic BPF program returns (see
+``steering_program``) is the worker's. The program reads the UDP payload:
+
+- IKE (port 500, or port 4500 after the 4-byte non-ESP marker): with the Initiator flag
+  (byte 19, 0x08) set the message comes from the original initiator and our SPI is the
+  responder SPI (bytes 8-15), else it is the initiator SPI (bytes 0-7). A zero responder SPI
+  (a new IKE_SA_INIT, its retransmissions and COOKIE echoes) is steered by the peer's
+  initiator SPI, so they all land on the worker that answered the first one.
+- ESP-in-UDP (port 4500, non-zero first 4 bytes): by the ESP SPI, for the userspace data
+  plane (XFRM decapsulates ESP in the kernel before a worker sees it).
+- Anything shorter (NAT-keepalives): an out-of-bounds load ends the program with 0.
+
+The first byte of the chosen SPI, modulo the number of workers, is the worker index; a
+``Partition`` makes each worker allocate the SPIs (IKE, IKE_SA rekey, inbound ESP) and the
+unique ids (IKE_SA, CHILD_SA, reqid) that are its own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "SO_ATTACH_REUSEPORT_CBPF",
+    "Partition",
+    "attach_steering",
+    "steering_program",
+]
+
+SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
+
+# classic BPF opcodes (linux/filter.h)
+_LD_W_ABS = 0x20
+_LD_B_ABS = 0x30
+_ALU_MOD_K = 0x94
+_JEQ_K = 0x15
+_JSET_K = 0x45
+_RET_A = 0x16
+
+_IKE_HEADER = 28
+_FLAGS = 19  # IKE header: Flags octet
+_FLAG_I = 0x08  # Initiator
+_SPI_R = 8
+_MARKER = 4  # non-ESP marker on the NAT-T port
+
+Insn = tuple[int, int, int, int]  # code, jt, jf, k (struct sock_filter)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Worker ``index`` of ``count``: which SPIs and unique ids are this worker's."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count <= 256:
+            raise ValueError(f"worker {self.index} of {self.count} is not a valid partition")
+
+    def owns(self, steered_byte: int) -> bool:
+        return steered_byte % self.count == self.index
+
+    def _steer(self, byte: int) -> int:
+        """``byte`` moved to the nearest value this worker owns (stays random otherwise)."""
+        owned = byte - byte % self.count + self.index
+        return owned if owned <= 0xFF else owned - self.count
+
+    def ike_spi(self, rng: Callable[[int], bytes]) -> bytes:
+        """A random 8-byte IKE SPI whose first octet steers to this worker."""
+        spi = rng(8)
+        return bytes((self._steer(spi[0]),)) + spi[1:]
+
+    def esp_spi(self, spi: int) -> int:
+        """``spi`` (32 bits) with its first octet changed so it steers to this worker."""
+        return (self._steer(spi >> 24) << 24) | (spi & 0xFFFFFF)
+
+    def unique_id(self, k: int) -> int:
+        """The k-th (from 1) id of this worker: ids of all workers interleave, never clash."""
+        return (k - 1) * self.count + self.index + 1
+
+
+def _assemble(items: list[Insn | str | tuple[int, str, str, int]]) -> list[Insn]:
+    """Resolve label names in jump targets (strings in the list mark label positions)."""
+    labels: dict[str, int] = {}
+    code: list[tuple[int, int | str, int | str, int]] = []
+    for item in items:
+        if isinstance(item, str):
+            labels[item] = len(code)
+        else:
+            code.append(item)
+
+    def rel(target: int | str, pc: int) -> int:
+        return target if isinstance(target, int) else labels[target] - pc - 1
+
+    return [(c, rel(jt, pc), rel(jf, pc), k) for pc, (c, jt, jf, k) in enumerate(code)]
+
+
+def _by_byte(offset: int, count: int) -> list[Insn]:
+    return [(_LD_B_ABS, 0, 0, offset), (_ALU_MOD_K, 0, 0, count), (_RET_A, 0, 0, 0)]
+
+
+def steering_program(count: int, natt: bool) -> list[Insn]:
+    """The cBPF program of a reuseport group of ``count`` workers on the IKE/NAT-T port."""
+    base = _MARKER if natt else 0
+    items: list[Insn | str | tuple[int, str, str, int]] = []
+    if natt:
+        # a zero marker means IKE; anything else is ESP, steered by its SPI
+        items += [(_LD_W_ABS, 0, 0, 0), (_JEQ_K, "ike", 0, 0)]
+        items += _by_byte(0, count)
+        items.append("ike")
+    items += [
+        (_LD_B_ABS, 0, 0, base + _FLAGS),
+        (_JSET_K, 0, "spi_i", _FLAG_I),
+        # from the original initiator: our SPI is the responder SPI unless it is still zero
+        (_LD_W_ABS, 0, 0, base + _SPI_R),
+        (_JEQ_K, 0, "spi_r", 0),
+        (_LD_W_ABS, 0, 0, base + _SPI_R + 4),
+        (_JEQ_K, "spi_i", "spi_r", 0),
+        "spi_r",
+        *_by_byte(base + _SPI_R, count),
+        "spi_i",
+        *_by_byte(base, count),
+    ]
+    return _assemble(items)
+
+
+def attach_steering(sock: socket.socket, count: int, natt: bool) -> None:
+    """Attach the program to ``sock`` (SO_REUSEPORT set, before or after bind): it then
+    decides for its whole reuseport group."""
+    program = steering_program(count, natt)
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(filters))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
