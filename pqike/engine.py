@@ -32,6 +32,7 @@ from pqike.events import (
 )
 from pqike.kernel.base import KernelBackend, KernelError
 from pqike.log import Subsystem, get_logger
+from pqike.partition import Partition
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
@@ -156,8 +157,11 @@ class Engine:
         events: Callable[[Event], None] | None = None,
         rng: Callable[[int], bytes] = os.urandom,
         source_for: Callable[[str], str] = default_source,
+        partition: Partition | None = None,
     ) -> None:
         self.config = config
+        # daemon.workers > 1: this worker's share of SPIs and ids (pqike.daemon.steering)
+        self.partition = partition or Partition()
         self.kernel = kernel
         self._events = events
         self.rng = rng
@@ -184,7 +188,10 @@ class Engine:
 
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
-        return self._ids[kind]
+        return self.partition.unique_id(self._ids[kind])
+
+    def _new_ike_spi(self) -> bytes:
+        return self.partition.ike_spi(self.rng)
 
     def _emit(self, event: Event) -> None:
         self.traps.event(event)
@@ -215,6 +222,7 @@ class Engine:
             touch=self._touched.add,
             reauthenticate=self._reauthenticate,
             has_contact=self._has_contact,
+            new_ike_spi=self._new_ike_spi,
         )
 
     def _reqid(self, ike: str | None = None, child: str | None = None) -> int:
@@ -628,7 +636,7 @@ class Engine:
             True,
             Endpoint(local, self.config.daemon.port),
             Endpoint(remote, conn.remote_port),
-            spi_i=self.rng(8),
+            spi_i=self._new_ike_spi(),
         )
         sa.created_at = now
         sa.keyingtry = keyingtry
@@ -962,7 +970,7 @@ class Engine:
             dgram.dst,
             dgram.src,
             spi_i=msg.spi_i,
-            spi_r=self.rng(8),
+            spi_r=self._new_ike_spi(),
         )
         sa.created_at = now
         sa.state = IkeState.CONNECTING

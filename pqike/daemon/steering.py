@@ -23,8 +23,8 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
+
+from pqike.partition import Partition
 
 __all__ = [
     "SO_ATTACH_REUSEPORT_CBPF",
@@ -50,39 +50,6 @@ _SPI_R = 8
 _MARKER = 4  # non-ESP marker on the NAT-T port
 
 Insn = tuple[int, int, int, int]  # code, jt, jf, k (struct sock_filter)
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Worker ``index`` of ``count``: which SPIs and unique ids are this worker's."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count <= 256:
-            raise ValueError(f"worker {self.index} of {self.count} is not a valid partition")
-
-    def owns(self, steered_byte: int) -> bool:
-        return steered_byte % self.count == self.index
-
-    def _steer(self, byte: int) -> int:
-        """``byte`` moved to the nearest value this worker owns (stays random otherwise)."""
-        owned = byte - byte % self.count + self.index
-        return owned if owned <= 0xFF else owned - self.count
-
-    def ike_spi(self, rng: Callable[[int], bytes]) -> bytes:
-        """A random 8-byte IKE SPI whose first octet steers to this worker."""
-        spi = rng(8)
-        return bytes((self._steer(spi[0]),)) + spi[1:]
-
-    def esp_spi(self, spi: int) -> int:
-        """``spi`` (32 bits) with its first octet changed so it steers to this worker."""
-        return (self._steer(spi >> 24) << 24) | (spi & 0xFFFFFF)
-
-    def unique_id(self, k: int) -> int:
-        """The k-th (from 1) id of this worker: ids of all workers interleave, never clash."""
-        return (k - 1) * self.count + self.index + 1
 
 
 def _assemble(items: list[Insn | str | tuple[int, str, str, int]]) -> list[Insn]:

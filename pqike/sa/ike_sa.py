@@ -9,6 +9,7 @@ moves messages between the wire and the tasks, in the order RFC 7296 §2.2/§2.3
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -104,6 +105,7 @@ class SaServices:
     next_ike_id: Callable[[], int] = lambda: 0
     reauthenticate: Callable[[IkeSa], None] = lambda sa: None  # reauth_time reached
     has_contact: Callable[[IkeSa], bool] = lambda sa: False  # another IKE_SA to this peer
+    new_ike_spi: Callable[[], bytes] = lambda: os.urandom(8)  # one the steering sends to us
 
 
 class IkeSa:

@@ -125,7 +125,7 @@ class IkeRekey(Task):
             # start with the KE method we use now, as strongSwan does
             current = sa.proposal.first(TransformType.KE)
             self.ke_method = current.id if current else self.offered[0].first(TransformType.KE).id  # type: ignore[union-attr]
-            self.my_spi = sa.svc.rng(8)
+            self.my_spi = sa.svc.new_ike_spi()
             self.ni = sa.svc.rng(NONCE_SIZE)
             sa.log("rekeying IKE_SA %s", sa.label)
         msg.add(to_wire(self.offered, self.my_spi))
@@ -242,7 +242,7 @@ class IkeRekey(Task):
         self.chain.respond(msg, self.ke_method)
         self.chain.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
         self.ni, self.nr = nonce.data, sa.svc.rng(NONCE_SIZE)
-        self.peer_spi, self.my_spi = selected.spi, sa.svc.rng(8)
+        self.peer_spi, self.my_spi = selected.spi, sa.svc.new_ike_spi()
         self.selected = selected
         return Status.NEED_MORE
 

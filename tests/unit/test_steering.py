@@ -61,7 +61,10 @@ def test_ike_is_steered_by_our_spi(count: int, natt: bool) -> None:
             # from the original initiator: our SPI is the responder SPI
             assert _receiver(socks, marker + _ike(theirs, ours, initiator=True)) == want
             # from the original responder (to an IKE_SA we initiated): the initiator SPI
-            assert _receiver(socks, marker + _ike(ours, theirs, initiator=False, response=True)) == want
+            assert (
+                _receiver(socks, marker + _ike(ours, theirs, initiator=False, response=True))
+                == want
+            )
     finally:
         for s in socks:
             s.close()
