@@ -278,6 +278,7 @@ def daemon(
     """Run the IKE daemon."""
     from pqike import log as pqlog
     from pqike.daemon.server import Daemon
+    from pqike.daemon.workers import LogSpec, Supervisor, resolve_workers
     from pqike.kernel import select_backend
     from pqike.kernel.base import KernelError
 
@@ -298,13 +299,27 @@ def daemon(
         pqlog.configure(levels, default, stream=sys.stderr, filename=settings.file, handler=handler)
     except OSError as e:  # created 0600, never through a symbolic link (pqike.files)
         _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
-    try:
-        backend = select_backend(kernel or config.daemon.kernel)
-    except KernelError as e:
-        _startup_failed(str(e), foreground)
-    server = Daemon(
-        config, config_path=config_dir, kernel=backend, socket_path=socket_path, listen=listen
-    )
+    workers = resolve_workers(config.daemon.workers)
+    server: Daemon | Supervisor
+    if workers > 1:  # each worker selects its own kernel backend
+        spec = LogSpec(levels, default, settings.file, settings.syslog if handler else None)
+        server = Supervisor(
+            config,
+            config_path=config_dir,
+            count=workers,
+            kernel=kernel or config.daemon.kernel,
+            socket_path=socket_path,
+            listen=listen,
+            log=spec,
+        )
+    else:
+        try:
+            backend = select_backend(kernel or config.daemon.kernel)
+        except KernelError as e:
+            _startup_failed(str(e), foreground)
+        server = Daemon(
+            config, config_path=config_dir, kernel=backend, socket_path=socket_path, listen=listen
+        )
     try:
         asyncio.run(server.run(ready=None if foreground else _report_ready))
     except OSError as e:

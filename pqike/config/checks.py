@@ -16,6 +16,7 @@ from pqike.config.model import Config, Connection, Daemon
 from pqike.config.proposals import first_ke, ke_tokens
 from pqike.config.unsupported import check_available, check_unsupported
 from pqike.config.values import address_range
+from pqike.config.workers import check_workers
 from pqike.wire.iana import PRIVATE_USE
 
 __all__ = ["MIN_PSK_LENGTH", "Finding", "check", "ike_sa_init_size"]
@@ -275,6 +276,7 @@ def check(config: Config) -> Iterator[Finding]:
     yield from _check_pools(config)
     yield from check_unsupported(config)
     yield from check_available(config)
+    yield from check_workers(config)
     for name, conn in config.connections.items():
         yield from _check_auth(config, name, conn)
         yield from _check_init_size(name, conn, d)

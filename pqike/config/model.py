@@ -211,6 +211,9 @@ class Daemon(_Section):
     # libreswan with authby=rsa-sha2 accepts only PSS); received signatures may be either
     rsa_pss: bool = False
     kernel: Literal["auto", "xfrm", "userspace", "none"] = "auto"
+    # worker processes sharing ports 500/4500, each IKE_SA steered to its own (0: one per
+    # CPU); pqike.config.workers refuses what they cannot share
+    workers: Annotated[int, Meta(ge=0, le=64)] = 1
     control_socket: Annotated[str, PATH] = "/run/pqike/pqike.sock"
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     save_keys: SaveKeys = msgspec.field(default_factory=SaveKeys)

@@ -280,8 +280,10 @@ class Daemon:
         natt_port: int | None = None,
         esp_handler: EspHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
+        autostart: bool = True,
     ) -> None:
         self.config = config
+        self.autostart = autostart  # start_action = start here (one worker of several does)
         self._loaded = config  # as read from disk (self.config may carry the bound ports)
         self.config_path = config_path or config.source or None
         self.kernel: KernelBackend = kernel if kernel is not None else MemoryKernel()
@@ -388,7 +390,7 @@ class Daemon:
             with self.router.engine_call():
                 self._guard("installing trap policies", install_traps)
         start = getattr(self.engine, "start", None)  # start_action = start (test fakes lack it)
-        if callable(start):
+        if callable(start) and self.autostart:
             with self.router.engine_call():
                 self._guard("starting connections", start, self.clock())
         self._after_engine()
@@ -786,7 +788,7 @@ class Daemon:
         # swanctl --load-conns: a new or changed connection's start_action = start acts now
         fresh = {n for n, c in new.connections.items() if old.connections.get(n) != c}
         start = getattr(self.engine, "start", None)
-        if fresh and callable(start):
+        if fresh and callable(start) and self.autostart:
             with self.router.engine_call():
                 self._guard("starting connections", start, self.clock(), fresh)
         lines = [_loaded_message(old, new)]

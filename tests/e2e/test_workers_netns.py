@@ -1,0 +1,119 @@
+"""daemon.workers = 2 in network namespaces: one responder, two worker processes behind one
+control socket. A live pqike initiator's IKE_SA is rekeyed from both ends and terminated by
+name through the CLI; then the load generator's 20 handshakes (distinct initiator SPIs,
+IKE_AUTH on port 4500 behind its NAT-like sockets) spread over both workers and list-sas
+shows every one of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pqike.bench.inmem import PSK
+from pqike.bench.loadgen import RESPONDER_ID
+from pqike.netns import ns_argv, topology
+from tests.e2e.daemons import Pqike, daemon
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+IKE = "aes256-sha256-x25519"
+ESP = "aes256gcm16"
+HANDSHAKES = 20
+
+
+def _trees(carol: Pqike, moon: Pqike) -> None:
+    secrets = {"ike-any": {"secret": PSK}}
+    carol.write_config(
+        {
+            "daemon": {"kernel": "none", "control_socket": str(carol.socket)},
+            "connections": {
+                "home": {
+                    "remote_addrs": ["192.168.0.2"],
+                    "proposals": [IKE],
+                    "local": {"auth": "psk", "id": "carol@bench.example"},
+                    "remote": {"auth": "psk", "id": RESPONDER_ID},
+                    "children": {"net": {"remote_ts": ["10.1.0.0/24"], "esp_proposals": [ESP]}},
+                }
+            },
+            "secrets": secrets,
+        }
+    )
+    moon.write_config(
+        {
+            "daemon": {
+                "kernel": "none",
+                "control_socket": str(moon.socket),
+                "workers": 2,
+                "cookie_threshold": 0,
+            },
+            "connections": {
+                "rw": {
+                    "local_addrs": ["192.168.0.2"],
+                    "proposals": [IKE],
+                    "local": {"auth": "psk", "id": RESPONDER_ID},
+                    "remote": {"auth": "psk", "id": "%any"},
+                    "children": {"net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [ESP]}},
+                }
+            },
+            "secrets": secrets,
+        }
+    )
+
+
+def _ok(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def _stats(moon: Pqike) -> dict:
+    return json.loads(_ok(moon.cli("stats", "--json")))
+
+
+def test_two_workers_behind_one_control_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with topology() as topo:
+        carol = Pqike("carol", topo.carol, tmp_path / "carol")
+        moon = Pqike("moon", topo.moon, tmp_path / "moon")
+        _trees(carol, moon)
+        with daemon(moon), daemon(carol):
+            workers = _stats(moon)["workers"]
+            assert [w["index"] for w in workers] == [0, 1]
+            assert len({w["pid"] for w in workers}) == 2
+
+            _ok(carol.cli("initiate", "--child", "net"))
+            (first,) = moon.sas()
+            _ok(moon.cli("rekey", "--ike", "rw"))  # the owning worker initiates it
+            _ok(carol.cli("rekey", "--ike", "home"))  # moon's worker answers, new SPIs
+            (now,) = moon.sas()
+            (seen_by_carol,) = carol.sas()
+            assert (now["initiator-spi"], now["responder-spi"]) == (
+                seen_by_carol["initiator-spi"],
+                seen_by_carol["responder-spi"],
+            )
+            assert now["responder-spi"] != first["responder-spi"]
+            _ok(carol.cli("rekey", "--child", "net"))  # over the IKE_SA moon's rekey made
+            _ok(moon.cli("terminate", "--ike", "rw"))
+            assert moon.sas() == [] and carol.sas() == []
+
+            argv = [sys.executable, "-m", "pqike.bench.loadgen", "--target", "192.168.0.2"]
+            argv += ["--proposal", IKE, "--handshakes", str(HANDSHAKES), "--concurrency", "4"]
+            argv += ["--no-wait", "--timeout", "60"]
+            run = subprocess.run(ns_argv(topo.carol, argv), capture_output=True, text=True)
+            report = json.loads(_ok(run).strip().splitlines()[-1])
+            assert report["established"] == HANDSHAKES, report
+
+            sas = moon.sas()
+            assert len(sas) == HANDSHAKES
+            assert len({sa["initiator-spi"] for sa in sas}) == HANDSHAKES
+            assert {int(sa["local-port"]) for sa in sas} == {4500}  # NAT-T after IKE_SA_INIT
+            per_worker = [w["ike_sas"] for w in _stats(moon)["workers"]]
+            assert sum(per_worker) == HANDSHAKES and min(per_worker) > 0, per_worker
+            # every message reached the worker owning its IKE_SA, the counters of all
+            # workers summed: no unknown SPI, each IKE_AUTH answered once
+            counters = json.loads(_ok(moon.cli("counters", "--json")))["counters"]["global"]
+            assert counters["invalid-spi"] == 0, counters
+            assert counters["ike-auth-in-req"] >= HANDSHAKES + 1, counters
+        assert "Traceback" not in moon.log and "error" not in moon.log.lower(), moon.log
