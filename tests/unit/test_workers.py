@@ -1,0 +1,205 @@
+"""daemon.workers: what cannot be shared is refused at load; the supervisor starts the
+workers in one reuseport group (steered by SPI), fans requests out, and stops all of them
+when one dies. Loopback, ephemeral ports, no root."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from pqike.config import ConfigError, load_config
+from pqike.config.toml_writer import dumps
+from pqike.daemon.control import Request, Result, request
+from pqike.daemon.workers import Supervisor, resolve_workers, worker_socket
+
+BASE: dict = {
+    "daemon": {"kernel": "none", "workers": 2},
+    "connections": {
+        "home": {
+            "remote_addrs": ["192.0.2.2"],
+            "proposals": ["aes256-sha256-x25519"],
+            "local": {"auth": "psk", "id": "carol@example.org"},
+            "remote": {"auth": "psk", "id": "moon@example.org"},
+            "children": {"net": {"remote_ts": ["10.1.0.0/16"]}},
+        }
+    },
+    "secrets": {"ike-1": {"secret": "0123456789-0123456789"}},
+}
+
+SHARED = [
+    ("daemon.kernel", lambda t: t["daemon"].update(kernel="userspace")),
+    ("daemon.save_keys.ike", lambda t: t["daemon"].update(save_keys={"ike": True})),
+    ("daemon.save_keys.esp", lambda t: t["daemon"].update(save_keys={"esp": True})),
+    ("connections.home.pools", lambda t: _pool(t)),
+    ("connections.home.unique", lambda t: t["connections"]["home"].update(unique="keep")),
+    ("connections.home.ppk_id", lambda t: _ppk(t)),
+    (
+        "connections.home.children.net.start_action",
+        lambda t: t["connections"]["home"]["children"]["net"].update(start_action="trap"),
+    ),
+    (
+        "connections.home.children.net.dpd_action",
+        lambda t: t["connections"]["home"]["children"]["net"].update(dpd_action="trap"),
+    ),
+]
+
+
+def _pool(tree: dict) -> None:
+    tree["connections"]["home"]["pools"] = ["p"]
+    tree["pools"] = {"p": {"addrs": "10.3.0.0/24"}}
+
+
+def _ppk(tree: dict) -> None:
+    tree["connections"]["home"]["ppk_id"] = "ppk@example.org"
+    tree["secrets"]["ppk-1"] = {"id": "ppk@example.org", "secret": "0x" + "ab" * 32}
+
+
+def _write(tmp_path: Path, tree: dict) -> Path:
+    (tmp_path / "pqike.toml").write_text(dumps(tree))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("keypath", "change"), SHARED, ids=[k for k, _ in SHARED])
+def test_what_workers_cannot_share_is_refused(
+    tmp_path: Path, keypath: str, change: Callable[[dict], None]
+) -> None:
+    tree = copy.deepcopy(BASE)
+    change(tree)
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, tree), require_files=False)
+    assert e.value.keypath == keypath
+    assert "not supported with daemon.workers = 2" in e.value.message
+    assert str(tmp_path / "pqike.toml") in str(e.value)
+    tree["daemon"]["workers"] = 1  # one process: all of it is fine
+    load_config(_write(tmp_path, tree), require_files=False)
+
+
+def test_workers_zero_means_one_per_cpu(tmp_path: Path) -> None:
+    tree = copy.deepcopy(BASE)
+    tree["daemon"]["workers"] = 0
+    config = load_config(_write(tmp_path, tree), require_files=False)
+    assert resolve_workers(config.daemon.workers) == os.cpu_count()
+    assert resolve_workers(load_config(_write(tmp_path, BASE)).daemon.workers) == 2
+    del tree["daemon"]["workers"]
+    assert load_config(_write(tmp_path, tree), require_files=False).daemon.workers == 1
+
+
+# --- the supervisor ------------------------------------------------------------------------
+
+
+def _supervised(
+    tmp_path: Path, body: Callable[[Supervisor], Awaitable[None]]
+) -> BaseException | None:
+    """Run a 2-worker supervisor on 127.0.0.1 around ``body``; what ``run`` raised."""
+    tree = copy.deepcopy(BASE)
+    tree["daemon"]["control_socket"] = str(tmp_path / "pqike.sock")
+    _write(tmp_path, tree)
+    config = load_config(tmp_path, require_files=False)
+    sup = Supervisor(
+        config,
+        config_path=str(tmp_path),
+        count=2,
+        kernel="none",
+        listen=("127.0.0.1",),
+        ike_port=0,
+        natt_port=0,
+    )
+
+    async def main() -> BaseException | None:
+        ready = asyncio.Event()
+        run = asyncio.ensure_future(sup.run(signals=False, ready=ready.set))
+        await asyncio.wait_for(asyncio.wait([run, asyncio.ensure_future(ready.wait())],
+                                             return_when=asyncio.FIRST_COMPLETED), 60)  # fmt: skip
+        if not run.done():
+            try:
+                await body(sup)
+            finally:
+                sup.request_stop()
+        try:
+            await asyncio.wait_for(run, 60)
+        except Exception as e:
+            return e
+        return None
+
+    return asyncio.run(main())
+
+
+async def _ask(path: str, req: Request) -> Result:
+    return await asyncio.to_thread(request, path, req, timeout=30)
+
+
+def _ike_sa_init(first: int) -> bytes:
+    spi_i = bytes([first]) + os.urandom(7)
+    return spi_i + bytes(8) + struct.pack("!BBBBII", 33, 0x20, 34, 0x08, 0, 28)
+
+
+def test_workers_share_the_port_and_each_gets_its_spis(tmp_path: Path) -> None:
+    async def body(sup: Supervisor) -> None:
+        stats = (await _ask(sup.socket_path, Request(cmd="stats"))).data
+        assert [w["index"] for w in stats["workers"]] == [0, 1]
+        port = int(stats["listening"][0].split("[")[1].rstrip("]"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for first in range(10):
+                client.sendto(_ike_sa_init(first), ("127.0.0.1", port))
+        for index in (0, 1):
+            path = worker_socket(sup.socket_path, index)
+            for _ in range(100):  # the worker reads them asynchronously
+                got = (await _ask(path, Request(cmd="stats"))).data["packets"]["received"]
+                if got >= 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert got == 5, f"worker {index} received {got} of its 5"
+        total = (await _ask(sup.socket_path, Request(cmd="stats"))).data
+        assert total["packets"]["received"] == 10 and total["pid"] == os.getpid()
+
+    assert _supervised(tmp_path, body) is None
+
+
+def test_reload_reaches_every_worker_and_unmatched_terminate_is_answered_once(
+    tmp_path: Path,
+) -> None:
+    async def body(sup: Supervisor) -> None:
+        tree = copy.deepcopy(BASE)
+        tree["daemon"]["control_socket"] = sup.socket_path
+        tree["connections"]["other"] = copy.deepcopy(tree["connections"]["home"])
+        _write(tmp_path, tree)
+        result = await _ask(sup.socket_path, Request(cmd="reload"))
+        assert result.ok, result.message
+        for index in (0, 1):
+            conns = await _ask(worker_socket(sup.socket_path, index), Request(cmd="list-conns"))
+            assert set(conns.data["connections"]) == {"home", "other"}
+        result = await _ask(sup.socket_path, Request(cmd="terminate", ike="home"))
+        # no worker holds one: worker 0 answers as a single daemon does
+        assert (result.ok, result.message) == (False, "terminate failed: no matching IKE_SA")
+        assert (await _ask(sup.socket_path, Request(cmd="list-sas"))).data == []
+
+    assert _supervised(tmp_path, body) is None
+
+
+def test_a_dead_worker_stops_them_all(tmp_path: Path) -> None:
+    pids: list[int] = []
+
+    async def body(sup: Supervisor) -> None:
+        pids.extend(w.proc.pid for w in sup.workers)
+        os.kill(pids[1], signal.SIGKILL)
+        for _ in range(200):
+            if all(w.proc.returncode is not None for w in sup.workers):
+                return
+            await asyncio.sleep(0.05)
+
+    raised = _supervised(tmp_path, body)
+    assert isinstance(raised, OSError) and "a worker process exited" in str(raised)
+    time.sleep(0.1)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not Path(tmp_path / "pqike.sock").exists()
