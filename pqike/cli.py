@@ -301,6 +301,8 @@ def daemon(
         _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
     workers = resolve_workers(config.daemon.workers)
     server: Daemon | Supervisor
+    if workers > 1 and kernel not in (None, "none"):  # the config's is checked at load
+        _startup_failed(f"--kernel {kernel} is not supported with {workers} workers", foreground)
     if workers > 1:  # each worker selects its own kernel backend
         spec = LogSpec(levels, default, settings.file, settings.syslog if handler else None)
         server = Supervisor(

@@ -14,14 +14,23 @@ __all__ = ["check_workers"]
 
 Finding = tuple[str, str, bool]  # as pqike.config.checks
 
+# Each backend counts the users of a kernel policy in its own process; two workers with a
+# CHILD_SA of the same selectors (a peer reauthenticating or reconnecting to another worker)
+# would clash in the kernel, and deleting one would take the other's policy along.
+_KERNEL = {
+    "xfrm": "the workers' XFRM policies of equal selectors would clash; set kernel = none",
+    "auto": "it may select xfrm or userspace ESP; set kernel = none (IKE only)",
+    "userspace": "one TUN device and route table per daemon; set kernel = none",
+}
+
 
 def check_workers(config: Config) -> Iterator[Finding]:
     d = config.daemon
     if d.workers == 1:
         return
     why = f"not supported with daemon.workers = {d.workers}"
-    if d.kernel == "userspace":
-        yield ("daemon.kernel", f"userspace is {why}: one TUN device per daemon", True)
+    if d.kernel != "none":
+        yield ("daemon.kernel", f"kernel = {d.kernel} is {why}: {_KERNEL[d.kernel]}", True)
     for key in ("ike", "esp"):
         if getattr(d.save_keys, key):
             yield (

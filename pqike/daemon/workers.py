@@ -125,10 +125,9 @@ def _build_worker(spec: WorkerSpec) -> Daemon:
     from pqike.kernel import select_backend
 
     config = load_config(spec.config_path)
+    if spec.kernel != "none":  # pqike.config.workers says why
+        raise OSError(f"kernel {spec.kernel} is not supported with {spec.count} workers")
     kernel = select_backend(spec.kernel)
-    if kernel.name == "userspace":
-        kernel.close()
-        raise OSError(f"kernel backend userspace is not supported with {spec.count} workers")
     partition = Partition(spec.index, spec.count)
     daemon = Daemon(
         config,
@@ -194,7 +193,10 @@ async def _forward(path: str, req: Request, send: Send) -> Result:
             raw = await reader.readline()
             if not raw:
                 return Result(ok=False, message=f"worker at {path} closed the connection")
-            reply = _reply_decoder.decode(raw)
+            try:
+                reply = _reply_decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                return Result(ok=False, message=f"worker at {path} answered garbage: {e}")
             if isinstance(reply, Result):
                 return reply
             send(reply.line if isinstance(reply, LogLine) else reply)

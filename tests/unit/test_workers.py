@@ -37,6 +37,8 @@ BASE: dict = {
 
 SHARED = [
     ("daemon.kernel", lambda t: t["daemon"].update(kernel="userspace")),
+    ("daemon.kernel", lambda t: t["daemon"].update(kernel="xfrm")),
+    ("daemon.kernel", lambda t: t["daemon"].pop("kernel")),  # auto
     ("daemon.save_keys.ike", lambda t: t["daemon"].update(save_keys={"ike": True})),
     ("daemon.save_keys.esp", lambda t: t["daemon"].update(save_keys={"esp": True})),
     ("connections.home.pools", lambda t: _pool(t)),
@@ -68,7 +70,7 @@ def _write(tmp_path: Path, tree: dict) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("keypath", "change"), SHARED, ids=[k for k, _ in SHARED])
+@pytest.mark.parametrize(("keypath", "change"), SHARED)
 def test_what_workers_cannot_share_is_refused(
     tmp_path: Path, keypath: str, change: Callable[[dict], None]
 ) -> None:
@@ -203,3 +205,18 @@ def test_a_dead_worker_stops_them_all(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not Path(tmp_path / "pqike.sock").exists()
+
+
+def test_kernel_override_is_refused_with_workers(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pqike.cli import cli
+
+    tree = copy.deepcopy(BASE)
+    tree["daemon"]["control_socket"] = str(tmp_path / "pqike.sock")
+    _write(tmp_path, tree)
+    argv = ["daemon", "--config", str(tmp_path), "-F", "--kernel", "xfrm"]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert "--kernel xfrm is not supported with 2 workers" in result.output
+    assert not (tmp_path / "pqike.sock").exists()
