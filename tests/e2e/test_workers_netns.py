@@ -14,14 +14,15 @@ import sys
 import pytest
 
 from pqike.bench.inmem import PSK
+from pqike.bench.interop import ESP
 from pqike.bench.loadgen import RESPONDER_ID
+from pqike.bench.udpload import pq_responder
 from pqike.netns import ns_argv, topology
 from tests.e2e.daemons import Pqike, daemon
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 IKE = "aes256-sha256-x25519"
-ESP = "aes256gcm16"
 HANDSHAKES = 20
 
 
@@ -42,26 +43,9 @@ def _trees(carol: Pqike, moon: Pqike) -> None:
             "secrets": secrets,
         }
     )
-    moon.write_config(
-        {
-            "daemon": {
-                "kernel": "none",
-                "control_socket": str(moon.socket),
-                "workers": 2,
-                "cookie_threshold": 0,
-            },
-            "connections": {
-                "rw": {
-                    "local_addrs": ["192.168.0.2"],
-                    "proposals": [IKE],
-                    "local": {"auth": "psk", "id": RESPONDER_ID},
-                    "remote": {"auth": "psk", "id": "%any"},
-                    "children": {"net": {"local_ts": ["10.1.0.0/24"], "esp_proposals": [ESP]}},
-                }
-            },
-            "secrets": secrets,
-        }
-    )
+    moon_tree = pq_responder(IKE)  # as pqike bench load --udp configures it
+    moon_tree["daemon"].update(kernel="none", control_socket=str(moon.socket), workers=2)
+    moon.write_config(moon_tree)
 
 
 def _ok(out: subprocess.CompletedProcess[str]) -> str:

@@ -20,20 +20,10 @@ from pqike.config import ConfigError, load_config
 from pqike.config.toml_writer import dumps
 from pqike.daemon.control import Request, Result, request
 from pqike.daemon.workers import Supervisor, resolve_workers, worker_socket
+from tests.unit.test_options_rule import BASE as RULE_BASE
 
-BASE: dict = {
-    "daemon": {"kernel": "none", "workers": 2},
-    "connections": {
-        "home": {
-            "remote_addrs": ["192.0.2.2"],
-            "proposals": ["aes256-sha256-x25519"],
-            "local": {"auth": "psk", "id": "carol@example.org"},
-            "remote": {"auth": "psk", "id": "moon@example.org"},
-            "children": {"net": {"remote_ts": ["10.1.0.0/16"]}},
-        }
-    },
-    "secrets": {"ike-1": {"secret": "0123456789-0123456789"}},
-}
+BASE: dict = copy.deepcopy(RULE_BASE)
+BASE["daemon"] = {"kernel": "none", "workers": 2}
 
 SHARED = [
     ("daemon.kernel", lambda t: t["daemon"].update(kernel="userspace")),
