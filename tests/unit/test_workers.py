@@ -5,6 +5,7 @@ when one dies. Loopback, ephemeral ports, no root."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import signal
@@ -129,6 +130,10 @@ async def _ask(path: str, req: Request) -> Result:
     return await asyncio.to_thread(request, path, req, timeout=30)
 
 
+def _ike_port(stats: dict) -> int:
+    return int(stats["listening"][0].split("[")[1].rstrip("]"))
+
+
 def _ike_sa_init(first: int) -> bytes:
     spi_i = bytes([first]) + os.urandom(7)
     return spi_i + bytes(8) + struct.pack("!BBBBII", 33, 0x20, 34, 0x08, 0, 28)
@@ -138,7 +143,7 @@ def test_workers_share_the_port_and_each_gets_its_spis(tmp_path: Path) -> None:
     async def body(sup: Supervisor) -> None:
         stats = (await _ask(sup.socket_path, Request(cmd="stats"))).data
         assert [w["index"] for w in stats["workers"]] == [0, 1]
-        port = int(stats["listening"][0].split("[")[1].rstrip("]"))
+        port = _ike_port(stats)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             for first in range(10):
                 client.sendto(_ike_sa_init(first), ("127.0.0.1", port))
@@ -210,3 +215,36 @@ def test_kernel_override_is_refused_with_workers(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--kernel xfrm is not supported with 2 workers" in result.output
     assert not (tmp_path / "pqike.sock").exists()
+
+
+def test_log_streams_the_lines_of_every_worker(tmp_path: Path) -> None:
+    async def body(sup: Supervisor) -> None:
+        reader, writer = await asyncio.open_unix_connection(sup.socket_path)
+        writer.write(b'{"cmd": "log"}\n')
+        await writer.drain()
+        port = _ike_port((await _ask(sup.socket_path, Request(cmd="stats"))).data)
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            # client i sends only SPIs steered to worker i, until a line of each arrives
+            # (the supervisor subscribes to the workers' logs once the request is in)
+            for c in clients:
+                c.bind(("127.0.0.1", 0))
+            sources = [f"from 127.0.0.1[{c.getsockname()[1]}]" for c in clients]
+            seen: set[str] = set()
+            for _ in range(100):
+                for index, c in enumerate(clients):
+                    if sources[index] not in seen:
+                        c.sendto(_ike_sa_init(index), ("127.0.0.1", port))
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        line = (await asyncio.wait_for(reader.readline(), 0.2)).decode()
+                        seen |= {source for source in sources if source in line}
+                if seen == set(sources):
+                    break
+            assert seen == set(sources)
+        finally:
+            for c in clients:
+                c.close()
+            writer.close()
+
+    assert _supervised(tmp_path, body) is None
