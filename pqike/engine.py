@@ -930,7 +930,7 @@ class Engine:
         if sa is not None:  # a retransmitted IKE_SA_INIT request
             sa.receive(msg, dgram.data, dgram.src, dgram.dst, now)
             return
-        block = self.config.daemon.block_threshold
+        block = self.partition.share(self.config.daemon.block_threshold)
         if block and self._half_open_by_ip.get(dgram.src.host, 0) >= block:
             # charon.block_threshold: one address may not hold more half-open IKE_SAs
             log(
@@ -941,7 +941,7 @@ class Engine:
             return
         if not self._cookie_ok(msg, dgram):
             return
-        limit = self.config.daemon.init_limit_half_open
+        limit = self.partition.share(self.config.daemon.init_limit_half_open)
         if limit and len(self._half_open) >= limit:
             # charon.init_limit_half_open: checked after the COOKIE, so what it bounds is
             # the state of peers that proved their address (and echo COOKIEs in a flood)
@@ -983,7 +983,7 @@ class Engine:
 
     def _cookie_ok(self, msg: Message, dgram: Datagram) -> bool:
         half_open = len(self._half_open)  # only CONNECTING responder SAs stay in it
-        threshold = self.config.daemon.cookie_threshold
+        threshold = self.partition.share(self.config.daemon.cookie_threshold)
         if not threshold or half_open < threshold:
             return True
         from pqike.wire.payloads import Nonce

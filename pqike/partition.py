@@ -37,6 +37,11 @@ class Partition:
         """``spi`` (32 bits) with its first octet changed so it steers to this worker."""
         return (self._steer(spi >> 24) << 24) | (spi & 0xFFFFFF)
 
+    def share(self, limit: int) -> int:
+        """This worker's part of a daemon-wide limit on half-open IKE_SAs (0: none).
+        New IKE_SAs spread evenly by the peers' SPIs; one worker can only be stricter."""
+        return -(-limit // self.count)
+
     def unique_id(self, k: int) -> int:
         """The k-th (from 1) id of this worker: ids of all workers interleave, never clash."""
         return (k - 1) * self.count + self.index + 1

@@ -3,10 +3,15 @@ and unique ids that the reuseport steering program sends to it, whichever side s
 
 from __future__ import annotations
 
+import os
+
 from pqike.engine import Engine
-from pqike.events import EventKind
+from pqike.events import Datagram, Endpoint, EventKind
+from pqike.kernel.base import MemoryKernel
 from pqike.partition import Partition
-from tests.exchange.peers import Net, make_pair, psk_config
+from pqike.wire.message import decode_message
+from pqike.wire.payloads import Notify
+from tests.exchange.peers import CAROL, MOON, Net, make_pair, psk_config
 
 IKE = "aes256-sha256-x25519"
 COUNT = 3
@@ -76,3 +81,32 @@ def test_ike_sa_rekeys_keep_steering_from_either_side() -> None:
         seen.add((sa.spi_i, sa.spi_r))
         _our_spi_steers_here(net)
         _ids_are_this_workers(net)
+
+
+def _init_flood(extra_daemon: dict, partition: Partition) -> Engine:
+    """Six IKE_SA_INITs from one address, each a new initiator SPI this worker owns."""
+    moon_cfg = psk_config("moon", IKE, extra_daemon=extra_daemon)
+    template = make_pair(psk_config("carol", IKE), moon_cfg).peers["carol"].engine
+    template.initiate("net", None, 0.0)
+    (init,) = template.pop_outgoing()
+    moon = Engine(moon_cfg, MemoryKernel(), partition=partition)
+    for _ in range(6):
+        msg = decode_message(init.data)
+        msg.spi_i = partition.ike_spi(os.urandom)
+        moon.receive(Datagram(msg.encode(), Endpoint(CAROL, 500), Endpoint(MOON, 500)), 0.0)
+    return moon
+
+
+def test_half_open_limits_are_shared_out_between_workers() -> None:
+    # block_threshold 4 over 2 workers: one worker holds 2 of one address's half-open SAs
+    moon = _init_flood({"block_threshold": 4, "cookie_threshold": 0}, Partition(1, 2))
+    assert len(moon.sas) == 2
+    assert len(_init_flood({"block_threshold": 4, "cookie_threshold": 0}, Partition()).sas) == 4
+    # cookie_threshold 5 over 2 workers: COOKIEs from the 4th half-open SA of a worker on
+    moon = _init_flood({"block_threshold": 0, "cookie_threshold": 5}, Partition(0, 2))
+    assert len(moon.sas) == 3
+    answers = [decode_message(d.data) for d in moon.pop_outgoing()]
+    assert [isinstance(m.payloads[0], Notify) for m in answers] == [False] * 3 + [True] * 3
+    # init_limit_half_open 3 over 2 workers: 2 each
+    limited = {"block_threshold": 0, "cookie_threshold": 0, "init_limit_half_open": 3}
+    assert len(_init_flood(limited, Partition(1, 2)).sas) == 2
