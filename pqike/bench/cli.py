@@ -327,13 +327,13 @@ def handshake_cmd(
 @click.option(
     "--concurrency",
     "-n",
-    default=(1, 10, 50),
+    default=(10, 50, 200, 500),
     multiple=True,
     show_default=True,
     type=int,
     help="initiators in flight (repeatable)",
 )
-@click.option("--handshakes", default=300, show_default=True, help="per run")
+@click.option("--handshakes", default=1000, show_default=True, help="per run")
 @click.option(
     "--inmem/--no-inmem",
     default=True,
@@ -477,7 +477,7 @@ def load_cmd(
                         ("latency_p90_ms", "lat p90 ms"),
                         ("responder_rcvbuf_errors", "resp RcvbufErr"),
                         ("loadgen_rcvbuf_errors", "gen RcvbufErr"),
-                        ("responder_cpus", "resp cores"),
+                        ("responder_cpus", "resp core(s)"),
                         ("status", "status"),
                     ],
                 )
