@@ -477,6 +477,8 @@ def plot_load(results: Path, out: Path) -> list[Path]:
             ax.set_xscale("log")
             if log_y:
                 ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)  # a drop reads as what it is
             ax.set_xlabel("handshakes in flight")
             ax.set_ylabel(label, fontsize=8)
             ax.grid(alpha=0.3)

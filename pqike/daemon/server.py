@@ -530,7 +530,7 @@ class Daemon:
         """Queue what the sockets read; the engine gets it in ``_drain``, by priority."""
         if self._rxq.push(datagram) is None:
             net.basic(
-                "dropping %d bytes from %s, receive queue full (%d queued, %d new IKE_SAs)",
+                "dropping %d bytes from %s, receive queue full (%d queued, %d for no known IKE_SA)",
                 len(datagram.data),
                 datagram.src,
                 len(self._rxq),
