@@ -10,6 +10,8 @@ handshake.json  -> cpu.png: CPU per side split into KE / auth / symmetric / prot
 kem_cpu.json    -> kem_cpu_level.png: keygen+encaps+decaps per KE method against NIST level
 mtu.json        -> mtu_sweep.png, fragmentation.png: RFC 7383 vs IP fragmentation per MTU
 throughput.json -> throughput.png: ESP Mbit/s per data plane pairing (`pqike bench throughput`)
+load_udp.json   -> load.png: responder hs/s, CPU ms/hs and latency against concurrency,
+                   pqike vs charon (`pqike bench load --udp`)
 
 Methods a run could not measure (no provider here) are listed under the plot, not dropped
 silently.
@@ -424,7 +426,81 @@ def plot_throughput(results: Path, out: Path) -> list[Path]:
     return [_save(fig, out, "throughput.png")]
 
 
-PLOTS = (plot_sizes, plot_rtt, plot_rtt_real, plot_cpu, plot_kem_cpu, plot_mtu, plot_throughput)
+_LOAD_PANELS = (
+    ("hs_per_s", "handshakes/s (wall)", False),
+    ("responder_cpu_ms_per_hs", "responder CPU ms/handshake", False),
+    ("latency_median_ms", "latency ms (median; dashed: p90)", True),
+)
+_RESPONDER_NAMES = {"pqike": "pqike", "strongswan": "charon"}
+
+
+def load_series(rows: list[dict]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(proposal, responder) -> concurrency and the median over the runs of each figure;
+    runs that established nothing have no figures and are left out."""
+    import statistics
+
+    groups: dict[tuple[str, str], dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.get("established"):
+            groups[(r["proposal"], r["responder"])][r["concurrency"]].append(r)
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+    keys = [k for k, _, _ in _LOAD_PANELS] + ["latency_p90_ms"]
+    for key, by_n in groups.items():
+        ns = sorted(by_n)
+        series: dict[str, list[float]] = {"concurrency": [float(n) for n in ns]}
+        for k in keys:
+            series[k] = [statistics.median(r[k] for r in by_n[n]) for n in ns]
+        out[key] = series
+    return out
+
+
+def plot_load(results: Path, out: Path) -> list[Path]:
+    """load_udp.json -> load.png: one row per proposal, hs/s | CPU ms/hs | latency against
+    handshakes in flight, pqike and charon from the same run (their cores in the title)."""
+    every = _rows(results / "load_udp.json")
+    series = load_series(every)
+    if not series:
+        return []
+    proposals = sorted({p for p, _ in series})
+    fig, axes = plt.subplots(
+        len(proposals), len(_LOAD_PANELS), figsize=(13, 3.6 * len(proposals)), squeeze=False
+    )
+    for row, proposal in zip(axes, proposals, strict=True):
+        for ax, (key, label, log_y) in zip(row, _LOAD_PANELS, strict=True):
+            for i, (impl, name) in enumerate(_RESPONDER_NAMES.items()):
+                s = series.get((proposal, impl))
+                if s is None:
+                    continue
+                ax.plot(s["concurrency"], s[key], "o-", color=f"C{i}", label=name)
+                if key == "latency_median_ms":
+                    ax.plot(s["concurrency"], s["latency_p90_ms"], "--", color=f"C{i}")
+            ax.set_xscale("log")
+            if log_y:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)  # a drop reads as what it is
+            ax.set_xlabel("handshakes in flight")
+            ax.set_ylabel(label, fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.set_title(proposal, fontsize=9)
+        row[0].legend(fontsize=8)
+    cores = sorted({str(r["responder_cpus"]) for r in every if r.get("responder_cpus")})
+    pinned = f"responder on core(s) {', '.join(cores)}" if cores else "responders not pinned"
+    fig.suptitle(f"Responder under load over UDP, childless IKE_SAs, PSK ({pinned})")
+    fig.tight_layout()
+    return [_save(fig, out, "load.png")]
+
+
+PLOTS = (
+    plot_sizes,
+    plot_rtt,
+    plot_rtt_real,
+    plot_cpu,
+    plot_kem_cpu,
+    plot_mtu,
+    plot_throughput,
+    plot_load,
+)
 
 
 def main(argv: list[str]) -> int:

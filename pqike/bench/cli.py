@@ -327,13 +327,13 @@ def handshake_cmd(
 @click.option(
     "--concurrency",
     "-n",
-    default=(1, 10, 50),
+    default=(10, 50, 200, 500),
     multiple=True,
     show_default=True,
     type=int,
     help="initiators in flight (repeatable)",
 )
-@click.option("--handshakes", default=300, show_default=True, help="per run")
+@click.option("--handshakes", default=1000, show_default=True, help="per run")
 @click.option(
     "--inmem/--no-inmem",
     default=True,
@@ -355,6 +355,13 @@ def handshake_cmd(
 )
 @click.option("--sources", default=8, show_default=True, help="UDP: source addresses in carol")
 @click.option("--udp-timeout", default=120.0, show_default=True, help="UDP: seconds per run")
+@click.option(
+    "--responder-cpus",
+    default=1,
+    show_default=True,
+    help="UDP: pin each responder to this many cores, the generator to the rest (0: no pinning)",
+)
+@click.option("--gen-procs", default=1, show_default=True, help="UDP: load generator processes")
 @click.option(
     "--sas",
     "sa_counts",
@@ -385,6 +392,8 @@ def load_cmd(
     child,
     sources,
     udp_timeout,
+    responder_cpus,
+    gen_procs,
     sa_counts,
     memory_method,
     sample,
@@ -440,6 +449,8 @@ def load_cmd(
             child=child,
             timeout=udp_timeout,
             progress=bar.step,
+            responder_cpus=responder_cpus,
+            gen_procs=gen_procs,
         )
         bar.close()
         kind = "with CHILD_SA" if child else "childless"
@@ -464,6 +475,9 @@ def load_cmd(
                         ("loadgen_cpu_ms_per_hs", "gen CPU ms/hs"),
                         ("latency_median_ms", "lat med ms"),
                         ("latency_p90_ms", "lat p90 ms"),
+                        ("responder_rcvbuf_errors", "resp RcvbufErr"),
+                        ("loadgen_rcvbuf_errors", "gen RcvbufErr"),
+                        ("responder_cpus", "resp core(s)"),
                         ("status", "status"),
                     ],
                 )
@@ -485,7 +499,14 @@ def load_cmd(
                     ],
                 )
             )
-            meta = _meta(child=child, handshakes=handshakes, runs=runs, sources=sources)
+            meta = _meta(
+                child=child,
+                handshakes=handshakes,
+                runs=runs,
+                sources=sources,
+                responder_cpus=responder_cpus,
+                gen_procs=gen_procs,
+            )
             for path in report.write(out_dir, "load_udp", udp_rows, meta):
                 click.echo(f"wrote {path}")
             report.write(out_dir, "load_udp_ratio", rat, meta)

@@ -31,6 +31,7 @@ import argparse
 import json
 import selectors
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,7 +96,9 @@ class LoadGen:
         total: int,
         child: bool = False,
         esp: str = "aes256-sha256",
+        id_base: int = 0,
     ) -> None:
+        self.id_base = id_base  # identities of several generator processes stay unique
         self.base = base_config(target, proposal, esp, vip=child)
         self.child = child
         self.total = total
@@ -126,7 +129,7 @@ class LoadGen:
         home = msgspec.structs.replace(
             home,
             local_addrs=(slot.addr,),
-            local=msgspec.structs.replace(home.local, id=f"c{n}@bench.example"),
+            local=msgspec.structs.replace(home.local, id=f"c{self.id_base + n}@bench.example"),
         )
         return msgspec.structs.replace(self.base, connections={"home": home})
 
@@ -236,12 +239,66 @@ class LoadGen:
             "latency_p90_ms": q(0.9),
             "loadgen_cpu_s": time.process_time() - cpu0,
             "errors": self.errors,
+            "latencies_s": lat,
         }
 
     def close(self) -> None:
         for s in self.slots:
             self.sel.unregister(s.sock)
             s.sock.close()
+
+
+def share(total: int, procs: int, i: int) -> int:
+    """Process ``i``'s part of ``total`` (handshakes or slots) split over ``procs``."""
+    return total // procs + (1 if i < total % procs else 0)
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from those of processes that started together: counts add up, the wall
+    time is the longest, latencies are pooled."""
+    lat = sorted(x for r in results for x in r["latencies_s"])
+
+    def q(p: float) -> float | None:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3 if lat else None
+
+    errors: dict[str, int] = {}
+    for r in results:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    established = sum(r["established"] for r in results)
+    wall = max(r["wall_s"] for r in results)
+    return {
+        "started": sum(r["started"] for r in results),
+        "established": established,
+        "failed": sum(r["failed"] for r in results),
+        "timed_out": sum(r["timed_out"] for r in results),
+        "wall_s": wall,
+        "hs_per_s": established / wall if wall > 0 else None,
+        "latency_median_ms": q(0.5),
+        "latency_p90_ms": q(0.9),
+        "loadgen_cpu_s": sum(r["loadgen_cpu_s"] for r in results),
+        "errors": errors,
+        "latencies_s": lat,
+        "procs": len(results),
+    }
+
+
+def _helpers(argv: list[str], a: argparse.Namespace) -> list[subprocess.Popen[str]]:
+    """Processes 1..procs-1 of the generator: the same arguments with their share."""
+    out = []
+    for i in range(1, a.procs):
+        args = [*argv, "--procs", "1", "--handshakes", str(share(a.handshakes, a.procs, i))]
+        args += ["--concurrency", str(share(a.concurrency, a.procs, i))]
+        args += ["--id-base", str(a.id_base + i * a.handshakes)]
+        out.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "pqike.bench.loadgen", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -255,18 +312,40 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--child", action="store_true", help="CHILD_SA in IKE_AUTH (default: none)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--no-wait", action="store_true", help="don't wait for a line on stdin")
-    a = p.parse_args(argv)
+    p.add_argument("--procs", type=int, default=1, help="generator processes (slots split)")
+    p.add_argument("--id-base", type=int, default=0, help=argparse.SUPPRESS)
+    raw = sys.argv[1:] if argv is None else argv
+    a = p.parse_args(raw)
+    helpers = _helpers(raw, a) if a.procs > 1 else []
     gen = LoadGen(
-        a.target, a.proposal, a.source, a.concurrency, a.handshakes, child=a.child, esp=a.esp
+        a.target,
+        a.proposal,
+        a.source,
+        share(a.concurrency, a.procs, 0),
+        share(a.handshakes, a.procs, 0),
+        child=a.child,
+        esp=a.esp,
+        id_base=a.id_base,
     )
     try:
+        for h in helpers:
+            assert h.stdout is not None
+            h.stdout.readline()  # READY
         if not a.no_wait:
             print("READY", flush=True)
             sys.stdin.readline()
-        result = gen.run(a.timeout)
+        for h in helpers:
+            assert h.stdin is not None
+            h.stdin.write("go\n")
+            h.stdin.flush()
+        results = [gen.run(a.timeout)]
+        results += [json.loads(h.communicate()[0]) for h in helpers]
     finally:
         gen.close()
-    print(json.dumps(result), flush=True)
+        for h in helpers:
+            if h.poll() is None:
+                h.kill()
+    print(json.dumps(merge(results) if helpers else results[0]), flush=True)
 
 
 if __name__ == "__main__":

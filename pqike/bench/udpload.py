@@ -13,9 +13,12 @@ Reported: established handshakes per second of wall time (first initiate to last
 established, as the generator sees it) and responder CPU ms per handshake.
 
 Both responders are configured alike: the same IKE and ESP proposals, PSK with any remote
-identity, no COOKIEs or per-IP blocking (pqike cookie_threshold = 0; charon cookie_threshold
-and block_threshold = 1000000), log level 0 everywhere (charon's syslog off). pqike runs
-``--kernel none``. By default the IKE_SAs are childless (RFC 6023: no CHILD_SA, so charon's
+identity, no COOKIEs or per-IP blocking (pqike cookie_threshold and block_threshold = 0, i.e.
+off; charon cookie_threshold and block_threshold = 1000000): the generator's slots share
+``sources`` addresses, so a per-IP limit of 5 half-open IKE_SAs would ignore most
+IKE_SA_INITs at 50 and more in flight and measure the initiators' retransmission timeouts),
+log level 0 everywhere (charon's syslog off). pqike runs ``--kernel none``. By default the
+IKE_SAs are childless (RFC 6023: no CHILD_SA, so charon's
 kernel-libipsec install and pqike's absent one don't enter the comparison); ``child=True``
 adds the CHILD_SA in IKE_AUTH, with a virtual IP from the responder's pool for each
 initiator (10.3.0.0/16), as in the interop tests.
@@ -54,7 +57,7 @@ def pq_responder(proposal: str, pool: bool = False) -> dict[str, Any]:
     """pool: a virtual IP pool (for --child; charon answers an initiator that asks for no
     virtual IP with FAILED_CP_REQUIRED when its connection has pools)."""
     tree: dict[str, Any] = {
-        "daemon": {"fragment_size": 1480, "cookie_threshold": 0},
+        "daemon": {"fragment_size": 1480, "cookie_threshold": 0, "block_threshold": 0},
         "connections": {
             "rw": {
                 "local_addrs": ["192.168.0.2"],
@@ -101,6 +104,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def udp_counters(pid: int) -> dict[str, int]:
+    """The Udp: line of /proc/PID/net/snmp: the counters of that process's network
+    namespace (InErrors, RcvbufErrors: datagrams the kernel dropped, socket buffer full)."""
+    with open(f"/proc/{pid}/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
+
+
+def pin(pid: int, cpus: Sequence[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def split_cpus(responder_cpus: int) -> tuple[list[int], list[int]]:
+    """The responder gets the first ``responder_cpus`` cores we may use, the generator the
+    rest (all of them when none are left), so that it has spare CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    resp = cpus[:responder_cpus]
+    return resp, cpus[responder_cpus:] or cpus
+
+
 def _responder(impl: str, topo: Any, proposal: str, work: Path, child: bool) -> Any:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -135,6 +161,8 @@ def _generator(
     sources: Sequence[str],
     child: bool,
     timeout: float,
+    cpus: Sequence[int] = (),
+    procs: int = 1,
 ) -> subprocess.Popen[str]:
     from tests.harness.netns import ns_argv
 
@@ -143,6 +171,7 @@ def _generator(
     argv += ["--concurrency", str(concurrency), "--timeout", str(timeout)]
     for s in sources:
         argv += ["--source", s]
+    argv += ["--procs", str(procs)]
     if child:
         argv.append("--child")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -154,6 +183,7 @@ def _generator(
         text=True,
         cwd=REPO,
         env=env,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
 
 
@@ -168,6 +198,8 @@ def one_run(
     child: bool,
     timeout: float,
     work: Path,
+    responder_cpus: int = 0,
+    gen_procs: int = 1,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "responder": impl,
@@ -186,7 +218,15 @@ def one_run(
         pid = resp.pid
         with open(f"/proc/{pid}/comm") as f:
             row["responder_comm"] = f.read().strip()
-        gen = _generator(topo, proposal, handshakes, concurrency, sources, child, timeout)
+        gen_cpus: list[int] = []
+        if responder_cpus:
+            resp_cpus, gen_cpus = split_cpus(responder_cpus)
+            pin(pid, resp_cpus)
+            row["responder_cpus"] = ",".join(map(str, resp_cpus))
+            row["loadgen_cpus"] = ",".join(map(str, gen_cpus))
+        gen = _generator(
+            topo, proposal, handshakes, concurrency, sources, child, timeout, gen_cpus, gen_procs
+        )
         assert gen.stdin is not None and gen.stdout is not None
         ready = gen.stdout.readline().strip()
         if ready != "READY":
@@ -198,10 +238,12 @@ def one_run(
         time.sleep(0.5)
         idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
         cpu0 = cpu_seconds(pid)
+        udp0, gen_udp0 = udp_counters(pid), udp_counters(gen.pid)
         gen.stdin.write("go\n")
         gen.stdin.flush()
         out = gen.stdout.readline()
         cpu1 = cpu_seconds(pid)
+        udp1, gen_udp1 = udp_counters(pid), udp_counters(gen.pid)
         gen.wait(timeout=30)
         res = json.loads(out) if out.strip() else {}
         if not res:
@@ -223,6 +265,9 @@ def one_run(
                 "latency_median_ms": res["latency_median_ms"],
                 "latency_p90_ms": res["latency_p90_ms"],
                 "loadgen_cpu_ms_per_hs": res["loadgen_cpu_s"] / done * 1e3 if done else None,
+                "responder_rcvbuf_errors": udp1["RcvbufErrors"] - udp0["RcvbufErrors"],
+                "loadgen_rcvbuf_errors": gen_udp1["RcvbufErrors"] - gen_udp0["RcvbufErrors"],
+                "responder_datagrams_in": udp1["InDatagrams"] - udp0["InDatagrams"],
                 "errors": "; ".join(f"{k} x{v}" for k, v in res["errors"].items()),
                 "status": "ok" if done == handshakes else f"{handshakes - done} not established",
             }
@@ -246,6 +291,8 @@ def run(
     child: bool = False,
     timeout: float = 120.0,
     progress: Callable[[str], None] | None = None,
+    responder_cpus: int = 0,
+    gen_procs: int = 1,
 ) -> tuple[list[dict[str, Any]], str | None]:
     why = problem()
     if why:
@@ -270,7 +317,7 @@ def run(
                             progress(f"{impl} {label} N={n} run {run_no + 1}")
                         row = one_run(
                             impl, topo, label, proposal, handshakes, n, srcs, child, timeout,
-                            Path(tmp) / str(i),
+                            Path(tmp) / str(i), responder_cpus, gen_procs,
                         )  # fmt: skip
                         row["run"] = run_no
                         rows.append(row)

@@ -28,6 +28,7 @@ from pqike import __version__
 from pqike.config import Config, ConfigError, describe_connections, load_config
 from pqike.daemon.control import COMMANDS, ControlServer, EventLine, Request, Result, Send
 from pqike.daemon.logtap import LogRouter
+from pqike.daemon.rxqueue import Priority, ReceiveQueue
 from pqike.daemon.udp import EspHandler, UdpEndpoints
 from pqike.events import Datagram, Event, EventKind, IkeSaInfo
 from pqike.kernel.base import KernelBackend, KernelError, MemoryKernel
@@ -45,9 +46,13 @@ __all__ = [
 dmn = get_logger(Subsystem.DMN)
 cfg = get_logger(Subsystem.CFG)
 knl = get_logger(Subsystem.KNL)
+net = get_logger(Subsystem.NET)
 
 DEFAULT_TIMEOUT = 30.0
 _SPIN_DELAY = 0.01  # re-arm delay when the engine reports a deadline already past after tick
+# datagrams handed to the engine per loop iteration: between batches the loop reads the
+# sockets (new messages of known IKE_SAs overtake queued IKE_SA_INITs) and runs timers
+_BATCH = 8
 
 
 class EngineLike(Protocol):
@@ -314,6 +319,8 @@ class Daemon:
         self._monitors: list[Callable[[Event], None]] = []  # monitor-sa clients
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._rxq = ReceiveQueue(self._known_spi)
+        self._draining = False
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -412,6 +419,7 @@ class Daemon:
     async def stop(self) -> None:
         """Delete SAs (best effort), close sockets, remove what the kernel backend installed."""
         dmn.basic("shutting down")
+        self._rxq.clear()  # what was read but not processed is for nobody now
         now = self.clock()
         with self.router.engine_call():
             self._guard("closing the engine", self.engine.close, now)
@@ -516,13 +524,48 @@ class Daemon:
             self._guard("handling timers", self.engine.tick, now)
         self._after_engine(ticked_at=now)
 
+    def _known_spi(self, spi: bytes) -> bool:
+        sas = getattr(self.engine, "sas", None)  # test fakes may have none: all equal then
+        return isinstance(sas, dict) and spi in sas
+
     def _on_datagram(self, datagram: Datagram) -> None:
-        now = self.clock()
-        with self.router.engine_call():
-            self._guard(
-                f"processing a packet from {datagram.src}", self.engine.receive, datagram, now
+        """Queue what the sockets read; the engine gets it in ``_drain``, by priority."""
+        if self._rxq.push(datagram) is None:
+            net.basic(
+                "dropping %d bytes from %s, receive queue full (%d queued, %d for no known IKE_SA)",
+                len(datagram.data),
+                datagram.src,
+                len(self._rxq),
+                self._rxq.queued(Priority.LOW),
             )
+            return
+        if self._loop is None:  # not started (tests): nothing would run a drain later
+            self._drain()
+        elif not self._draining:
+            self._draining = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        if not self._rxq:  # emptied by stop()
+            self._draining = False
+            return
+        with self.router.engine_call():
+            for _ in range(_BATCH):
+                datagram = self._rxq.pop()
+                if datagram is None:
+                    break
+                self._guard(
+                    f"processing a packet from {datagram.src}",
+                    self.engine.receive,
+                    datagram,
+                    self.clock(),
+                )
+                self._flush()  # answer now, not after the batch
         self._after_engine()
+        if self._rxq and self._loop is not None:
+            self._loop.call_soon(self._drain)
+        else:
+            self._draining = False
 
     def _on_acquire(self, reqid: int, src: str | None, dst: str | None) -> None:
         """The data plane caught a packet in a trap (XFRM ACQUIRE, TUN read), on the loop."""

@@ -61,6 +61,12 @@ SOL_UDP = getattr(socket, "SOL_UDP", 17)
 RECV_BUFFER = 65536  # larger than any UDP payload, so MSG_TRUNC means a broken sender
 _ANC_BUFFER = socket.CMSG_SPACE(20) * 2
 _BURST = 64  # datagrams read per wakeup before yielding to the loop
+# SO_RCVBUF for bursts: a few hundred initiators starting at once (a gateway restarting in
+# front of its road warriors) send ~1 KB IKE_SA_INITs costing ~2-4 KB of kernel memory each,
+# while the loop is busy with the crypto of a batch. The 208 KiB default overflows there and
+# the kernel drops datagrams that the initiators retransmit only seconds later.
+RCVBUF = 4 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # past net.core.rmem_max (root)
 
 EspHandler = Callable[[bytes, Endpoint, Endpoint], None]
 """``esp_handler(packet, src, dst)``: one ESP-in-UDP packet (SPI first, no UDP header)."""
@@ -147,6 +153,15 @@ def _dst_from_ancillary(family: int, ancdata: Iterable[tuple[int, int, bytes]]) 
         ):
             return socket.inet_ntop(socket.AF_INET6, data[:16])
     return None
+
+
+def _size_receive_buffer(sock: socket.socket) -> None:
+    """RCVBUF, past net.core.rmem_max when we may (CAP_NET_ADMIN), else up to it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
 
 
 @dataclass
@@ -265,6 +280,7 @@ class UdpEndpoints:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            _size_receive_buffer(sock)
             if natt and self.udp_encap:
                 try:
                     sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)

@@ -98,6 +98,44 @@ def test_loadgen_identities() -> None:
         gen.close()
 
 
+def test_both_responders_have_their_half_open_limits_off() -> None:
+    # the generator's slots share 8 source addresses: a per-IP limit (charon's and pqike's
+    # default block_threshold is 5) would measure ignored IKE_SA_INITs, not the responder
+    daemon = udpload.pq_responder("aes256-sha256-x25519")["daemon"]
+    assert daemon["cookie_threshold"] == daemon["block_threshold"] == 0
+    assert udpload.CHARON_OPTIONS["cookie_threshold"] >= 1000000
+    assert udpload.CHARON_OPTIONS["block_threshold"] >= 1000000
+
+
+def test_loadgen_processes_share_and_merge() -> None:
+    assert [loadgen.share(500, 3, i) for i in range(3)] == [167, 167, 166]
+    assert [loadgen.share(2, 3, i) for i in range(3)] == [1, 1, 0]
+    part = {"started": 2, "failed": 0, "timed_out": 0, "loadgen_cpu_s": 0.5}
+    merged = loadgen.merge(
+        [
+            {**part, "established": 2, "wall_s": 1.0, "latencies_s": [0.01, 0.03],
+             "errors": {"x": 1}},
+            {**part, "established": 2, "wall_s": 2.0, "latencies_s": [0.02, 0.04],
+             "errors": {"x": 2, "y": 1}},
+        ]
+    )  # fmt: skip
+    assert merged["established"] == 4 and merged["started"] == 4
+    assert merged["hs_per_s"] == 4 / 2.0  # over the longest process's wall time
+    assert merged["latencies_s"] == [0.01, 0.02, 0.03, 0.04]
+    assert merged["latency_median_ms"] == 30.0
+    assert merged["errors"] == {"x": 3, "y": 1}
+    assert merged["loadgen_cpu_s"] == 1.0
+
+
+def test_responder_cores_and_udp_counters() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    resp, gen = udpload.split_cpus(1)
+    assert resp == cpus[:1]
+    assert gen == (cpus[1:] or cpus)
+    counters = udpload.udp_counters(os.getpid())
+    assert {"InDatagrams", "RcvbufErrors"} <= set(counters)
+
+
 def test_microsecond_log_format() -> None:
     rec = logging.LogRecord("pqike.IKE", 25, __file__, 1, "initiating %s", ("x",), None)
     rec.sa = "home|1"

@@ -117,6 +117,33 @@ def _fixture(d: Path) -> None:
             },
         ],
     )
+    _write(d, "load_udp", LOAD_ROWS)
+
+
+def _load_row(impl: str, n: int, run: int, rate: float, done: int = 100) -> dict:
+    return {
+        "responder": impl,
+        "proposal": "3mlkem",
+        "concurrency": n,
+        "run": run,
+        "established": done,
+        "hs_per_s": rate,
+        "responder_cpu_ms_per_hs": 2.0 if impl == "pqike" else 1.0,
+        "latency_median_ms": 10.0 * n,
+        "latency_p90_ms": 20.0 * n,
+        "responder_cpus": "0",
+    }
+
+
+LOAD_ROWS = [
+    _load_row("pqike", 10, 0, 300.0),
+    _load_row("pqike", 10, 1, 340.0),
+    _load_row("pqike", 10, 2, 900.0),  # median of the three: 340
+    _load_row("pqike", 500, 0, 310.0),
+    _load_row("pqike", 500, 1, 0.0, done=0),  # established nothing: no point
+    _load_row("strongswan", 10, 0, 400.0),
+    _load_row("strongswan", 500, 0, 420.0),
+]
 
 
 def test_every_plot_renders(tmp_path: Path) -> None:
@@ -134,9 +161,30 @@ def test_every_plot_renders(tmp_path: Path) -> None:
         "mtu_sweep.png",
         "fragmentation.png",
         "throughput.png",
+        "load.png",
     }
     for p in out.iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_plot_draws_the_medians_per_concurrency(tmp_path: Path) -> None:
+    plot = _plot_module()
+    _write(tmp_path, "load_udp", LOAD_ROWS)
+    captured = []
+    orig = plot._save
+
+    def keep(fig, out, name):  # type: ignore[no-untyped-def]
+        captured.append(fig)
+        return orig(fig, out, name)
+
+    plot._save = keep
+    assert [p.name for p in plot.plot_load(tmp_path, tmp_path / "f")] == ["load.png"]
+    rate = captured[0].axes[0]  # first row (3mlkem), hs/s panel
+    lines = {ln.get_label(): ln for ln in rate.get_lines()}
+    assert list(lines["pqike"].get_xdata()) == [10.0, 500.0]
+    assert list(lines["pqike"].get_ydata()) == [340.0, 310.0]
+    assert list(lines["charon"].get_ydata()) == [400.0, 420.0]
+    assert "core(s) 0" in captured[0].texts[0].get_text()
 
 
 def test_fragment_axis_has_integer_ticks_and_dropped_methods_are_noted(tmp_path: Path) -> None:
