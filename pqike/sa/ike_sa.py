@@ -32,7 +32,7 @@ from pqike.wire.errors import DecodeError, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message
 from pqike.wire.payloads import Encrypted, EncryptedFragment, Notify, Payload, decode_payloads
-from pqike.wire.summary import describe
+from pqike.wire.summary import Described
 
 if TYPE_CHECKING:
     from pqike.kernel.base import KernelBackend
@@ -727,10 +727,10 @@ class IkeSa:
         role = "response" if out.is_response else "request"
         if out.exchange == ExchangeType.IKE_SA_INIT:
             plain = header.with_payloads(out.payloads)
-            self.enc("generating %s", describe(plain))
+            self.enc("generating %s", Described(plain))
             return [plain.encode()]
         assert self._out_cipher is not None
-        self.enc("generating %s", describe(header.with_payloads(out.payloads)))
+        self.enc("generating %s", Described(header, out.payloads))
         whole = wire_sk.protect(header, out.payloads, self._out_cipher)
         if out.exchange == ExchangeType.IKE_INTERMEDIATE:
             self._chain_int_auth(header, out.payloads, sent=True)
@@ -1033,7 +1033,7 @@ class IkeSa:
             self.enc("unsupported exchange type %s, ignored", ex)
             return None
         if ex == ExchangeType.IKE_SA_INIT:
-            self.enc("parsed %s", describe(message))
+            self.enc("parsed %s", Described(message))
             return Incoming(ex, message.message_id, message.response, message.payloads, raw)
         sealed = message.sealed
         if sealed is None or self._in_cipher is None:
@@ -1064,7 +1064,7 @@ class IkeSa:
         except SkError as e:
             self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
             return None
-        self.enc("parsed %s", describe(message, inner))
+        self.enc("parsed %s", Described(message, inner))
         if ex == ExchangeType.IKE_INTERMEDIATE:
             self._chain_int_auth(message, inner, sent=False)
         return Incoming(ex, message.message_id, message.response, inner, raw)

@@ -21,7 +21,7 @@ from pqike.wire.payloads import (
     UnknownPayload,
 )
 
-__all__ = ["describe", "notify_short_name", "payload_summary"]
+__all__ = ["Described", "describe", "notify_short_name", "payload_summary"]
 
 PAYLOAD_SHORT: dict[int, str] = {
     PayloadType.SA: "SA",
@@ -222,10 +222,25 @@ def payload_summary(payloads: Sequence[Payload]) -> str:
 
 def describe(message: Message, inner: Sequence[Payload] | None = None) -> str:
     """``IKE_AUTH request 4 [ IDi AUTH ... ]``; with ``inner``, those replace the SK payload
-    (what charon prints once a message is decrypted, or before it is encrypted)."""
+    (what charon prints once a message is decrypted), or follow the unprotected payloads of
+    a message not yet encrypted (what it prints before encrypting)."""
     payloads = list(message.payloads)
-    if inner is not None and message.sealed is not None:
-        payloads = payloads[:-1] + list(inner)
+    if inner is not None:
+        payloads = (payloads[:-1] if message.sealed is not None else payloads) + list(inner)
     exchange = getattr(message.exchange, "name", f"({message.exchange})")
     kind = "request" if message.is_request else "response"
     return f"{exchange} {kind} {message.message_id} {payload_summary(payloads)}"
+
+
+class Described:
+    """``describe`` deferred to ``str()``: as a log argument it costs nothing at a level that
+    is not logged (the summary walks every payload)."""
+
+    __slots__ = ("_inner", "_message")
+
+    def __init__(self, message: Message, inner: Sequence[Payload] | None = None) -> None:
+        self._message = message
+        self._inner = inner
+
+    def __str__(self) -> str:
+        return describe(self._message, self._inner)

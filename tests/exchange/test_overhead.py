@@ -1,0 +1,70 @@
+"""Work the responder skips (issue 12): log summaries at levels nobody reads, second
+decodings and re-encodings of messages whose bytes are at hand. Each test checks the
+result is the same as before, and that the work is gone."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import pqike.wire.summary as summary
+from pqike.events import EventKind
+from pqike.log import Subsystem
+from tests.exchange.peers import Net, make_pair, psk_config
+
+# x25519 + three ML-KEM: IKE_INTERMEDIATE rounds (IntAuth) and, at fragment_size 1280,
+# fragmented messages
+PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024-ke3_mlkem512"
+
+
+def _up(fragment_size: int = 1480) -> Net:
+    net = make_pair(
+        psk_config("carol", PROPOSAL, fragment_size=fragment_size),
+        psk_config("moon", PROPOSAL, fragment_size=fragment_size),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    for name in ("carol", "moon"):
+        kinds = [e.kind for e in net.peers[name].events]
+        assert EventKind.CHILD_ESTABLISHED in kinds, name
+    return net
+
+
+def _levels(caplog: pytest.LogCaptureFixture, level: int) -> None:
+    caplog.set_level(level, logger="pqike")
+    for sub in Subsystem:
+        caplog.set_level(level, logger=f"pqike.{sub.value}")
+
+
+def test_no_payload_summary_at_a_disabled_level(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _levels(caplog, logging.WARNING)  # charon level -1..0 of ENC: no "generating"/"parsed"
+    summarised: list[object] = []
+    one = summary._one
+    monkeypatch.setattr(summary, "_one", lambda p: summarised.append(p) or one(p))
+    _up()
+    assert summarised == []
+
+
+def test_payload_summaries_when_enabled(caplog: pytest.LogCaptureFixture) -> None:
+    _levels(caplog, 20)  # charon level 1
+    _up()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pqike.ENC"]
+    assert "generating IKE_SA_INIT request 0 [ SA KE No N(NATD_S_IP) N(NATD_D_IP) " in " ".join(
+        lines
+    )
+    assert any(line.startswith("parsed IKE_INTERMEDIATE request 1 [ KE ]") for line in lines)
+    assert any(line.startswith("generating IKE_AUTH response 4 [ IDr AUTH ") for line in lines)
+
+
+def test_describe_inner_follows_unprotected_payloads() -> None:
+    from pqike.wire.message import Message
+    from pqike.wire.payloads import KeyExchange, Nonce
+
+    header = Message(bytes(8), bytes(8), 43, 1, payloads=[Nonce(data=bytes(16))])
+    assert summary.describe(header, [KeyExchange()]) == "IKE_INTERMEDIATE request 1 [ No KE ]"
+    assert str(summary.Described(header, [KeyExchange()])) == summary.describe(
+        header, [KeyExchange()]
+    )
