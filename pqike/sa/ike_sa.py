@@ -31,7 +31,7 @@ from pqike.wire import sk as wire_sk
 from pqike.wire.errors import DecodeError, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message
-from pqike.wire.payloads import Encrypted, EncryptedFragment, Notify, Payload, decode_payloads
+from pqike.wire.payloads import Encrypted, EncryptedFragment, Notify, decode_payloads
 from pqike.wire.summary import Described
 
 if TYPE_CHECKING:
@@ -731,14 +731,15 @@ class IkeSa:
             return [plain.encode()]
         assert self._out_cipher is not None
         self.enc("generating %s", Described(header, out.payloads))
-        whole = wire_sk.protect(header, out.payloads, self._out_cipher)
+        inner = wire_sk.plain(out.payloads)  # encoded once: sealing, fragments and IntAuth
         if out.exchange == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(header, out.payloads, sent=True)
+            self._chain_int_auth(header, inner)
         limit = self._fragment_limit()
-        if limit is None or len(whole) <= limit:
-            return [whole]
-        packets = wire_sk.protect_fragments(header, out.payloads, self._out_cipher, limit)
-        self.enc("splitting IKE message (%d bytes) into %d fragments", len(whole), len(packets))
+        size = wire_sk.sealed_message_length(header, inner, self._out_cipher)
+        if limit is None or size <= limit:
+            return [wire_sk.protect(header, inner, self._out_cipher)]
+        packets = wire_sk.protect_fragments(header, inner, self._out_cipher, limit)
+        self.enc("splitting IKE message (%d bytes) into %d fragments", size, len(packets))
         for i in range(len(packets)):
             self.enc(
                 "generating %s %s %d [ EF(%d/%d) ]",
@@ -764,10 +765,11 @@ class IkeSa:
         size = self.svc.config.daemon.fragment_size_for(6 if v6 else 4)
         return wire_sk.max_message_length(size, v6, self._natt())
 
-    def _chain_int_auth(self, header: Message, inner: list[Payload], sent: bool) -> None:
-        """RFC 9242 §3.3.2: extend IntAuth_i (initiator's messages) or IntAuth_r."""
+    def _chain_int_auth(self, header: Message, inner: wire_sk.Plain) -> None:
+        """RFC 9242 §3.3.2: extend IntAuth_i (initiator's messages) or IntAuth_r, over the
+        plaintext as sent or as decrypted."""
         assert self.keys is not None and self.suite is not None
-        a, p = wire_sk.int_auth_a_p(header, inner)
+        a, p = wire_sk.int_auth_a_p(header, inner.plaintext, inner.first_inner)
         from_initiator = header.initiator
         if from_initiator:
             self.int_auth_i = int_auth(self.suite.prf, self.keys.sk_pi, self.int_auth_i, a, p)
@@ -1043,11 +1045,11 @@ class IkeSa:
             return None
         try:
             if isinstance(sealed, Encrypted):
-                _, inner = wire_sk.unprotect(raw, self._in_cipher)
+                opened: wire_sk.Opened | None = wire_sk.open_message(message, raw, self._in_cipher)
             else:
-                inner = self._open_fragment(message, raw, frags, ex_name, role)
-                if inner is None:
-                    return None
+                opened = self._open_fragment(message, raw, frags, ex_name, role)
+            if opened is None:
+                return None
         except IntegrityError:
             self.enc(
                 "integrity check of %s %s %d failed, dropped", ex_name, role, message.message_id
@@ -1064,16 +1066,16 @@ class IkeSa:
         except SkError as e:
             self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
             return None
-        self.enc("parsed %s", Described(message, inner))
+        self.enc("parsed %s", Described(message, opened.inner))
         if ex == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(message, inner, sent=False)
-        return Incoming(ex, message.message_id, message.response, inner, raw)
+            self._chain_int_auth(message, wire_sk.Plain(opened.first_inner, opened.plaintext))
+        return Incoming(ex, message.message_id, message.response, opened.inner, raw)
 
     def _open_fragment(
         self, message: Message, raw: bytes, frags: Reassembler, ex_name: str, role: str
-    ) -> list[Payload] | None:
+    ) -> wire_sk.Opened | None:
         assert self._in_cipher is not None
-        frag = wire_sk.unprotect_fragment(raw, self._in_cipher)
+        frag = wire_sk.unprotect_fragment(raw, self._in_cipher, message)
         number, total, first, chunk = frag.number, frag.total, frag.first_inner, frag.plaintext
         self.enc("parsed %s %s %d [ EF(%d/%d) ]", ex_name, role, message.message_id, number, total)
         # before IKE_AUTH completes the keys are IKE_SA_INIT's: anybody's (fragments.py)
@@ -1090,7 +1092,9 @@ class IkeSa:
         if res.verdict is FragmentVerdict.DROPPED:
             self.enc("fragment #%d of %d dropped: %s", number, total, res.reason)
             return None
-        inner = decode_payloads(res.first_inner, res.plaintext, 0)
+        opened = wire_sk.Opened(
+            decode_payloads(res.first_inner, res.plaintext, 0), res.first_inner, res.plaintext
+        )
         size = self._in_cipher.sealed_length(len(res.plaintext)) + 28 + 4
         self.enc(
             "received fragment #%d of %d, reassembled fragmented IKE message (%d bytes)",
@@ -1098,7 +1102,7 @@ class IkeSa:
             total,
             size,
         )
-        return inner
+        return opened
 
     def _answer_malformed(self, message: Message, error: DecodeError | PaddingError) -> None:
         """RFC 7296 §2.21.2/§2.21.3: an authenticated request we cannot parse is answered in

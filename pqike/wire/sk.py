@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+from pqike.wire.base import U16
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import IKE_HEADER_LEN
 from pqike.wire.message import Message, decode_message
@@ -31,14 +32,19 @@ from pqike.wire.payloads import (
 
 __all__ = [
     "Fragment",
+    "Opened",
+    "Plain",
     "SkCipherLike",
     "fragment_chunk_size",
     "fragment_plaintext_size",
     "int_auth_a_p",
     "max_message_length",
+    "open_message",
+    "plain",
     "protect",
     "protect_fragments",
     "protect_or_fragment",
+    "sealed_message_length",
     "unprotect",
     "unprotect_fragment",
 ]
@@ -69,6 +75,26 @@ class SkCipherLike(Protocol):
     def open(self, associated: bytes, body: bytes) -> bytes:
         """The plaintext without padding; raises on an integrity failure."""
         ...
+
+
+class Plain(NamedTuple):
+    """An inner payload chain encoded once: sealing, fragmenting and IntAuth share it."""
+
+    first_inner: int
+    plaintext: bytes
+
+
+def plain(inner: Sequence[Payload] | Plain) -> Plain:
+    """``inner`` encoded (unless it is already)."""
+    return inner if isinstance(inner, Plain) else Plain(*encode_payloads(inner))
+
+
+class Opened(NamedTuple):
+    """A verified and decrypted SK payload: the inner chain and the plaintext it came from."""
+
+    inner: list[Payload]
+    first_inner: int
+    plaintext: bytes
 
 
 class Fragment(NamedTuple):
@@ -110,11 +136,22 @@ def _unprotected(header: Message) -> list[Payload]:
     return list(header.payloads)
 
 
-def protect(header: Message, inner: Sequence[Payload], cipher: SkCipherLike) -> bytes:
+def protect(header: Message, inner: Sequence[Payload] | Plain, cipher: SkCipherLike) -> bytes:
     """``header`` (its payloads are sent unprotected) plus one SK payload sealing ``inner``."""
-    first_inner, plaintext = encode_payloads(inner)
+    first_inner, plaintext = plain(inner)
     return _seal(
         header, _unprotected(header), Encrypted(first_inner=first_inner), plaintext, cipher
+    )
+
+
+def sealed_message_length(header: Message, inner: Plain, cipher: SkCipherLike) -> int:
+    """Bytes of ``protect(header, inner, cipher)``, without sealing anything."""
+    _, unprotected = encode_chain(_unprotected(header), outer=True)
+    return (
+        IKE_HEADER_LEN
+        + len(unprotected)
+        + GENERIC_HEADER_LEN
+        + cipher.sealed_length(len(inner.plaintext))
     )
 
 
@@ -149,12 +186,12 @@ def fragment_plaintext_size(
 
 
 def protect_fragments(
-    header: Message, inner: Sequence[Payload], cipher: SkCipherLike, max_len: int
+    header: Message, inner: Sequence[Payload] | Plain, cipher: SkCipherLike, max_len: int
 ) -> list[bytes]:
     """RFC 7383: the inner chain split over SKF fragments 1..N of at most ``max_len`` bytes,
     each sealed with its own associated data. The first inner type and the unprotected
     payloads go in fragment 1 only; the latter shrink fragment 1's share of the plaintext."""
-    first_inner, plaintext = encode_payloads(inner)
+    first_inner, plaintext = plain(inner)
     unprotected = _unprotected(header)
     chunk = fragment_chunk_size(max_len, cipher.iv_len, cipher.icv_len, cipher.block_size)
     _, unprotected_bytes = encode_chain(unprotected, outer=True)
@@ -209,6 +246,11 @@ def unprotect(data: bytes, cipher: SkCipherLike) -> tuple[Message, list[Payload]
     """
     data = bytes(data)
     message = decode_message(data)
+    return message, open_message(message, data, cipher).inner
+
+
+def open_message(message: Message, data: bytes, cipher: SkCipherLike) -> Opened:
+    """``unprotect`` of a message already decoded from ``data`` (not decoded twice)."""
     sk = message.sealed
     if not isinstance(sk, Encrypted):
         what = "an SKF payload (use unprotect_fragment)" if sk else "no SK payload"
@@ -216,13 +258,17 @@ def unprotect(data: bytes, cipher: SkCipherLike) -> tuple[Message, list[Payload]
     assoc_len = len(data) - len(sk.body)
     plaintext = cipher.open(data[:assoc_len], sk.body)
     inner = decode_payloads(sk.first_inner, plaintext, assoc_len + cipher.iv_len)
-    return message, inner
+    return Opened(inner, sk.first_inner, plaintext)
 
 
-def unprotect_fragment(data: bytes, cipher: SkCipherLike) -> Fragment:
-    """Decode, verify and decrypt one SKF fragment; its plaintext is a share of the chain."""
+def unprotect_fragment(
+    data: bytes, cipher: SkCipherLike, message: Message | None = None
+) -> Fragment:
+    """Decode (unless ``message`` is ``data`` decoded already), verify and decrypt one SKF
+    fragment; its plaintext is a share of the chain."""
     data = bytes(data)
-    message = decode_message(data)
+    if message is None:
+        message = decode_message(data)
     skf = message.sealed
     if not isinstance(skf, EncryptedFragment):
         raise InvalidSyntax("message has no SKF payload", IKE_HEADER_LEN)
@@ -259,6 +305,11 @@ def int_auth_a_p(
     sealed = message.sealed
     unprotected = [q for q in message.payloads if q is not sealed]
     p = bytes(plaintext)
-    wire = message.with_payloads([*unprotected, Encrypted(first_inner=first_inner, body=p)])
-    encoded = wire.encode()
-    return encoded[: len(encoded) - len(p)], p
+    # the chain with an empty SK body, then the two lengths that P adds to: P itself is
+    # neither copied nor encoded again
+    first, chain = encode_chain([*unprotected, Encrypted(first_inner=first_inner)], outer=True)
+    sk_len = GENERIC_HEADER_LEN + len(p)
+    if sk_len > U16:
+        raise EncodeError(f"SK payload of {sk_len} bytes exceeds 65535")
+    head = message.header(first, IKE_HEADER_LEN + len(chain) + len(p))
+    return head + chain[:-2] + sk_len.to_bytes(2, "big"), p

@@ -68,3 +68,47 @@ def test_describe_inner_follows_unprotected_payloads() -> None:
     assert str(summary.Described(header, [KeyExchange()])) == summary.describe(
         header, [KeyExchange()]
     )
+
+
+def _messages(net: Net, sender: str) -> set[tuple[int, int, bool]]:
+    """(exchange, message ID, response) of the protected messages ``sender`` sent."""
+    from pqike.wire.iana import ExchangeType
+    from pqike.wire.message import decode_header
+
+    out = set()
+    for d in net.log:
+        m = decode_header(d.data)
+        if (m.initiator == (sender == "carol")) != m.response and (
+            m.exchange != ExchangeType.IKE_SA_INIT
+        ):
+            out.add((int(m.exchange), m.message_id, m.response))
+    return out
+
+
+@pytest.mark.parametrize("fragment_size", [1480, 1280])
+def test_received_messages_decoded_once(
+    monkeypatch: pytest.MonkeyPatch, fragment_size: int
+) -> None:
+    import pqike.wire.sk as sk
+
+    again: list[bytes] = []
+    decode = sk.decode_message
+    monkeypatch.setattr(sk, "decode_message", lambda d: again.append(d) or decode(d))
+    _up(fragment_size)
+    assert again == []  # the engine's decoding is the only one
+
+
+@pytest.mark.parametrize("fragment_size", [1480, 1280])
+def test_inner_chain_encoded_once_per_message(
+    monkeypatch: pytest.MonkeyPatch, fragment_size: int
+) -> None:
+    """Sealing, fragmenting and IntAuth share one encoding of the inner payloads."""
+    import pqike.wire.sk as sk
+
+    encoded: list[int] = []
+    encode = sk.encode_payloads
+    monkeypatch.setattr(sk, "encode_payloads", lambda p: encoded.append(1) or encode(p))
+    net = _up(fragment_size)
+    sent = _messages(net, "carol") | _messages(net, "moon")
+    assert len(sent) >= 8  # IKE_INTERMEDIATE x3 and IKE_AUTH, both ways
+    assert len(encoded) == len(sent)
