@@ -211,3 +211,34 @@ def test_import_is_lazy() -> None:
         check=True,
     ).stdout
     assert out.strip() == "[]"
+
+
+_MLKEM = (KeMethod.ML_KEM_512, KeMethod.ML_KEM_768, KeMethod.ML_KEM_1024)
+
+
+def test_mlkem_prefers_the_fastest_provider() -> None:
+    """liboqs before cryptography before pqcrypto (bench/README.md, "KE providers")."""
+    for method in _MLKEM:
+        assert registry.get(method).provider_names == ("liboqs", "cryptography", "pqcrypto")
+    if registry.get(KeMethod.ML_KEM_768).provider_status()["liboqs"] == "ok":
+        assert all(registry.get(m).backend().provider.name == "liboqs" for m in _MLKEM)
+
+
+def test_providers_env_puts_a_provider_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(registry.PROVIDERS_ENV, " pqcrypto, nonesuch,cryptography ")
+    assert registry._preferred(("liboqs", "cryptography", "pqcrypto")) == (
+        "pqcrypto",
+        "cryptography",
+        "liboqs",
+    )
+    assert registry._preferred(("cryptography-xdh",)) == ("cryptography-xdh",)
+    monkeypatch.delenv(registry.PROVIDERS_ENV)
+    assert registry._preferred(("liboqs", "cryptography")) == ("liboqs", "cryptography")
+
+
+def test_cli_names_the_provider_chosen_by_env() -> None:
+    proc, _ = _run_kem("--json", env_extra={registry.PROVIDERS_ENV: "cryptography"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert rows[int(KeMethod.ML_KEM_768)]["provider"] == "cryptography"
+    assert next(iter(rows[int(KeMethod.ML_KEM_768)]["providers"])) == "cryptography"
