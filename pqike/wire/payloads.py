@@ -527,7 +527,8 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
                     f"{payload_name(ptype)} payload inside an encrypted payload", off
                 )
             payload = cls.decode_body(next_type, reader)
-            reader.done(f"{payload_name(ptype)} payload")
+            if reader.left:  # the name only for the error: building it is most of the cost
+                reader.done(f"{payload_name(ptype)} payload")
         payload.critical = bool(flags & CRITICAL)
         payload.reserved_bits = flags & ~CRITICAL
         payloads.append(payload)

@@ -112,3 +112,14 @@ def test_inner_chain_encoded_once_per_message(
     sent = _messages(net, "carol") | _messages(net, "moon")
     assert len(sent) >= 8  # IKE_INTERMEDIATE x3 and IKE_AUTH, both ways
     assert len(encoded) == len(sent)
+
+
+def test_decoding_valid_messages_builds_no_error_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Payload names are for error messages: a valid handshake needs none of them."""
+    import pqike.wire.payloads as payloads
+
+    named: list[int] = []
+    name = payloads.payload_name
+    monkeypatch.setattr(payloads, "payload_name", lambda t: named.append(t) or name(t))
+    _up(1280)
+    assert named == []
