@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pqike.wire.errors import InvalidMajorVersion, InvalidSyntax
 from pqike.wire.iana import (
@@ -103,7 +103,19 @@ class Message:
 
     def with_payloads(self, payloads: Sequence[Payload]) -> Message:
         """The same header fields with another payload list."""
-        return replace(self, payloads=list(payloads))
+        # dataclasses.replace() would look up every field by name and re-run __post_init__
+        return Message(
+            self.spi_i,
+            self.spi_r,
+            self.exchange,
+            self.message_id,
+            list(payloads),
+            self.initiator,
+            self.response,
+            self.version_flag,
+            self.reserved_flags,
+            self.version,
+        )
 
 
 def decode_header(data: bytes) -> Message:

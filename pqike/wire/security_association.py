@@ -27,6 +27,7 @@ __all__ = ["Proposal", "SecurityAssociation", "Transform", "TransformAttribute"]
 _MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
 _MORE_TRANSFORMS = 3
 _ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
+_TRANSFORM_HEADER = struct.Struct("!BBHBBH")
 
 _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
     TransformType.ENCR: EncrId,
@@ -107,6 +108,16 @@ class Transform:
     def decode(cls, r: Reader) -> tuple[Transform, bool]:
         """The transform and whether it says it is the last one."""
         start = r.offset
+        if r.left >= 8:  # the whole header at once; shorter ones fail field by field below
+            more, res1, length, ttype, res2, tid = _TRANSFORM_HEADER.unpack_from(r.data, r.pos)
+            if more in (0, _MORE_TRANSFORMS) and 8 <= length <= r.left:
+                attrs: list[TransformAttribute] = []
+                if length > 8:
+                    body = Reader(r.data[r.pos + 8 : r.pos + length], start + 8)
+                    while body.left:
+                        attrs.append(TransformAttribute.decode(body))
+                r.pos += length
+                return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
         more = r.u8("transform Last Substruc")
         if more not in (0, _MORE_TRANSFORMS):
             raise InvalidSyntax(f"transform Last Substruc {more} (0 or 3 expected)", start)
@@ -123,7 +134,7 @@ class Transform:
         ttype = as_enum(TransformType, body.u8("transform type"))
         res2 = body.u8("transform header")
         tid = body.u16("transform ID")
-        attrs: list[TransformAttribute] = []
+        attrs = []
         while body.left:
             attrs.append(TransformAttribute.decode(body))
         return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
