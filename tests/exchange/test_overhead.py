@@ -123,3 +123,46 @@ def test_decoding_valid_messages_builds_no_error_text(monkeypatch: pytest.Monkey
     monkeypatch.setattr(payloads, "payload_name", lambda t: named.append(t) or name(t))
     _up(1280)
     assert named == []
+
+
+def test_log_lines_do_not_walk_the_stack(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No charon-style line prints a source file and line: finding them is not worth it."""
+    from pqike.log import get_logger
+
+    _levels(caplog, 20)
+    walked: list[object] = []
+    find = logging.Logger.findCaller
+    monkeypatch.setattr(
+        logging.Logger, "findCaller", lambda *a, **k: walked.append(a) or find(*a, **k)
+    )
+    get_logger(Subsystem.ENC, "home|1")("parsed %s request %d", "IKE_AUTH", 1)
+    [record] = [r for r in caplog.records if r.name == "pqike.ENC"]
+    assert (record.getMessage(), record.sa, record.levelno) == (
+        "parsed IKE_AUTH request 1",
+        "home|1",
+        20,
+    )  # type: ignore[attr-defined]
+    assert walked == []
+
+
+def test_formatter_renders_the_clock_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from pqike.log import _Formatter
+
+    rendered: list[str] = []
+    strftime = time.strftime
+    monkeypatch.setattr(time, "strftime", lambda f, t=None: rendered.append(f) or strftime(f, t))
+    fmt = _Formatter()
+    lines = []
+    for created in (1000.25, 1000.5, 1000.75, 1001.0):
+        record = logging.LogRecord("pqike.ENC", 20, "", 0, "line %d", (1,), None)
+        record.created, record.msecs = created, (created % 1) * 1000
+        record.sa = "home|1"
+        lines.append(fmt.format(record))
+    assert len(rendered) == 2  # seconds 1000 and 1001
+    hms = strftime("%H:%M:%S", time.localtime(1000))
+    assert lines[0] == f"{hms}.250 [ENC] <home|1> line 1"
+    assert lines[3].endswith(".000 [ENC] <home|1> line 1")
