@@ -4,7 +4,7 @@ log line of a new CHILD_SA."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -77,12 +77,13 @@ def responder_select(
     sa: IkeSa,
     received: Sequence[Proposal],
     configured: Sequence[Proposal],
-    what: str,
+    what: str | Callable[[], str],
     *,
     strip_ke: bool = False,
 ) -> Proposal:
     """Select as responder; on failure log why (received vs configured, the first
-    transform type that did not match) and raise NO_PROPOSAL_CHOSEN. Private-use IDs are
+    transform type that did not match) and raise NO_PROPOSAL_CHOSEN naming ``what`` (a
+    callable if the name takes work: only a failure needs it). Private-use IDs are
     only selected if the peer sent strongSwan's vendor ID (or accept_private_algs)."""
     skipped: list[Transform] = []
     try:
@@ -98,7 +99,8 @@ def responder_select(
         _log_private_skipped(sa, [str(t) for t in skipped])
         for line in e.diagnosis.log_lines():
             sa.cfg("%s", line)
-        raise TaskFailed(f"{what}: no acceptable proposal", NotifyType.NO_PROPOSAL_CHOSEN) from e
+        label = what() if callable(what) else what
+        raise TaskFailed(f"{label}: no acceptable proposal", NotifyType.NO_PROPOSAL_CHOSEN) from e
     _log_private_skipped(sa, [str(t) for t in skipped])
     return selected
 

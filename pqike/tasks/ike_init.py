@@ -382,7 +382,7 @@ class IkeInit(Task):
             sa,
             received,
             self.proposals,
-            f"IKE_SA_INIT (received {format_proposals(received)})",
+            lambda: f"IKE_SA_INIT (received {format_proposals(received)})",
         )
         self.cfg("selected proposal: %s", selected)
         ke_t = selected.first(TransformType.KE)

@@ -166,3 +166,26 @@ def test_formatter_renders_the_clock_once_a_second(monkeypatch: pytest.MonkeyPat
     hms = strftime("%H:%M:%S", time.localtime(1000))
     assert lines[0] == f"{hms}.250 [ENC] <home|1> line 1"
     assert lines[3].endswith(".000 [ENC] <home|1> line 1")
+
+
+def test_received_proposals_formatted_only_for_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pqike.tasks.ike_init as ike_init
+
+    formatted: list[object] = []
+    fmt = ike_init.format_proposals
+    monkeypatch.setattr(ike_init, "format_proposals", lambda p: formatted.append(p) or fmt(p))
+    _up()
+    assert formatted == []
+    # a mismatch still names what the peer sent
+    net = make_pair(
+        psk_config("carol", PROPOSAL),
+        psk_config("moon", PROPOSAL, moon_proposals="aes256-sha256-x25519-ke1_mlkem1024"),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    [event] = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
+    assert "IKE_SA_INIT (received IKE:AES_CBC_256/HMAC_SHA2_256_128/" in event.message
+    assert "no acceptable proposal" in event.message
+    assert formatted
