@@ -56,11 +56,11 @@ def aes_xcbc_mac(key: bytes, data: bytes) -> bytes:
     return out[-AES_BLOCK:]
 
 
-_INTEG_HASH: dict[IntegId, type[hashes.HashAlgorithm]] = {
-    IntegId.HMAC_SHA1_96: hashes.SHA1,
-    IntegId.HMAC_SHA2_256_128: hashes.SHA256,
-    IntegId.HMAC_SHA2_384_192: hashes.SHA384,
-    IntegId.HMAC_SHA2_512_256: hashes.SHA512,
+_INTEG_HASH: dict[IntegId, hashes.HashAlgorithm] = {  # stateless: one object each
+    IntegId.HMAC_SHA1_96: hashes.SHA1(),
+    IntegId.HMAC_SHA2_256_128: hashes.SHA256(),
+    IntegId.HMAC_SHA2_384_192: hashes.SHA384(),
+    IntegId.HMAC_SHA2_512_256: hashes.SHA512(),
 }
 
 
@@ -70,7 +70,7 @@ def integ_icv(integ: IntegId, key: bytes, data: bytes) -> bytes:
     if len(key) != spec.key_len:
         raise ValueError(f"{spec.integ.name} needs a {spec.key_len}-byte key, got {len(key)}")
     if spec.integ in _INTEG_HASH:
-        full = hmac_digest(_INTEG_HASH[spec.integ](), key, data)
+        full = hmac_digest(_INTEG_HASH[spec.integ], key, data)
     elif spec.integ == IntegId.AES_XCBC_96:
         full = aes_xcbc_mac(key, data)
     elif spec.integ == IntegId.AES_CMAC_96:

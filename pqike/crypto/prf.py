@@ -16,11 +16,12 @@ __all__ = ["PRF_PLUS_MAX_BLOCKS", "prf", "prf_plus"]
 
 PRF_PLUS_MAX_BLOCKS = 255
 
-_PRF_HASH: dict[PrfId, type[hashes.HashAlgorithm]] = {
-    PrfId.HMAC_SHA1: hashes.SHA1,
-    PrfId.HMAC_SHA2_256: hashes.SHA256,
-    PrfId.HMAC_SHA2_384: hashes.SHA384,
-    PrfId.HMAC_SHA2_512: hashes.SHA512,
+# one (stateless) hash object per PRF: prf() runs dozens of times per handshake
+_PRF_HASH: dict[int, hashes.HashAlgorithm] = {
+    PrfId.HMAC_SHA1: hashes.SHA1(),
+    PrfId.HMAC_SHA2_256: hashes.SHA256(),
+    PrfId.HMAC_SHA2_384: hashes.SHA384(),
+    PrfId.HMAC_SHA2_512: hashes.SHA512(),
 }
 
 
@@ -38,9 +39,10 @@ def _cmac_prf_key(key: bytes) -> bytes:
 
 def prf(prf_id: PrfId, key: bytes, data: bytes) -> bytes:
     """prf(K, S) of the negotiated PRF transform."""
+    hash_alg = _PRF_HASH.get(prf_id)
+    if hash_alg is not None:
+        return hmac_digest(hash_alg, key, data)
     spec = prf_spec(prf_id)
-    if spec.prf in _PRF_HASH:
-        return hmac_digest(_PRF_HASH[spec.prf](), key, data)
     if spec.prf == PrfId.AES128_XCBC:
         return aes_xcbc_mac(_xcbc_prf_key(key), data)
     if spec.prf == PrfId.AES128_CMAC:

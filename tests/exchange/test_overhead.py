@@ -189,3 +189,20 @@ def test_received_proposals_formatted_only_for_a_failure(
     assert "IKE_SA_INIT (received IKE:AES_CBC_256/HMAC_SHA2_256_128/" in event.message
     assert "no acceptable proposal" in event.message
     assert formatted
+
+
+def test_hmac_prf_needs_no_spec_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HMAC PRFs go straight to their hash (RFC 4231 test case 2 for the value)."""
+    import hmac
+
+    import pqike.crypto.prf as prf
+    from pqike.wire.iana import PrfId
+
+    def refused(_: int) -> None:
+        raise AssertionError("prf_spec looked up for an HMAC PRF")
+
+    monkeypatch.setattr(prf, "prf_spec", refused)
+    key, data = b"Jefe", b"what do ya want for nothing?"
+    for prf_id, name in ((PrfId.HMAC_SHA2_256, "sha256"), (PrfId.HMAC_SHA1, "sha1")):
+        assert prf.prf(prf_id, key, data) == hmac.digest(key, data, name)
+    assert prf.prf(PrfId.HMAC_SHA2_256, key, data).hex().startswith("5bdcc146bf60754e")
