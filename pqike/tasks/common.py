@@ -123,14 +123,15 @@ def _log_private_skipped(sa: IkeSa, names: list[str]) -> None:
 
 
 def child_established(sa: IkeSa, child: ChildSa, rekeyed: ChildSa | None = None) -> None:
-    sa.log(
-        "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
-        child.label,
-        child.spi_in,
-        child.spi_out,
-        fmt(child.local_ts),
-        fmt(child.remote_ts),
-    )
+    if sa.log.enabled(1):  # formatting the selectors is most of the line's cost
+        sa.log(
+            "CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
+            child.label,
+            child.spi_in,
+            child.spi_out,
+            fmt(child.local_ts),
+            fmt(child.remote_ts),
+        )
     if rekeyed is not None:
         sa.emit(EventKind.CHILD_REKEYED, f"{rekeyed.label} -> {child.label}", child)
     else:

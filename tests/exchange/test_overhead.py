@@ -206,3 +206,23 @@ def test_hmac_prf_needs_no_spec_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     for prf_id, name in ((PrfId.HMAC_SHA2_256, "sha256"), (PrfId.HMAC_SHA1, "sha1")):
         assert prf.prf(prf_id, key, data) == hmac.digest(key, data, name)
     assert prf.prf(PrfId.HMAC_SHA2_256, key, data).hex().startswith("5bdcc146bf60754e")
+
+
+def test_child_selectors_formatted_only_when_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pqike.tasks.common as common
+
+    formatted: list[object] = []
+    fmt = common.fmt
+    monkeypatch.setattr(common, "fmt", lambda ts: formatted.append(ts) or fmt(ts))
+    _levels(caplog, 25)  # charon level 0: "CHILD_SA ... established" is level 1
+    _up()
+    assert formatted == []
+    _levels(caplog, 20)
+    _up()
+    assert any(
+        "established with SPIs" in r.getMessage() and "=== 10.3.0.1/32" in r.getMessage()
+        for r in caplog.records
+    )
+
