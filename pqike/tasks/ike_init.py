@@ -55,10 +55,15 @@ SIGNATURE_HASHES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed(host: str) -> bytes:
+    # three NAT-D hashes per IKE_SA_INIT over the same few addresses: parse each once
+    return ipaddress.ip_address(host).packed
+
+
 def natd_hash(spi_i: bytes, spi_r: bytes, host: str, port: int) -> bytes:
     """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port)."""
-    ip = ipaddress.ip_address(host).packed
-    return hashlib.sha1(spi_i + spi_r + ip + struct.pack("!H", port)).digest()
+    return hashlib.sha1(spi_i + spi_r + _packed(host) + struct.pack("!H", port)).digest()
 
 
 def ike_suite(p: Proposal) -> IkeSuite:

@@ -226,3 +226,16 @@ def test_child_selectors_formatted_only_when_logged(
         for r in caplog.records
     )
 
+
+def test_natd_hash_parses_an_address_once() -> None:
+    import hashlib
+    import ipaddress
+
+    from pqike.tasks import ike_init
+
+    ike_init._packed.cache_clear()
+    spi_i, spi_r = bytes(range(8)), bytes(range(8, 16))
+    for host in ("192.0.2.1", "2001:db8::1", "192.0.2.1"):
+        want = hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(host).packed + b"\x11\x94")
+        assert ike_init.natd_hash(spi_i, spi_r, host, 4500) == want.digest()
+    assert ike_init._packed.cache_info().misses == 2
