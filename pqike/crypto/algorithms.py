@@ -110,24 +110,24 @@ def _name(enum_type: type, value: int) -> str:
 
 
 def encr_spec(encr: int) -> EncrSpec:
-    try:
-        return _ENCR[EncrId(encr)]
-    except (KeyError, ValueError):
-        raise UnsupportedTransform(f"unsupported ENCR transform {_name(EncrId, encr)}") from None
+    spec = _ENCR.get(encr)  # type: ignore[call-overload]  # an int finds its IntEnum key
+    if spec is None:
+        raise UnsupportedTransform(f"unsupported ENCR transform {_name(EncrId, encr)}")
+    return spec
 
 
 def integ_spec(integ: int) -> IntegSpec:
-    try:
-        return _INTEG[IntegId(integ)]
-    except (KeyError, ValueError):
-        raise UnsupportedTransform(f"unsupported INTEG transform {_name(IntegId, integ)}") from None
+    spec = _INTEG.get(integ)  # type: ignore[call-overload]  # an int finds its IntEnum key
+    if spec is None:
+        raise UnsupportedTransform(f"unsupported INTEG transform {_name(IntegId, integ)}")
+    return spec
 
 
 def prf_spec(prf: int) -> PrfSpec:
-    try:
-        return _PRF[PrfId(prf)]
-    except (KeyError, ValueError):
-        raise UnsupportedTransform(f"unsupported PRF transform {_name(PrfId, prf)}") from None
+    spec = _PRF.get(prf)  # type: ignore[call-overload]  # an int finds its IntEnum key
+    if spec is None:
+        raise UnsupportedTransform(f"unsupported PRF transform {_name(PrfId, prf)}")
+    return spec
 
 
 def encr_key_len(encr: int, key_bits: int | None) -> int:

@@ -239,3 +239,25 @@ def test_natd_hash_parses_an_address_once() -> None:
         want = hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(host).packed + b"\x11\x94")
         assert ike_init.natd_hash(spi_i, spi_r, host, 4500) == want.digest()
     assert ike_init._packed.cache_info().misses == 2
+
+
+def test_transform_specs_found_without_enum_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SK and key derivation look their transforms up per message: a plain dict lookup."""
+    import pqike.crypto.algorithms as alg
+    from pqike.wire.iana import EncrId, IntegId, PrfId
+
+    built: list[int] = []
+    for enum in (EncrId, IntegId, PrfId):
+
+        def counted(value: int, enum: type = enum) -> object:
+            built.append(value)
+            return enum(value)
+
+        counted.__name__ = enum.__name__
+        monkeypatch.setattr(alg, enum.__name__, counted)
+    assert alg.encr_spec(12).encr == EncrId.AES_CBC
+    assert alg.integ_spec(12).icv_len == 16
+    assert alg.prf_spec(5).out_len == 32
+    assert built == []
+    with pytest.raises(alg.UnsupportedTransform, match="unsupported ENCR transform EncrId 999"):
+        alg.encr_spec(999)
