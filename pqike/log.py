@@ -60,6 +60,9 @@ def _py_level(charon_level: int) -> int:
     return 25 - 5 * min(charon_level, 4)
 
 
+_BASIC, _AUDIT, _CONTROL, _RAW, _PRIVATE = (_py_level(n) for n in range(5))
+
+
 class _Formatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
@@ -98,30 +101,40 @@ class Logger:
     def enabled(self, level: int) -> bool:
         return self._log.isEnabledFor(_py_level(level))
 
+    def _emit(self, py: int, msg: str, args: tuple[Any, ...]) -> None:
+        # straight to the handlers: Logger.log() would first walk the stack for the
+        # caller's file and line, which no charon-style line prints (a third of its cost)
+        log = self._log
+        extra = {"sa": self.sa}
+        log.handle(log.makeRecord(log.name, py, "", 0, msg, args, None, extra=extra))
+
+    # A handshake makes dozens of calls below, most at levels not logged: each is one
+    # isEnabledFor (cached by logging) and nothing else.
     def log(self, level: int, msg: str, *args: Any) -> None:
         py = _py_level(level)
-        log = self._log
-        if log.isEnabledFor(py):
-            # straight to the handlers: Logger.log() would first walk the stack for the
-            # caller's file and line, which no charon-style line prints (a third of its cost)
-            extra = {"sa": self.sa}
-            log.handle(log.makeRecord(log.name, py, "", 0, msg, args, None, extra=extra))
+        if self._log.isEnabledFor(py):
+            self._emit(py, msg, args)
 
     def __call__(self, msg: str, *args: Any) -> None:
         """Level 1 (audit), the default charon level."""
-        self.log(1, msg, *args)
+        if self._log.isEnabledFor(_AUDIT):
+            self._emit(_AUDIT, msg, args)
 
     def basic(self, msg: str, *args: Any) -> None:
-        self.log(0, msg, *args)
+        if self._log.isEnabledFor(_BASIC):
+            self._emit(_BASIC, msg, args)
 
     def control(self, msg: str, *args: Any) -> None:
-        self.log(2, msg, *args)
+        if self._log.isEnabledFor(_CONTROL):
+            self._emit(_CONTROL, msg, args)
 
     def raw(self, msg: str, *args: Any) -> None:
-        self.log(3, msg, *args)
+        if self._log.isEnabledFor(_RAW):
+            self._emit(_RAW, msg, args)
 
     def private(self, msg: str, *args: Any) -> None:
-        self.log(4, msg, *args)
+        if self._log.isEnabledFor(_PRIVATE):
+            self._emit(_PRIVATE, msg, args)
 
 
 def get_logger(subsystem: Subsystem, sa: str = "") -> Logger:

@@ -261,3 +261,21 @@ def test_transform_specs_found_without_enum_construction(monkeypatch: pytest.Mon
     assert built == []
     with pytest.raises(alg.UnsupportedTransform, match="unsupported ENCR transform EncrId 999"):
         alg.encr_spec(999)
+
+
+def test_disabled_log_call_is_one_level_check(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pqike.log as pqlog
+
+    _levels(caplog, 25)  # charon level 0
+    lg = pqlog.get_logger(Subsystem.ENC, "home|1")
+
+    def translated(level: int) -> int:
+        raise AssertionError("charon level translated per call")
+
+    monkeypatch.setattr(pqlog, "_py_level", translated)
+    lg("audit %s", "off")
+    lg.control("control %s", "off")
+    lg.basic("basic %s", "on")
+    assert [(r.getMessage(), r.levelno) for r in caplog.records] == [("basic on", 25)]
