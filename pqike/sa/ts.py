@@ -55,7 +55,13 @@ class TrafficSelector:
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The CIDR blocks covering the address range (kernel policies want prefixes)."""
-        return list(ipaddress.summarize_address_range(self.start, self.end))  # type: ignore[arg-type]
+        # computed once per selector (a CHILD_SA install asks several times); frozen, so the
+        # cache goes into __dict__ past __setattr__, and it is no field (eq, hash, repr)
+        nets = self.__dict__.get("_networks")
+        if nets is None:
+            nets = tuple(ipaddress.summarize_address_range(self.start, self.end))  # type: ignore[arg-type]
+            self.__dict__["_networks"] = nets
+        return list(nets)
 
     def __str__(self) -> str:
         nets = self.networks()

@@ -279,3 +279,23 @@ def test_disabled_log_call_is_one_level_check(
     lg.control("control %s", "off")
     lg.basic("basic %s", "on")
     assert [(r.getMessage(), r.levelno) for r in caplog.records] == [("basic on", 25)]
+
+
+def test_selector_networks_summarised_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    from pqike.sa.ts import TrafficSelector
+
+    calls: list[object] = []
+    summarize = ipaddress.summarize_address_range
+    monkeypatch.setattr(
+        ipaddress, "summarize_address_range", lambda a, b: calls.append(a) or summarize(a, b)
+    )
+    ts = TrafficSelector(ipaddress.ip_address("10.1.0.0"), ipaddress.ip_address("10.1.1.255"))
+    nets = ts.networks()
+    nets.append(ipaddress.ip_network("192.0.2.0/24"))  # the caller's copy, not the cache
+    assert ts.networks() == [ipaddress.ip_network("10.1.0.0/23")]
+    assert str(ts) == "10.1.0.0/23"
+    assert len(calls) == 1
+    fresh = TrafficSelector(ts.start, ts.end)
+    assert fresh == ts and hash(fresh) == hash(ts) and repr(fresh) == repr(ts)
