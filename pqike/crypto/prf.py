@@ -7,6 +7,7 @@ Tn = prf(K, Tn-1|S|n), a 1-byte counter, so at most 255 blocks.
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as _chmac
 
 from pqike.crypto.algorithms import UnsupportedTransform, prf_spec
 from pqike.crypto.mac import AES_BLOCK, aes_cmac, aes_xcbc_mac, hmac_digest
@@ -58,11 +59,19 @@ def prf_plus(prf_id: PrfId, key: bytes, seed: bytes, length: int) -> bytes:
             f"prf+ can produce at most {PRF_PLUS_MAX_BLOCKS * block_len} bytes "
             f"with {PrfId(prf_id).name}, {length} requested"
         )
+    hash_alg = _PRF_HASH.get(prf_id)
+    # HMAC: the key is set up once and each block starts from a copy of that state
+    keyed = _chmac.HMAC(key, hash_alg) if hash_alg is not None else None
     out = bytearray()
     t = b""
     counter = 1
     while len(out) < length:
-        t = prf(prf_id, key, t + seed + bytes([counter]))
+        if keyed is not None:
+            h = keyed.copy()
+            h.update(t + seed + bytes([counter]))
+            t = h.finalize()
+        else:
+            t = prf(prf_id, key, t + seed + bytes([counter]))
         out += t
         counter += 1
     return bytes(out[:length])

@@ -299,3 +299,24 @@ def test_selector_networks_summarised_once(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(calls) == 1
     fresh = TrafficSelector(ts.start, ts.end)
     assert fresh == ts and hash(fresh) == hash(ts) and repr(fresh) == repr(ts)
+
+
+def test_prf_plus_keys_hmac_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prf+ (RFC 7296 §2.13) over seven SHA-256 blocks: one keyed HMAC, copied per block."""
+    import hmac as std_hmac
+
+    from cryptography.hazmat.primitives import hmac as pyca_hmac
+
+    from pqike.crypto.prf import prf_plus
+    from pqike.wire.iana import PrfId
+
+    keyed: list[bytes] = []
+    real = pyca_hmac.HMAC
+    monkeypatch.setattr(pyca_hmac, "HMAC", lambda key, alg: keyed.append(key) or real(key, alg))
+    key, seed = bytes(range(32)), b"Ni|Nr|SPIi|SPIr"
+    want, t = b"", b""
+    for n in range(1, 8):  # the definition, with the standard library's HMAC
+        t = std_hmac.digest(key, t + seed + bytes([n]), "sha256")
+        want += t
+    assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 200) == want[:200]
+    assert keyed == [key]
