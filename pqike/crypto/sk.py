@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from pqike.crypto.algorithms import (
     IkeSuite,
@@ -58,8 +58,9 @@ class Direction(StrEnum):
     INBOUND = "in"
 
 
-_GCM = (EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16)
 _CCM = (EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16)
+_NON_AES = (EncrId.CHACHA20_POLY1305,)
+AeadObject = AESGCM | AESCCM | ChaCha20Poly1305
 
 
 class SkCipher:
@@ -99,6 +100,7 @@ class SkCipher:
             self._key, self._salt = bytes(encr_key[:cut]), bytes(encr_key[cut:])
             self._integ_key = b""
             self._iv_counter = int.from_bytes(os.urandom(8), "big")
+            self._aead = self._aead_object(spec.encr, self._key, spec.icv_len)
         else:
             ispec = integ_spec(integ)
             if len(integ_key) != ispec.key_len:
@@ -110,6 +112,9 @@ class SkCipher:
             self._key, self._salt = bytes(encr_key), b""
             self._integ_key = bytes(integ_key)
             self._iv_counter = 0
+            self._aead = None
+        # the key schedule of the cipher set up once per SA and direction, not per message
+        self._aes = algorithms.AES(self._key) if self.encr not in _NON_AES else None
 
     @classmethod
     def for_ike(
@@ -154,7 +159,7 @@ class SkCipher:
         padded = plaintext + bytes(pad_len) + bytes([pad_len])
         if self.is_aead:
             return iv + self._aead_encrypt(iv, padded, associated)
-        enc = Cipher(algorithms.AES(self._key), modes.CBC(iv)).encryptor()
+        enc = Cipher(self._aes, modes.CBC(iv)).encryptor()  # type: ignore[arg-type]
         ct = enc.update(padded) + enc.finalize()
         return iv + ct + integ_icv(self.integ, self._integ_key, associated + iv + ct)
 
@@ -181,7 +186,7 @@ class SkCipher:
             expected = integ_icv(self.integ, self._integ_key, associated + iv + ct)
             if not verify_icv(expected, icv):
                 raise IntegrityError(f"{self.integ.name} ICV mismatch")
-            dec = Cipher(algorithms.AES(self._key), modes.CBC(iv)).decryptor()
+            dec = Cipher(self._aes, modes.CBC(iv)).decryptor()  # type: ignore[arg-type]
             padded = dec.update(ct) + dec.finalize()
         pad_len = padded[-1]
         if pad_len + 1 > len(padded):
@@ -190,29 +195,38 @@ class SkCipher:
 
     # --- AEAD ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _aead_object(encr: EncrId, key: bytes, icv_len: int) -> AeadObject | None:
+        """The one-shot AEAD object for this key, made once; None for AES-GCM with a
+        truncated ICV, which AESGCM (16-byte tags only) cannot do."""
+        if encr == EncrId.AES_GCM_16:
+            return AESGCM(key)
+        if encr in _CCM:
+            return AESCCM(key, tag_length=icv_len)
+        if encr == EncrId.CHACHA20_POLY1305:
+            return ChaCha20Poly1305(key)
+        return None
+
     def _aead_encrypt(self, iv: bytes, data: bytes, aad: bytes) -> bytes:
         nonce = self._salt + iv  # RFC 5282 §4 / RFC 7634 §2: salt | IV
-        if self.encr in _GCM:
-            # AESGCM fixes a 16-byte tag; the ICV-8/12 variants are its truncation (RFC 4106 §6).
-            enc = Cipher(algorithms.AES(self._key), modes.GCM(nonce)).encryptor()
-            enc.authenticate_additional_data(aad)
-            ct = enc.update(data) + enc.finalize()
-            return ct + enc.tag[: self.icv_len]
-        if self.encr in _CCM:
-            return AESCCM(self._key, tag_length=self.icv_len).encrypt(nonce, data, aad)
-        return ChaCha20Poly1305(self._key).encrypt(nonce, data, aad)
+        if self._aead is not None:
+            return self._aead.encrypt(nonce, data, aad)
+        # AES-GCM ICV-8/12: the 16-byte tag truncated (RFC 4106 §6)
+        assert self._aes is not None
+        enc = Cipher(self._aes, modes.GCM(nonce)).encryptor()
+        enc.authenticate_additional_data(aad)
+        ct = enc.update(data) + enc.finalize()
+        return ct + enc.tag[: self.icv_len]
 
     def _aead_decrypt(self, iv: bytes, ct: bytes, icv: bytes, aad: bytes) -> bytes:
         nonce = self._salt + iv
         try:
-            if self.encr in _GCM:
-                dec = Cipher(
-                    algorithms.AES(self._key), modes.GCM(nonce, icv, min_tag_length=self.icv_len)
-                ).decryptor()
-                dec.authenticate_additional_data(aad)
-                return dec.update(ct) + dec.finalize()
-            if self.encr in _CCM:
-                return AESCCM(self._key, tag_length=self.icv_len).decrypt(nonce, ct + icv, aad)
-            return ChaCha20Poly1305(self._key).decrypt(nonce, ct + icv, aad)
+            if self._aead is not None:
+                return self._aead.decrypt(nonce, ct + icv, aad)
+            assert self._aes is not None
+            mode = modes.GCM(nonce, icv, min_tag_length=self.icv_len)
+            dec = Cipher(self._aes, mode).decryptor()
+            dec.authenticate_additional_data(aad)
+            return dec.update(ct) + dec.finalize()
         except InvalidTag:
             raise IntegrityError(f"{self.encr.name} tag mismatch") from None

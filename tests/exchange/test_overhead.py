@@ -320,3 +320,36 @@ def test_prf_plus_keys_hmac_once(monkeypatch: pytest.MonkeyPatch) -> None:
         want += t
     assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 200) == want[:200]
     assert keyed == [key]
+
+
+@pytest.mark.parametrize(
+    ("encr", "bits", "integ", "made"),
+    [
+        ("AES_CBC", 256, "HMAC_SHA2_256_128", "AES"),
+        ("AES_GCM_16", 256, "NONE", "AESGCM"),
+        ("AES_GCM_8", 128, "NONE", "AES"),
+        ("CHACHA20_POLY1305", None, "NONE", "ChaCha20Poly1305"),
+    ],
+)
+def test_sk_cipher_keys_its_cipher_once(
+    monkeypatch: pytest.MonkeyPatch, encr: str, bits: int | None, integ: str, made: str
+) -> None:
+    """Per SA and direction, not per message: three messages each way, one cipher object."""
+    import os
+
+    import pqike.crypto.sk as sk
+    from pqike.crypto.algorithms import encr_key_len, integ_spec
+    from pqike.wire.iana import EncrId, IntegId
+
+    e, i = EncrId[encr], IntegId[integ]
+    key = os.urandom(encr_key_len(e, bits))
+    ikey = os.urandom(integ_spec(i).key_len) if i != IntegId.NONE else b""
+    owner = sk.algorithms if made == "AES" else sk
+    real = getattr(owner, made)
+    built: list[object] = []
+    monkeypatch.setattr(owner, made, lambda *a, **k: built.append(a) or real(*a, **k))
+    tx, rx = sk.SkCipher(e, bits, i, key, ikey), sk.SkCipher(e, bits, i, key, ikey)
+    for n in range(3):
+        aad, text = b"header%d" % n, b"payloads %d" % n
+        assert rx.open(aad, tx.seal(aad, text)) == text
+    assert len(built) == 2  # one each for tx and rx
