@@ -353,3 +353,28 @@ def test_sk_cipher_keys_its_cipher_once(
         aad, text = b"header%d" % n, b"payloads %d" % n
         assert rx.open(aad, tx.seal(aad, text)) == text
     assert len(built) == 2  # one each for tx and rx
+
+
+def test_liboqs_encapsulates_with_one_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kem import InvalidPeerValue, KeMethod, registry
+
+    entry = registry.get(KeMethod.ML_KEM_768)
+    if entry.provider_status()["liboqs"] != "ok":
+        pytest.skip(entry.provider_status()["liboqs"])
+    b = entry.backend("liboqs")
+    made: list[object] = []
+    new = b._new  # type: ignore[attr-defined]
+    monkeypatch.setattr(b, "_encapsulator", None)
+    monkeypatch.setattr(b, "_new", lambda: made.append(1) or new())
+    for _ in range(3):
+        ke = b.initiator()
+        reply, secret = b.respond(ke.public_value)
+        assert ke.finish(reply) == secret
+    # FIPS 203 §7.2 modulus check: a coefficient of 0xFFF (>= q) in the encapsulation key
+    bad = b"\xff" * 1152 + bytes(32)
+    with pytest.raises(InvalidPeerValue):
+        b.respond(bad)
+    ke = b.initiator()
+    reply, secret = b.respond(ke.public_value)
+    assert ke.finish(reply) == secret
+    assert len(made) == 1 + 4  # the shared encapsulator, and the initiators' own keys
