@@ -11,6 +11,7 @@ was installed is removed before the failure is reported (no half-installed CHILD
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,13 @@ def child_keys_for(sa: IkeSa, child: ChildSa, ni: bytes, nr: bytes) -> None:
         encr_key_bits=encr.key_length,
         integ=IntegId(integ.id) if integ else IntegId.NONE,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _esp_proposals(proposals: tuple[str, ...]) -> tuple[Proposal, ...]:
+    """A CHILD_SA config's ESP proposals without KE (IKE_AUTH), parsed once and shared (they
+    are immutable) rather than again for each IKE_AUTH."""
+    return strip_ke(parse_proposals(ProtocolId.ESP, proposals))
 
 
 def install_child(
@@ -298,7 +306,7 @@ class ChildCreate(Task):
     # ---- helpers ------------------------------------------------------------------------
 
     def _proposals(self, cfg: Child) -> tuple[Proposal, ...]:
-        return strip_ke(parse_proposals(ProtocolId.ESP, cfg.esp_proposals))
+        return _esp_proposals(tuple(cfg.esp_proposals))
 
     def _new_child(self, name: str, cfg: Child) -> ChildSa:
         svc = self.sa.svc

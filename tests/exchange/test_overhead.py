@@ -378,3 +378,16 @@ def test_liboqs_encapsulates_with_one_object(monkeypatch: pytest.MonkeyPatch) ->
     reply, secret = b.respond(ke.public_value)
     assert ke.finish(reply) == secret
     assert len(made) == 1 + 4  # the shared encapsulator, and the initiators' own keys
+
+
+def test_esp_proposals_parsed_once_per_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pqike.tasks.child_create as child_create
+
+    parsed: list[object] = []
+    parse = child_create.parse_proposals
+    monkeypatch.setattr(child_create, "parse_proposals", lambda *a: parsed.append(a) or parse(*a))
+    child_create._esp_proposals.cache_clear()
+    for _ in range(3):
+        _up()
+    assert len(parsed) == 1
+
