@@ -98,6 +98,13 @@ WIRE_ORDER: tuple[TransformType, ...] = (
 )
 
 
+_WIRE_RANK = {ttype: n for n, ttype in enumerate(WIRE_ORDER)}
+
+
+def _wire_rank(t: Transform) -> int:
+    return _WIRE_RANK[t.type]
+
+
 def is_ke_type(ttype: int) -> bool:
     """KE or ADDKE1..7: the types that share the Key Exchange Method ID registry."""
     return ttype in KE_TYPES
@@ -247,8 +254,9 @@ class Proposal:
 
     def in_wire_order(self) -> tuple[Transform, ...]:
         """Transforms grouped by type in the order strongSwan encodes them."""
-        known = [t for ttype in WIRE_ORDER for t in self.of_type(ttype)]
-        return (*known, *(t for t in self.transforms if t.type not in WIRE_ORDER))
+        # a stable sort by rank: grouped as WIRE_ORDER, each type in preference order
+        known = sorted((t for t in self.transforms if t.type in _WIRE_RANK), key=_wire_rank)
+        return (*known, *(t for t in self.transforms if t.type not in _WIRE_RANK))
 
     def __str__(self) -> str:
         algs = "/".join(str(t) for ttype in self.types for t in self.of_type(ttype))

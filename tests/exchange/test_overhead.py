@@ -391,3 +391,18 @@ def test_esp_proposals_parsed_once_per_config(monkeypatch: pytest.MonkeyPatch) -
         _up()
     assert len(parsed) == 1
 
+
+def test_wire_order_groups_types_without_a_pass_per_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pqike.proposal import model
+    from pqike.proposal.parse import parse_proposal
+    from pqike.wire.iana import ProtocolId
+
+    p = parse_proposal(
+        ProtocolId.IKE, "aes256-aes128-sha256-prfsha384-prfsha256-x25519-ke2_mlkem768-ke1_mlkem512"
+    )
+    want = [t for ttype in model.WIRE_ORDER for t in p.of_type(ttype)]
+    monkeypatch.setattr(model.Proposal, "of_type", lambda *a: pytest.fail("a pass per type"))
+    assert list(p.in_wire_order()) == want
+    assert [t.type for t in want][:4] == [1, 1, 3, 2]  # ENCR ENCR INTEG PRF ...
