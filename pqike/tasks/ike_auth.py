@@ -10,6 +10,7 @@ Every failure says which side failed and why.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,9 @@ class _Creds:
     key: object | None = None  # private key
 
 
+@functools.lru_cache(maxsize=1024)
 def _identity(text: str | None, fallback_host: str) -> Identity:
+    # parsed for every IKE_AUTH from the same config strings; Identity is frozen
     return Identity.from_string(text if text and text != "%any" else fallback_host)
 
 

@@ -406,3 +406,14 @@ def test_wire_order_groups_types_without_a_pass_per_type(
     monkeypatch.setattr(model.Proposal, "of_type", lambda *a: pytest.fail("a pass per type"))
     assert list(p.in_wire_order()) == want
     assert [t.type for t in want][:4] == [1, 1, 3, 2]  # ENCR ENCR INTEG PRF ...
+
+
+def test_configured_identities_parsed_once() -> None:
+    import pqike.tasks.ike_auth as ike_auth
+
+    ike_auth._identity.cache_clear()
+    for _ in range(3):
+        _up()
+    info = ike_auth._identity.cache_info()
+    # carol's and moon's own identity: parsed once for all three handshakes
+    assert info.misses == 2 and info.hits == 3 * 4 - 2
