@@ -37,13 +37,24 @@ def _levels(caplog: pytest.LogCaptureFixture, level: int) -> None:
         caplog.set_level(level, logger=f"pqike.{sub.value}")
 
 
+def _calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple]:
+    """The arguments of every call of ``owner.name`` from now on (which still happens)."""
+    seen: list[tuple] = []
+    real = getattr(owner, name)
+
+    def counted(*args: object, **kw: object) -> object:
+        seen.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, name, counted)
+    return seen
+
+
 def test_no_payload_summary_at_a_disabled_level(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _levels(caplog, logging.WARNING)  # charon level -1..0 of ENC: no "generating"/"parsed"
-    summarised: list[object] = []
-    one = summary._one
-    monkeypatch.setattr(summary, "_one", lambda p: summarised.append(p) or one(p))
+    summarised = _calls(monkeypatch, summary, "_one")
     _up()
     assert summarised == []
 
@@ -91,9 +102,7 @@ def test_received_messages_decoded_once(
 ) -> None:
     import pqike.wire.sk as sk
 
-    again: list[bytes] = []
-    decode = sk.decode_message
-    monkeypatch.setattr(sk, "decode_message", lambda d: again.append(d) or decode(d))
+    again = _calls(monkeypatch, sk, "decode_message")
     _up(fragment_size)
     assert again == []  # the engine's decoding is the only one
 
@@ -105,9 +114,7 @@ def test_inner_chain_encoded_once_per_message(
     """Sealing, fragmenting and IntAuth share one encoding of the inner payloads."""
     import pqike.wire.sk as sk
 
-    encoded: list[int] = []
-    encode = sk.encode_payloads
-    monkeypatch.setattr(sk, "encode_payloads", lambda p: encoded.append(1) or encode(p))
+    encoded = _calls(monkeypatch, sk, "encode_payloads")
     net = _up(fragment_size)
     sent = _messages(net, "carol") | _messages(net, "moon")
     assert len(sent) >= 8  # IKE_INTERMEDIATE x3 and IKE_AUTH, both ways
@@ -118,9 +125,7 @@ def test_decoding_valid_messages_builds_no_error_text(monkeypatch: pytest.Monkey
     """Payload names are for error messages: a valid handshake needs none of them."""
     import pqike.wire.payloads as payloads
 
-    named: list[int] = []
-    name = payloads.payload_name
-    monkeypatch.setattr(payloads, "payload_name", lambda t: named.append(t) or name(t))
+    named = _calls(monkeypatch, payloads, "payload_name")
     _up(1280)
     assert named == []
 
@@ -132,18 +137,14 @@ def test_log_lines_do_not_walk_the_stack(
     from pqike.log import get_logger
 
     _levels(caplog, 20)
-    walked: list[object] = []
-    find = logging.Logger.findCaller
-    monkeypatch.setattr(
-        logging.Logger, "findCaller", lambda *a, **k: walked.append(a) or find(*a, **k)
-    )
+    walked = _calls(monkeypatch, logging.Logger, "findCaller")
     get_logger(Subsystem.ENC, "home|1")("parsed %s request %d", "IKE_AUTH", 1)
     [record] = [r for r in caplog.records if r.name == "pqike.ENC"]
     assert (record.getMessage(), record.sa, record.levelno) == (
         "parsed IKE_AUTH request 1",
         "home|1",
         20,
-    )  # type: ignore[attr-defined]
+    )
     assert walked == []
 
 
@@ -152,9 +153,8 @@ def test_formatter_renders_the_clock_once_a_second(monkeypatch: pytest.MonkeyPat
 
     from pqike.log import _Formatter
 
-    rendered: list[str] = []
     strftime = time.strftime
-    monkeypatch.setattr(time, "strftime", lambda f, t=None: rendered.append(f) or strftime(f, t))
+    rendered = _calls(monkeypatch, time, "strftime")
     fmt = _Formatter()
     lines = []
     for created in (1000.25, 1000.5, 1000.75, 1001.0):
@@ -173,9 +173,7 @@ def test_received_proposals_formatted_only_for_a_failure(
 ) -> None:
     import pqike.tasks.ike_init as ike_init
 
-    formatted: list[object] = []
-    fmt = ike_init.format_proposals
-    monkeypatch.setattr(ike_init, "format_proposals", lambda p: formatted.append(p) or fmt(p))
+    formatted = _calls(monkeypatch, ike_init, "format_proposals")
     _up()
     assert formatted == []
     # a mismatch still names what the peer sent
@@ -213,9 +211,7 @@ def test_child_selectors_formatted_only_when_logged(
 ) -> None:
     import pqike.tasks.common as common
 
-    formatted: list[object] = []
-    fmt = common.fmt
-    monkeypatch.setattr(common, "fmt", lambda ts: formatted.append(ts) or fmt(ts))
+    formatted = _calls(monkeypatch, common, "fmt")
     _levels(caplog, 25)  # charon level 0: "CHILD_SA ... established" is level 1
     _up()
     assert formatted == []
@@ -286,11 +282,7 @@ def test_selector_networks_summarised_once(monkeypatch: pytest.MonkeyPatch) -> N
 
     from pqike.sa.ts import TrafficSelector
 
-    calls: list[object] = []
-    summarize = ipaddress.summarize_address_range
-    monkeypatch.setattr(
-        ipaddress, "summarize_address_range", lambda a, b: calls.append(a) or summarize(a, b)
-    )
+    calls = _calls(monkeypatch, ipaddress, "summarize_address_range")
     ts = TrafficSelector(ipaddress.ip_address("10.1.0.0"), ipaddress.ip_address("10.1.1.255"))
     nets = ts.networks()
     nets.append(ipaddress.ip_network("192.0.2.0/24"))  # the caller's copy, not the cache
@@ -310,16 +302,14 @@ def test_prf_plus_keys_hmac_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from pqike.crypto.prf import prf_plus
     from pqike.wire.iana import PrfId
 
-    keyed: list[bytes] = []
-    real = pyca_hmac.HMAC
-    monkeypatch.setattr(pyca_hmac, "HMAC", lambda key, alg: keyed.append(key) or real(key, alg))
+    keyed = _calls(monkeypatch, pyca_hmac, "HMAC")
     key, seed = bytes(range(32)), b"Ni|Nr|SPIi|SPIr"
     want, t = b"", b""
     for n in range(1, 8):  # the definition, with the standard library's HMAC
         t = std_hmac.digest(key, t + seed + bytes([n]), "sha256")
         want += t
     assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 200) == want[:200]
-    assert keyed == [key]
+    assert keyed == [(key, keyed[0][1])]  # one keyed HMAC
 
 
 @pytest.mark.parametrize(
@@ -345,9 +335,7 @@ def test_sk_cipher_keys_its_cipher_once(
     key = os.urandom(encr_key_len(e, bits))
     ikey = os.urandom(integ_spec(i).key_len) if i != IntegId.NONE else b""
     owner = sk.algorithms if made == "AES" else sk
-    real = getattr(owner, made)
-    built: list[object] = []
-    monkeypatch.setattr(owner, made, lambda *a, **k: built.append(a) or real(*a, **k))
+    built = _calls(monkeypatch, owner, made)
     tx, rx = sk.SkCipher(e, bits, i, key, ikey), sk.SkCipher(e, bits, i, key, ikey)
     for n in range(3):
         aad, text = b"header%d" % n, b"payloads %d" % n
@@ -362,10 +350,8 @@ def test_liboqs_encapsulates_with_one_object(monkeypatch: pytest.MonkeyPatch) ->
     if entry.provider_status()["liboqs"] != "ok":
         pytest.skip(entry.provider_status()["liboqs"])
     b = entry.backend("liboqs")
-    made: list[object] = []
-    new = b._new  # type: ignore[attr-defined]
     monkeypatch.setattr(b, "_encapsulator", None)
-    monkeypatch.setattr(b, "_new", lambda: made.append(1) or new())
+    made = _calls(monkeypatch, b, "_new")
     for _ in range(3):
         ke = b.initiator()
         reply, secret = b.respond(ke.public_value)
@@ -383,9 +369,7 @@ def test_liboqs_encapsulates_with_one_object(monkeypatch: pytest.MonkeyPatch) ->
 def test_esp_proposals_parsed_once_per_config(monkeypatch: pytest.MonkeyPatch) -> None:
     import pqike.tasks.child_create as child_create
 
-    parsed: list[object] = []
-    parse = child_create.parse_proposals
-    monkeypatch.setattr(child_create, "parse_proposals", lambda *a: parsed.append(a) or parse(*a))
+    parsed = _calls(monkeypatch, child_create, "parse_proposals")
     child_create._esp_proposals.cache_clear()
     for _ in range(3):
         _up()
