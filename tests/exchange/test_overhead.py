@@ -223,18 +223,23 @@ def test_child_selectors_formatted_only_when_logged(
     )
 
 
-def test_natd_hash_parses_an_address_once() -> None:
+def test_natd_hash_without_ipaddress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 7296 §2.23 SHA-1(SPIi | SPIr | IP | Port) from inet_pton: no ipaddress object
+    (ten times dearer), no cache of the peers' addresses either."""
     import hashlib
     import ipaddress
 
     from pqike.tasks import ike_init
 
-    ike_init._packed.cache_clear()
     spi_i, spi_r = bytes(range(8)), bytes(range(8, 16))
-    for host in ("192.0.2.1", "2001:db8::1", "192.0.2.1"):
-        want = hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(host).packed + b"\x11\x94")
-        assert ike_init.natd_hash(spi_i, spi_r, host, 4500) == want.digest()
-    assert ike_init._packed.cache_info().misses == 2
+    packed = {h: ipaddress.ip_address(h).packed for h in ("192.0.2.1", "2001:db8::1")}
+    parsed = _calls(monkeypatch, ipaddress, "ip_address")
+    for host, ip in packed.items():
+        want = hashlib.sha1(spi_i + spi_r + ip + b"\x11\x94").digest()
+        assert ike_init.natd_hash(spi_i, spi_r, host, 4500) == want
+    assert parsed == []
+    scoped = ike_init.natd_hash(spi_i, spi_r, "fe80::1%eth0", 500)
+    assert scoped == ike_init.natd_hash(spi_i, spi_r, "fe80::1", 500)
 
 
 def test_transform_specs_found_without_enum_construction(monkeypatch: pytest.MonkeyPatch) -> None:
