@@ -60,10 +60,17 @@ class _Creds:
     key: object | None = None  # private key
 
 
-@functools.lru_cache(maxsize=1024)
 def _identity(text: str | None, fallback_host: str) -> Identity:
-    # parsed for every IKE_AUTH from the same config strings; Identity is frozen
-    return Identity.from_string(text if text and text != "%any" else fallback_host)
+    if text and text != "%any":
+        return _configured_identity(text)
+    return Identity.from_string(fallback_host)
+
+
+@functools.lru_cache(maxsize=256)
+def _configured_identity(text: str) -> Identity:
+    # parsed for every IKE_AUTH from the same config strings (Identity is frozen); only
+    # those are cached, never a peer's address or identity
+    return Identity.from_string(text)
 
 
 class IkeAuth(Task):

@@ -400,9 +400,12 @@ def test_wire_order_groups_types_without_a_pass_per_type(
 def test_configured_identities_parsed_once() -> None:
     import pqike.tasks.ike_auth as ike_auth
 
-    ike_auth._identity.cache_clear()
+    ike_auth._configured_identity.cache_clear()
     for _ in range(3):
         _up()
-    info = ike_auth._identity.cache_info()
+    info = ike_auth._configured_identity.cache_info()
     # carol's and moon's own identity: parsed once for all three handshakes
     assert info.misses == 2 and info.hits == 3 * 4 - 2
+    # a peer's address standing in for a missing id is parsed, not kept
+    assert str(ike_auth._identity("%any", "192.0.2.9")) == "192.0.2.9"
+    assert ike_auth._configured_identity.cache_info().currsize == 2
