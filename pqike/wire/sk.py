@@ -28,6 +28,7 @@ from pqike.wire.payloads import (
     decode_payloads,
     encode_chain,
     encode_payloads,
+    payload_name,
 )
 
 __all__ = [
@@ -110,6 +111,26 @@ class Fragment(NamedTuple):
 # --- sealing ------------------------------------------------------------------------------
 
 
+def _prefix(
+    header: Message,
+    unprotected: Sequence[Payload],
+    sealed: Encrypted | EncryptedFragment,
+    body_len: int,
+) -> bytes:
+    """The message up to the body of its SK/SKF payload, with every length as if that body
+    had ``body_len`` bytes: the chain is encoded with an empty body and two lengths patched,
+    so a body (or IntAuth's P) is neither made up nor copied to find them."""
+    sealed.body = b""
+    first, chain = encode_chain([*unprotected, sealed], outer=True)
+    own = GENERIC_HEADER_LEN + len(sealed.encode_body())  # the SK/SKF header, empty body
+    length = own + body_len
+    if length > U16:
+        raise EncodeError(f"{payload_name(sealed.type)} payload of {length} bytes exceeds 65535")
+    at = len(chain) - own + 2  # its Payload Length field
+    patched = chain[:at] + length.to_bytes(2, "big") + chain[at + 2 :]
+    return header.header(first, IKE_HEADER_LEN + len(chain) + body_len) + patched
+
+
 def _seal(
     header: Message,
     unprotected: Sequence[Payload],
@@ -117,12 +138,10 @@ def _seal(
     plaintext: bytes,
     cipher: SkCipherLike,
 ) -> bytes:
-    # Encode with a placeholder body of the final size: every length is then right, and the
-    # bytes before the body are exactly the associated data.
+    # The lengths are final before sealing: the bytes before the body are exactly the
+    # associated data.
     size = cipher.sealed_length(len(plaintext))
-    sealed.body = bytes(size)
-    wire = header.with_payloads([*unprotected, sealed]).encode()
-    associated = wire[: len(wire) - size]
+    associated = _prefix(header, unprotected, sealed, size)
     body = cipher.seal(associated, plaintext)
     if len(body) != size:
         raise EncodeError(f"cipher sealed {len(body)} bytes, announced {size}")
@@ -305,11 +324,4 @@ def int_auth_a_p(
     sealed = message.sealed
     unprotected = [q for q in message.payloads if q is not sealed]
     p = bytes(plaintext)
-    # the chain with an empty SK body, then the two lengths that P adds to: P itself is
-    # neither copied nor encoded again
-    first, chain = encode_chain([*unprotected, Encrypted(first_inner=first_inner)], outer=True)
-    sk_len = GENERIC_HEADER_LEN + len(p)
-    if sk_len > U16:
-        raise EncodeError(f"SK payload of {sk_len} bytes exceeds 65535")
-    head = message.header(first, IKE_HEADER_LEN + len(chain) + len(p))
-    return head + chain[:-2] + sk_len.to_bytes(2, "big"), p
+    return _prefix(message, unprotected, Encrypted(first_inner=first_inner), len(p)), p

@@ -89,9 +89,8 @@ def _messages(net: Net, sender: str) -> set[tuple[int, int, bool]]:
     out = set()
     for d in net.log:
         m = decode_header(d.data)
-        if (m.initiator == (sender == "carol")) != m.response and (
-            m.exchange != ExchangeType.IKE_SA_INIT
-        ):
+        # carol is the original initiator: her messages carry the I flag, moon's do not
+        if m.initiator == (sender == "carol") and m.exchange != ExchangeType.IKE_SA_INIT:
             out.add((int(m.exchange), m.message_id, m.response))
     return out
 
@@ -409,3 +408,19 @@ def test_configured_identities_parsed_once() -> None:
     # a peer's address standing in for a missing id is parsed, not kept
     assert str(ike_auth._identity("%any", "192.0.2.9")) == "192.0.2.9"
     assert ike_auth._configured_identity.cache_info().currsize == 2
+
+
+@pytest.mark.parametrize("fragment_size", [1480, 1280])
+def test_sealing_builds_no_placeholder_message(
+    monkeypatch: pytest.MonkeyPatch, fragment_size: int
+) -> None:
+    """The associated data is the header and SK/SKF header with final lengths, encoded
+    directly: no message copy with a zero-filled body of the sealed size to slice it from."""
+    from pqike.wire.iana import ExchangeType
+    from pqike.wire.message import Message
+
+    copies = _calls(monkeypatch, Message, "with_payloads")
+    net = _up(fragment_size)
+    # the IKE_SA_INIT messages only, sent whole and unprotected
+    assert [m.exchange for m, _ in copies] == [ExchangeType.IKE_SA_INIT] * 2
+    assert len(_messages(net, "moon")) >= 4
