@@ -494,20 +494,20 @@ _CLASSES: dict[int, type[Payload]] = {
     )
 }
 _SEALED = (Encrypted, EncryptedFragment)
+_NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 
 
 def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool) -> list[Payload]:
     """Walk a payload chain. ``outer`` allows SK/SKF, which ends the chain (it is last)."""
     payloads: list[Payload] = []
     ptype, pos, end = first_type, 0, len(data)
-    while ptype != PayloadType.NONE:
+    while ptype != _NONE:
         off = base_offset + pos
         if end - pos < GENERIC_HEADER_LEN:
             raise InvalidSyntax(
                 f"truncated {payload_name(ptype)} payload header: {end - pos} of 4 bytes", off
             )
-        next_type, flags = data[pos], data[pos + 1]
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        next_type, flags, length = data[pos], data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
         if length < GENERIC_HEADER_LEN:
             raise InvalidSyntax(f"{payload_name(ptype)} payload length {length} < 4", off + 2)
         if length > end - pos:
@@ -533,7 +533,7 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
         payload.reserved_bits = flags & ~CRITICAL
         payloads.append(payload)
         pos += length
-        ptype = PayloadType.NONE if isinstance(payload, _SEALED) else next_type
+        ptype = _NONE if isinstance(payload, _SEALED) else next_type
     if pos != end:
         what = (
             "the encrypted payload"

@@ -424,3 +424,18 @@ def test_sealing_builds_no_placeholder_message(
     # the IKE_SA_INIT messages only, sent whole and unprotected
     assert [m.exchange for m, _ in copies] == [ExchangeType.IKE_SA_INIT] * 2
     assert len(_messages(net, "moon")) >= 4
+
+
+def test_chain_walk_looks_up_no_enum_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_chain compares plain ints: PayloadType.NONE is not looked up per payload."""
+    import pqike.wire.payloads as payloads
+    from pqike.wire.payloads import KeyExchange, Nonce, decode_payloads, encode_payloads
+
+    first, chain = encode_payloads([Nonce(data=bytes(32)), KeyExchange(method=31, data=bytes(32))])
+
+    class NoMembers:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"PayloadType.{name} looked up while decoding")
+
+    monkeypatch.setattr(payloads, "PayloadType", NoMembers())
+    assert [type(p) for p in decode_payloads(first, chain)] == [Nonce, KeyExchange]
