@@ -96,21 +96,35 @@ def _concrete(addr: str) -> bool:
     return True
 
 
+_ANY = ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0")
+
+
+@functools.lru_cache(maxsize=256)
+def _addr_spec(s: str) -> tuple[int, object]:
+    """A local_addrs/remote_addrs entry parsed once (config strings only, never a peer's):
+    (1, None) for any, (3, address), (2, network), or (0, None) for what matches nothing."""
+    if s in _ANY:
+        return 1, None
+    if _concrete(s):
+        return 3, ipaddress.ip_address(s)
+    if "/" in s:
+        try:
+            return 2, ipaddress.ip_network(s, strict=False)
+        except ValueError:
+            pass
+    return 0, None
+
+
 def _addr_matches(spec: tuple[str, ...], host: str) -> int:
     """0: no match, 1: %any, 2: subnet/range, 3: exact (higher is more specific)."""
     ip = ipaddress.ip_address(host)
     best = 0
     for s in spec:
-        if s in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):
-            best = max(best, 1)
-        elif _concrete(s) and ipaddress.ip_address(s) == ip:
+        kind, value = _addr_spec(s)
+        if kind == 3 and value == ip:
             return 3
-        elif "/" in s:
-            try:
-                if ip in ipaddress.ip_network(s, strict=False):
-                    best = max(best, 2)
-            except ValueError:
-                continue
+        if kind == 1 or (kind == 2 and ip in value):  # type: ignore[operator]
+            best = max(best, kind)
     return best
 
 

@@ -439,3 +439,18 @@ def test_chain_walk_looks_up_no_enum_member(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(payloads, "PayloadType", NoMembers())
     assert [type(p) for p in decode_payloads(first, chain)] == [Nonce, KeyExchange]
+
+
+def test_connection_addresses_parsed_once() -> None:
+    """A connection's local/remote addresses are matched against every IKE_SA_INIT's; only
+    they are parsed once and kept, the peer's address is not."""
+    from pqike import engine
+
+    engine._addr_spec.cache_clear()
+    spec = ("%any6", "192.0.2.1", "10.0.0.0/8", "2001:db8::/32", "moon.example", "10.9.9.9/99")
+    cases = {"192.0.2.1": 3, "10.1.2.3": 2, "2001:db8::5": 2, "fe80::1": 1, "198.51.100.7": 1}
+    for _ in range(3):
+        assert {h: engine._addr_matches(spec, h) for h in cases} == cases
+    assert engine._addr_matches(("192.0.2.1", "moon.example"), "192.0.2.2") == 0
+    info = engine._addr_spec.cache_info()
+    assert info.currsize == len(spec) and info.misses == len(spec)
