@@ -153,10 +153,13 @@ def sa_by_spi(ns: str) -> dict[str, XSa]:
 
 
 @contextlib.contextmanager
-def xfrm_daemon(peer: Pqike, listen: str, log_level: str = "1,knl=2") -> Iterator[Pqike]:
-    """``pqike daemon -F --kernel xfrm --listen ADDR`` in ``peer.ns`` (config already written)."""
+def xfrm_daemon(
+    peer: Pqike, listen: str, log_level: str = "1,knl=2", kernel: str = "xfrm"
+) -> Iterator[Pqike]:
+    """``pqike daemon -F --kernel xfrm --listen ADDR`` in ``peer.ns`` (config already written);
+    ``kernel="userspace"`` for the userspace data plane on the same terms."""
     argv = [sys.executable, "-m", "pqike", "daemon", "--config", str(peer.directory), "-F"]
-    argv += ["--kernel", "xfrm", "--listen", listen, "--log-level", log_level]
+    argv += ["--kernel", kernel, "--listen", listen, "--log-level", log_level]
     log = open(peer.directory / "daemon.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     peer.proc = subprocess.Popen(
