@@ -215,6 +215,7 @@ class Engine:
             touch=self._touched.add,
             reauthenticate=self._reauthenticate,
             has_contact=self._has_contact,
+            siblings=self._duplicates,
         )
 
     def _reqid(self, ike: str | None = None, child: str | None = None) -> int:

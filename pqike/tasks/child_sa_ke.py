@@ -34,6 +34,7 @@ from pqike.tasks.child_create import (
     _from_wire_ts,
     _to_wire_ts,
     install_child,
+    reauth_outbound,
     release_spi,
     remove_outbound,
 )
@@ -172,6 +173,8 @@ class ChildSaKe(Task):
             # keys by our role in this CREATE_CHILD_SA, not in the IKE_SA
             # as the responder of a rekey, send with the new SA only once the old is gone
             defer = self.rekey is not None and not self.initiator
+            if self.rekey is None:  # a reauthentication's may replace another IKE_SA's
+                defer = not reauth_outbound(sa, child, self.initiator)
             install_child(sa, child, sa.now, initiator=self.initiator, with_outbound=not defer)
             if defer:
                 child.replaces = self.rekey

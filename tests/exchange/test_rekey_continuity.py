@@ -10,17 +10,25 @@ import random
 import pytest
 
 from pqike.events import Datagram
-from tests.exchange.peers import Net, current_sas, kept_inbound, make_pair, psk_config
+from tests.exchange.peers import (
+    CAROL,
+    MOON,
+    Net,
+    current_sas,
+    kept_inbound,
+    make_pair,
+    psk_config,
+)
 
 IKE = "aes256-sha256-x25519"
 ESP = "aes256-sha256-x25519"
 
 
-def _up(delay: int | None = None, child: dict | None = None) -> Net:
+def _up(delay: int | None = None, child: dict | None = None, vips: bool = True) -> Net:
     daemon = {} if delay is None else {"delete_rekeyed_delay": delay}
     net = make_pair(
-        psk_config("carol", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
-        psk_config("moon", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
+        psk_config("carol", IKE, esp=ESP, extra_daemon=daemon, child_extra=child, vips=vips),
+        psk_config("moon", IKE, esp=ESP, extra_daemon=daemon, child_extra=child, vips=vips),
     )
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()
@@ -187,3 +195,30 @@ def test_ike_sa_delete_and_shutdown_remove_kept_inbound_sas() -> None:
     for peer in net.peers.values():
         peer.engine.close(net.now)
         assert peer.kernel.sas == {} and peer.kernel.policies == []
+
+
+@pytest.mark.parametrize("by", ["carol", "moon"])
+def test_reauthentication_keeps_old_inbound_sas_for_the_delay(by: str) -> None:
+    """Make-before-break: the old IKE_SA's DELETE takes its CHILD_SAs, but the peer may send
+    on them until that DELETE reaches it; their inbound SAs stay for delete_rekeyed_delay
+    like a rekeyed CHILD_SA's, on the new IKE_SA, then go."""
+    net = _up(vips=False)  # a responder that assigned a VIP cannot reauthenticate
+    old = {w: _child(net, w) for w in ("carol", "moon")}
+    _checking(net)
+    net.peers[by].engine.reauthenticate(None, net.now)
+    net.run()
+    for who, peer in net.peers.items():
+        (sa,) = peer.engine.sas.values()  # the old IKE_SA is gone
+        (new,) = sa.children
+        assert new.spi_in != old[who].spi_in
+        # one reqid: the kernel's inbound policy names it, ESP on the kept SA must pass it
+        assert new.reqid == old[who].reqid
+        if who == by:
+            kept = (old[who].spi_in, CAROL if who == "carol" else MOON)
+            assert kept_inbound(peer) == {kept} and peer.kernel.sas[kept].inbound
+        assert len(current_sas(peer)) == 2
+    net.advance(4.5)
+    assert len(kept_inbound(net.peers[by])) == 1
+    net.advance(1.0)
+    for peer in net.peers.values():
+        assert not kept_inbound(peer) and len(peer.kernel.sas) == 2
