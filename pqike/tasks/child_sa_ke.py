@@ -374,6 +374,7 @@ class ChildSaKe(Task):
                 return Status.NEED_MORE
         if err.notify_type == NotifyType.TEMPORARY_FAILURE and self.rekey is not None:
             sa.log("peer answered TEMPORARY_FAILURE, retrying %s later", self._what())
+            release_spi(sa, self.child)  # the retry allocates its own
             if self.rekey.state == ChildState.REKEYING:
                 self.rekey.state = ChildState.INSTALLED
             sa.home().schedule_retry(self.rekey)

@@ -222,3 +222,18 @@ def test_reauthentication_keeps_old_inbound_sas_for_the_delay(by: str) -> None:
     net.advance(1.0)
     for peer in net.peers.values():
         assert not kept_inbound(peer) and len(peer.kernel.sas) == 2
+
+
+def test_rekey_answered_temporary_failure_gives_its_spi_back() -> None:
+    """A CHILD_SA rekey the peer refuses with TEMPORARY_FAILURE (it is rekeying the IKE_SA)
+    is retried later; the inbound SPI allocated for it goes back now (a larval SA in the
+    kernel otherwise, left after the IKE_SA was terminated: seen in UML)."""
+    net = _up()
+    net.peers["moon"].engine.rekey("rw", None, net.now)
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    (sa,) = [s for s in net.peers["carol"].engine.sas.values() if s.children]
+    assert sa.retry_at, "carol's rekey was not refused with TEMPORARY_FAILURE"
+    for peer in net.peers.values():
+        inbound = {spi for (spi, _), sa in peer.kernel.sas.items() if sa.inbound}
+        assert peer.kernel._spis == inbound
