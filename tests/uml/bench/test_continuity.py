@@ -293,13 +293,6 @@ def _userspace_drops(logs: tuple[str, ...]) -> dict[str, int]:
 TAIL = 50  # last pings left out: in flight (rtt 100 ms) when ping's deadline ends it
 
 
-def _trimmed(st: PingStats) -> PingStats:
-    """``st`` without its last TAIL pings, which ping's -w deadline may cut short."""
-    sent = max(st.sent - TAIL, 0)
-    missing = [s for s in st.missing if s <= sent]
-    return PingStats(sent=sent, received=sent - len(missing), missing=missing, interval=INTERVAL)
-
-
 def _row(
     peer: str, loss: float, seconds: int, st: PingStats, base: PingStats, errors: dict
 ) -> dict:
@@ -382,7 +375,7 @@ def test_continuity(peer: str, loss: float, results: list[dict], request, tmp_pa
             agree = _spis_agree(peer, topo, carol, moon)
             logs = (carol.log(), moon.log())
         errors.update(_userspace_drops(logs))
-        row = _row(peer, loss, seconds, _trimmed(st), _trimmed(base), errors)
+        row = _row(peer, loss, seconds, st.trimmed(TAIL), base.trimmed(TAIL), errors)
         row["spis_agree"] = agree
         row["child_rekeys"] = max(len(_CHILD_UP.findall(t)) for t in logs) - 1
         row["ike_rekeys"] = max(len(_IKE_REKEYED.findall(t)) for t in logs)

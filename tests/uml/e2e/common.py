@@ -9,6 +9,7 @@ with the precise reason elsewhere (``skip_reason()``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -245,6 +246,19 @@ class PingStats:
             best = max(best, run)
             prev = s
         return best
+
+    def trimmed(self, tail: int) -> PingStats:
+        """Without the last ``tail`` pings: in flight when ping's -w deadline ended it."""
+        sent = max(self.sent - tail, 0)
+        missing = [s for s in self.missing if s <= sent]
+        return PingStats(sent, sent - len(missing), self.rtts, missing, self.interval)
+
+    def loss_se(self, other: PingStats) -> float:
+        """Standard error, in percentage points, of ``self.loss - other.loss`` (two
+        independent samples): the noise of comparing the tunnel's loss with netem's own."""
+        p1, p2 = self.loss / 100, other.loss / 100
+        var = p1 * (1 - p1) / max(self.sent, 1) + p2 * (1 - p2) / max(other.sent, 1)
+        return 100.0 * math.sqrt(var)
 
     def rtt(self) -> tuple[float, float, float]:
         if not self.rtts:
