@@ -196,10 +196,22 @@ def _export_child_keys(
     export_child(sa.svc.config.daemon.save_keys, i, r, encr, integ, keys, sa.log)
 
 
+def _drop_peer_chains(sa: IkeSa, child: ChildSa) -> None:
+    """The peer's IKE_FOLLOWUP_KE chains that would rekey ``child``, which goes: the peer
+    gives such a chain up (its CHILD_SA is gone), and while one is open here, every IKE_SA
+    rekey is refused until the IKE_SA reaches its hard lifetime."""
+    for owner in {sa, sa.home()}:
+        for link, task in list(owner.followups.items()):
+            if getattr(task, "rekey", None) is child:
+                del owner.followups[link]
+                task.abort()  # gives back the SPI allocated for the new CHILD_SA
+
+
 def uninstall_child(sa: IkeSa, child: ChildSa, *, keep_inbound: bool = False) -> None:
     """Remove the CHILD_SA's policies and SAs; ``keep_inbound``: all but its inbound SA,
     which the caller removes later (:func:`retire_rekeyed`)."""
     kernel = sa.svc.kernel
+    _drop_peer_chains(sa, child)
     for pol in getattr(child, "installed_policies", []):
         kernel.del_policy(pol)
     child.installed_policies = []  # type: ignore[attr-defined]

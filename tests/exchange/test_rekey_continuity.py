@@ -10,6 +10,8 @@ import random
 import pytest
 
 from pqike.events import Datagram
+from pqike.wire.iana import ExchangeType
+from pqike.wire.message import decode_header
 from tests.exchange.peers import (
     CAROL,
     MOON,
@@ -237,3 +239,38 @@ def test_rekey_answered_temporary_failure_gives_its_spi_back() -> None:
     for peer in net.peers.values():
         inbound = {spi for (spi, _), sa in peer.kernel.sas.items() if sa.inbound}
         assert peer.kernel._spis == inbound
+
+
+def test_abandoned_followup_chain_does_not_block_ike_sa_rekeys() -> None:
+    """Both ends rekey the CHILD_SA, moon's answer to carol's CREATE_CHILD_SA is lost: moon's
+    rekey completes and deletes the old CHILD_SA before carol's retransmission is answered,
+    and carol gives its IKE_FOLLOWUP_KE chain up. Moon's half of that chain goes with the
+    CHILD_SA: while one is open, moon refuses every IKE_SA rekey (seen in UML at 1 % loss:
+    refused for 60 s, then the IKE_SA reached its hard lifetime and took the tunnel)."""
+    esp = f"{ESP}-ke1_mlkem768"
+    net = make_pair(psk_config("carol", IKE, esp=esp), psk_config("moon", IKE, esp=esp))
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    lost: list[Datagram] = []
+
+    def lose_first_answer_to_carol(d: Datagram) -> list[Datagram]:
+        h = decode_header(d.data)
+        answer = h.exchange == ExchangeType.CREATE_CHILD_SA and h.response
+        if answer and d.src.host == MOON and not lost:
+            lost.append(d)
+            return []
+        return [d]
+
+    net.filter = lose_first_answer_to_carol
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    net.advance(5.0)  # carol's retransmission, answered from moon's cache
+    assert lost
+    (moon_sa,) = net.peers["moon"].engine.sas.values()
+    assert not moon_sa.followups, "moon still waits for carol's abandoned chain"
+    (carol_sa,) = net.peers["carol"].engine.sas.values()
+    net.peers["carol"].engine.rekey("home", None, net.now)
+    net.run()
+    (new,) = net.peers["carol"].engine.sas.values()
+    assert new is not carol_sa and new.state.value == "ESTABLISHED"
