@@ -12,8 +12,11 @@ CHILD_SA every 3-4 s (rekey_time 4s, rand_time 1s, life_time 20s) and the IKE_SA
   (XfrmInNoStates: ESP for an SPI the receiver does not have);
 - SPI agreement at the end: every outbound SA of one end is an inbound SA of the other.
 
-Pairs: pqike <-> pqike (``--kernel xfrm``) and strongSwan 6.1 charon <-> charon
-(kernel-netlink, the sid root of scripts/strongswan-root.sh; skipped without it).
+Pairs (``peers``): ``pqike`` <-> pqike (``--kernel xfrm``), ``charon``: strongSwan 6.1
+charon <-> charon (kernel-netlink, the sid root of scripts/strongswan-root.sh; skipped
+without it), ``userspace``: pqike <-> pqike on the userspace ESP data plane (TUN, ESP in UDP;
+its drops by cause from its esp=2 log lines stand in for the XFRM counters), and
+``pqike-charon``: pqike carol (xfrm) <-> charon moon (kernel-netlink).
 
     scripts/uml-test.sh tests/uml/bench/test_continuity.py -s      # as root
 
