@@ -39,7 +39,6 @@ from typing import Any
 
 import pytest
 
-from pqike.kernel.tun import tun_available
 from pqike.netns import Topology, ns_argv, remove_stale, topology
 from tests.e2e.daemons import Pqike, psk_tree
 from tests.uml.e2e.common import (
@@ -51,8 +50,10 @@ from tests.uml.e2e.common import (
     BackgroundPing,
     PingStats,
     cli_ok,
+    ensure_tun,
     netem,
     skip_reason,
+    userspace_drops,
     xfrm_daemon,
     xfrm_state,
 )
@@ -211,8 +212,8 @@ def _end(
 def _pair(peer: str, topo: Topology, tmp: Path) -> Iterator[tuple[_End, _End]]:
     """(carol, moon) of ``peer``, carol's CHILD_SA ``net`` established; terminated after."""
     carol_kind, moon_kind = PAIRS[peer]
-    if "userspace" in (carol_kind, moon_kind) and tun_available() is not None:
-        subprocess.run(["modprobe", "tun"], capture_output=True, timeout=30)  # UML: a module
+    if "userspace" in (carol_kind, moon_kind) and (why := ensure_tun()):
+        pytest.skip(why)
     with _end(moon_kind, "moon", topo, tmp) as moon, _end(carol_kind, "carol", topo, tmp) as carol:
         if carol.pqike is not None:
             cli_ok(carol.pqike, "initiate", "--child", "net")
@@ -271,26 +272,6 @@ def _spis_agree(peer: str, topo: Topology, carol: _End, moon: _End) -> bool:
             return True
         time.sleep(0.5)
     return False
-
-
-# what pqike's userspace data plane logs (at esp=2) for each packet it drops
-_ESP_DROPS = {
-    "in unknown SPI": re.compile(r"dropping ESP packet from \S+: no inbound SA with SPI"),
-    "in other": re.compile(r"dropping ESP packet from \S+: (?!no inbound SA with SPI)"),
-    "out no SA": re.compile(r"no outbound SA for reqid|no policy for packet"),
-    "out other": re.compile(r"ESP encapsulation failed|could not send ESP packet"),
-    "TUN write": re.compile(r"could not write \d+ bytes to TUN"),
-}
-
-
-def _userspace_drops(logs: tuple[str, ...]) -> dict[str, int]:
-    """The userspace data plane's drops, both ends, by cause (its XfrmInNoStates etc.)."""
-    out: dict[str, int] = {}
-    for name, rx in _ESP_DROPS.items():
-        n = sum(len(rx.findall(t)) for t in logs)
-        if n:
-            out[f"ESP {name}"] = n
-    return out
 
 
 TAIL = 50  # last pings left out: in flight (rtt 100 ms) when ping's deadline ends it
@@ -377,7 +358,7 @@ def test_continuity(peer: str, loss: float, results: list[dict], request, tmp_pa
                         errors[name] = errors.get(name, 0) + value - before[ns].get(name, 0)
             agree = _spis_agree(peer, topo, carol, moon)
             logs = (carol.log(), moon.log())
-        errors.update(_userspace_drops(logs))
+        errors.update(userspace_drops(logs))
         row = _row(peer, loss, seconds, st.trimmed(TAIL), base.trimmed(TAIL), errors)
         row["spis_agree"] = agree
         row["child_rekeys"] = max(len(_CHILD_UP.findall(t)) for t in logs) - 1

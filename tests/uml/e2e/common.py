@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pyroute2 import netns as pnetns
 
 from pqike.kernel.netlink_xfrm import XfrmSocket, unpack_addr
+from pqike.kernel.tun import tun_available
 from pqike.netns import ns_argv
 from tests.e2e.daemons import Pqike, snapshot
 
@@ -151,6 +152,34 @@ def sa_by_spi(ns: str) -> dict[str, XSa]:
 
 
 # --------------------------------------------------------------------------- pqike daemons
+
+
+def ensure_tun() -> str | None:
+    """None when the userspace data plane can make its TUN device here, else why not; in
+    UML, tun is a module that nothing loads on its own."""
+    if tun_available() is not None:
+        subprocess.run(["modprobe", "tun"], capture_output=True, timeout=30)
+    return tun_available()
+
+
+# what pqike's userspace data plane logs (at esp=2) for each packet it drops
+ESP_DROPS = {
+    "in unknown SPI": re.compile(r"dropping ESP packet from \S+: no inbound SA with SPI"),
+    "in other": re.compile(r"dropping ESP packet from \S+: (?!no inbound SA with SPI)"),
+    "out no SA": re.compile(r"no outbound SA for reqid|no policy for packet"),
+    "out other": re.compile(r"ESP encapsulation failed|could not send ESP packet"),
+    "TUN write": re.compile(r"could not write \d+ bytes to TUN"),
+}
+
+
+def userspace_drops(logs: tuple[str, ...]) -> dict[str, int]:
+    """The userspace data plane's drops, both ends, by cause (its XfrmInNoStates etc.)."""
+    out: dict[str, int] = {}
+    for name, rx in ESP_DROPS.items():
+        n = sum(len(rx.findall(t)) for t in logs)
+        if n:
+            out[f"ESP {name}"] = n
+    return out
 
 
 @contextlib.contextmanager
