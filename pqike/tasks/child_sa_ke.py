@@ -203,6 +203,17 @@ class ChildSaKe(Task):
             return self._failed(f"no CHILD_SA config named '{self.child_name}'")
         if self.rekey is not None and self.rekey not in self.sa.children:
             return Status.SUCCESS  # deleted meanwhile: nothing to rekey
+        if (
+            self.rekey is not None
+            and self.child is None
+            and self.rekey.state != ChildState.INSTALLED
+        ):
+            # the peer rekeyed it while this waited in the queue (its DELETE is on the way):
+            # rekeying and deleting it here would switch to the peer's new SA too early
+            self.sa.log(
+                "CHILD_SA %s is %s, not rekeying it", self.rekey.label, self.rekey.state.value
+            )
+            return Status.SUCCESS
         if self.stage == "followup":
             msg.exchange = ExchangeType.IKE_FOLLOWUP_KE
             self.chain.start_followup(msg)

@@ -274,3 +274,37 @@ def test_abandoned_followup_chain_does_not_block_ike_sa_rekeys() -> None:
     net.run()
     (new,) = net.peers["carol"].engine.sas.values()
     assert new is not carol_sa and new.state.value == "ESTABLISHED"
+
+
+def test_queued_rekey_of_a_child_sa_the_peer_rekeyed_meanwhile_is_dropped() -> None:
+    """moon's rekey of net waits in its queue while carol rekeys net (moon answers): when it
+    comes up, net is REKEYED (carol's DELETE is on its way) and must not be rekeyed again.
+    Seen in UML at 5 % loss on the userspace data plane: moon rekeyed it anyway, deleted it,
+    and that switched its outbound to carol's new CHILD_SA before carol, whose last answer
+    was lost, had its inbound SA: 144 pings dropped for an unknown SPI."""
+    from pqike.tasks.child_sa_ke import ChildSaKe
+
+    net = _up()
+    old = _child(net, "moon")
+    net.filter = lambda d: (
+        [] if decode_header(d.data).exchange == ExchangeType.INFORMATIONAL else [d]
+    )
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()  # carol's DELETE of the old CHILD_SA is lost
+    assert old.state.value == "REKEYED"
+    sent = len(net.log)
+    (sa,) = net.peers["moon"].engine.sas.values()
+    sa.queue(ChildSaKe(sa, True, rekey=old))
+    sa.initiate(net.now)
+    net.run()
+    moon_requests = [
+        h
+        for h in (decode_header(d.data) for d in net.log[sent:] if d.src.host == MOON)
+        if h.exchange == ExchangeType.CREATE_CHILD_SA and not h.response
+    ]
+    assert moon_requests == [], "moon rekeyed a CHILD_SA that is already rekeyed"
+    _checking(net)
+    net.filter = None
+    net.advance(5.0)  # carol's DELETE again: moon switches to the new CHILD_SA
+    _outbound_receivable(net)
+    assert len(current_sas(net.peers["moon"])) == 2
