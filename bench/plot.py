@@ -12,6 +12,8 @@ mtu.json        -> mtu_sweep.png, fragmentation.png: RFC 7383 vs IP fragmentatio
 throughput.json -> throughput.png: ESP Mbit/s per data plane pairing (`pqike bench throughput`)
 load_udp.json   -> load.png: responder hs/s, CPU ms/hs and latency against concurrency,
                    pqike vs charon (`pqike bench load --udp`)
+continuity.json -> continuity.png: extra loss and longest outage through rekeys per pair and
+                   netem loss (tests/uml/bench/test_continuity.py, in UML)
 
 Methods a run could not measure (no provider here) are listed under the plot, not dropped
 silently.
@@ -491,6 +493,73 @@ def plot_load(results: Path, out: Path) -> list[Path]:
     return [_save(fig, out, "load.png")]
 
 
+# tests/uml/bench/test_continuity.py's pairs (carol <-> moon), in this order
+CONTINUITY_PAIRS = {
+    "pqike": "pqike <-> pqike, xfrm",
+    "userspace": "pqike <-> pqike, userspace ESP",
+    "pqike-charon": "pqike <-> charon, xfrm",
+    "charon": "charon <-> charon, xfrm",
+}
+
+
+def _continuity_rows(path: Path) -> list[dict]:
+    """The benchmark writes a plain list of rows; {"meta", "rows"} is read too."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    return data["rows"] if isinstance(data, dict) else data
+
+
+def plot_continuity(results: Path, out: Path) -> list[Path]:
+    """continuity.json -> continuity.png: per netem loss (groups) and pair (bars), the
+    extra loss (tunnel loss minus netem's own on the same link) and the longest outage in
+    pings, with netem's own longest outage as a black tick."""
+    rows = _continuity_rows(results / "continuity.json")
+    if not rows:
+        return []
+    pairs = [p for p in CONTINUITY_PAIRS if any(r["peer"] == p for r in rows)]
+    pairs += sorted({r["peer"] for r in rows} - set(pairs))
+    losses = sorted({r["loss_pct"] for r in rows})
+    by = {(r["peer"], r["loss_pct"]): r for r in rows}
+    width = 0.8 / len(pairs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = (
+        ("extra_loss_pp", "extra loss, percentage points\n(tunnel loss - netem's own)", "{:+.2f}"),
+        ("longest_outage_packets", "longest outage, pings in a row", "{:.0f}"),
+    )
+    for ax, (key, label, fmt) in zip(axes, panels, strict=True):
+        for i, peer in enumerate(pairs):
+            xs = [j + (i - (len(pairs) - 1) / 2) * width for j in range(len(losses))]
+            got = [(x, by[(peer, loss)]) for x, loss in zip(xs, losses, strict=True)
+                   if (peer, loss) in by]  # fmt: skip
+            bars = ax.bar([x for x, _ in got], [r[key] for _, r in got], width, color=f"C{i}",
+                          label=CONTINUITY_PAIRS.get(peer, peer))  # fmt: skip
+            ax.bar_label(bars, labels=[fmt.format(r[key]) for _, r in got], fontsize=6,
+                         rotation=90, padding=2)  # fmt: skip
+            if key == "longest_outage_packets":
+                ax.scatter([x for x, _ in got], [r["longest_outage_netem"] for _, r in got],
+                           marker="_", s=120, color="black", zorder=3,
+                           label="netem alone, same link" if i == 0 else None)  # fmt: skip
+        # symlog: noise around 0 stays readable next to an outage of thousands of pings
+        ax.set_yscale("symlog", linthresh=1.0)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * 4 if hi > 1 else hi + 1)  # room for the value labels
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_xticks(range(len(losses)), [f"{loss:g} %" for loss in losses])
+        ax.set_xlabel("netem loss each way (50 ms delay each way)")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    seconds = sorted({r["seconds"] for r in rows})
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(
+        "Data plane through CHILD_SA rekeys every 3-4 s and IKE_SA rekeys every ~20 s "
+        f"({'/'.join(map(str, seconds))} s of ping at ~100/s per row)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return [_save(fig, out, "continuity.png")]
+
+
 PLOTS = (
     plot_sizes,
     plot_rtt,
@@ -500,6 +569,7 @@ PLOTS = (
     plot_mtu,
     plot_throughput,
     plot_load,
+    plot_continuity,
 )
 
 

@@ -237,6 +237,7 @@ class Engine:
             reauthenticate=self._reauthenticate,
             has_contact=self._has_contact,
             new_ike_spi=self._new_ike_spi,
+            siblings=self._duplicates,
         )
 
     def _reqid(self, ike: str | None = None, child: str | None = None) -> int:

@@ -106,6 +106,8 @@ class SaServices:
     reauthenticate: Callable[[IkeSa], None] = lambda sa: None  # reauth_time reached
     has_contact: Callable[[IkeSa], bool] = lambda sa: False  # another IKE_SA to this peer
     new_ike_spi: Callable[[], bytes] = lambda: os.urandom(8)  # one the steering sends to us
+    # the other established IKE_SAs of this connection with this peer (reauthentication)
+    siblings: Callable[[IkeSa], list[IkeSa]] = lambda sa: []
 
 
 class IkeSa:
@@ -1155,11 +1157,16 @@ class IkeSa:
     def destroy(self, now: float) -> None:
         """Remove everything this IKE_SA installed and forget it."""
         self.svc.touch(self)
-        from pqike.tasks.child_create import remove_rekeyed_inbound, uninstall_child
+        from pqike.tasks.child_create import hand_over, remove_rekeyed_inbound, uninstall_child
 
+        keeper = None
         for child in list(self.children):
-            uninstall_child(self, child)
+            keeper = hand_over(self, child) or keeper
+            uninstall_child(self, child)  # (nothing left to do after a hand-over)
         self.children.clear()
+        if keeper is not None:  # reauthenticated: what this one kept goes on there
+            keeper.rekeyed_inbound += self.rekeyed_inbound
+            self.rekeyed_inbound = []
         remove_rekeyed_inbound(self)
         for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
             task.abort()

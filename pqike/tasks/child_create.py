@@ -204,10 +204,22 @@ def _export_child_keys(
     export_child(sa.svc.config.daemon.save_keys, i, r, encr, integ, keys, sa.log)
 
 
+def _drop_peer_chains(sa: IkeSa, child: ChildSa) -> None:
+    """The peer's IKE_FOLLOWUP_KE chains that would rekey ``child``, which goes: the peer
+    gives such a chain up (its CHILD_SA is gone), and while one is open here, every IKE_SA
+    rekey is refused until the IKE_SA reaches its hard lifetime."""
+    for owner in {sa, sa.home()}:
+        for link, task in list(owner.followups.items()):
+            if getattr(task, "rekey", None) is child:
+                del owner.followups[link]
+                task.abort()  # gives back the SPI allocated for the new CHILD_SA
+
+
 def uninstall_child(sa: IkeSa, child: ChildSa, *, keep_inbound: bool = False) -> None:
     """Remove the CHILD_SA's policies and SAs; ``keep_inbound``: all but its inbound SA,
     which the caller removes later (:func:`retire_rekeyed`)."""
     kernel = sa.svc.kernel
+    _drop_peer_chains(sa, child)
     for pol in getattr(child, "installed_policies", []):
         kernel.del_policy(pol)
     child.installed_policies = []  # type: ignore[attr-defined]
@@ -233,19 +245,61 @@ def remove_outbound(sa: IkeSa, child: ChildSa) -> None:
         sa.svc.kernel.del_sa(child.spi_out, sa.remote.host)
 
 
-def retire_rekeyed(sa: IkeSa, child: ChildSa) -> None:
-    """Delete a CHILD_SA that another one of the same reqid replaced (rekey, collision) but
-    keep its inbound SA for ``delete_rekeyed_delay`` (strongSwan's name and default): ESP
-    the peer sent on it before it switched may still be in flight, or the peer keeps
-    sending until our DELETE reaches it. 0 keeps it until the CHILD_SA's hard lifetime."""
+def retire_rekeyed(sa: IkeSa, child: ChildSa, keeper: IkeSa | None = None) -> None:
+    """Delete a CHILD_SA that another one of the same reqid replaced (rekey, collision,
+    reauthentication) but keep its inbound SA for ``delete_rekeyed_delay`` (strongSwan's
+    name and default): ESP the peer sent on it before it switched may still be in flight,
+    or the peer keeps sending until our DELETE reaches it. 0 keeps it until the CHILD_SA's
+    hard lifetime. ``keeper``: the IKE_SA that removes it then (default: ``sa``'s home)."""
     delay = sa.svc.config.daemon.delete_rekeyed_delay
     until = sa.now + delay if delay else child.expire_at
     keep = until is not None and until > sa.now
     uninstall_child(sa, child, keep_inbound=keep)
     if keep:
         assert until is not None
-        sa.home().rekeyed_inbound.append((until, child.spi_in, sa.local.host))
+        (keeper or sa.home()).rekeyed_inbound.append((until, child.spi_in, sa.local.host))
         sa.log("delay closing of inbound CHILD_SA %s for %ds", child.label, round(until - sa.now))
+
+
+_LIVE = (ChildState.INSTALLED, ChildState.REKEYING)
+
+
+def reauth_outbound(sa: IkeSa, child: ChildSa, initiator: bool) -> bool:
+    """A new CHILD_SA (not a rekey) about to be installed: if it replaces a live one with the
+    same name and selectors on another IKE_SA with this peer (make-before-break
+    reauthentication), take that one's reqid, as strongSwan shares a reqid between such
+    CHILD_SAs: ESP still arriving on the old SA then passes the inbound policy, which names
+    the reqid. Returns whether to install the outbound SA now: the responder of the exchange
+    holds it back until the old IKE_SA goes (:func:`hand_over`), when the initiator has
+    installed its inbound SA for sure."""
+    for other in sa.svc.siblings(sa):
+        if other.deleting:  # (unique = replace) nothing to wait for, it goes anyway
+            continue
+        for old in other.children:
+            if (
+                old.name == child.name
+                and old.state in _LIVE
+                and old.local_ts == child.local_ts
+                and old.remote_ts == child.remote_ts
+            ):
+                child.reqid = old.reqid
+                return initiator
+    return True
+
+
+def hand_over(sa: IkeSa, child: ChildSa) -> IkeSa | None:
+    """``sa`` goes while another IKE_SA with this peer has a live CHILD_SA of ``child``'s
+    reqid (its reauthentication): switch the outbound to that one and keep ``child``'s
+    inbound SA there for delete_rekeyed_delay, the peer may send on it until our DELETE
+    reaches it. The IKE_SA that took it, or None (nothing done)."""
+    for keeper in sa.svc.siblings(sa):
+        for successor in keeper.children:
+            if successor.reqid == child.reqid and successor.state in _LIVE:
+                install_pending_outbound(keeper, successor)
+                retire_rekeyed(sa, child, keeper)
+                sa.svc.touch(keeper)
+                return keeper
+    return None
 
 
 def remove_rekeyed_inbound(sa: IkeSa, now: float | None = None) -> None:
@@ -333,7 +387,8 @@ class ChildCreate(Task):
         sa = self.sa
         sa.cfg("selected proposal: %s", child.proposal)
         try:
-            install_child(sa, child, sa.now)
+            outbound = reauth_outbound(sa, child, self.initiator)
+            install_child(sa, child, sa.now, with_outbound=outbound)
         except KernelError as e:
             self._child_failed(f"unable to install CHILD_SA {child.label}: {e}")
             return False

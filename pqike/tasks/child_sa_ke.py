@@ -34,6 +34,7 @@ from pqike.tasks.child_create import (
     _from_wire_ts,
     _to_wire_ts,
     install_child,
+    reauth_outbound,
     release_spi,
     remove_outbound,
 )
@@ -172,6 +173,8 @@ class ChildSaKe(Task):
             # keys by our role in this CREATE_CHILD_SA, not in the IKE_SA
             # as the responder of a rekey, send with the new SA only once the old is gone
             defer = self.rekey is not None and not self.initiator
+            if self.rekey is None:  # a reauthentication's may replace another IKE_SA's
+                defer = not reauth_outbound(sa, child, self.initiator)
             install_child(sa, child, sa.now, initiator=self.initiator, with_outbound=not defer)
             if defer:
                 child.replaces = self.rekey
@@ -200,6 +203,17 @@ class ChildSaKe(Task):
             return self._failed(f"no CHILD_SA config named '{self.child_name}'")
         if self.rekey is not None and self.rekey not in self.sa.children:
             return Status.SUCCESS  # deleted meanwhile: nothing to rekey
+        if (
+            self.rekey is not None
+            and self.child is None
+            and self.rekey.state != ChildState.INSTALLED
+        ):
+            # the peer rekeyed it while this waited in the queue (its DELETE is on the way):
+            # rekeying and deleting it here would switch to the peer's new SA too early
+            self.sa.log(
+                "CHILD_SA %s is %s, not rekeying it", self.rekey.label, self.rekey.state.value
+            )
+            return Status.SUCCESS
         if self.stage == "followup":
             msg.exchange = ExchangeType.IKE_FOLLOWUP_KE
             self.chain.start_followup(msg)
@@ -371,6 +385,7 @@ class ChildSaKe(Task):
                 return Status.NEED_MORE
         if err.notify_type == NotifyType.TEMPORARY_FAILURE and self.rekey is not None:
             sa.log("peer answered TEMPORARY_FAILURE, retrying %s later", self._what())
+            release_spi(sa, self.child)  # the retry allocates its own
             if self.rekey.state == ChildState.REKEYING:
                 self.rekey.state = ChildState.INSTALLED
             sa.home().schedule_retry(self.rekey)

@@ -10,17 +10,27 @@ import random
 import pytest
 
 from pqike.events import Datagram
-from tests.exchange.peers import Net, current_sas, kept_inbound, make_pair, psk_config
+from pqike.wire.iana import ExchangeType
+from pqike.wire.message import decode_header
+from tests.exchange.peers import (
+    CAROL,
+    MOON,
+    Net,
+    current_sas,
+    kept_inbound,
+    make_pair,
+    psk_config,
+)
 
 IKE = "aes256-sha256-x25519"
 ESP = "aes256-sha256-x25519"
 
 
-def _up(delay: int | None = None, child: dict | None = None) -> Net:
+def _up(delay: int | None = None, child: dict | None = None, vips: bool = True) -> Net:
     daemon = {} if delay is None else {"delete_rekeyed_delay": delay}
     net = make_pair(
-        psk_config("carol", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
-        psk_config("moon", IKE, esp=ESP, extra_daemon=daemon, child_extra=child),
+        psk_config("carol", IKE, esp=ESP, extra_daemon=daemon, child_extra=child, vips=vips),
+        psk_config("moon", IKE, esp=ESP, extra_daemon=daemon, child_extra=child, vips=vips),
     )
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()
@@ -187,3 +197,114 @@ def test_ike_sa_delete_and_shutdown_remove_kept_inbound_sas() -> None:
     for peer in net.peers.values():
         peer.engine.close(net.now)
         assert peer.kernel.sas == {} and peer.kernel.policies == []
+
+
+@pytest.mark.parametrize("by", ["carol", "moon"])
+def test_reauthentication_keeps_old_inbound_sas_for_the_delay(by: str) -> None:
+    """Make-before-break: the old IKE_SA's DELETE takes its CHILD_SAs, but the peer may send
+    on them until that DELETE reaches it; their inbound SAs stay for delete_rekeyed_delay
+    like a rekeyed CHILD_SA's, on the new IKE_SA, then go."""
+    net = _up(vips=False)  # a responder that assigned a VIP cannot reauthenticate
+    old = {w: _child(net, w) for w in ("carol", "moon")}
+    _checking(net)
+    net.peers[by].engine.reauthenticate(None, net.now)
+    net.run()
+    for who, peer in net.peers.items():
+        (sa,) = peer.engine.sas.values()  # the old IKE_SA is gone
+        (new,) = sa.children
+        assert new.spi_in != old[who].spi_in
+        # one reqid: the kernel's inbound policy names it, ESP on the kept SA must pass it
+        assert new.reqid == old[who].reqid
+        if who == by:
+            kept = (old[who].spi_in, CAROL if who == "carol" else MOON)
+            assert kept_inbound(peer) == {kept} and peer.kernel.sas[kept].inbound
+        assert len(current_sas(peer)) == 2
+    net.advance(4.5)
+    assert len(kept_inbound(net.peers[by])) == 1
+    net.advance(1.0)
+    for peer in net.peers.values():
+        assert not kept_inbound(peer) and len(peer.kernel.sas) == 2
+
+
+def test_rekey_answered_temporary_failure_gives_its_spi_back() -> None:
+    """A CHILD_SA rekey the peer refuses with TEMPORARY_FAILURE (it is rekeying the IKE_SA)
+    is retried later; the inbound SPI allocated for it goes back now (a larval SA in the
+    kernel otherwise, left after the IKE_SA was terminated: seen in UML)."""
+    net = _up()
+    net.peers["moon"].engine.rekey("rw", None, net.now)
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    (sa,) = [s for s in net.peers["carol"].engine.sas.values() if s.children]
+    assert sa.retry_at, "carol's rekey was not refused with TEMPORARY_FAILURE"
+    for peer in net.peers.values():
+        inbound = {spi for (spi, _), sa in peer.kernel.sas.items() if sa.inbound}
+        assert peer.kernel._spis == inbound
+
+
+def test_abandoned_followup_chain_does_not_block_ike_sa_rekeys() -> None:
+    """Both ends rekey the CHILD_SA, moon's answer to carol's CREATE_CHILD_SA is lost: moon's
+    rekey completes and deletes the old CHILD_SA before carol's retransmission is answered,
+    and carol gives its IKE_FOLLOWUP_KE chain up. Moon's half of that chain goes with the
+    CHILD_SA: while one is open, moon refuses every IKE_SA rekey (seen in UML at 1 % loss:
+    refused for 60 s, then the IKE_SA reached its hard lifetime and took the tunnel)."""
+    esp = f"{ESP}-ke1_mlkem768"
+    net = make_pair(psk_config("carol", IKE, esp=esp), psk_config("moon", IKE, esp=esp))
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    lost: list[Datagram] = []
+
+    def lose_first_answer_to_carol(d: Datagram) -> list[Datagram]:
+        h = decode_header(d.data)
+        answer = h.exchange == ExchangeType.CREATE_CHILD_SA and h.response
+        if answer and d.src.host == MOON and not lost:
+            lost.append(d)
+            return []
+        return [d]
+
+    net.filter = lose_first_answer_to_carol
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.peers["moon"].engine.rekey(None, "net", net.now)
+    net.run()
+    net.advance(5.0)  # carol's retransmission, answered from moon's cache
+    assert lost
+    (moon_sa,) = net.peers["moon"].engine.sas.values()
+    assert not moon_sa.followups, "moon still waits for carol's abandoned chain"
+    (carol_sa,) = net.peers["carol"].engine.sas.values()
+    net.peers["carol"].engine.rekey("home", None, net.now)
+    net.run()
+    (new,) = net.peers["carol"].engine.sas.values()
+    assert new is not carol_sa and new.state.value == "ESTABLISHED"
+
+
+def test_queued_rekey_of_a_child_sa_the_peer_rekeyed_meanwhile_is_dropped() -> None:
+    """moon's rekey of net waits in its queue while carol rekeys net (moon answers): when it
+    comes up, net is REKEYED (carol's DELETE is on its way) and must not be rekeyed again.
+    Seen in UML at 5 % loss on the userspace data plane: moon rekeyed it anyway, deleted it,
+    and that switched its outbound to carol's new CHILD_SA before carol, whose last answer
+    was lost, had its inbound SA: 144 pings dropped for an unknown SPI."""
+    from pqike.tasks.child_sa_ke import ChildSaKe
+
+    net = _up()
+    old = _child(net, "moon")
+    net.filter = lambda d: (
+        [] if decode_header(d.data).exchange == ExchangeType.INFORMATIONAL else [d]
+    )
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()  # carol's DELETE of the old CHILD_SA is lost
+    assert old.state.value == "REKEYED"
+    sent = len(net.log)
+    (sa,) = net.peers["moon"].engine.sas.values()
+    sa.queue(ChildSaKe(sa, True, rekey=old))
+    sa.initiate(net.now)
+    net.run()
+    moon_requests = [
+        h
+        for h in (decode_header(d.data) for d in net.log[sent:] if d.src.host == MOON)
+        if h.exchange == ExchangeType.CREATE_CHILD_SA and not h.response
+    ]
+    assert moon_requests == [], "moon rekeyed a CHILD_SA that is already rekeyed"
+    _checking(net)
+    net.filter = None
+    net.advance(5.0)  # carol's DELETE again: moon switches to the new CHILD_SA
+    _outbound_receivable(net)
+    assert len(current_sas(net.peers["moon"])) == 2

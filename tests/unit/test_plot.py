@@ -118,6 +118,8 @@ def _fixture(d: Path) -> None:
         ],
     )
     _write(d, "load_udp", LOAD_ROWS)
+    # as tests/uml/bench/test_continuity.py writes it: a plain list of rows
+    (d / "continuity.json").write_text(json.dumps(CONTINUITY))
 
 
 def _load_row(impl: str, n: int, run: int, rate: float, done: int = 100) -> dict:
@@ -146,6 +148,20 @@ LOAD_ROWS = [
 ]
 
 
+def _continuity_row(peer: str, loss: float, extra: float, outage: int) -> dict:
+    return {"peer": peer, "loss_pct": loss, "seconds": 300, "extra_loss_pp": extra,
+            "longest_outage_packets": outage, "longest_outage_netem": 2}  # fmt: skip
+
+
+CONTINUITY = [
+    _continuity_row("pqike", 0.0, 0.0, 0),
+    _continuity_row("pqike", 5.0, -0.4, 3),
+    _continuity_row("charon", 0.0, 0.0, 0),
+    _continuity_row("charon", 5.0, 50.9, 1965),
+    _continuity_row("userspace", 5.0, 0.3, 4),
+]
+
+
 def test_every_plot_renders(tmp_path: Path) -> None:
     plot = _plot_module()
     _fixture(tmp_path)
@@ -162,6 +178,7 @@ def test_every_plot_renders(tmp_path: Path) -> None:
         "fragmentation.png",
         "throughput.png",
         "load.png",
+        "continuity.png",
     }
     for p in out.iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -248,3 +265,20 @@ def test_throughput_summary_median_and_ratio_to_charon() -> None:
     )
     assert (pq["ok"], pq["runs"], pq["mbit_s"], pq["status"]) == (1, 2, 110.0, "failed: x")
     assert pq["vs_charon"] == pytest.approx(0.5)
+
+
+def test_continuity_bars_are_the_rows(tmp_path: Path) -> None:
+    """One bar per (pair, netem loss) row, pairs in the plot's order, missing rows left out;
+    netem's own longest outage as a tick per bar."""
+    plot = _plot_module()
+    _fixture(tmp_path)
+    figs = []
+    plot._save = lambda fig, out, name: figs.append(fig) or out / name
+    plot.plot_continuity(tmp_path, tmp_path / "f")
+    (fig,) = figs
+    extra, outage = fig.axes
+    heights = [b.get_height() for c in extra.containers for b in c]
+    assert heights == [0.0, -0.4, 0.3, 0.0, 50.9]  # pqike, userspace, charon
+    assert [b.get_height() for c in outage.containers for b in c] == [0, 3, 4, 0, 1965]
+    ticks = [y for coll in outage.collections for _, y in coll.get_offsets()]
+    assert ticks == [2] * 5

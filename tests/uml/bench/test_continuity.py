@@ -12,8 +12,11 @@ CHILD_SA every 3-4 s (rekey_time 4s, rand_time 1s, life_time 20s) and the IKE_SA
   (XfrmInNoStates: ESP for an SPI the receiver does not have);
 - SPI agreement at the end: every outbound SA of one end is an inbound SA of the other.
 
-Pairs: pqike <-> pqike (``--kernel xfrm``) and strongSwan 6.1 charon <-> charon
-(kernel-netlink, the sid root of scripts/strongswan-root.sh; skipped without it).
+Pairs (``peers``): ``pqike`` <-> pqike (``--kernel xfrm``), ``charon``: strongSwan 6.1
+charon <-> charon (kernel-netlink, the sid root of scripts/strongswan-root.sh; skipped
+without it), ``userspace``: pqike <-> pqike on the userspace ESP data plane (TUN, ESP in UDP;
+its drops by cause from its esp=2 log lines stand in for the XFRM counters), and
+``pqike-charon``: pqike carol (xfrm) <-> charon moon (kernel-netlink).
 
     scripts/uml-test.sh tests/uml/bench/test_continuity.py -s      # as root
 
@@ -29,7 +32,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +50,21 @@ from tests.uml.e2e.common import (
     BackgroundPing,
     PingStats,
     cli_ok,
+    ensure_tun,
     netem,
     skip_reason,
+    userspace_drops,
     xfrm_daemon,
     xfrm_state,
 )
 from tests.uml.e2e.test_charon_xfrm import MOON_CONF
 
 VIP = "10.3.0.1"
-DEFAULTS: dict[str, Any] = {"seconds": 60, "losses": [0.0, 1.0, 5.0], "peers": ["pqike", "charon"]}
+DEFAULTS: dict[str, Any] = {
+    "seconds": 60,
+    "losses": [0.0, 1.0, 5.0],
+    "peers": ["pqike", "charon", "userspace", "pqike-charon"],
+}
 INTERVAL = 0.01  # 100 packets/s
 CHILD = {"rekey_time": "4s", "life_time": "20s", "rand_time": "1s"}
 IKE_REKEY = "20s"
@@ -87,30 +97,38 @@ def xfrm_stat(ns: str) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- the pairs
 
+# peer -> (carol, moon): "xfrm"/"userspace" is pqike on that backend, "charon" strongSwan 6.1
+PAIRS: dict[str, tuple[str, str]] = {
+    "pqike": ("xfrm", "xfrm"),
+    "charon": ("charon", "charon"),
+    "userspace": ("userspace", "userspace"),
+    "pqike-charon": ("xfrm", "charon"),
+}
+IKE_LIFE = {"rekey_time": IKE_REKEY, "over_time": IKE_OVER, "rand_time": IKE_RAND}
+
+
+@dataclass
+class _End:
+    """One running end of a pair: a pqike daemon or a charon."""
+
+    log: Callable[[], str]
+    pqike: Pqike | None = None
+    charon: Any = None  # tests.harness.strongswan.Charon (imported only where it runs)
+
 
 @contextlib.contextmanager
-def _pqike_pair(topo: Topology, tmp: Path) -> Iterator[tuple[str, str]]:
-    carol, moon = Pqike("carol", topo.carol, tmp / "carol"), Pqike("moon", topo.moon, tmp / "moon")
-    for peer in (carol, moon):
-        tree = psk_tree(
-            peer.name,
-            peer.socket,
-            proposals=IKE,
-            esp=ESP,
-            kernel="xfrm",
-            child=CHILD,
-            ike={"rekey_time": IKE_REKEY, "over_time": IKE_OVER, "rand_time": IKE_RAND},
-        )
-        peer.write_config(tree)
-    with xfrm_daemon(moon, MOON), xfrm_daemon(carol, CAROL):
-        cli_ok(carol, "initiate", "--child", "net")
-        yield carol.log, moon.log
-        logs = (carol.log, moon.log)
-        cli_ok(carol, "terminate", "--ike", "home")
-    _LOGS["pqike"] = logs
+def _pqike_end(role: str, ns: str, tmp: Path, kernel: str) -> Iterator[_End]:
+    peer = Pqike(role, ns, tmp / role)
+    tree = psk_tree(
+        role, peer.socket, proposals=IKE, esp=ESP, kernel=kernel, child=CHILD, ike=IKE_LIFE
+    )
+    peer.write_config(tree)
+    # esp=2: the userspace data plane logs every packet it drops, with the reason
+    level = "1,knl=2,esp=2" if kernel == "userspace" else "1,knl=2"
+    listen = CAROL if role == "carol" else MOON
+    with xfrm_daemon(peer, listen, log_level=level, kernel=kernel):
+        yield _End(lambda: peer.log, pqike=peer)
 
-
-_LOGS: dict[str, tuple[str, str]] = {}
 
 _CHARON_CHILD = "\n".join(f"        {k} = {v}" for k, v in CHILD.items())
 _CHARON = """
@@ -165,29 +183,48 @@ def _charon_conf(role: str) -> str:
 
 
 @contextlib.contextmanager
-def _charon_pair(topo: Topology, tmp: Path) -> Iterator[tuple[str, str]]:
+def _charon_end(role: str, ns: str, tmp: Path) -> Iterator[_End]:
     from tests.harness.strongswan import Charon, root_problem
 
     problem = root_problem()
     if problem:
         pytest.skip(problem)
     levels = {"default": 1, "ike": 1, "cfg": 1, "knl": 1}
-    daemons = [
-        Charon(n, ns, _charon_conf(n), tmp / f"charon-{n}", libipsec=False, log_levels=levels)
-        for n, ns in (("moon", topo.moon), ("carol", topo.carol))
-    ]
+    d = Charon(
+        role, ns, _charon_conf(role), tmp / f"charon-{role}", libipsec=False, log_levels=levels
+    )
     try:
-        for d in daemons:
-            d.start(timeout=60)
-            d.load_all()
-        r = daemons[1].initiate(child="net", ike="home")
-        assert r.returncode == 0, r.output
-        yield "", ""
-        _LOGS["charon"] = (daemons[1].log_text(), daemons[0].log_text())
-        daemons[1].terminate(ike="home")
+        d.start(timeout=60)
+        d.load_all()
+        yield _End(d.log_text, charon=d)
     finally:
-        for d in daemons:
-            d.stop()
+        d.stop()
+
+
+def _end(
+    kind: str, role: str, topo: Topology, tmp: Path
+) -> contextlib.AbstractContextManager[_End]:
+    ns = topo.carol if role == "carol" else topo.moon
+    return _charon_end(role, ns, tmp) if kind == "charon" else _pqike_end(role, ns, tmp, kind)
+
+
+@contextlib.contextmanager
+def _pair(peer: str, topo: Topology, tmp: Path) -> Iterator[tuple[_End, _End]]:
+    """(carol, moon) of ``peer``, carol's CHILD_SA ``net`` established; terminated after."""
+    carol_kind, moon_kind = PAIRS[peer]
+    if "userspace" in (carol_kind, moon_kind) and (why := ensure_tun()):
+        pytest.skip(why)
+    with _end(moon_kind, "moon", topo, tmp) as moon, _end(carol_kind, "carol", topo, tmp) as carol:
+        if carol.pqike is not None:
+            cli_ok(carol.pqike, "initiate", "--child", "net")
+        else:
+            r = carol.charon.initiate(child="net", ike="home")
+            assert r.returncode == 0, r.output
+        yield carol, moon
+        if carol.pqike is not None:
+            cli_ok(carol.pqike, "terminate", "--ike", "home")
+        else:
+            carol.charon.terminate(ike="home")
 
 
 # --------------------------------------------------------------------------- the rows
@@ -197,7 +234,7 @@ _CHILD_UP = re.compile(r"> (?:outbound )?CHILD_SA \S+ established")
 _IKE_REKEYED = re.compile(r"IKE_SA \S+ rekeyed between")
 
 
-def _spi_agreement(topo: Topology) -> bool:
+def _kernel_spis_agree(topo: Topology) -> bool:
     sas = {ns: xfrm_state(ns)[0] for ns in topo.namespaces}
     peer_of = {topo.carol: (topo.moon, MOON), topo.moon: (topo.carol, CAROL)}
     for ns, (other, remote) in peer_of.items():
@@ -208,14 +245,41 @@ def _spi_agreement(topo: Topology) -> bool:
     return True
 
 
+_ESTABLISHED = re.compile(r"CHILD_SA (\S+) established with SPIs ([0-9a-f]{8})_i ([0-9a-f]{8})_o")
+_CLOSED = re.compile(r"closing CHILD_SA (\S+) with SPIs")
+
+
+def live_children(log: str) -> set[tuple[str, str]]:
+    """(SPI in, SPI out) of the CHILD_SAs a pqike log has established and not closed."""
+    live = {m[1]: (m[2], m[3]) for m in _ESTABLISHED.finditer(log)}
+    for m in _CLOSED.finditer(log):
+        live.pop(m[1], None)
+    return set(live.values())
+
+
+def logged_spis_agree(carol_log: str, moon_log: str) -> bool:
+    """The userspace data plane's SPI agreement, from both daemons' logs: each end's live
+    CHILD_SAs are the other's with in and out swapped. (Two list-sas calls are seconds
+    apart in UML, each a Python start, across a CHILD_SA rekey every ~2 s: they disagree
+    when one lands before a rekey and the other after it.)"""
+    return live_children(carol_log) == {(o, i) for i, o in live_children(moon_log)}
+
+
+def _spis_agree(peer: str, topo: Topology, carol: _End, moon: _End) -> bool:
+    """SPI agreement at the end; asked up to three times, 0.5 s apart: a CHILD_SA rekey in
+    flight (one end has installed the new SA, the other not yet) is not a disagreement."""
+    for _ in range(3):
+        if "userspace" in PAIRS[peer]:
+            ok = logged_spis_agree(carol.log(), moon.log())
+        else:
+            ok = _kernel_spis_agree(topo)
+        if ok:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 TAIL = 50  # last pings left out: in flight (rtt 100 ms) when ping's deadline ends it
-
-
-def _trimmed(st: PingStats) -> PingStats:
-    """``st`` without its last TAIL pings, which ping's -w deadline may cut short."""
-    sent = max(st.sent - TAIL, 0)
-    missing = [s for s in st.missing if s <= sent]
-    return PingStats(sent=sent, received=sent - len(missing), missing=missing, interval=INTERVAL)
 
 
 def _row(
@@ -286,8 +350,7 @@ def test_continuity(peer: str, loss: float, results: list[dict], request, tmp_pa
     with topology() as topo:
         for ns in topo.namespaces:
             netem(ns, "eth0", 50, loss)
-        pair = _pqike_pair if peer == "pqike" else _charon_pair
-        with pair(topo, tmp_path):
+        with _pair(peer, topo, tmp_path) as (carol, moon):
             time.sleep(1.0)
             before = {ns: xfrm_stat(ns) for ns in topo.namespaces}
             with BackgroundPing(topo.carol, MOON, CAROL, seconds, INTERVAL) as plain:
@@ -298,11 +361,11 @@ def test_continuity(peer: str, loss: float, results: list[dict], request, tmp_pa
                 for name, value in xfrm_stat(ns).items():
                     if value - before[ns].get(name, 0):
                         errors[name] = errors.get(name, 0) + value - before[ns].get(name, 0)
-            agree = _spi_agreement(topo)
-        row = _row(peer, loss, seconds, _trimmed(st), _trimmed(base), errors)
+            agree = _spis_agree(peer, topo, carol, moon)
+            logs = (carol.log(), moon.log())
+        errors.update(userspace_drops(logs))
+        row = _row(peer, loss, seconds, st.trimmed(TAIL), base.trimmed(TAIL), errors)
         row["spis_agree"] = agree
-        carol_log, moon_log = _LOGS.get(peer, ("", ""))
-        logs = (carol_log, moon_log)
         row["child_rekeys"] = max(len(_CHILD_UP.findall(t)) for t in logs) - 1
         row["ike_rekeys"] = max(len(_IKE_REKEYED.findall(t)) for t in logs)
         print(f"\n{row}")

@@ -9,6 +9,7 @@ with the precise reason elsewhere (``skip_reason()``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pyroute2 import netns as pnetns
 
 from pqike.kernel.netlink_xfrm import XfrmSocket, unpack_addr
+from pqike.kernel.tun import tun_available
 from pqike.netns import ns_argv
 from tests.e2e.daemons import Pqike, snapshot
 
@@ -152,11 +154,42 @@ def sa_by_spi(ns: str) -> dict[str, XSa]:
 # --------------------------------------------------------------------------- pqike daemons
 
 
+def ensure_tun() -> str | None:
+    """None when the userspace data plane can make its TUN device here, else why not; in
+    UML, tun is a module that nothing loads on its own."""
+    if tun_available() is not None:
+        subprocess.run(["modprobe", "tun"], capture_output=True, timeout=30)
+    return tun_available()
+
+
+# what pqike's userspace data plane logs (at esp=2) for each packet it drops
+ESP_DROPS = {
+    "in unknown SPI": re.compile(r"dropping ESP packet from \S+: no inbound SA with SPI"),
+    "in other": re.compile(r"dropping ESP packet from \S+: (?!no inbound SA with SPI)"),
+    "out no SA": re.compile(r"no outbound SA for reqid|no policy for packet"),
+    "out other": re.compile(r"ESP encapsulation failed|could not send ESP packet"),
+    "TUN write": re.compile(r"could not write \d+ bytes to TUN"),
+}
+
+
+def userspace_drops(logs: tuple[str, ...]) -> dict[str, int]:
+    """The userspace data plane's drops, both ends, by cause (its XfrmInNoStates etc.)."""
+    out: dict[str, int] = {}
+    for name, rx in ESP_DROPS.items():
+        n = sum(len(rx.findall(t)) for t in logs)
+        if n:
+            out[f"ESP {name}"] = n
+    return out
+
+
 @contextlib.contextmanager
-def xfrm_daemon(peer: Pqike, listen: str, log_level: str = "1,knl=2") -> Iterator[Pqike]:
-    """``pqike daemon -F --kernel xfrm --listen ADDR`` in ``peer.ns`` (config already written)."""
+def xfrm_daemon(
+    peer: Pqike, listen: str, log_level: str = "1,knl=2", kernel: str = "xfrm"
+) -> Iterator[Pqike]:
+    """``pqike daemon -F --kernel xfrm --listen ADDR`` in ``peer.ns`` (config already written);
+    ``kernel="userspace"`` for the userspace data plane on the same terms."""
     argv = [sys.executable, "-m", "pqike", "daemon", "--config", str(peer.directory), "-F"]
-    argv += ["--kernel", "xfrm", "--listen", listen, "--log-level", log_level]
+    argv += ["--kernel", kernel, "--listen", listen, "--log-level", log_level]
     log = open(peer.directory / "daemon.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     peer.proc = subprocess.Popen(
@@ -242,6 +275,19 @@ class PingStats:
             best = max(best, run)
             prev = s
         return best
+
+    def trimmed(self, tail: int) -> PingStats:
+        """Without the last ``tail`` pings: in flight when ping's -w deadline ended it."""
+        sent = max(self.sent - tail, 0)
+        missing = [s for s in self.missing if s <= sent]
+        return PingStats(sent, sent - len(missing), self.rtts, missing, self.interval)
+
+    def loss_se(self, other: PingStats) -> float:
+        """Standard error, in percentage points, of ``self.loss - other.loss`` (two
+        independent samples): the noise of comparing the tunnel's loss with netem's own."""
+        p1, p2 = self.loss / 100, other.loss / 100
+        var = p1 * (1 - p1) / max(self.sent, 1) + p2 * (1 - p2) / max(other.sent, 1)
+        return 100.0 * math.sqrt(var)
 
     def rtt(self) -> tuple[float, float, float]:
         if not self.rtts:

@@ -7,7 +7,8 @@ the virtual IP and table-220 routes are the kernel's, not pqike's userspace data
   byte/packet counters are the kernel's (compared with an XFRM dump); initiate-terminate
   leaves no SA, policy, VIP, route or rule behind, and the namespaces end as they began;
 - CHILD_SA and IKE_SA rekeying (CLI and lifetimes) under ping traffic, with the loss;
-- the same with 50 ms delay and 1 % loss (netem) on both veth ends.
+- the same with 50 ms delay and 1 % loss (netem) on both veth ends;
+- make-before-break reauthentication under ping (50 ms delay): nothing lost.
 
 Run: ``scripts/uml-test.sh tests/uml/e2e -v -s`` (or the host wrapper tests/uml/test_uml_e2e.py).
 """
@@ -32,11 +33,13 @@ from tests.uml.e2e.common import (
     BackgroundPing,
     XSa,
     cli_ok,
+    ensure_tun,
     kernel_errors,
     leftovers,
     netem,
     ping,
     snapshot,
+    userspace_drops,
     xfrm_daemon,
     xfrm_errors,
     xfrm_state,
@@ -45,9 +48,9 @@ from tests.uml.e2e.common import (
 VIP = "10.3.0.1"
 
 
-def _configure(carol: Pqike, moon: Pqike, **kw) -> None:  # type: ignore[no-untyped-def]
+def _configure(carol: Pqike, moon: Pqike, kernel: str = "xfrm", **kw) -> None:  # type: ignore[no-untyped-def]
     for peer in (carol, moon):
-        tree = psk_tree(peer.name, peer.socket, proposals=IKE, esp=ESP, kernel="xfrm", **kw)
+        tree = psk_tree(peer.name, peer.socket, proposals=IKE, esp=ESP, kernel=kernel, **kw)
         peer.write_config(tree)
 
 
@@ -225,15 +228,21 @@ def test_lifetime_rekeying_under_ping(topo: Topology, peers: tuple[Pqike, Pqike]
 @pytest.mark.parametrize("loss", [1.0, 0.0])
 def test_netem_delay_loss_rekeying(topo: Topology, peers: tuple[Pqike, Pqike], loss: float) -> None:
     """50 ms delay + ``loss`` % loss on both veth ends (rtt ~100 ms) while both ends rekey
-    the CHILD_SA every 3-4 s (collisions included), ping through the tunnel and, on the
-    same link at the same time, outside it (netem's own loss).
+    the CHILD_SA every 3-4 s (collisions included), ping at 50/s through the tunnel and, on
+    the same link at the same time, outside it (netem's own loss).
 
-    What rekeys cost is what the kernel dropped for want of an SA (XfrmInNoStates: ESP for
-    an SPI the receiver no longer or not yet has; XfrmOutNoStates/XfrmAcquireError: no
-    outbound SA): netem's random loss does not touch these counters, so the bound is
-    deterministic. Issue 11 saw XfrmInNoStates 17 and 13.2 % loss here."""
+    Issue 11 asks: loss during rekeys minus netem's own loss below 1 percentage point, and
+    XfrmInNoStates 0 on a loss-free link. What rekeys cost is what the kernel dropped for
+    want of an SA (XfrmInNoStates: ESP for an SPI the receiver no longer or not yet has;
+    XfrmOutNoStates/XfrmAcquireError: no outbound SA; XfrmInTmplMismatch: ESP on an SA the
+    inbound policy does not name): netem's random loss does not touch these counters, so
+    "below 1 % of the pings" is a deterministic bound. The tunnel-minus-netem difference
+    itself is noisy (for two samples of ~1000 pings at ~2 % round-trip loss, one standard
+    error is 0.6 pp): asserted below 1 pp plus 4 standard errors of that difference. Issue 11
+    saw XfrmInNoStates 17 and 13.2 % loss here."""
     carol, moon = peers
     seconds = int(os.environ.get("PQIKE_NETEM_SECONDS", "20"))
+    interval = 0.02  # 50/s, which UML keeps up (100/s it does not: ping's count is never met)
     for ns in topo.namespaces:
         netem(ns, "eth0", 50, loss)
     # life_time 20 s: a lost IKE message costs a 4 s retransmission, which must not outlast
@@ -244,34 +253,78 @@ def test_netem_delay_loss_rekeying(topo: Topology, peers: tuple[Pqike, Pqike], l
         t0 = time.monotonic()
         cli_ok(carol, "initiate", "--child", "net")
         setup = time.monotonic() - t0
-        with BackgroundPing(topo.carol, MOON, CAROL, seconds=seconds) as plain:
-            st = BackgroundPing(topo.carol, INTRANET, VIP, seconds=seconds).__enter__().join()
-        base = plain.join()
+        with BackgroundPing(topo.carol, MOON, CAROL, seconds, interval) as plain:
+            st = BackgroundPing(topo.carol, INTRANET, VIP, seconds, interval).__enter__().join()
+        # the last 10 pings (0.2 s) may be in flight when ping's deadline ends it
+        st, base = st.trimmed(10), plain.join().trimmed(10)
         rekeys, _ = _rekeys(carol, moon)
         retransmits = sum(p.log.lower().count("retransmit") for p in (carol, moon))
         assert carol.proc is not None and moon.proc is not None
         errors = {**xfrm_errors(carol.proc.pid)}
         for name, value in xfrm_errors(moon.proc.pid).items():
             errors[name] = errors.get(name, 0) + value
+        extra, se = st.loss - base.loss, st.loss_se(base)
         print(
             f"\nnetem 50ms/{loss}% both ways, initiate {setup:.1f}s, {seconds}s with CHILD_SA "
             f"rekey every 4s: {rekeys} rekeys, {retransmits} retransmit log lines; tunnel ping "
-            f"{st.summary()}; same link outside the tunnel: {base.summary()}; "
-            f"{_drops(carol, moon)}"
+            f"{st.summary()}; same link outside the tunnel: {base.summary()}; extra loss "
+            f"{extra:+.2f} pp (standard error {se:.2f}); {_drops(carol, moon)}"
         )
         assert st.rtt()[0] >= 95.0, f"netem delay not in effect: {st.summary()}"
         assert rekeys >= seconds // 6, f"only {rekeys} CHILD_SA rekeys"
+        assert st.sent >= 20 * seconds, f"ping too slow for the bounds: {st.summary()}"
         dropped = sum(errors.values())
         if loss == 0:
             assert errors == {}, f"the kernel dropped packets for want of an SA: {errors}"
             assert st.received == st.sent and base.received == base.sent, st.summary()
         else:
-            # rekeys may cost less than one percentage point of the pings (issue 11)
+            # rekeys cost less than one percentage point of the pings (issue 11)
             assert 100.0 * dropped / st.sent < 1.0, f"{errors} for {st.sent} pings"
+            assert extra < 1.0 + 4 * se, f"extra loss {extra:+.2f} pp, standard error {se:.2f}"
             # and no outage beyond what 1 % random loss makes (P(4 in a row) ~ 2e-7)
             assert st.longest_gap <= 4, st.summary()
         cli_ok(carol, "terminate", "--ike", "home")
         _assert_clean(topo, carol, moon)
+
+
+@pytest.mark.parametrize("kernel", ["xfrm", "userspace"])
+def test_reauthentication_under_ping(
+    topo: Topology, peers: tuple[Pqike, Pqike], kernel: str
+) -> None:
+    """Three make-before-break reauthentications (``rekey --reauth``) under 50 pings/s with
+    50 ms delay each way and no loss, on the kernel's and on the userspace data plane: not
+    one ping lost, nothing dropped (XFRM error counters; the userspace data plane's drop
+    log lines). Before, ESP still arriving on the old SA failed the new inbound policy
+    (xfrm, moon: XfrmInTmplMismatch 10) or found its inbound SA removed at once (userspace:
+    10 drops for an unknown SPI): a 5-ping outage per reauthentication."""
+    carol, moon = peers
+    if kernel == "userspace" and (why := ensure_tun()):
+        pytest.skip(why)
+    for ns in topo.namespaces:
+        netem(ns, "eth0", 50, 0.0)
+    _configure(carol, moon, kernel)
+    level = "1,knl=2,esp=2"  # esp=2: the userspace data plane logs each packet it drops
+    with xfrm_daemon(moon, MOON, level, kernel), xfrm_daemon(carol, CAROL, level, kernel):
+        cli_ok(carol, "initiate", "--child", "net")
+        first = carol.sas()[0]["uniqueid"]
+        with BackgroundPing(topo.carol, INTRANET, VIP, seconds=12, interval=0.02) as bg:
+            for _ in range(3):
+                time.sleep(3.0)
+                cli_ok(carol, "rekey", "--ike", "home", "--reauth")
+        st = bg.join().trimmed(10)  # the last ones may be in flight at ping's deadline
+        assert carol.proc is not None and moon.proc is not None
+        drops = {**xfrm_errors(carol.proc.pid), **userspace_drops((carol.log, moon.log))}
+        for name, value in xfrm_errors(moon.proc.pid).items():
+            drops[name] = drops.get(name, 0) + value
+        print(f"\n3 reauthentications ({kernel}) under ping: {st.summary()}; drops {drops}")
+        (sa,) = [s for s in carol.sas() if s["state"] == "ESTABLISHED"]
+        assert int(sa["uniqueid"]) >= int(first) + 3, "not reauthenticated three times"
+        assert drops == {}
+        assert st.sent >= 300 and st.received == st.sent, st.summary()
+        cli_ok(carol, "terminate", "--ike", "home")
+        if kernel == "xfrm":  # (the userspace data plane keeps its rule until it stops)
+            _assert_clean(topo, carol, moon)
+    assert all(leftovers(ns) == NOTHING for ns in topo.namespaces)
 
 
 def _drops(carol: Pqike, moon: Pqike) -> str:
