@@ -1,12 +1,26 @@
-"""A worker's share of SPIs and unique ids when daemon.workers > 1 (pqike.daemon.steering
-steers by the first octet of our SPI, modulo the number of workers)."""
+"""A worker's share of SPIs, unique ids and peers when daemon.workers > 1 (pqike.daemon.steering
+steers by the first octet of our SPI, modulo the number of workers, and a new IKE_SA_INIT by
+the peer's address, see ``address_owner``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Partition"]
+__all__ = ["Partition", "address_owner"]
+
+
+def address_owner(host: str, count: int) -> int:
+    """The worker a new IKE_SA_INIT from ``host`` is steered to, as the steering program
+    computes it in the kernel: the IPv4 address as a 32-bit number, an IPv6 address's four
+    32-bit words XORed, modulo ``count``. One peer address, one worker: all IKE_SAs of a
+    peer (duplicates, reauthentication, INITIAL_CONTACT) meet in one engine."""
+    packed = ipaddress.ip_address(host.split("%", 1)[0]).packed
+    folded = 0
+    for i in range(0, len(packed), 4):
+        folded ^= int.from_bytes(packed[i : i + 4], "big")
+    return folded % count
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,11 @@ class Partition:
 
     def owns(self, steered_byte: int) -> bool:
         return steered_byte % self.count == self.index
+
+    def owns_peer(self, host: str) -> bool:
+        """Whether IKE_SAs with the peer at ``host`` (an IP address) are this worker's: it
+        answers the peer's IKE_SA_INITs, so it is the one to initiate to the peer too."""
+        return self.count == 1 or address_owner(host, self.count) == self.index
 
     def _steer(self, byte: int) -> int:
         """``byte`` moved to the nearest value this worker owns (stays random otherwise)."""
@@ -39,7 +58,8 @@ class Partition:
 
     def share(self, limit: int) -> int:
         """This worker's part of a daemon-wide limit on half-open IKE_SAs (0: none).
-        New IKE_SAs spread evenly by the peers' SPIs; one worker can only be stricter."""
+        New IKE_SAs spread by the peers' addresses; one worker can only be stricter (a
+        single busy address meets its worker's share, not the daemon's limit)."""
         return -(-limit // self.count)
 
     def unique_id(self, k: int) -> int:

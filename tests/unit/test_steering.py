@@ -1,8 +1,10 @@
 """The reuseport steering program, run by the kernel: a real reuseport group of sockets on
-loopback, crafted datagrams, and which socket receives each."""
+loopback (IPv4 and IPv6), crafted datagrams from many source addresses, and which socket
+receives each."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import socket
@@ -11,30 +13,44 @@ import struct
 import pytest
 
 from pqike.daemon.steering import Partition, attach_steering
+from pqike.partition import address_owner
+
+_LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+_IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)  # linux/in6.h; Python 3.11 lacks it
 
 
-def _group(count: int, natt: bool) -> list[socket.socket]:
+def _group(count: int, natt: bool, family: int = socket.AF_INET) -> list[socket.socket]:
     socks: list[socket.socket] = []
     port = 0
     for index in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(family, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if index == 0:
             attach_steering(s, count, natt)
-        s.bind(("127.0.0.1", port))
+        s.bind((_LOOPBACK[family], port))
         port = s.getsockname()[1]
         socks.append(s)
     return socks
 
 
-def _receiver(socks: list[socket.socket], payload: bytes) -> int:
-    """Send ``payload`` to the group; the index of the socket that got it."""
+def _receiver(socks: list[socket.socket], payload: bytes, source: str | None = None) -> int:
+    """Send ``payload`` to the group (from ``source``, any address of the family: IPv6
+    through IPV6_FREEBIND, IPv4 from 127.0.0.0/8); the index of the socket that got it."""
+    family = socks[0].family
     port = socks[0].getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.sendto(payload, ("127.0.0.1", port))
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        if source is not None:
+            if family == socket.AF_INET6:
+                client.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+            client.bind((source, 0))
+        client.sendto(payload, (_LOOPBACK[family], port))
     ready, _, _ = select.select(socks, [], [], 5.0)
     assert len(ready) == 1, "exactly one socket receives each datagram"
-    assert ready[0].recv(65536) == payload
+    data, sender = ready[0].recvfrom(65536)
+    assert data == payload
+    assert source is None or sender[0] == source
     return socks.index(ready[0])
 
 
@@ -70,22 +86,51 @@ def test_ike_is_steered_by_our_spi(count: int, natt: bool) -> None:
             s.close()
 
 
+def _sources(family: int) -> list[str]:
+    """Peer addresses whose steering words differ in every octet, and a few random ones."""
+    if family == socket.AF_INET:
+        fixed = [f"127.{b}.{(b * 7) % 256}.{(b * 13 + 1) % 256}" for b in range(0, 256, 9)]
+        return fixed + [f"127.{o[0]}.{o[1]}.{o[2]}" for o in (os.urandom(3) for _ in range(20))]
+    fixed = [f"2001:db8:{b:x}::{(b * 7) % 256:x}:{b * 13 + 1:x}" for b in range(0, 256, 9)]
+    rand = [ipaddress.IPv6Address(b"\x20\x01\x0d\xb8" + os.urandom(12)) for _ in range(20)]
+    return [str(ipaddress.IPv6Address(a)) for a in fixed + rand]  # as recvfrom spells them
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("natt", [False, True])
-def test_new_ike_sa_init_is_steered_by_the_initiator_spi(count: int, natt: bool) -> None:
+def test_new_ike_sa_init_is_steered_by_the_source_address(
+    count: int, natt: bool, family: int
+) -> None:
     marker = b"\0\0\0\0" if natt else b""
-    socks = _group(count, natt)
+    socks = _group(count, natt, family)
     try:
-        for first in range(256):
-            spi_i = bytes([first]) + os.urandom(7)
-            got = _receiver(socks, marker + _ike(spi_i, bytes(8), initiator=True))
-            assert got == first % count
+        seen = set()
+        for source in _sources(family):
+            want = address_owner(source, count)
+            seen.add(want)
+            # any initiator SPI (a retransmission, a COOKIE or INVALID_KE retry, the peer's
+            # next IKE_SA): the same worker for the same address
+            for first in (0, 1, 2, 0x80, 0xFF):
+                spi_i = bytes([first]) + os.urandom(7)
+                init = marker + _ike(spi_i, bytes(8), initiator=True)
+                assert _receiver(socks, init, source) == want, source
             # a responder SPI of zero in the first word only is not a new IKE_SA
             spi_r = bytes(4) + b"\x00\x00\x00\x01"
-            got = _receiver(socks, marker + _ike(spi_i, spi_r, initiator=True))
+            got = _receiver(socks, marker + _ike(spi_i, spi_r, initiator=True), source)
             assert got == 0, "steered by the responder SPI's first octet (zero)"
+        assert seen == set(range(count)), "the sources spread over all workers"
     finally:
         for s in socks:
             s.close()
+
+
+def test_address_owner_folds_every_word() -> None:
+    # the kernel's words, computed here by hand: IPv4 as one number, IPv6 XORed
+    assert address_owner("192.0.2.7", 3) == 0xC0000207 % 3
+    assert address_owner("2001:db8::1:2", 5) == (0x20010DB8 ^ 0 ^ 0 ^ 0x00010002) % 5
+    assert address_owner("fe80::1%eth0", 2) == (0xFE800000 ^ 1) % 2
+    assert Partition(1, 2).owns_peer("10.0.0.1") and not Partition(0, 2).owns_peer("10.0.0.1")
+    assert Partition().owns_peer("10.0.0.2")
 
 
 def test_esp_in_udp_is_steered_by_its_spi(count: int) -> None:
