@@ -277,6 +277,7 @@ def daemon(
 ) -> None:
     """Run the IKE daemon."""
     from pqike import log as pqlog
+    from pqike.config.workers import WORKER_KERNELS
     from pqike.daemon.server import Daemon
     from pqike.daemon.workers import LogSpec, Supervisor, resolve_workers
     from pqike.kernel import select_backend
@@ -301,7 +302,7 @@ def daemon(
         _startup_failed(f"daemon.log.file {e.filename or settings.file}: {e.strerror}", foreground)
     workers = resolve_workers(config.daemon.workers)
     server: Daemon | Supervisor
-    if workers > 1 and kernel not in (None, "none"):  # the config's is checked at load
+    if workers > 1 and kernel not in (None, *WORKER_KERNELS):  # the config's is checked at load
         _startup_failed(f"--kernel {kernel} is not supported with {workers} workers", foreground)
     if workers > 1:  # each worker selects its own kernel backend
         spec = LogSpec(levels, default, settings.file, settings.syslog if handler else None)

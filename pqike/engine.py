@@ -15,7 +15,7 @@ import ipaddress
 import os
 import socket
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from pqike.config import Config, Connection
@@ -94,6 +94,32 @@ def _concrete(addr: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def initiation_remote(conn: Connection) -> str | None:
+    """The peer address an IKE_SA we initiate for ``conn`` goes to: its first IP address."""
+    return next((a for a in conn.remote_addrs if _concrete(a)), None)
+
+
+def find_conn(
+    conns: Mapping[str, Connection], child: str | None, ike: str | None
+) -> tuple[str, Connection]:
+    """The connection ``initiate --child/--ike`` means (the supervisor of workers routes
+    by it too)."""
+    if ike is not None:
+        if ike not in conns:
+            raise EngineError(f"no connection named '{ike}' (have: {', '.join(conns) or 'none'})")
+        if child is not None and child not in conns[ike].children:
+            raise EngineError(f"connection '{ike}' has no child '{child}'")
+        return ike, conns[ike]
+    if child is None:
+        raise EngineError("initiate needs --child or --ike")
+    matches = [n for n, c in conns.items() if child in c.children]
+    if not matches:
+        raise EngineError(f"no CHILD_SA config named '{child}' found")
+    if len(matches) > 1:
+        raise EngineError(f"child '{child}' exists in {', '.join(matches)}: use --ike")
+    return matches[0], conns[matches[0]]
 
 
 _ANY = ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0")
@@ -555,23 +581,7 @@ class Engine:
     # ---- commands -----------------------------------------------------------------------
 
     def _find_conn(self, child: str | None, ike: str | None) -> tuple[str, Connection]:
-        conns = self.config.connections
-        if ike is not None:
-            if ike not in conns:
-                raise EngineError(
-                    f"no connection named '{ike}' (have: {', '.join(conns) or 'none'})"
-                )
-            if child is not None and child not in conns[ike].children:
-                raise EngineError(f"connection '{ike}' has no child '{child}'")
-            return ike, conns[ike]
-        if child is None:
-            raise EngineError("initiate needs --child or --ike")
-        matches = [n for n, c in conns.items() if child in c.children]
-        if not matches:
-            raise EngineError(f"no CHILD_SA config named '{child}' found")
-        if len(matches) > 1:
-            raise EngineError(f"child '{child}' exists in {', '.join(matches)}: use --ike")
-        return matches[0], conns[matches[0]]
+        return find_conn(self.config.connections, child, ike)
 
     def initiate(self, child: str | None, ike: str | None, now: float) -> int:
         name, conn = self._find_conn(child, ike)
@@ -634,7 +644,7 @@ class Engine:
     ) -> IkeSa:
         """A new IKE_SA we initiate (with ``child`` in its IKE_AUTH), after ``delay``."""
         if remote is None:
-            remote = next((a for a in conn.remote_addrs if _concrete(a)), None)
+            remote = initiation_remote(conn)
         if remote is None:
             raise EngineError(f"connection '{name}' has no concrete remote address to initiate to")
         local = next((a for a in conn.local_addrs if _concrete(a)), None)
@@ -673,9 +683,11 @@ class Engine:
     def start(self, now: float, only: set[str] | None = None) -> None:
         """Bring up every child with start_action = start (one IKE_SA per connection, its
         other such children after its IKE_AUTH), as charon does when it loads connections:
-        all at daemon start, the new or changed ones (``only``) at reload."""
+        all at daemon start, the new or changed ones (``only``) at reload. Of several
+        workers, the one owning the peer's address does (worker 0 if it has none: it says
+        why it cannot)."""
         for name, conn in self.config.connections.items():
-            if only is not None and name not in only:
+            if (only is not None and name not in only) or not self._starts(conn):
                 continue
             for child, cfg in conn.children.items():
                 if cfg.start_action != "start":
@@ -685,6 +697,12 @@ class Engine:
                     self.initiate(child, name, now)
                 except EngineError as e:
                     log("start_action of %s failed: %s", child, e)
+
+    def _starts(self, conn: Connection) -> bool:
+        remote = initiation_remote(conn)
+        if remote is None:
+            return self.partition.index == 0
+        return self.partition.owns_peer(remote)
 
     # ---- reauthentication (RFC 7296 §2.8.3), strongSwan's make-before-break --------------
 

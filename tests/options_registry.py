@@ -76,8 +76,9 @@ TESTED: dict[str, tuple[str, ...]] = {
     ),
     "daemon.prefer_configured_proposals": (OPT + "test_prefer_configured_proposals",),
     "daemon.workers": (
-        U + "test_workers.py::test_workers_share_the_port_and_each_gets_its_spis",
+        U + "test_workers.py::test_workers_share_the_port_and_each_gets_its_peers",
         U + "test_workers.py::test_what_workers_cannot_share_is_refused",
+        U + "test_workers.py::test_what_one_peer_address_keeps_in_one_worker_is_accepted",
         U + "test_workers.py::test_workers_zero_means_one_per_cpu",
         "tests/e2e/test_workers_netns.py::test_two_workers_behind_one_control_socket",
     ),

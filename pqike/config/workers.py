@@ -1,7 +1,11 @@
 """What daemon.workers > 1 cannot share across worker processes, refused at load.
 
 Each worker has its own engine; state that must be one across all IKE_SAs of the daemon
-would silently diverge, so it is refused with the key and the reason instead.
+would silently diverge, so it is refused with the key and the reason instead. What a peer's
+IKE_SAs share is in one worker: a new IKE_SA_INIT is steered by the peer's address
+(pqike.daemon.steering), so unique = keep|replace and INITIAL_CONTACT see every IKE_SA of a
+peer at that address (a peer reconnecting from another address reaches another worker, whose
+duplicate check does not see the first one: it goes on DPD or its lifetime).
 """
 
 from __future__ import annotations
@@ -10,17 +14,19 @@ from collections.abc import Iterator
 
 from pqike.config.model import Config
 
-__all__ = ["check_workers"]
+__all__ = ["WORKER_KERNELS", "check_workers"]
 
 Finding = tuple[str, str, bool]  # as pqike.config.checks
 
-# Each backend counts the users of a kernel policy in its own process; two workers with a
-# CHILD_SA of the same selectors (a peer reauthenticating or reconnecting to another worker)
-# would clash in the kernel, and deleting one would take the other's policy along.
+# XFRM: the kernel allocates ESP SPIs for all workers, reqids are partitioned, and the
+# CHILD_SAs of one peer (rekeyed, reauthenticated) are in one worker, whose backend counts
+# the users of each policy. A policy of other selectors' peer in another worker is another
+# kernel object; equal selectors in two workers (two peers claiming the same subnets) fail
+# in the second with the kernel's EEXIST instead of silently taking the first one's traffic.
+WORKER_KERNELS = ("none", "xfrm")
 _KERNEL = {
-    "xfrm": "the workers' XFRM policies of equal selectors would clash; set kernel = none",
-    "auto": "it may select xfrm or userspace ESP; set kernel = none (IKE only)",
-    "userspace": "one TUN device and route table per daemon; set kernel = none",
+    "auto": "it may select userspace ESP; set kernel = xfrm or none",
+    "userspace": "one TUN device and route table per daemon; set kernel = xfrm or none",
 }
 
 
@@ -29,7 +35,7 @@ def check_workers(config: Config) -> Iterator[Finding]:
     if d.workers == 1:
         return
     why = f"not supported with daemon.workers = {d.workers}"
-    if d.kernel != "none":
+    if d.kernel not in WORKER_KERNELS:
         yield ("daemon.kernel", f"kernel = {d.kernel} is {why}: {_KERNEL[d.kernel]}", True)
     for key in ("ike", "esp"):
         if getattr(d.save_keys, key):
@@ -42,12 +48,6 @@ def check_workers(config: Config) -> Iterator[Finding]:
         kp = f"connections.{name}"
         if conn.pools:
             yield (f"{kp}.pools", f"{why}: each worker would lease from its own copy", True)
-        if conn.unique in ("keep", "replace"):
-            yield (
-                f"{kp}.unique",
-                f"unique = {conn.unique} is {why}: a duplicate may live in another worker",
-                True,
-            )
         if conn.ppk_id is not None:
             yield (f"{kp}.ppk_id", f"PPKs are {why}", True)
         for cname, child in conn.children.items():

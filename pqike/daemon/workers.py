@@ -3,13 +3,16 @@
 The supervisor (the process `pqike daemon` started) runs no engine. It starts the workers
 one after the other, each a full ``Daemon`` with its own engine, so that each joins the
 SO_REUSEPORT groups of ports 500 and 4500 at its own index (pqike.daemon.steering: the
-kernel steers each datagram to the worker owning the IKE_SA). Worker 0 attaches the
-steering program and is the only one that acts on start_action = start.
+kernel steers each datagram to the worker owning the IKE_SA, a new IKE_SA_INIT to the
+worker owning the peer's address). Worker 0 attaches the steering program; IKE_SAs we
+initiate (start_action = start, ``initiate``) are started by the worker owning the peer's
+address, so that they meet the peer's own IKE_SAs (unique, INITIAL_CONTACT).
 
 The supervisor's control socket is the daemon's: each request goes to the worker(s) it
 concerns over their private control sockets (``<control_socket>.worker<i>``):
 list-sas, stats, counters, log and monitor-sa merge all workers; terminate and rekey go to
-the workers holding a matching IKE_SA; initiate to one worker in turn; reload to all.
+the workers holding a matching IKE_SA; initiate to the worker owning the peer's address
+(one in turn for a connection without one); reload to all.
 If a worker dies, its sockets leave the reuseport groups and the steering no longer holds:
 the supervisor then stops them all.
 """
@@ -33,7 +36,8 @@ import msgspec
 
 import pqike
 from pqike import __version__
-from pqike.config import Config, load_config
+from pqike.config import Config, ConfigError, load_config
+from pqike.config.workers import WORKER_KERNELS
 from pqike.daemon.control import (
     ControlServer,
     LogLine,
@@ -45,9 +49,10 @@ from pqike.daemon.control import (
 )
 from pqike.daemon.server import Daemon, _sa_matches
 from pqike.daemon.steering import attach_steering
+from pqike.engine import EngineError, find_conn, initiation_remote
 from pqike.events import IkeSaInfo
 from pqike.log import Subsystem, get_logger
-from pqike.partition import Partition
+from pqike.partition import Partition, address_owner
 
 __all__ = ["LogSpec", "Supervisor", "WorkerSpec", "resolve_workers", "worker_main"]
 
@@ -125,7 +130,7 @@ def _build_worker(spec: WorkerSpec) -> Daemon:
     from pqike.kernel import select_backend
 
     config = load_config(spec.config_path)
-    if spec.kernel != "none":  # pqike.config.workers says why
+    if spec.kernel not in WORKER_KERNELS:  # pqike.config.workers says why
         raise OSError(f"kernel {spec.kernel} is not supported with {spec.count} workers")
     kernel = select_backend(spec.kernel)
     partition = Partition(spec.index, spec.count)
@@ -138,7 +143,7 @@ def _build_worker(spec: WorkerSpec) -> Daemon:
         listen=spec.listen,
         ike_port=spec.ike_port,
         natt_port=spec.natt_port,
-        autostart=spec.index == 0,
+        autostart=True,  # the engine starts the connections of its peers' addresses
     )
     daemon.udp.socket_setup = _steering_setup(daemon.udp.socket_setup, partition)
     return daemon
@@ -398,9 +403,20 @@ class Supervisor:
         return _merged(results, first.message) if first.ok else first
 
     async def _initiate(self, req: Request, send: Send) -> Result:
-        worker = self.workers[self._turn % len(self.workers)]
+        return await _forward(self._initiator(req).socket_path, req, send)
+
+    def _initiator(self, req: Request) -> _Worker:
+        """The worker owning the peer's address (the configuration as loaded now: a reload
+        may have changed it), else one in turn, which also says what is wrong."""
+        try:
+            config = load_config(self.config_path, require_files=False)
+            remote = initiation_remote(find_conn(config.connections, req.child, req.ike)[1])
+        except (ConfigError, EngineError, OSError):
+            remote = None
+        if remote is not None:
+            return self.workers[address_owner(remote, len(self.workers))]
         self._turn += 1
-        return await _forward(worker.socket_path, req, send)
+        return self.workers[(self._turn - 1) % len(self.workers)]
 
     async def _sas(self, worker: _Worker) -> list[IkeSaInfo]:
         result = await _forward(worker.socket_path, Request(cmd="list-sas"), lambda item: None)

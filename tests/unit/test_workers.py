@@ -1,6 +1,7 @@
 """daemon.workers: what cannot be shared is refused at load; the supervisor starts the
-workers in one reuseport group (steered by SPI), fans requests out, and stops all of them
-when one dies. Loopback, ephemeral ports, no root."""
+workers in one reuseport group (steered by SPI, a new IKE_SA_INIT by the peer's address),
+starts each IKE_SA we initiate in the worker owning the peer's address, fans requests out,
+and stops all of them when one dies. Loopback, ephemeral ports, no root."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pqike.config import ConfigError, load_config
 from pqike.config.toml_writer import dumps
 from pqike.daemon.control import Request, Result, request
 from pqike.daemon.workers import Supervisor, resolve_workers, worker_socket
+from pqike.partition import address_owner
 from tests.unit.test_options_rule import BASE as RULE_BASE
 
 BASE: dict = copy.deepcopy(RULE_BASE)
@@ -28,12 +30,10 @@ BASE["daemon"] = {"kernel": "none", "workers": 2}
 
 SHARED = [
     ("daemon.kernel", lambda t: t["daemon"].update(kernel="userspace")),
-    ("daemon.kernel", lambda t: t["daemon"].update(kernel="xfrm")),
     ("daemon.kernel", lambda t: t["daemon"].pop("kernel")),  # auto
     ("daemon.save_keys.ike", lambda t: t["daemon"].update(save_keys={"ike": True})),
     ("daemon.save_keys.esp", lambda t: t["daemon"].update(save_keys={"esp": True})),
     ("connections.home.pools", lambda t: _pool(t)),
-    ("connections.home.unique", lambda t: t["connections"]["home"].update(unique="keep")),
     ("connections.home.ppk_id", lambda t: _ppk(t)),
     (
         "connections.home.children.net.start_action",
@@ -76,6 +76,24 @@ def test_what_workers_cannot_share_is_refused(
     load_config(_write(tmp_path, tree), require_files=False)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t["daemon"].update(kernel="xfrm"),
+        lambda t: t["connections"]["home"].update(unique="keep"),
+        lambda t: t["connections"]["home"].update(unique="replace"),
+    ],
+    ids=["kernel-xfrm", "unique-keep", "unique-replace"],
+)
+def test_what_one_peer_address_keeps_in_one_worker_is_accepted(
+    tmp_path: Path, change: Callable[[dict], None]
+) -> None:
+    tree = copy.deepcopy(BASE)
+    change(tree)
+    config = load_config(_write(tmp_path, tree), require_files=False)
+    assert config.daemon.workers == 2
+
+
 def test_workers_zero_means_one_per_cpu(tmp_path: Path) -> None:
     tree = copy.deepcopy(BASE)
     tree["daemon"]["workers"] = 0
@@ -90,10 +108,10 @@ def test_workers_zero_means_one_per_cpu(tmp_path: Path) -> None:
 
 
 def _supervised(
-    tmp_path: Path, body: Callable[[Supervisor], Awaitable[None]]
+    tmp_path: Path, body: Callable[[Supervisor], Awaitable[None]], tree: dict | None = None
 ) -> BaseException | None:
     """Run a 2-worker supervisor on 127.0.0.1 around ``body``; what ``run`` raised."""
-    tree = copy.deepcopy(BASE)
+    tree = copy.deepcopy(tree or BASE)
     tree["daemon"]["control_socket"] = str(tmp_path / "pqike.sock")
     _write(tmp_path, tree)
     config = load_config(tmp_path, require_files=False)
@@ -139,14 +157,23 @@ def _ike_sa_init(first: int) -> bytes:
     return spi_i + bytes(8) + struct.pack("!BBBBII", 33, 0x20, 34, 0x08, 0, 28)
 
 
-def test_workers_share_the_port_and_each_gets_its_spis(tmp_path: Path) -> None:
+def _peer(index: int, k: int = 0) -> str:
+    """A loopback peer address whose new IKE_SA_INITs go to worker ``index`` of 2."""
+    host = f"127.0.0.{2 + 2 * k + index}"
+    assert address_owner(host, 2) == index
+    return host
+
+
+def test_workers_share_the_port_and_each_gets_its_peers(tmp_path: Path) -> None:
     async def body(sup: Supervisor) -> None:
         stats = (await _ask(sup.socket_path, Request(cmd="stats"))).data
         assert [w["index"] for w in stats["workers"]] == [0, 1]
         port = _ike_port(stats)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            for first in range(10):
-                client.sendto(_ike_sa_init(first), ("127.0.0.1", port))
+        for k in range(5):  # each peer address with SPIs of both workers' first octets
+            for index in (0, 1):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    client.bind((_peer(index, k), 0))
+                    client.sendto(_ike_sa_init(1 - index), ("127.0.0.1", port))
         for index in (0, 1):
             path = worker_socket(sup.socket_path, index)
             for _ in range(100):  # the worker reads them asynchronously
@@ -210,10 +237,10 @@ def test_kernel_override_is_refused_with_workers(tmp_path: Path) -> None:
     tree = copy.deepcopy(BASE)
     tree["daemon"]["control_socket"] = str(tmp_path / "pqike.sock")
     _write(tmp_path, tree)
-    argv = ["daemon", "--config", str(tmp_path), "-F", "--kernel", "xfrm"]
+    argv = ["daemon", "--config", str(tmp_path), "-F", "--kernel", "userspace"]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 2
-    assert "--kernel xfrm is not supported with 2 workers" in result.output
+    assert "--kernel userspace is not supported with 2 workers" in result.output
     assert not (tmp_path / "pqike.sock").exists()
 
 
@@ -225,11 +252,11 @@ def test_log_streams_the_lines_of_every_worker(tmp_path: Path) -> None:
         port = _ike_port((await _ask(sup.socket_path, Request(cmd="stats"))).data)
         clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
         try:
-            # client i sends only SPIs steered to worker i, until a line of each arrives
-            # (the supervisor subscribes to the workers' logs once the request is in)
-            for c in clients:
-                c.bind(("127.0.0.1", 0))
-            sources = [f"from 127.0.0.1[{c.getsockname()[1]}]" for c in clients]
+            # client i sends from an address steered to worker i, until a line of each
+            # arrives (the supervisor subscribes to the workers' logs once the request is in)
+            for index, c in enumerate(clients):
+                c.bind((_peer(index), 0))
+            sources = [f"from {_peer(i)}[{c.getsockname()[1]}]" for i, c in enumerate(clients)]
             seen: set[str] = set()
             for _ in range(100):
                 for index, c in enumerate(clients):
@@ -248,3 +275,41 @@ def test_log_streams_the_lines_of_every_worker(tmp_path: Path) -> None:
             writer.close()
 
     assert _supervised(tmp_path, body) is None
+
+
+def _conn(remote: str, start: bool = False) -> dict:
+    conn = copy.deepcopy(BASE["connections"]["home"])
+    conn["remote_addrs"] = [remote]
+    conn["remote_port"] = 9  # discard: nobody answers, the IKE_SA stays CONNECTING
+    if start:
+        conn["children"]["net"]["start_action"] = "start"
+    return conn
+
+
+def test_ike_sas_we_initiate_start_in_the_worker_owning_the_peer(tmp_path: Path) -> None:
+    tree = copy.deepcopy(BASE)
+    tree["connections"] = {
+        "started": _conn(_peer(1), start=True),
+        "one": _conn(_peer(1, 1)),
+        "zero": _conn(_peer(0)),
+    }
+
+    async def names(sup: Supervisor, index: int) -> set[str]:
+        path = worker_socket(sup.socket_path, index)
+        return {sa["name"] for sa in (await _ask(path, Request(cmd="list-sas"))).data}
+
+    async def body(sup: Supervisor) -> None:
+        for _ in range(100):  # start_action = start runs once the worker is up
+            if await names(sup, 1):
+                break
+            await asyncio.sleep(0.05)
+        # a worker in turn would start "one" in worker 0
+        for ike in ("one", "zero"):
+            result = await _ask(sup.socket_path, Request(cmd="initiate", ike=ike, timeout=0.1))
+            assert "is still being established" in result.message, result.message
+        assert await names(sup, 0) == {"zero"}
+        assert await names(sup, 1) == {"started", "one"}
+        missing = await _ask(sup.socket_path, Request(cmd="initiate", ike="nothing"))
+        assert not missing.ok and "no connection named 'nothing'" in missing.message
+
+    assert _supervised(tmp_path, body, tree) is None
