@@ -1,8 +1,12 @@
 """daemon.workers = 2 in network namespaces: one responder, two worker processes behind one
 control socket. A live pqike initiator's IKE_SA is rekeyed from both ends and terminated by
-name through the CLI; then the load generator's 20 handshakes (distinct initiator SPIs,
-IKE_AUTH on port 4500 behind its NAT-like sockets) spread over both workers and list-sas
-shows every one of them."""
+name through the CLI; then the load generator's 20 handshakes (from four source addresses,
+IKE_AUTH on port 4500 behind its NAT-like sockets) land in the worker each source address
+is steered to, and list-sas shows every one of them.
+
+With kernel = xfrm (where the kernel has ESP: tests/uml, not this host's kernel, whose
+probe refuses xfrm) the handshakes carry CHILD_SAs: both workers install their SAs and
+policies in one kernel, no two clash, and stopping the daemon leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -17,16 +21,19 @@ from pqike.bench.inmem import PSK
 from pqike.bench.interop import ESP
 from pqike.bench.loadgen import RESPONDER_ID
 from pqike.bench.udpload import pq_responder
-from pqike.netns import ns_argv, topology
+from pqike.kernel.xfrm import XfrmKernel
+from pqike.netns import add_address, ns_argv, topology
+from pqike.partition import address_owner
 from tests.e2e.daemons import Pqike, daemon
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 IKE = "aes256-sha256-x25519"
 HANDSHAKES = 20
+SOURCES = [f"192.168.0.{100 + i}" for i in range(4)]  # two per worker
 
 
-def _trees(carol: Pqike, moon: Pqike) -> None:
+def _trees(carol: Pqike, moon: Pqike, kernel: str) -> None:
     secrets = {"ike-any": {"secret": PSK}}
     carol.write_config(
         {
@@ -44,7 +51,7 @@ def _trees(carol: Pqike, moon: Pqike) -> None:
         }
     )
     moon_tree = pq_responder(IKE)  # as pqike bench load --udp configures it
-    moon_tree["daemon"].update(kernel="none", control_socket=str(moon.socket), workers=2)
+    moon_tree["daemon"].update(kernel=kernel, control_socket=str(moon.socket), workers=2)
     moon.write_config(moon_tree)
 
 
@@ -57,11 +64,23 @@ def _stats(moon: Pqike) -> dict:
     return json.loads(_ok(moon.cli("stats", "--json")))
 
 
-def test_two_workers_behind_one_control_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _xfrm(ns: str, what: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", ns, "xfrm", what], capture_output=True, text=True)
+    return [block for block in _ok(out).split("src ") if block.strip()]
+
+
+@pytest.mark.parametrize("kernel", ["none", "xfrm"])
+def test_two_workers_behind_one_control_socket(tmp_path, kernel: str) -> None:  # type: ignore[no-untyped-def]
     with topology() as topo:
+        if kernel == "xfrm":
+            reason = XfrmKernel(netns=topo.moon).probe()
+            if reason is not None:
+                pytest.skip(f"kernel = xfrm unusable here: {reason}")
+        for source in SOURCES:
+            add_address(topo.carol, "eth0", f"{source}/24")
         carol = Pqike("carol", topo.carol, tmp_path / "carol")
         moon = Pqike("moon", topo.moon, tmp_path / "moon")
-        _trees(carol, moon)
+        _trees(carol, moon, kernel)
         with daemon(moon), daemon(carol):
             workers = _stats(moon)["workers"]
             assert [w["index"] for w in workers] == [0, 1]
@@ -85,6 +104,9 @@ def test_two_workers_behind_one_control_socket(tmp_path) -> None:  # type: ignor
             argv = [sys.executable, "-m", "pqike.bench.loadgen", "--target", "192.168.0.2"]
             argv += ["--proposal", IKE, "--handshakes", str(HANDSHAKES), "--concurrency", "4"]
             argv += ["--no-wait", "--timeout", "60"]
+            argv += [arg for source in SOURCES for arg in ("--source", source)]
+            if kernel == "xfrm":
+                argv.append("--child")
             run = subprocess.run(ns_argv(topo.carol, argv), capture_output=True, text=True)
             report = json.loads(_ok(run).strip().splitlines()[-1])
             assert report["established"] == HANDSHAKES, report
@@ -94,10 +116,26 @@ def test_two_workers_behind_one_control_socket(tmp_path) -> None:  # type: ignor
             assert len({sa["initiator-spi"] for sa in sas}) == HANDSHAKES
             assert {int(sa["local-port"]) for sa in sas} == {4500}  # NAT-T after IKE_SA_INIT
             per_worker = [w["ike_sas"] for w in _stats(moon)["workers"]]
-            assert sum(per_worker) == HANDSHAKES and min(per_worker) > 0, per_worker
+            # each IKE_SA in the worker its peer's address is steered to
+            steered = [0, 0]
+            for sa in sas:
+                steered[address_owner(sa["remote-host"], 2)] += 1
+            assert per_worker == steered and min(per_worker) > 0, (per_worker, steered)
             # every message reached the worker owning its IKE_SA, the counters of all
             # workers summed: no unknown SPI, each IKE_AUTH answered once
             counters = json.loads(_ok(moon.cli("counters", "--json")))["counters"]["global"]
             assert counters["invalid-spi"] == 0, counters
             assert counters["ike-auth-in-req"] >= HANDSHAKES + 1, counters
+            if kernel == "xfrm":
+                # an inbound and an outbound SA per CHILD_SA, whichever worker made it; a
+                # policy per source address and direction (in, out, fwd): the slots of one
+                # address share theirs in one worker, no worker's policy clashed with another's
+                children = sum(len(sa.get("child-sas", {})) for sa in sas)
+                assert children == HANDSHAKES, sas
+                assert len(_xfrm(topo.moon, "state")) == 2 * HANDSHAKES
+                policies = [p for p in _xfrm(topo.moon, "policy") if "proto esp" in p]
+                assert len(policies) == 3 * len(SOURCES), policies
+        if kernel == "xfrm":
+            assert _xfrm(topo.moon, "state") == []
+            assert [p for p in _xfrm(topo.moon, "policy") if "proto esp" in p] == []
         assert "Traceback" not in moon.log and "error" not in moon.log.lower(), moon.log
