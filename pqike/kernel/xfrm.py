@@ -22,7 +22,9 @@ with a KernelError instead of replacing it).
   (220); they carry ``rtm_protocol = ROUTE_PROTO`` (158) as a tag. ``add_policy`` for an OUT
   tunnel policy installs that route automatically when ``install_routes`` (default) and
   a local source address exists; ``add_route`` does it explicitly. The rule is added with the
-  first route of a family and removed with the last one (unless it existed before).
+  first route of a family, tagged ``protocol ROUTE_PROTO``, and removed with the last one
+  (unless it existed before untagged). A tagged rule is shared by pqike processes (the workers
+  of daemon.workers, one kernel): the last one with routes in the table removes it.
 
 Threads: pyroute2 (0.9) drives its synchronous API with an asyncio loop of its own and
 refuses to run inside a running one ("Cannot run the event loop while another loop is
@@ -802,38 +804,63 @@ class XfrmKernel:
             if not any(r.family == have.family for r in self._routes.values()):
                 self._drop_rule(have.family)
 
-    def _rule_exists(self, family: int) -> bool:
+    def _rule_protocol(self, family: int) -> int | None:
+        """The protocol tag of the rule to our table, None without one."""
         for rule in self.ipr.get_rules(family=family):
             if (
                 rule.get("FRA_TABLE", rule["table"]) == self.route_table
                 and rule.get("FRA_PRIORITY") == self.route_rule_priority
             ):
-                return True
-        return False
+                return rule.get("FRA_PROTOCOL") or 0
+        return None
 
     def _ensure_rule(self, family: int) -> None:
-        if self.route_table in (254, 255) or family in self._rules or self._rule_exists(family):
+        """Add the rule, tagged ROUTE_PROTO; one so tagged is shared with the pqike that
+        added it (another worker of daemon.workers), an untagged one is someone else's."""
+        if self.route_table in (254, 255) or family in self._rules:
             return
-        try:
-            self.ipr.rule(
-                "add", table=self.route_table, priority=self.route_rule_priority, family=family
-            )
-        except NetlinkError as e:
-            raise KernelError(
-                f"adding routing rule for table {self.route_table}: {_error_text(e)}"
-            ) from e
-        self._rules.add(family)
+        found = self._rule_protocol(family)
+        if found is None:
+            try:
+                self.ipr.rule(
+                    "add",
+                    table=self.route_table,
+                    priority=self.route_rule_priority,
+                    family=family,
+                    protocol=ROUTE_PROTO,
+                )
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:  # EEXIST: another worker was quicker
+                    raise KernelError(
+                        f"adding routing rule for table {self.route_table}: {_error_text(e)}"
+                    ) from e
+            found = ROUTE_PROTO
+        if found == ROUTE_PROTO:
+            self._rules.add(family)
 
     def _drop_rule(self, family: int) -> None:
         if family not in self._rules:
             return
         self._rules.discard(family)
+        if self._table_in_use(family):  # by another worker, which drops it with its last
+            knl.control("routing rule for table %d kept for other routes", self.route_table)
+            return
         try:
             self.ipr.rule(
                 "del", table=self.route_table, priority=self.route_rule_priority, family=family
             )
         except NetlinkError as e:
-            knl.basic("removing routing rule for table %d: %s", self.route_table, _error_text(e))
+            if e.code not in (errno.ENOENT, errno.ESRCH):
+                knl.basic(
+                    "removing routing rule for table %d: %s", self.route_table, _error_text(e)
+                )
+
+    def _table_in_use(self, family: int) -> bool:
+        """Routes of pqike's (ROUTE_PROTO) left in our table: another process's."""
+        return any(
+            r.get("RTA_TABLE") == self.route_table and r["proto"] == ROUTE_PROTO
+            for r in self.ipr.get_routes(family=family)
+        )
 
     # ---- ACQUIREs -----------------------------------------------------------------------
 

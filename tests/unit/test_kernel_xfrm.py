@@ -323,3 +323,27 @@ def test_trap_policy_ranks_below_child_sa_policy_and_raises_acquire(ns: str) -> 
     assert ip(ns, "xfrm", "policy") == "" and "10.2.0.0/24" not in ip(
         ns, "route", "show", "table", "220"
     )
+
+
+def test_two_workers_share_one_kernel(ns: str) -> None:
+    """daemon.workers with kernel = xfrm: a backend per worker process, one kernel. The
+    peers of different workers have their own policies and routes; equal selectors (two
+    peers claiming one subnet) fail in the second worker instead of taking the first one's
+    traffic; the routing rule stays while any worker has routes in the table."""
+    first, second = XfrmKernel(netns=ns), XfrmKernel(netns=ns)
+    net_c = ipaddress.ip_network("10.4.0.0/16")
+    first.add_policy(KernelPolicy(NET_A, NET_B, Direction.OUT, 1, (A, B)))
+    second.add_policy(KernelPolicy(NET_A, net_c, Direction.OUT, 2, (A, "192.0.2.3")))
+    policies = ip(ns, "xfrm", "policy")
+    assert "reqid 1 mode tunnel" in policies and "reqid 2 mode tunnel" in policies
+    with pytest.raises(KernelError, match="File exists"):
+        second.add_policy(KernelPolicy(NET_A, NET_B, Direction.OUT, 4, (A, "192.0.2.3")))
+    assert "reqid 4" not in ip(ns, "xfrm", "policy")
+    routes = ip(ns, "route", "show", "table", "220")
+    assert "10.2.0.0/24" in routes and "10.4.0.0/16" in routes
+    first.close()  # the worker that added the rule stops first
+    assert "10.4.0.0/16" in ip(ns, "route", "show", "table", "220")
+    assert "lookup 220" in ip(ns, "rule"), "the other worker's route is still in use"
+    second.close()
+    assert ip(ns, "xfrm", "policy") == "" and ip(ns, "route", "show", "table", "220") == ""
+    assert "lookup 220" not in ip(ns, "rule")
