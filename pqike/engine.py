@@ -264,6 +264,7 @@ class Engine:
             has_contact=self._has_contact,
             new_ike_spi=self._new_ike_spi,
             siblings=self._duplicates,
+            partition=self.partition,
         )
 
     def _reqid(self, ike: str | None = None, child: str | None = None) -> int:

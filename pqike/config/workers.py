@@ -5,7 +5,9 @@ would silently diverge, so it is refused with the key and the reason instead. Wh
 IKE_SAs share is in one worker: a new IKE_SA_INIT is steered by the peer's address
 (pqike.daemon.steering), so unique = keep|replace and INITIAL_CONTACT see every IKE_SA of a
 peer at that address (a peer reconnecting from another address reaches another worker, whose
-duplicate check does not see the first one: it goes on DPD or its lifetime).
+duplicate check does not see the first one: it goes on DPD or its lifetime). Pools are
+split: each worker leases every N-th address (pqike.sa.pool), so a peer back from another
+address gets another virtual IP.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ def check_workers(config: Config) -> Iterator[Finding]:
             )
     for name, conn in config.connections.items():
         kp = f"connections.{name}"
-        if conn.pools:
-            yield (f"{kp}.pools", f"{why}: each worker would lease from its own copy", True)
         if conn.ppk_id is not None:
             yield (f"{kp}.ppk_id", f"PPKs are {why}", True)
         for cname, child in conn.children.items():

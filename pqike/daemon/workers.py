@@ -54,7 +54,7 @@ from pqike.events import IkeSaInfo
 from pqike.log import Subsystem, get_logger
 from pqike.partition import Partition, address_owner
 
-__all__ = ["LogSpec", "Supervisor", "WorkerSpec", "resolve_workers", "worker_main"]
+__all__ = ["LogSpec", "Supervisor", "WorkerSpec", "merged_pools", "resolve_workers", "worker_main"]
 
 dmn = get_logger(Subsystem.DMN)
 
@@ -226,6 +226,18 @@ def _sum_into(total: dict[str, Any], part: dict[str, Any]) -> None:
             _sum_into(total.setdefault(key, {}), value)
 
 
+def merged_pools(parts: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """list-pools of all workers as one: each worker leases its share of every pool."""
+    pools: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for pool in part:
+            have = pools.setdefault(pool["name"], {**pool, "online": 0, "offline": 0, "leases": []})
+            have["online"] += pool["online"]
+            have["offline"] += pool["offline"]
+            have["leases"] = have["leases"] + pool.get("leases", [])
+    return list(pools.values())
+
+
 class Supervisor:
     """Starts ``count`` worker daemons and serves the control socket for all of them."""
 
@@ -265,9 +277,10 @@ class Supervisor:
             "load-all": self._everywhere,
             "stats": self._stats,
             "counters": self._counters,
+            "list-pools": self._list_pools,
             "log": self._everywhere,
             "monitor-sa": self._everywhere,
-        }  # the rest (list-conns, list-certs, list-pools, traps) is the same in every worker
+        }  # the rest (list-conns, list-certs, traps) is the same in every worker
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -438,6 +451,11 @@ class Supervisor:
         results = await self._all(req, send)
         sas = [sa for r in results if r.ok for sa in r.data or []]
         return Result(ok=True, data=sorted(sas, key=lambda sa: sa["unique_id"]))
+
+    async def _list_pools(self, req: Request, send: Send) -> Result:
+        results = await self._all(req, send)
+        failed = next((r for r in results if not r.ok), None)
+        return failed or Result(ok=True, data=merged_pools([r.data or [] for r in results]))
 
     async def _counters(self, req: Request, send: Send) -> Result:
         results = await self._all(req, send)

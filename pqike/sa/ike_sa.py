@@ -22,6 +22,7 @@ from pqike.crypto.sk import IntegrityError, PaddingError, SkCipher, SkError
 from pqike.events import Datagram, Endpoint, Event, EventKind
 from pqike.keyexport import export_ike
 from pqike.log import Subsystem, get_logger
+from pqike.partition import Partition
 from pqike.proposal import Proposal
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import FragmentVerdict, MemoryBudget, Reassembler, fragment_limits
@@ -108,6 +109,7 @@ class SaServices:
     new_ike_spi: Callable[[], bytes] = lambda: os.urandom(8)  # one the steering sends to us
     # the other established IKE_SAs of this connection with this peer (reauthentication)
     siblings: Callable[[IkeSa], list[IkeSa]] = lambda sa: []
+    partition: Partition = field(default_factory=Partition)  # daemon.workers: pool shares
 
 
 class IkeSa:

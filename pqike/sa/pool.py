@@ -4,6 +4,9 @@ As strongSwan's attr-sql/mem pools do, an identity gets the same address back wh
 online or after it reconnects (the lease is kept, marked offline, when the IKE_SA goes),
 so a re-established tunnel does not leave routes pointing at a stale address behind
 (reference 003).
+
+With daemon.workers > 1 each worker leases its own share of a pool (``split``): every
+``stride``-th address from ``offset``, so the workers' leases never collide.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class AddressPool:
     online: set[str] = field(default_factory=set)
     _taken: set[IPAddress] = field(default_factory=set)
     _next: int = 0  # where the search for a free address resumes (amortised O(1))
+    offset: int = 0  # this worker's share: first + offset + k * stride (daemon.workers)
+    stride: int = 1
 
     @classmethod
     def from_spec(cls, name: str, spec: str) -> AddressPool:
@@ -48,16 +53,27 @@ class AddressPool:
             return cls(name, net.network_address + 1, net.broadcast_address - 1)
         return cls(name, net.network_address, net.broadcast_address)
 
+    def split(self, index: int, count: int) -> AddressPool:
+        """Worker ``index`` of ``count``: its share of the addresses, none of another's."""
+        self.offset, self.stride = index, count
+        return self
+
     @property
     def size(self) -> int:
-        return int(self.last) - int(self.first) + 1
+        """How many addresses this pool (this worker's share of it) hands out."""
+        return max(0, (int(self.last) - int(self.first) - self.offset) // self.stride + 1)
+
+    def _owns(self, addr: IPAddress) -> bool:
+        return (
+            self.first <= addr <= self.last
+            and (int(addr) - int(self.first)) % self.stride == self.offset
+        )
 
     def acquire(self, identity: str, requested: IPAddress | None = None) -> IPAddress:
         if identity in self.leases:
             self.online.add(identity)
             return self.leases[identity]
-        in_range = requested is not None and self.first <= requested <= self.last
-        if in_range and requested not in self._taken:
+        if requested is not None and self._owns(requested) and requested not in self._taken:
             addr = requested
         else:
             addr = self._free()
@@ -73,7 +89,7 @@ class AddressPool:
     def _free(self) -> IPAddress:
         if len(self._taken) < self.size:
             for _ in range(self.size):
-                a = self.first + self._next
+                a = self.first + self.offset + self._next * self.stride
                 self._next = (self._next + 1) % self.size
                 if a not in self._taken:
                     return a

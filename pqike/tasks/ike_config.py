@@ -124,7 +124,8 @@ class IkeConfig(Task):
             cfg = self.sa.svc.config.pools.get(name)
             if cfg is None:
                 return None
-            pools[name] = AddressPool.from_spec(name, cfg.addrs)
+            share = self.sa.svc.partition
+            pools[name] = AddressPool.from_spec(name, cfg.addrs).split(share.index, share.count)
         pool = pools[name]
         return pool if isinstance(pool, AddressPool) else None
 

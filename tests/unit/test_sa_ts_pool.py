@@ -63,3 +63,22 @@ def test_pool_range_and_requested() -> None:
     assert pool.size == 11
     assert str(pool.acquire("x", ipaddress.ip_address("10.9.0.15"))) == "10.9.0.15"
     assert str(pool.acquire("y", ipaddress.ip_address("10.9.0.15"))) == "10.9.0.10"
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_pool_split_over_workers_is_disjoint_and_complete(count: int) -> None:
+    """daemon.workers: each worker leases its share; together exactly the whole pool."""
+    shares = [AddressPool.from_spec("p", "10.3.0.0/28").split(i, count) for i in range(count)]
+    assert sum(p.size for p in shares) == 14  # .1 to .14
+    leased = [{p.acquire(f"peer{i}-{k}") for k in range(p.size)} for i, p in enumerate(shares)]
+    assert set().union(*leased) == set(ipaddress.ip_network("10.3.0.0/28").hosts())
+    assert sum(map(len, leased)) == 14, "no address leased by two workers"
+    for p in shares:
+        with pytest.raises(PoolExhausted):
+            p.acquire("one-too-many")
+    # a requested address of another worker's share is not handed out twice
+    first = AddressPool.from_spec("p", "10.3.0.0/28").split(0, count)
+    assert first.acquire("x", ipaddress.ip_address("10.3.0.2")) == ipaddress.ip_address("10.3.0.1")
+    assert first.acquire("y", ipaddress.ip_address(f"10.3.0.{1 + count}")) == (
+        ipaddress.ip_address(f"10.3.0.{1 + count}")
+    )

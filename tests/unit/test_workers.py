@@ -21,8 +21,9 @@ import pytest
 from pqike.config import ConfigError, load_config
 from pqike.config.toml_writer import dumps
 from pqike.daemon.control import Request, Result, request
-from pqike.daemon.workers import Supervisor, resolve_workers, worker_socket
-from pqike.partition import address_owner
+from pqike.daemon.workers import Supervisor, merged_pools, resolve_workers, worker_socket
+from pqike.partition import Partition, address_owner
+from tests.exchange.peers import make_pair, psk_config
 from tests.unit.test_options_rule import BASE as RULE_BASE
 
 BASE: dict = copy.deepcopy(RULE_BASE)
@@ -33,7 +34,6 @@ SHARED = [
     ("daemon.kernel", lambda t: t["daemon"].pop("kernel")),  # auto
     ("daemon.save_keys.ike", lambda t: t["daemon"].update(save_keys={"ike": True})),
     ("daemon.save_keys.esp", lambda t: t["daemon"].update(save_keys={"esp": True})),
-    ("connections.home.pools", lambda t: _pool(t)),
     ("connections.home.ppk_id", lambda t: _ppk(t)),
     (
         "connections.home.children.net.start_action",
@@ -82,8 +82,9 @@ def test_what_workers_cannot_share_is_refused(
         lambda t: t["daemon"].update(kernel="xfrm"),
         lambda t: t["connections"]["home"].update(unique="keep"),
         lambda t: t["connections"]["home"].update(unique="replace"),
+        _pool,
     ],
-    ids=["kernel-xfrm", "unique-keep", "unique-replace"],
+    ids=["kernel-xfrm", "unique-keep", "unique-replace", "pools"],
 )
 def test_what_one_peer_address_keeps_in_one_worker_is_accepted(
     tmp_path: Path, change: Callable[[dict], None]
@@ -313,3 +314,29 @@ def test_ike_sas_we_initiate_start_in_the_worker_owning_the_peer(tmp_path: Path)
         assert not missing.ok and "no connection named 'nothing'" in missing.message
 
     assert _supervised(tmp_path, body, tree) is None
+
+
+def test_each_worker_leases_its_share_of_a_pool() -> None:
+    net = make_pair(
+        psk_config("carol", "aes256-sha256-x25519"), psk_config("moon", "aes256-sha256-x25519")
+    )
+    moon = net.peers["moon"].engine
+    moon.partition = Partition(1, 2)
+    moon.load_config(moon.config)  # the services the IKE_SAs get carry the partition
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    (sa,) = net.peers["carol"].engine.sas.values()
+    assert sa.local_vips == ["10.3.0.2"], "worker 1 of 2: 10.3.0.2, .4, ... (worker 0: .1, .3)"
+    (pool,) = [p for p in moon.list_pools() if p.name == "rw_pool"]
+    assert [lease.address for lease in pool.leases] == ["10.3.0.2"]
+
+
+def test_list_pools_merges_the_shares_of_all_workers() -> None:
+    def part(online: int, offline: int, leases: list[dict]) -> list[dict]:
+        pool = {"name": "p", "base": "10.3.0.0", "size": 254, "online": online}
+        return [{**pool, "offline": offline, "leases": leases}]
+
+    a = {"address": "10.3.0.1", "identity": "a", "status": "online"}
+    b = {"address": "10.3.0.2", "identity": "b", "status": "offline"}
+    merged = merged_pools([part(1, 0, [a]), part(0, 1, [b])])
+    assert merged == [{**part(1, 1, [a, b])[0]}]
