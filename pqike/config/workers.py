@@ -22,13 +22,16 @@ Finding = tuple[str, str, bool]  # as pqike.config.checks
 
 # XFRM: the kernel allocates ESP SPIs for all workers, reqids are partitioned, and the
 # CHILD_SAs of one peer (rekeyed, reauthenticated) are in one worker, whose backend counts
-# the users of each policy. A policy of other selectors' peer in another worker is another
-# kernel object; equal selectors in two workers (two peers claiming the same subnets) fail
-# in the second with the kernel's EEXIST instead of silently taking the first one's traffic.
+# the users of each policy. Peers with other selectors have their own kernel policies in
+# whichever worker; equal selectors in two workers (two peers claiming the same subnets)
+# fail in the second with the kernel's EEXIST instead of taking the first one's traffic.
 WORKER_KERNELS = ("none", "xfrm")
 _KERNEL = {
     "auto": "it may select userspace ESP; set kernel = xfrm or none",
-    "userspace": "one TUN device and route table per daemon; set kernel = xfrm or none",
+    "userspace": (
+        "the packets of the one TUN device cannot be steered to the worker holding their"
+        " CHILD_SA; set kernel = xfrm or none"
+    ),
 }
 
 
