@@ -32,7 +32,7 @@ from pqike.daemon.rxqueue import Priority, ReceiveQueue
 from pqike.daemon.udp import EspHandler, UdpEndpoints
 from pqike.events import Datagram, Event, EventKind, IkeSaInfo
 from pqike.kernel.base import KernelBackend, KernelError, MemoryKernel
-from pqike.log import Subsystem, get_logger
+from pqike.log import Subsystem, batched, get_logger
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -520,7 +520,7 @@ class Daemon:
         self._timer = None
         self._timer_at = None
         now = self.clock()
-        with self.router.engine_call():
+        with self.router.engine_call(), batched():
             self._guard("handling timers", self.engine.tick, now)
         self._after_engine(ticked_at=now)
 
@@ -549,7 +549,7 @@ class Daemon:
         if not self._rxq:  # emptied by stop()
             self._draining = False
             return
-        with self.router.engine_call():
+        with self.router.engine_call(), batched():
             for _ in range(_BATCH):
                 datagram = self._rxq.pop()
                 if datagram is None:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from pqike import log as pqlog
 from pqike.config import load_config
 from pqike.daemon import Daemon
 from pqike.daemon.rxqueue import Priority, ReceiveQueue, priority
 from pqike.daemon.udp import RCVBUF, UdpEndpoints
 from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
+from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 KNOWN = bytes.fromhex("00000000000000aa")  # our SPI of an existing IKE_SA
 PEER_SPI = bytes.fromhex("1111111111111111")
@@ -212,6 +214,39 @@ def test_full_queue_drops_with_a_line_that_says_who(caplog: pytest.LogCaptureFix
 
     asyncio.run(main())
     assert "dropping 28 bytes from 198.51.100.9[4242], receive queue full" in caplog.text
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_log_file_flushed_once_per_batch_of_datagrams(tmp_path: Path) -> None:
+    """Lines logged while a batch of datagrams is processed reach the file together, after
+    the batch: one write(2), not one per line."""
+    path = tmp_path / "charon.log"
+    pqlog.configure(filename=str(path))
+    net = pqlog.get_logger(Subsystem.NET)
+    on_disk: list[int] = []
+
+    async def main() -> None:
+        async with daemon() as (d, engine, _):
+            real = engine.receive
+
+            def receive(datagram: Datagram, now: float) -> None:
+                on_disk.append(len(path.read_text().splitlines()))
+                net("processing datagram %d", len(on_disk))
+                real(datagram, now)
+
+            engine.receive = receive  # type: ignore[method-assign]
+            src, dst = Endpoint("198.51.100.9", 4242), Endpoint("127.0.0.1", 500)
+            before = len(path.read_text().splitlines())  # the daemon's own start-up lines
+            for n in range(1, 4):  # as one socket wakeup would: no loop turn in between
+                d.udp.on_datagram(Datagram(init_request(n), src, dst))
+            await until(lambda: len(engine.calls) == 3, "the three queued")
+            assert on_disk == [before] * 3
+            lines = path.read_text().splitlines()
+            assert [line.split("] ", 1)[1] for line in lines[before:]] == [
+                f"processing datagram {n}" for n in (1, 2, 3)
+            ]
+
+    asyncio.run(main())
 
 
 def test_sockets_get_a_receive_buffer_for_bursts() -> None:

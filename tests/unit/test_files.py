@@ -92,3 +92,22 @@ def test_write_atomic_leaves_nothing_behind_when_it_fails(tmp_path: Path) -> Non
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "key.pem", b"secret")
     assert [p.name for p in tmp_path.iterdir()] == ["key.pem"]
+
+
+def test_log_file_flushed_once_per_batch(tmp_path: Path, restore_logging: None) -> None:
+    """Inside batched() lines wait in the buffer until the batch ends (nested batches end
+    with the outermost); outside, each line is in the file as soon as it is logged."""
+    path = tmp_path / "charon.log"
+    pqlog.configure(filename=str(path))
+    ike = pqlog.get_logger(pqlog.Subsystem.IKE, "rw|1")
+    with pqlog.batched():
+        ike("line %d", 1)
+        with pqlog.batched():
+            ike("line %d", 2)
+        assert path.read_text() == ""  # not yet written out
+    assert [line.split("> ", 1)[1] for line in path.read_text().splitlines()] == [
+        "line 1",
+        "line 2",
+    ]
+    ike("line %d", 3)
+    assert path.read_text().endswith("<rw|1> line 3\n")
