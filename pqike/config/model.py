@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -272,7 +273,13 @@ class Child(_Section):
 
     def selectors(self, side: Literal["local", "remote"]) -> list[TrafficSelector | None]:
         """Parsed traffic selectors; None stands for ``dynamic``."""
-        return [parse_ts(s) for s in (self.local_ts if side == "local" else self.remote_ts)]
+        return [_configured_ts(s) for s in (self.local_ts if side == "local" else self.remote_ts)]
+
+
+# Every CHILD_SA negotiation reads its config's selectors: each configured string is parsed
+# once (TrafficSelector is frozen, so one object serves every caller). Only configuration
+# text comes here, never a peer's.
+_configured_ts = functools.lru_cache(maxsize=1024)(parse_ts)
 
 
 def _resolve_child_limits(child: Child, kind: str) -> None:

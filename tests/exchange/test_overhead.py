@@ -454,3 +454,24 @@ def test_connection_addresses_parsed_once() -> None:
     assert engine._addr_matches(("192.0.2.1", "moon.example"), "192.0.2.2") == 0
     info = engine._addr_spec.cache_info()
     assert info.currsize == len(spec) and info.misses == len(spec)
+
+
+def test_configured_selectors_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each IKE_AUTH matches the CHILD_SA configs' traffic selectors: their strings are
+    parsed once, not per handshake; a typo is still refused each time it is asked for."""
+    from pqike.config import model, values
+
+    parsed = _calls(monkeypatch, values, "parse_ts")
+    monkeypatch.setattr(
+        model, "_configured_ts", model.functools.lru_cache(maxsize=8)(values.parse_ts)
+    )
+    for _ in range(3):
+        _up()
+    specs = [args[0] for args in parsed]
+    assert specs and len(specs) == len(set(specs))  # each string once for the three
+    child = model.Child(local_ts=["10.9.0.0/16", "dynamic"], remote_ts=["10.8.0.0/33"])
+    assert [str(t) for t in child.selectors("local") if t] == ["10.9.0.0/16"]
+    assert child.selectors("local")[0] is child.selectors("local")[0]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="not a valid subnet"):
+            child.selectors("remote")
