@@ -10,7 +10,6 @@ transform.c); an ID without a name prints as ``(<id>)`` like strongSwan's enum p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -155,11 +154,20 @@ def type_label(ttype: int) -> str:
 def display_key(ttype: int) -> int:
     """Sort key of transform types in strongSwan's display (and matching) order."""
     # proposal.c type_for_sort(): "a hack to not change the previous order when printing"
-    if ttype == TransformType.PRF:
-        return TransformType.INTEG
-    if ttype == TransformType.INTEG:
-        return TransformType.PRF
-    return ttype
+    return _DISPLAY_SWAP.get(ttype, ttype)
+
+
+_DISPLAY_SWAP = {TransformType.PRF: TransformType.INTEG, TransformType.INTEG: TransformType.PRF}
+
+
+def _display_rank(t: Transform) -> int:
+    return _DISPLAY_SWAP.get(t.type, t.type)
+
+
+# enum members by value: every received transform is built here, and TransformType(x) with
+# the ValueError of an unknown type costs several times a dict lookup
+_TYPES = TransformType._value2member_map_
+_PROTOCOLS = ProtocolId._value2member_map_
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +179,7 @@ class Transform:
     key_length: int | None = None
 
     def __post_init__(self) -> None:
-        with contextlib.suppress(ValueError):
-            object.__setattr__(self, "type", TransformType(self.type))
+        object.__setattr__(self, "type", _TYPES.get(self.type, self.type))
         if self.key_length == 0:
             object.__setattr__(self, "key_length", None)
 
@@ -209,13 +216,16 @@ class Proposal:
     _types: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", ProtocolId(self.protocol))
+        protocol = _PROTOCOLS.get(self.protocol)
+        if protocol is None:
+            protocol = ProtocolId(self.protocol)  # the ValueError that says which
+        object.__setattr__(self, "protocol", protocol)
         # Grouped by type in display order; a stable sort keeps the preference order within
         # a type, so equal proposals compare equal however their transforms were listed.
-        ts = tuple(sorted(self.transforms, key=lambda t: display_key(t.type)))
+        ts = tuple(sorted(self.transforms, key=_display_rank))
         object.__setattr__(self, "transforms", ts)
-        types = sorted({t.type for t in ts}, key=display_key)
-        object.__setattr__(self, "_types", tuple(types))
+        # display_key is one-to-one: the types in the order they first occur in ts
+        object.__setattr__(self, "_types", tuple(dict.fromkeys(t.type for t in ts)))
 
     @property
     def types(self) -> tuple[int, ...]:

@@ -475,3 +475,33 @@ def test_configured_selectors_parsed_once(monkeypatch: pytest.MonkeyPatch) -> No
     for _ in range(2):
         with pytest.raises(ValueError, match="not a valid subnet"):
             child.selectors("remote")
+
+
+def test_received_proposals_built_without_enum_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SA payload received becomes model proposals: known transform types and
+    protocols by dict lookup, unknown ones still plain ints (or refused, a protocol)."""
+    from enum import EnumType
+
+    from pqike.proposal.model import Proposal, Transform
+    from pqike.proposal.parse import parse_proposal
+    from pqike.proposal.sa_payload import from_wire, to_wire
+    from pqike.wire.iana import ProtocolId, TransformType
+
+    mine = parse_proposal(ProtocolId.IKE, "aes256-sha256-prfsha384-x25519-ke1_mlkem768")
+    sa = to_wire([mine])
+    called: list[str] = []
+    real = EnumType.__call__
+
+    def counted(cls: type, *args: object, **kw: object) -> object:
+        called.append(cls.__name__)
+        return real(cls, *args, **kw)
+
+    monkeypatch.setattr(EnumType, "__call__", counted)
+    [received] = from_wire(sa)
+    assert called == []
+    assert received.same_transforms(mine) and received.types == mine.types
+    assert received.types[:3] == (TransformType.ENCR, TransformType.INTEG, TransformType.PRF)
+    odd = Transform(77, 1)
+    assert odd.type == 77 and type(odd.type) is int
+    with pytest.raises(ValueError, match="99 is not a valid ProtocolId"):
+        Proposal(99, (odd,))  # type: ignore[arg-type]
