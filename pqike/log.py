@@ -79,13 +79,15 @@ class _Formatter(logging.Formatter):
         return self._hms
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = f"{self._clock(record.created)}.{int(record.msecs):03d}"
         sa = getattr(record, "sa", "")
+        return self.line(record.created, record.msecs, record.name, record.getMessage(), sa)
+
+    def line(self, created: float, msecs: float, name: str, message: str, sa: str) -> str:
+        ts = f"{self._clock(created)}.{int(msecs):03d}"
         ctx = f"<{sa}> " if sa else ""
         # one record, one line: whatever text slipped in unescaped cannot forge another
         # line (multi-line output such as tracebacks is logged line by line)
-        message = one_line(record.getMessage())
-        return f"{ts} [{record.name.rsplit('.', 1)[-1]}] {ctx}{message}"
+        return f"{ts} [{name.rsplit('.', 1)[-1]}] {ctx}{one_line(message)}"
 
 
 class Logger:
@@ -107,6 +109,9 @@ class Logger:
         # straight to the handlers: Logger.log() would first walk the stack for the
         # caller's file and line, which no charon-style line prints (a third of its cost)
         log = self._log
+        handler = _sole_file_handler(log, py)
+        if handler is not None and handler.write_line(log.name, msg, args, self.sa):
+            return
         extra = {"sa": self.sa}
         log.handle(log.makeRecord(log.name, py, "", 0, msg, args, None, extra=extra))
 
@@ -217,6 +222,21 @@ def configure(
     return handler
 
 
+def _sole_file_handler(log: logging.Logger, py: int) -> _PrivateFileHandler | None:
+    """The log file's handler when it is all a line at level ``py`` goes through (what
+    configure() sets up): no other handler (a control client's log tap), no filter, no
+    logger in between; the line can then be written without a LogRecord."""
+    root = log.parent
+    if log.handlers or log.filters or log.disabled or not log.propagate or root is None:
+        return None
+    if len(root.handlers) != 1 or root.filters or root.disabled or root.propagate:
+        return None
+    handler = root.handlers[0]
+    if type(handler) is not _PrivateFileHandler or handler.filters or handler.level > py:
+        return None
+    return handler
+
+
 _batch_depth = 0
 _unflushed: set[logging.Handler] = set()
 
@@ -243,6 +263,29 @@ class _PrivateFileHandler(logging.FileHandler):
 
     def __init__(self, filename: str) -> None:
         super().__init__(filename, mode="a", encoding="utf-8")
+
+    def write_line(self, name: str, msg: str, args: tuple[Any, ...], sa: str) -> bool:
+        """The line format(record) would give, written without making the record (the
+        costliest part of a line); False, having written nothing, if the standard path must
+        take it: a formatter of somebody else's, a bad format string, a failing write."""
+        fmt = self.formatter
+        if type(fmt) is not _Formatter or self.stream is None:
+            return False
+        if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            args = args[0]  # type: ignore[assignment]  # as LogRecord does, for "%(key)s"
+        now = time.time()
+        try:
+            message = str(msg) % args if args else str(msg)
+            line = fmt.line(now, (now - int(now)) * 1000, name, message, sa)
+        except Exception:
+            return False
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(line + self.terminator)
+            except Exception:
+                return False
+            self.flush()
+        return True
 
     def flush(self) -> None:
         if _batch_depth:  # batched(): flushed when the batch ends

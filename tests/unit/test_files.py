@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,52 @@ def test_log_file_flushed_once_per_batch(tmp_path: Path, restore_logging: None) 
     ]
     ike("line %d", 3)
     assert path.read_text().endswith("<rw|1> line 3\n")
+
+
+def test_log_file_lines_written_without_records(
+    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the log file as the only handler a line goes out without a LogRecord (most of
+    a line's cost), and reads exactly as the standard path, which a second handler (a
+    control client's log tap) brings back, writes it."""
+    path = tmp_path / "charon.log"
+    pqlog.configure(filename=str(path))
+    made: list[object] = []
+    real_init = logging.LogRecord.__init__
+
+    def counted(self: logging.LogRecord, *args: Any, **kw: Any) -> None:
+        made.append(args[0])
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(logging.LogRecord, "__init__", counted)
+    lines: list[tuple[pqlog.Subsystem, str, str, tuple[Any, ...]]] = [
+        (pqlog.Subsystem.IKE, "rw|3", "IKE_SA %s[%d] established", ("rw", 3)),
+        (pqlog.Subsystem.NET, "", "received packet: from %s (%d bytes)", ("10.0.0.1[500]", 272)),
+        (pqlog.Subsystem.ENC, "rw|3", "peer's text %(text)s", ({"text": "two\nlines"},)),
+        (pqlog.Subsystem.CFG, "rw|3", "100% as given", ()),
+    ]
+
+    def log_all() -> None:
+        for sub, sa, msg, args in lines:
+            pqlog.get_logger(sub, sa)(msg, *args)
+
+    log_all()
+    assert made == []
+    direct = path.read_text().splitlines()
+    root = logging.getLogger("pqike")
+    tap = logging.NullHandler()
+    root.addHandler(tap)
+    try:
+        log_all()
+    finally:
+        root.removeHandler(tap)
+    assert len(made) == len(lines)
+    standard = path.read_text().splitlines()[len(direct) :]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} \[\w+\] .+", line) for line in direct)
+    assert [line[13:] for line in direct] == [line[13:] for line in standard]
+    assert [line[13:] for line in direct] == [
+        "[IKE] <rw|3> IKE_SA rw[3] established",
+        "[NET] received packet: from 10.0.0.1[500] (272 bytes)",
+        "[ENC] <rw|3> peer's text two\\x0alines",
+        "[CFG] <rw|3> 100% as given",
+    ]
