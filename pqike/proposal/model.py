@@ -214,6 +214,7 @@ class Proposal:
     number: int = 0
     spi: bytes = b""
     _types: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _by_type: dict[int, tuple[Transform, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         protocol = _PROTOCOLS.get(self.protocol)
@@ -224,8 +225,14 @@ class Proposal:
         # a type, so equal proposals compare equal however their transforms were listed.
         ts = tuple(sorted(self.transforms, key=_display_rank))
         object.__setattr__(self, "transforms", ts)
-        # display_key is one-to-one: the types in the order they first occur in ts
-        object.__setattr__(self, "_types", tuple(dict.fromkeys(t.type for t in ts)))
+        # the transforms of each type, looked up over and over by selection: grouped once
+        # (ts is grouped by type already, and display_key is one-to-one, so the keys come
+        # in display order)
+        by_type: dict[int, list[Transform]] = {}
+        for t in ts:
+            by_type.setdefault(t.type, []).append(t)
+        object.__setattr__(self, "_by_type", {k: tuple(v) for k, v in by_type.items()})
+        object.__setattr__(self, "_types", tuple(by_type))
 
     @property
     def types(self) -> tuple[int, ...]:
@@ -233,14 +240,15 @@ class Proposal:
         return self._types
 
     def of_type(self, ttype: int) -> tuple[Transform, ...]:
-        return tuple(t for t in self.transforms if t.type == ttype)
+        return self._by_type.get(ttype, ())
 
     def ids(self, ttype: int) -> tuple[int, ...]:
-        return tuple(t.id for t in self.transforms if t.type == ttype)
+        return tuple(t.id for t in self.of_type(ttype))
 
     def first(self, ttype: int) -> Transform | None:
         """The (most preferred) transform of a type; the one, in a selected proposal."""
-        return next((t for t in self.transforms if t.type == ttype), None)
+        of_type = self._by_type.get(ttype)
+        return of_type[0] if of_type else None
 
     @property
     def has_additional_ke(self) -> bool:

@@ -505,3 +505,25 @@ def test_received_proposals_built_without_enum_calls(monkeypatch: pytest.MonkeyP
     assert odd.type == 77 and type(odd.type) is int
     with pytest.raises(ValueError, match="99 is not a valid ProtocolId"):
         Proposal(99, (odd,))  # type: ignore[arg-type]
+
+
+def test_transforms_of_a_type_grouped_once() -> None:
+    """Selection asks each proposal for its transforms of a type many times per exchange:
+    grouped when the proposal is made, not found by a pass over all of them per call."""
+    from pqike.proposal import model
+    from pqike.proposal.parse import parse_proposal
+    from pqike.wire.iana import ProtocolId, TransformType
+
+    p = parse_proposal(ProtocolId.IKE, "aes256-aes128-sha384-sha256-x25519-ecp256-ke1_mlkem768")
+    for ttype in (*model.WIRE_ORDER, 77):
+        want = tuple(t for t in p.transforms if t.type == ttype)
+        assert p.of_type(ttype) == want and p.ids(ttype) == tuple(t.id for t in want)
+        assert p.first(ttype) == (want[0] if want else None)
+        assert p.of_type(ttype) is p.of_type(ttype)  # kept, not rebuilt
+    assert p.types == (
+        TransformType.ENCR,
+        TransformType.INTEG,
+        TransformType.PRF,
+        TransformType.KE,
+        TransformType.ADDKE1,
+    )
