@@ -73,6 +73,31 @@ def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
     return out
 
 
+# Successful selections by what decides them: the received proposals without their SPIs,
+# our usable proposals and the options. Every peer of a kind sends the same SA payload
+# (IKE_SA_INIT's, IKE_AUTH's ESP one with a fresh SPI): the walk over both lists runs once.
+# The value: index of the received proposal chosen, the transforms chosen, private-use
+# transforms skipped on the way (logged again on a hit).
+_SELECTED_MAX = 256  # entries; then the cache starts over
+_SELECTED_TRANSFORMS_MAX = 64  # a longer SA payload is selected afresh, not kept
+_Selected = tuple[int, tuple[Transform, ...], tuple[str, ...]]
+_selected: dict[tuple[object, ...], _Selected] = {}
+
+
+def _selection_key(
+    received: Sequence[Proposal], usable: list[Proposal], *options: bool
+) -> tuple[object, ...] | None:
+    """None if not worth keeping: too long, or proposal numbers repeated (the SPI of the
+    chosen one is found by its number)."""
+    numbers = {p.number for p in received}
+    if len(numbers) != len(received):
+        return None
+    if sum(len(p.transforms) for p in received) > _SELECTED_TRANSFORMS_MAX:
+        return None
+    shape = tuple((p.protocol, p.number, p.transforms) for p in received)
+    return (shape, tuple(usable), *options)
+
+
 def responder_select(
     sa: IkeSa,
     received: Sequence[Proposal],
@@ -85,14 +110,24 @@ def responder_select(
     transform type that did not match) and raise NO_PROPOSAL_CHOSEN naming ``what`` (a
     callable if the name takes work: only a failure needs it). Private-use IDs are
     only selected if the peer sent strongSwan's vendor ID (or accept_private_algs)."""
+    usable = computable(sa, configured)
+    prefer = sa.svc.config.daemon.prefer_configured_proposals
+    skip_private = not private_algs_ok(sa)
+    key = _selection_key(received, usable, strip_ke, prefer, skip_private)
+    hit = _selected.get(key) if key is not None else None
+    if hit is not None:
+        index, transforms, skipped_names = hit
+        r = received[index]
+        _log_private_skipped(sa, list(skipped_names))
+        return Proposal(r.protocol, transforms, number=r.number, spi=r.spi)
     skipped: list[Transform] = []
     try:
         selected = select_proposal(
             received,
-            computable(sa, configured),
+            usable,
             strip_ke=strip_ke,
-            prefer_configured=sa.svc.config.daemon.prefer_configured_proposals,
-            skip_private=not private_algs_ok(sa),
+            prefer_configured=prefer,
+            skip_private=skip_private,
             on_private_skipped=skipped.append,
         )
     except NoProposalChosen as e:
@@ -101,7 +136,13 @@ def responder_select(
             sa.cfg("%s", line)
         label = what() if callable(what) else what
         raise TaskFailed(f"{label}: no acceptable proposal", NotifyType.NO_PROPOSAL_CHOSEN) from e
-    _log_private_skipped(sa, [str(t) for t in skipped])
+    names = [str(t) for t in skipped]
+    _log_private_skipped(sa, names)
+    if key is not None:
+        if len(_selected) >= _SELECTED_MAX:
+            _selected.clear()
+        index = next(i for i, r in enumerate(received) if r.number == selected.number)
+        _selected[key] = (index, selected.transforms, tuple(names))
     return selected
 
 

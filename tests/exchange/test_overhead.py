@@ -527,3 +527,47 @@ def test_transforms_of_a_type_grouped_once() -> None:
         TransformType.KE,
         TransformType.ADDKE1,
     )
+
+
+def test_responder_selection_made_once_per_kind_of_offer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The IKE and the ESP proposal of three handshakes alike are selected once each; the
+    later ones take the earlier choice with their own SPI (IKE_AUTH's ESP SPI is fresh)."""
+    import pqike.tasks.common as common
+
+    common._selected.clear()
+    selections = _calls(monkeypatch, common, "select_proposal")
+    spis = set()
+    for _ in range(3):
+        net = _up()
+        (c,), (m,) = (net.peers[p].engine.list_sas()[0].children for p in ("carol", "moon"))
+        assert (c.spi_in, c.spi_out) == (m.spi_out, m.spi_in)
+        assert m.proposal == "ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ"
+        spis.add(m.spi_out)
+    assert len(spis) == 3
+    assert len(selections) == 2  # the first handshake's IKE and ESP proposals
+    # a different offer is no hit, and a refused one is refused every time
+    for _ in range(2):
+        net = make_pair(
+            psk_config("carol", PROPOSAL),
+            psk_config("moon", PROPOSAL, moon_proposals="aes256-sha256-x25519-ke1_mlkem1024"),
+        )
+        net.peers["carol"].engine.initiate("net", None, 0.0)
+        net.run()
+        [event] = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
+        assert "no acceptable proposal" in event.message
+    assert len(selections) == 4
+
+
+def test_selection_not_kept_for_repeated_proposal_numbers() -> None:
+    """Two received proposals numbered alike: the SPI could not be told by the number, so
+    the choice is made afresh every time."""
+    import pqike.tasks.common as common
+    from pqike.proposal.parse import parse_proposal
+    from pqike.wire.iana import ProtocolId
+
+    esp = parse_proposal(ProtocolId.ESP, "aes128-sha256")
+    a, b = (common.replace(esp, number=1, spi=spi) for spi in (b"\x00\x00\x00\x01", b"\x02" * 4))
+    assert common._selection_key([a, b], [esp], False, True, True) is None
+    assert common._selection_key([a], [esp], False, True, True) == common._selection_key(
+        [b], [esp], False, True, True
+    )  # the SPI is no part of it
