@@ -9,7 +9,7 @@ import logging
 import pytest
 
 import pqike.wire.summary as summary
-from pqike.events import EventKind
+from pqike.events import Event, EventKind
 from pqike.log import Subsystem
 from tests.exchange.peers import Net, make_pair, psk_config
 
@@ -29,6 +29,18 @@ def _up(fragment_size: int = 1480) -> Net:
         kinds = [e.kind for e in net.peers[name].events]
         assert EventKind.CHILD_ESTABLISHED in kinds, name
     return net
+
+
+def _mismatch() -> Event:
+    """moon's IKE_FAILED event of a handshake whose IKE proposals do not match."""
+    net = make_pair(
+        psk_config("carol", PROPOSAL),
+        psk_config("moon", PROPOSAL, moon_proposals="aes256-sha256-x25519-ke1_mlkem1024"),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    [event] = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
+    return event
 
 
 def _levels(caplog: pytest.LogCaptureFixture, level: int) -> None:
@@ -176,13 +188,7 @@ def test_received_proposals_formatted_only_for_a_failure(
     _up()
     assert formatted == []
     # a mismatch still names what the peer sent
-    net = make_pair(
-        psk_config("carol", PROPOSAL),
-        psk_config("moon", PROPOSAL, moon_proposals="aes256-sha256-x25519-ke1_mlkem1024"),
-    )
-    net.peers["carol"].engine.initiate("net", None, 0.0)
-    net.run()
-    [event] = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
+    event = _mismatch()
     assert "IKE_SA_INIT (received IKE:AES_CBC_256/HMAC_SHA2_256_128/" in event.message
     assert "no acceptable proposal" in event.message
     assert formatted
@@ -547,14 +553,7 @@ def test_responder_selection_made_once_per_kind_of_offer(monkeypatch: pytest.Mon
     assert len(selections) == 2  # the first handshake's IKE and ESP proposals
     # a different offer is no hit, and a refused one is refused every time
     for _ in range(2):
-        net = make_pair(
-            psk_config("carol", PROPOSAL),
-            psk_config("moon", PROPOSAL, moon_proposals="aes256-sha256-x25519-ke1_mlkem1024"),
-        )
-        net.peers["carol"].engine.initiate("net", None, 0.0)
-        net.run()
-        [event] = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
-        assert "no acceptable proposal" in event.message
+        assert "no acceptable proposal" in _mismatch().message
     assert len(selections) == 4
 
 
