@@ -109,7 +109,7 @@ class Logger:
         # straight to the handlers: Logger.log() would first walk the stack for the
         # caller's file and line, which no charon-style line prints (a third of its cost)
         log = self._log
-        handler = _sole_file_handler(log, py)
+        handler = _sole_direct_handler(log, py)
         if handler is not None and handler.write_line(log.name, msg, args, self.sa):
             return
         extra = {"sa": self.sa}
@@ -151,8 +151,8 @@ def get_logger(subsystem: Subsystem, sa: str = "") -> Logger:
 class _SyslogFormatter(_Formatter):
     """syslog and journald stamp the time themselves: ``[IKE] <home|1> message``."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).split(" ", 1)[1]
+    def line(self, created: float, msecs: float, name: str, message: str, sa: str) -> str:
+        return super().line(created, msecs, name, message, sa).split(" ", 1)[1]
 
 
 class _SyslogHandler(logging.handlers.SysLogHandler):
@@ -207,7 +207,7 @@ def configure(
         handler = _PrivateFileHandler(filename)
         handler.setFormatter(_Formatter())
     else:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = _StreamHandler(stream or sys.stderr)
         journal = stream in (None, sys.stderr) and journald_stderr()
         handler.setFormatter(_SyslogFormatter() if journal else _Formatter())
     root.addHandler(handler)
@@ -222,19 +222,19 @@ def configure(
     return handler
 
 
-def _sole_file_handler(log: logging.Logger, py: int) -> _PrivateFileHandler | None:
-    """The log file's handler when it is all a line at level ``py`` goes through (what
-    configure() sets up): no other handler (a control client's log tap), no filter, no
-    logger in between; the line can then be written without a LogRecord."""
+def _sole_direct_handler(log: logging.Logger, py: int) -> _DirectLines | None:
+    """The log file's (or stderr's) handler when it is all a line at level ``py`` goes
+    through (what configure() sets up): no other handler (a control client's log tap), no
+    filter, no logger in between; the line can then be written without a LogRecord."""
     root = log.parent
     if log.handlers or log.filters or log.disabled or not log.propagate or root is None:
         return None
     if len(root.handlers) != 1 or root.filters or root.disabled or root.propagate:
         return None
     handler = root.handlers[0]
-    if type(handler) is not _PrivateFileHandler or handler.filters or handler.level > py:
+    if type(handler) not in _DIRECT or handler.filters or handler.level > py:
         return None
-    return handler
+    return handler  # type: ignore[return-value]
 
 
 _batch_depth = 0
@@ -257,26 +257,23 @@ def batched() -> Iterator[None]:
                 _unflushed.pop().flush()
 
 
-class _PrivateFileHandler(logging.FileHandler):
-    """A log file created 0600 (level 4 writes keys), its mode forced to 0600 if it existed
-    with another, never opened through a symbolic link; appended to, as charon's filelog."""
-
-    def __init__(self, filename: str) -> None:
-        super().__init__(filename, mode="a", encoding="utf-8")
+class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """configure()'s handlers (a file, stderr): lines written without a LogRecord when
+    nothing else wants one, and flushed once per batched()."""
 
     def write_line(self, name: str, msg: str, args: tuple[Any, ...], sa: str) -> bool:
         """The line format(record) would give, written without making the record (the
         costliest part of a line); False, having written nothing, if the standard path must
         take it: a formatter of somebody else's, a bad format string, a failing write."""
         fmt = self.formatter
-        if type(fmt) is not _Formatter or self.stream is None:
+        if type(fmt) not in (_Formatter, _SyslogFormatter) or self.stream is None:
             return False
         if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
             args = args[0]  # type: ignore[assignment]  # as LogRecord does, for "%(key)s"
         now = time.time()
         try:
             message = str(msg) % args if args else str(msg)
-            line = fmt.line(now, (now - int(now)) * 1000, name, message, sa)
+            line = fmt.line(now, (now - int(now)) * 1000, name, message, sa)  # type: ignore[union-attr]
         except Exception:
             return False
         with self.lock:  # type: ignore[union-attr]
@@ -293,6 +290,21 @@ class _PrivateFileHandler(logging.FileHandler):
             return
         super().flush()
 
+
+class _StreamHandler(_DirectLines):
+    """stderr (the journal's stream under systemd), or the stream configure() was given."""
+
+
+class _PrivateFileHandler(_DirectLines, logging.FileHandler):
+    """A log file created 0600 (level 4 writes keys), its mode forced to 0600 if it existed
+    with another, never opened through a symbolic link; appended to, as charon's filelog."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, mode="a", encoding="utf-8")
+
     def _open(self) -> Any:
         fd = open_private(self.baseFilename, append=True)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
+_DIRECT = (_StreamHandler, _PrivateFileHandler)

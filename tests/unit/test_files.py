@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,14 +116,21 @@ def test_log_file_flushed_once_per_batch(tmp_path: Path, restore_logging: None) 
     assert path.read_text().endswith("<rw|1> line 3\n")
 
 
-def test_log_file_lines_written_without_records(
-    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("output", ["file", "stream", "journal"])
+def test_log_lines_written_without_records(
+    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch, output: str
 ) -> None:
-    """With the log file as the only handler a line goes out without a LogRecord (most of
-    a line's cost), and reads exactly as the standard path, which a second handler (a
-    control client's log tap) brings back, writes it."""
+    """With the log file (or stderr, or journald's stream) as the only handler a line goes
+    out without a LogRecord (most of a line's cost), and reads exactly as the standard
+    path, which a second handler (a control client's log tap) brings back, writes it."""
     path = tmp_path / "charon.log"
-    pqlog.configure(filename=str(path))
+    if output == "file":
+        pqlog.configure(filename=str(path))
+    else:
+        monkeypatch.setattr(pqlog, "journald_stderr", lambda: output == "journal")
+        stream = path.open("a", encoding="utf-8")
+        monkeypatch.setattr(sys, "stderr", stream)  # configure()'s default stream
+        pqlog.configure()
     made: list[object] = []
     real_init = logging.LogRecord.__init__
 
@@ -154,7 +162,9 @@ def test_log_file_lines_written_without_records(
         root.removeHandler(tap)
     assert len(made) == len(lines)
     standard = path.read_text().splitlines()[len(direct) :]
-    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} \[\w+\] .+", line) for line in direct)
+    if output == "journal":  # journald stamps the time itself
+        direct, standard = (["hh:mm:ss.mmm " + line for line in ls] for ls in (direct, standard))
+    assert all(re.fullmatch(r"\S{12} \[\w+\] .+", line) for line in direct)
     assert [line[13:] for line in direct] == [line[13:] for line in standard]
     assert [line[13:] for line in direct] == [
         "[IKE] <rw|3> IKE_SA rw[3] established",
@@ -162,3 +172,5 @@ def test_log_file_lines_written_without_records(
         "[ENC] <rw|3> peer's text two\\x0alines",
         "[CFG] <rw|3> 100% as given",
     ]
+    if output != "file":
+        stream.close()
