@@ -10,6 +10,7 @@ transform.c); an ID without a name prints as ``(<id>)`` like strongSwan's enum p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -170,6 +171,15 @@ _TYPES = TransformType._value2member_map_
 _PROTOCOLS = ProtocolId._value2member_map_
 
 
+# Every negotiation logs its proposal ("selected proposal: IKE:AES_CBC_256/..."), and a name
+# takes enum lookups: each (type, ID, key length) is named once. Bounded, since a peer's
+# IDs are named too (a proposal mismatch lists what was received).
+@functools.lru_cache(maxsize=1024)
+def _algorithm_text(ttype: int, alg_id: int, key_length: int | None) -> str:
+    suffix = f"_{key_length}" if key_length else ""
+    return algorithm_name(ttype, alg_id) + suffix
+
+
 @dataclass(frozen=True, slots=True)
 class Transform:
     """One transform: type, ID and the Key Length attribute in bits (None if absent)."""
@@ -191,8 +201,7 @@ class Transform:
     @property
     def algorithm(self) -> str:
         """strongSwan's algorithm name with key length: ``AES_CBC_256``, ``ML_KEM_768``."""
-        suffix = f"_{self.key_length}" if self.key_length else ""
-        return algorithm_name(self.type, self.id) + suffix
+        return _algorithm_text(self.type, self.id, self.key_length)
 
     def __str__(self) -> str:
         """As in a proposal: ``AES_CBC_256``, ``KE1_ML_KEM_768``."""

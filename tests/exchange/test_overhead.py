@@ -570,3 +570,24 @@ def test_selection_not_kept_for_repeated_proposal_numbers() -> None:
     assert common._selection_key([a], [esp], False, True, True) == common._selection_key(
         [b], [esp], False, True, True
     )  # the SPI is no part of it
+
+
+def test_transform_names_worked_out_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "selected proposal" line of every negotiation names the same transforms: each
+    (type, ID, key length) is named once, peers' unknown IDs as before."""
+    from pqike.proposal import model
+    from pqike.proposal.parse import parse_proposal
+    from pqike.wire.iana import ProtocolId, TransformType
+
+    model._algorithm_text.cache_clear()
+    named = _calls(monkeypatch, model, "algorithm_name")
+    p = parse_proposal(ProtocolId.IKE, "aes256-sha256-x25519-ke1_mlkem768-ke2_mlkem1024")
+    text = (
+        "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768/"
+        "KE2_ML_KEM_1024"
+    )
+    assert [str(p) for _ in range(3)] == [text] * 3
+    assert len(named) == len(p.transforms)
+    odd = model.Transform(TransformType.ENCR, 999, 128)
+    assert (str(odd), odd.algorithm) == ("(999)_128", "(999)_128")
+    assert str(model.Transform(99, 7)) == "UNKNOWN_99_7"
