@@ -110,7 +110,7 @@ class Logger:
         # caller's file and line, which no charon-style line prints (a third of its cost)
         log = self._log
         handler = _sole_direct_handler(log, py)
-        if handler is not None and handler.write_line(log.name, msg, args, self.sa):
+        if handler is not None and handler.write_line(log.name, py, msg, args, self.sa):
             return
         extra = {"sa": self.sa}
         log.handle(log.makeRecord(log.name, py, "", 0, msg, args, None, extra=extra))
@@ -254,17 +254,21 @@ def batched() -> Iterator[None]:
         _batch_depth -= 1
         if not _batch_depth:
             while _unflushed:
-                _unflushed.pop().flush()
+                handler = _unflushed.pop()
+                try:
+                    handler.flush()
+                except Exception:  # a full disk must not stop the daemon's receive loop
+                    handler.handleError(logging.makeLogRecord({"msg": "flushing the log"}))
 
 
 class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
     """configure()'s handlers (a file, stderr): lines written without a LogRecord when
     nothing else wants one, and flushed once per batched()."""
 
-    def write_line(self, name: str, msg: str, args: tuple[Any, ...], sa: str) -> bool:
+    def write_line(self, name: str, py: int, msg: str, args: tuple[Any, ...], sa: str) -> bool:
         """The line format(record) would give, written without making the record (the
         costliest part of a line); False, having written nothing, if the standard path must
-        take it: a formatter of somebody else's, a bad format string, a failing write."""
+        take it: a formatter of somebody else's, a bad format string."""
         fmt = self.formatter
         if type(fmt) not in (_Formatter, _SyslogFormatter) or self.stream is None:
             return False
@@ -279,9 +283,9 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             try:
                 self.stream.write(line + self.terminator)
-            except Exception:
-                return False
-            self.flush()
+                self.flush()
+            except Exception:  # as Handler.emit: said on stderr, the daemon carries on
+                self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
         return True
 
     def flush(self) -> None:

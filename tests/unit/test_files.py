@@ -4,6 +4,7 @@ existed before, and never written through a symbolic link."""
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import re
@@ -174,3 +175,25 @@ def test_log_lines_written_without_records(
     ]
     if output != "file":
         stream.close()
+
+
+class _FullDisk(io.StringIO):
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_failing_log_writes_are_said_not_raised(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], batch: bool
+) -> None:
+    """A log that cannot be written to is reported on stderr, as logging reports it; the
+    code that logged (the engine, the receive loop) carries on."""
+    pqlog.configure(stream=_FullDisk())
+    ike = pqlog.get_logger(pqlog.Subsystem.IKE, "rw|1")
+    if batch:
+        with pqlog.batched():
+            ike("line %d", 1)
+    else:
+        ike("line %d", 1)
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "No space left on device" in err
