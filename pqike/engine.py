@@ -30,7 +30,7 @@ from pqike.events import (
     LeaseInfo,
     PoolInfo,
 )
-from pqike.kernel.base import KernelBackend, KernelError
+from pqike.kernel.base import KernelBackend, KernelError, SaCounters
 from pqike.log import Subsystem, get_logger
 from pqike.partition import Partition
 from pqike.sa.child_sa import ChildSa
@@ -1135,9 +1135,18 @@ class Engine:
             )
         return out
 
+    def _counters(self, spi: int, dst: str) -> SaCounters:
+        """An SA's counters; zeros for one the kernel no longer has (expired by itself)."""
+        try:
+            return self.kernel.query_sa(spi, dst)
+        except KernelError:
+            return SaCounters()
+
     def _child_info(self, sa: IkeSa, c: ChildSa, now: float) -> ChildSaInfo:
-        cin = self.kernel.query_sa(c.spi_in, sa.local.host)
-        cout = self.kernel.query_sa(c.spi_out, sa.remote.host)
+        cin = self._counters(c.spi_in, sa.local.host)
+        # a rekey responder's new outbound SA waits for the old one's DELETE: not installed
+        out = c.outbound_installed or c.pending_outbound is None
+        cout = self._counters(c.spi_out, sa.remote.host) if out else SaCounters()
         return ChildSaInfo(
             name=c.name,
             unique_id=c.unique_id,

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from pqike.events import Datagram
+from pqike.kernel.base import KernelError
 from pqike.wire.iana import ExchangeType
 from pqike.wire.message import decode_header
 from tests.exchange.peers import (
@@ -308,3 +309,30 @@ def test_queued_rekey_of_a_child_sa_the_peer_rekeyed_meanwhile_is_dropped() -> N
     net.advance(5.0)  # carol's DELETE again: moon switches to the new CHILD_SA
     _outbound_receivable(net)
     assert len(current_sas(net.peers["moon"])) == 2
+
+
+def test_list_sas_while_an_outbound_sa_is_held_back() -> None:
+    """moon answered carol's rekey and waits for carol's DELETE (lost here) before it sends
+    on the new SA: that outbound SA is not in the kernel yet, whose query fails (xfrm:
+    ESRCH). list-sas, and terminate with it, failed on it (UML, pqike <-> charon, 5 %)."""
+    net = _up()
+    moon = net.peers["moon"]
+    lenient = moon.kernel.query_sa
+
+    def strict(spi: int, dst: str):  # type: ignore[no-untyped-def]
+        if (spi, dst) not in moon.kernel.sas:
+            raise KernelError(f"querying SA {spi:08x} to {dst}: ESRCH")
+        return lenient(spi, dst)
+
+    moon.kernel.query_sa = strict  # type: ignore[method-assign]
+    net.filter = lambda d: (
+        [] if decode_header(d.data).exchange == ExchangeType.INFORMATIONAL else [d]
+    )
+    net.peers["carol"].engine.rekey(None, "net", net.now)
+    net.run()
+    (sa,) = moon.engine.sas.values()
+    (new,) = [c for c in sa.children if c.pending_outbound is not None]
+    (info,) = moon.engine.list_sas(net.now)
+    (child,) = [c for c in info.children if c.unique_id == new.unique_id]
+    assert (child.packets_out, child.bytes_out) == (0, 0)
+    moon.engine.terminate("rw", None, None, net.now)
