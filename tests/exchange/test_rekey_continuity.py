@@ -38,6 +38,18 @@ def _up(delay: int | None = None, child: dict | None = None, vips: bool = True) 
     return net
 
 
+def _seeded(seed: int) -> Net:
+    """A tunnel up whose engines draw SPIs and nonces from one seeded generator, so each
+    seed replays the same collision."""
+    rng = random.Random(seed)
+    net = _up()
+    for p in net.peers.values():
+        p.engine.rng = lambda n: rng.randbytes(n)
+        for sa in p.engine.sas.values():
+            sa.svc.rng = p.engine.rng
+    return net
+
+
 def _child(net: Net, who: str):  # type: ignore[no-untyped-def]
     (sa,) = [s for s in net.peers[who].engine.sas.values() if s.children]
     (child,) = sa.children
@@ -130,12 +142,7 @@ def test_every_outbound_sa_is_receivable_through_rekeys(by: str) -> None:
 def test_every_outbound_sa_is_receivable_in_rekey_collisions(seed: int) -> None:
     """Simultaneous rekeys (RFC 7296 §2.8.1): the loser stops sending with its redundant SA
     before it deletes it, the winner never sends with the peer's redundant SA."""
-    rng = random.Random(seed)
-    net = _up()
-    for p in net.peers.values():
-        p.engine.rng = lambda n: rng.randbytes(n)
-        for sa in p.engine.sas.values():
-            sa.svc.rng = p.engine.rng
+    net = _seeded(seed)
     _checking(net)
     net.peers["carol"].engine.rekey(None, "net", net.now)
     net.peers["moon"].engine.rekey(None, "net", net.now)
@@ -152,12 +159,7 @@ def test_redundant_sa_of_a_collision_is_never_rekeyed(seed: int) -> None:
     """While the loser's DELETE of its redundant SA is on its way (here: lost), neither end
     may treat that SA as a live one: it would be rekeyed and CHILD_SAs multiply (seen in
     UML at 5 % loss)."""
-    rng = random.Random(seed)
-    net = _up()
-    for p in net.peers.values():
-        p.engine.rng = lambda n: rng.randbytes(n)
-        for sa in p.engine.sas.values():
-            sa.svc.rng = p.engine.rng
+    net = _seeded(seed)
     net.filter = lambda d: [] if len(d.data) <= 96 else [d]  # INFORMATIONAL DELETEs
     net.peers["carol"].engine.rekey(None, "net", net.now)
     net.peers["moon"].engine.rekey(None, "net", net.now)
