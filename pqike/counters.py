@@ -10,7 +10,15 @@ lossy path are lower).
 
 from __future__ import annotations
 
-from pqike.wire.iana import ExchangeType
+from pqike.wire.iana import (
+    HEADER_EXCHANGE,
+    HEADER_FLAGS,
+    HEADER_NEXT_PAYLOAD,
+    IKE_HEADER_LEN,
+    ExchangeType,
+    HeaderFlag,
+    PayloadType,
+)
 
 __all__ = ["COUNTER_NAMES", "Counters"]
 
@@ -33,8 +41,6 @@ COUNTER_NAMES: tuple[str, ...] = (
     ),
 )
 _BY_ID = {int(k): v for k, v in _EXCHANGES.items()}
-_SKF = 53  # Encrypted and Authenticated Fragment payload (RFC 7383)
-_RESPONSE = 0x20
 
 
 class Counters:
@@ -44,15 +50,19 @@ class Counters:
         self.values: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
 
     def count(self, data: bytes, inbound: bool) -> None:
-        if len(data) < 28:
+        if len(data) < IKE_HEADER_LEN:
             return
-        name = _BY_ID.get(data[18])
+        name = _BY_ID.get(data[HEADER_EXCHANGE])
         if name is None:
             return
         # a fragment message: only fragment 1 counts (RFC 7383 §2.5: number at octet 32)
-        if data[16] == _SKF and len(data) >= 34 and int.from_bytes(data[32:34], "big") != 1:
+        if (
+            data[HEADER_NEXT_PAYLOAD] == PayloadType.SKF
+            and len(data) >= 34
+            and int.from_bytes(data[32:34], "big") != 1
+        ):
             return
-        kind = "resp" if data[19] & _RESPONSE else "req"
+        kind = "resp" if data[HEADER_FLAGS] & HeaderFlag.RESPONSE else "req"
         self.values[f"{name}-{'in' if inbound else 'out'}-{kind}"] += 1
 
     def bump(self, name: str) -> None:

@@ -31,18 +31,20 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from pqike.events import Datagram
+from pqike.wire.iana import (
+    HEADER_EXCHANGE,
+    HEADER_FLAGS,
+    HEADER_SPI_R,
+    IKE_HEADER_LEN,
+    ExchangeType,
+    HeaderFlag,
+)
 
 __all__ = ["QUEUE_BYTES", "Priority", "ReceiveQueue", "priority"]
 
 # 4 MiB per class: a few thousand IKE messages, minutes of work for no one at the rates
 # this daemon reaches, so a full class means a flood, not a burst
 QUEUE_BYTES = 4 << 20
-
-_HEADER = 28  # RFC 7296 §3.1: SPIi, SPIr, next payload, version, exchange, flags, MID, length
-_EXCHANGE = 18
-_FLAGS = 19
-_FLAG_INITIATOR = 0x08
-_INFORMATIONAL = 37
 
 
 class Priority(IntEnum):
@@ -54,13 +56,13 @@ class Priority(IntEnum):
 def priority(data: bytes, known: Callable[[bytes], bool]) -> Priority:
     """The class of an IKE message (without non-ESP marker); ``known(spi)`` says whether
     an IKE_SA of ours has that SPI as its own."""
-    if len(data) < _HEADER:
+    if len(data) < IKE_HEADER_LEN:
         return Priority.LOW
     # the original initiator's messages name our SPI as SPIr, the responder's as SPIi
-    ours = data[8:16] if data[_FLAGS] & _FLAG_INITIATOR else data[:8]
+    ours = data[HEADER_SPI_R:16] if data[HEADER_FLAGS] & HeaderFlag.INITIATOR else data[:8]
     if ours == bytes(8) or not known(ours):
         return Priority.LOW
-    return Priority.HIGH if data[_EXCHANGE] == _INFORMATIONAL else Priority.MEDIUM
+    return Priority.HIGH if data[HEADER_EXCHANGE] == ExchangeType.INFORMATIONAL else Priority.MEDIUM
 
 
 class ReceiveQueue:

@@ -31,6 +31,7 @@ import socket
 import struct
 
 from pqike.partition import Partition
+from pqike.wire.iana import HEADER_FLAGS, HEADER_SPI_R, HeaderFlag
 
 __all__ = [
     "SO_ATTACH_REUSEPORT_CBPF",
@@ -51,10 +52,6 @@ _JEQ_K = 0x15
 _JSET_K = 0x45
 _RET_A = 0x16
 
-_IKE_HEADER = 28
-_FLAGS = 19  # IKE header: Flags octet
-_FLAG_I = 0x08  # Initiator
-_SPI_R = 8
 _MARKER = 4  # non-ESP marker on the NAT-T port
 # loads at SKF_NET_OFF + n read the IP header (linux/filter.h), n: the source address
 _SKF_NET_OFF = -0x100000 & 0xFFFFFFFF
@@ -104,15 +101,15 @@ def steering_program(count: int, natt: bool, family: int = socket.AF_INET) -> li
         items += _by_byte(0, count)
         items.append("ike")
     items += [
-        (_LD_B_ABS, 0, 0, base + _FLAGS),
-        (_JSET_K, 0, "spi_i", _FLAG_I),
+        (_LD_B_ABS, 0, 0, base + HEADER_FLAGS),
+        (_JSET_K, 0, "spi_i", HeaderFlag.INITIATOR),
         # from the original initiator: our SPI is the responder SPI unless it is still zero
-        (_LD_W_ABS, 0, 0, base + _SPI_R),
+        (_LD_W_ABS, 0, 0, base + HEADER_SPI_R),
         (_JEQ_K, 0, "spi_r", 0),
-        (_LD_W_ABS, 0, 0, base + _SPI_R + 4),
+        (_LD_W_ABS, 0, 0, base + HEADER_SPI_R + 4),
         (_JEQ_K, "source", "spi_r", 0),
         "spi_r",
-        *_by_byte(base + _SPI_R, count),
+        *_by_byte(base + HEADER_SPI_R, count),
         "spi_i",
         *_by_byte(base, count),
         "source",

@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 IKE_HEADER_LEN = 28
+# octets of the fixed IKE header (RFC 7296 §3.1) that the daemon reads before decoding
+HEADER_SPI_R = 8
+HEADER_NEXT_PAYLOAD = 16
+HEADER_EXCHANGE = 18
+HEADER_FLAGS = 19
 IKE_UDP_PORT = 500  # RFC 7296 §2
 IKE_NATT_UDP_PORT = 4500  # RFC 3948: IKE with a 4-octet non-ESP marker, and UDP-encapsulated ESP
 IKEV2_VERSION = 0x20  # major 2, minor 0
