@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         "--all-providers", action="store_true", help="also show every provider's status per method"
     )
     args = parser.parse_args(argv)
+    problem = registry.providers_env_problem()
+    if problem:
+        print(f"python -m kem: {problem}", file=sys.stderr)
+        return 2
     rows = [m.describe() for m in registry.all()]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)

@@ -9,7 +9,8 @@
 Providers load lazily, on the first use of ``available``/``provider``/exchanges, and are tried
 in preference order, the fastest first (ML-KEM: liboqs > cryptography > pqcrypto, measured in
 bench/README.md); the first that loads wins. ``PQIKE_KE_PROVIDERS`` (comma-separated provider
-names, e.g. ``cryptography``) puts those first wherever they provide a method. ``sizes``
+names, e.g. ``cryptography``) puts those first wherever they provide a method; a name that is no
+provider is refused by the entry points (``providers_env_problem``), never ignored. ``sizes``
 needs no provider: it is the specification's (kem.sizes), which every provider must match.
 """
 
@@ -60,6 +61,21 @@ def _oqs(level: int) -> _Spec:
 
 
 PROVIDERS_ENV = "PQIKE_KE_PROVIDERS"
+
+
+def providers_env_problem() -> str | None:
+    """Why $PQIKE_KE_PROVIDERS cannot be honoured (a name that is no provider), or None.
+
+    A typo would otherwise leave the default order in place while the operator believes the
+    choice took effect; the daemon, the CLI and ``python -m kem`` refuse to start instead."""
+    wanted = [w.strip() for w in os.environ.get(PROVIDERS_ENV, "").split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in _PROVIDER_MODULES]
+    if not unknown:
+        return None
+    return (
+        f"{PROVIDERS_ENV}: unknown provider {', '.join(repr(w) for w in unknown)} "
+        f"(known: {', '.join(sorted(_PROVIDER_MODULES))})"
+    )
 
 
 def _preferred(names: tuple[str, ...]) -> tuple[str, ...]:

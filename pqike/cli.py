@@ -193,6 +193,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 )
 def cli() -> None:
     """pqike: post-quantum hybrid IKEv2 (RFC 7296, 9242, 9370, 7383) daemon and control tool."""
+    from kem.registry import providers_env_problem
+
+    problem = providers_env_problem()
+    if problem:
+        raise Failure(problem, 2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -236,6 +236,41 @@ def test_providers_env_puts_a_provider_first(monkeypatch: pytest.MonkeyPatch) ->
     assert registry._preferred(("liboqs", "cryptography")) == ("liboqs", "cryptography")
 
 
+def test_providers_env_with_an_unknown_name_is_refused_not_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A typo in $PQIKE_KE_PROVIDERS must not leave the default order in place silently."""
+    monkeypatch.setenv(registry.PROVIDERS_ENV, "cryptography, libqos")
+    problem = registry.providers_env_problem()
+    assert problem is not None
+    assert registry.PROVIDERS_ENV in problem and "'libqos'" in problem
+    assert "'cryptography'" not in problem  # only the wrong name is blamed
+    assert all(name in problem for name in ("liboqs", "pqcrypto", "cryptography-xdh"))
+    monkeypatch.setenv(registry.PROVIDERS_ENV, " pqcrypto,cryptography ")
+    assert registry.providers_env_problem() is None
+    monkeypatch.delenv(registry.PROVIDERS_ENV)
+    assert registry.providers_env_problem() is None
+
+
+def test_entry_points_refuse_an_unknown_provider_name() -> None:
+    from click.testing import CliRunner
+
+    from pqike.cli import cli
+
+    proc, _ = _run_kem("--json", env_extra={registry.PROVIDERS_ENV: "nonesuch"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "unknown provider 'nonesuch'" in proc.stderr and "Traceback" not in proc.stderr
+    result = CliRunner().invoke(
+        cli,
+        ["list-sas", "--socket", "/nonexistent/pqike.sock"],
+        env={registry.PROVIDERS_ENV: "nonesuch"},
+    )
+    assert result.exit_code == 2
+    assert "unknown provider 'nonesuch'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_cli_names_the_provider_chosen_by_env() -> None:
     proc, _ = _run_kem("--json", env_extra={registry.PROVIDERS_ENV: "cryptography"})
     assert proc.returncode == 0, proc.stderr
