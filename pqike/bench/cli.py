@@ -322,6 +322,22 @@ def handshake_cmd(
     report.write(out_dir, "rtt_loss", rtt_rows, meta)
 
 
+def _check_quota(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """--responder-quota: refused at parse time unless this machine can enforce it."""
+    from pqike.bench import cgroup
+
+    if not value:
+        return 0.0
+    try:
+        cgroup.check_quota(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    why = cgroup.problem()
+    if why:
+        raise click.BadParameter(why)
+    return value
+
+
 @bench.command("load")
 @common
 @click.option(
@@ -363,6 +379,15 @@ def handshake_cmd(
 )
 @click.option("--gen-procs", default=1, show_default=True, help="UDP: load generator processes")
 @click.option(
+    "--responder-quota",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_check_quota,
+    help="UDP: cap each responder (all its threads) at this many cores' CPU time with a "
+    "cgroup v1 cpu quota, so that the generator has spare CPU (0: no quota)",
+)
+@click.option(
     "--sas",
     "sa_counts",
     multiple=True,
@@ -394,6 +419,7 @@ def load_cmd(
     udp_timeout,
     responder_cpus,
     gen_procs,
+    responder_quota,
     sa_counts,
     memory_method,
     sample,
@@ -451,12 +477,15 @@ def load_cmd(
             progress=bar.step,
             responder_cpus=responder_cpus,
             gen_procs=gen_procs,
+            responder_quota=responder_quota,
         )
         bar.close()
         kind = "with CHILD_SA" if child else "childless"
+        quota = f"{responder_quota:g} core" if responder_quota else "none"
         click.echo(
             f"\nResponder over UDP, pqike daemon vs charon 6.1 ({kind} IKE_SAs, PSK; "
-            f"{handshakes} handshakes per run, load generator: pqike engines in carol)"
+            f"{handshakes} handshakes per run, load generator: pqike engines in carol; "
+            f"responder CPU quota: {quota})"
         )
         if why:
             click.echo(f"not run: {why}")
@@ -473,15 +502,21 @@ def load_cmd(
                         ("hs_per_s", "hs/s wall"),
                         ("responder_cpu_ms_per_hs", "resp CPU ms/hs"),
                         ("loadgen_cpu_ms_per_hs", "gen CPU ms/hs"),
+                        ("loadgen_cpu_pct", "gen CPU %"),
+                        ("responder_cpu_pct", "resp CPU %"),
                         ("latency_median_ms", "lat med ms"),
                         ("latency_p90_ms", "lat p90 ms"),
                         ("responder_rcvbuf_errors", "resp RcvbufErr"),
                         ("loadgen_rcvbuf_errors", "gen RcvbufErr"),
                         ("responder_cpus", "resp core(s)"),
+                        ("responder_quota", "resp quota"),
+                        ("responder_throttled_pct", "throttled %"),
                         ("status", "status"),
                     ],
                 )
             )
+            for warning in udpload.busy_generator(udp_rows):
+                click.echo(warning)
             rat = udpload.ratios(udp_rows)
             click.echo("\npqike / strongSwan (medians over runs)")
             click.echo(
@@ -506,6 +541,7 @@ def load_cmd(
                 sources=sources,
                 responder_cpus=responder_cpus,
                 gen_procs=gen_procs,
+                responder_quota=responder_quota,
             )
             for path in report.write(out_dir, "load_udp", udp_rows, meta):
                 click.echo(f"wrote {path}")

@@ -26,6 +26,10 @@ initiator (10.3.0.0/16), as in the interop tests.
 The wall rate is bounded by the generator: it is Python (pqike's initiator costs about what
 its responder does) and shares the machine's cores with the responder, so against charon it
 is the generator's speed that is measured. The CPU per handshake is the comparable figure.
+Each row has the generator's CPU utilisation (loadgen_cpu_pct: its CPU time over the wall
+time, per core it can use): above GEN_BUSY it is the bottleneck. ``responder_quota`` (cores;
+pqike.bench.cgroup) caps each responder's CPU so that the generator keeps spare CPU; the
+wall rate then measures the responder at that quota.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pqike.bench import cgroup
 from pqike.bench.inmem import PSK
 from pqike.bench.interop import ESP, MOON_ID, PROPOSALS, _peer_class
 from pqike.bench.strongswan import REPO, problem
 
 SOURCES_BASE = "192.168.0.{}"
+GEN_BUSY = 0.85  # generator CPU utilisation above which it, not the responder, sets the rate
 CHARON_OPTIONS: dict[str, Any] = {
     "cookie_threshold": 1000000,
     "block_threshold": 1000000,
@@ -117,6 +123,12 @@ def pin(pid: int, cpus: Sequence[int]) -> None:
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(int(tid), cpus)
+
+
+def gen_cores(gen_cpus: Sequence[int], procs: int) -> int:
+    """Cores the generator can keep busy: one per process (each is single-threaded), at most
+    as many as it may run on."""
+    return max(1, min(procs, len(gen_cpus) or len(os.sched_getaffinity(0))))
 
 
 def split_cpus(responder_cpus: int) -> tuple[list[int], list[int]]:
@@ -200,6 +212,7 @@ def one_run(
     work: Path,
     responder_cpus: int = 0,
     gen_procs: int = 1,
+    responder_quota: float = 0.0,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "responder": impl,
@@ -211,6 +224,7 @@ def one_run(
     }
     resp = _responder(impl, topo, proposal, work, child)
     gen = None
+    quota = contextlib.ExitStack()  # the responder's cgroup, removed after it stopped
     try:
         resp.start()
         if impl == "strongswan":
@@ -224,6 +238,10 @@ def one_run(
             pin(pid, resp_cpus)
             row["responder_cpus"] = ",".join(map(str, resp_cpus))
             row["loadgen_cpus"] = ",".join(map(str, gen_cpus))
+        group = None
+        if responder_quota:
+            group = quota.enter_context(cgroup.cpu_quota(pid, responder_quota))
+            row["responder_quota"] = responder_quota
         gen = _generator(
             topo, proposal, handshakes, concurrency, sources, child, timeout, gen_cpus, gen_procs
         )
@@ -239,11 +257,14 @@ def one_run(
         idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
         cpu0 = cpu_seconds(pid)
         udp0, gen_udp0 = udp_counters(pid), udp_counters(gen.pid)
+        throttle0 = cgroup.throttling(group) if group else None
         gen.stdin.write("go\n")
         gen.stdin.flush()
         out = gen.stdout.readline()
         cpu1 = cpu_seconds(pid)
         udp1, gen_udp1 = udp_counters(pid), udp_counters(gen.pid)
+        if group and throttle0:
+            row["responder_throttled_pct"] = _throttled_pct(throttle0, cgroup.throttling(group))
         gen.wait(timeout=30)
         res = json.loads(out) if out.strip() else {}
         if not res:
@@ -251,6 +272,7 @@ def one_run(
             return row
         done = res["established"]
         cpu = cpu1 - cpu0
+        cores = gen_cores(gen_cpus, gen_procs)
         row.update(
             {
                 "established": done,
@@ -265,6 +287,8 @@ def one_run(
                 "latency_median_ms": res["latency_median_ms"],
                 "latency_p90_ms": res["latency_p90_ms"],
                 "loadgen_cpu_ms_per_hs": res["loadgen_cpu_s"] / done * 1e3 if done else None,
+                "loadgen_cpu_pct": _busy_pct(res["loadgen_cpu_s"], res["wall_s"], cores),
+                "responder_cpu_pct": _busy_pct(cpu, res["wall_s"], 1),
                 "responder_rcvbuf_errors": udp1["RcvbufErrors"] - udp0["RcvbufErrors"],
                 "loadgen_rcvbuf_errors": gen_udp1["RcvbufErrors"] - gen_udp0["RcvbufErrors"],
                 "responder_datagrams_in": udp1["InDatagrams"] - udp0["InDatagrams"],
@@ -278,7 +302,30 @@ def one_run(
             gen.kill()
             with contextlib.suppress(Exception):
                 gen.wait(timeout=5)
-        resp.stop()
+        with quota:
+            resp.stop()
+
+
+def _busy_pct(cpu_s: float, wall_s: float, cores: int) -> float | None:
+    """CPU time in percent of what ``cores`` cores give in ``wall_s``."""
+    return 100 * cpu_s / (wall_s * cores) if wall_s > 0 else None
+
+
+def busy_generator(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A warning per run whose generator was busier than GEN_BUSY: it may have set the rate."""
+    return [
+        f"warning: load generator busy {r['loadgen_cpu_pct']:.0f} % of its core(s) with "
+        f"{r['responder']} {r['proposal']} N={r['concurrency']} run {r.get('run', 0)}: "
+        "its rate may be the generator's (--responder-quota leaves it spare CPU)"
+        for r in rows
+        if (r.get("loadgen_cpu_pct") or 0) > 100 * GEN_BUSY
+    ]
+
+
+def _throttled_pct(before: dict[str, int], after: dict[str, int]) -> float | None:
+    """Share of the run's scheduler periods in which the responder's quota ran out."""
+    periods = after["nr_periods"] - before["nr_periods"]
+    return 100 * (after["nr_throttled"] - before["nr_throttled"]) / periods if periods else None
 
 
 def run(
@@ -293,8 +340,9 @@ def run(
     progress: Callable[[str], None] | None = None,
     responder_cpus: int = 0,
     gen_procs: int = 1,
+    responder_quota: float = 0.0,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    why = problem()
+    why = problem() or (cgroup.problem() if responder_quota else None)
     if why:
         return [], why
     if str(REPO) not in sys.path:
@@ -317,7 +365,7 @@ def run(
                             progress(f"{impl} {label} N={n} run {run_no + 1}")
                         row = one_run(
                             impl, topo, label, proposal, handshakes, n, srcs, child, timeout,
-                            Path(tmp) / str(i), responder_cpus, gen_procs,
+                            Path(tmp) / str(i), responder_cpus, gen_procs, responder_quota,
                         )  # fmt: skip
                         row["run"] = run_no
                         rows.append(row)
