@@ -665,6 +665,8 @@ def interop_cmd(reps, labels, pairings, vias, rounds, out_dir, progress) -> None
             ],
         )
     )
+    for line in interop.verdicts(summ):
+        click.echo(line)
     meta = _meta(reps=reps, rounds=rounds, pqike_kernel="none", charon_kernel="libipsec")
     for path in report.write(out_dir, "interop", rows, meta):
         click.echo(f"wrote {path}")

@@ -54,6 +54,8 @@ PROPOSALS = {
 }
 ESP = "aes256-sha256"
 PAIRINGS = ("ss->ss", "pq->ss", "ss->pq")
+ROLES = ("pq->ss", "ss->pq")  # pqike as initiator, as responder
+TARGET_VS_SS = 1.1  # issue 12: pqike<->charon latency at most 1.1x charon<->charon
 ALL_PAIRINGS = (*PAIRINGS, "pq->pq")
 VIAS = ("socket", "cli")
 CAROL_ID, MOON_ID = "carol@strongswan.org", "moon.strongswan.org"
@@ -459,3 +461,29 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         base = ref.get((r["proposal"], r["via"]))
         r["vs_ss"] = r["log_median_ms"] / base if base and r["log_median_ms"] else None
     return out
+
+
+def verdicts(summary: Sequence[dict[str, Any]], limit: float = TARGET_VS_SS) -> list[str]:
+    """One line per (proposal, via) of ``summarize``'s rows: are both of pqike's roles
+    against charon within ``limit`` x charon<->charon (median)?"""
+    ratios: dict[tuple[str, str], dict[str, float | None]] = {}
+    for r in summary:
+        if r["pairing"] in ROLES:
+            ratios.setdefault((r["proposal"], r["via"]), {})[r["pairing"]] = r["vs_ss"]
+    lines = []
+    for (label, via), got in ratios.items():
+        parts = [f"{role} {_times(got.get(role))}" for role in ROLES]
+        missing = [role for role in ROLES if got.get(role) is None]
+        over = [role for role in ROLES if (got.get(role) or 0) > limit]
+        if missing:
+            verdict = f"not known ({', '.join(missing)}: no ratio)"
+        elif over:
+            verdict = f"NO, above {limit:g}x: {', '.join(over)}"
+        else:
+            verdict = "yes"
+        lines.append(f"{label} ({via}): {', '.join(parts)}; both <= {limit:g}x ss->ss: {verdict}")
+    return lines
+
+
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio is not None else "-"
