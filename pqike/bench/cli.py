@@ -503,6 +503,7 @@ def load_cmd(
                         ("responder_cpu_ms_per_hs", "resp CPU ms/hs"),
                         ("loadgen_cpu_ms_per_hs", "gen CPU ms/hs"),
                         ("loadgen_cpu_pct", "gen CPU %"),
+                        ("loadgen_wait_pct", "gen wait %"),
                         ("responder_cpu_pct", "resp CPU %"),
                         ("latency_median_ms", "lat med ms"),
                         ("latency_p90_ms", "lat p90 ms"),

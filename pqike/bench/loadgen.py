@@ -22,7 +22,8 @@ restarts the responder between runs).
 Protocol on stdio (for pqike.bench.load_udp, which runs this inside the carol namespace):
 after setup it prints ``READY``, waits for a line on stdin, runs, and prints one JSON object:
 established, failed, wall_s (first initiate -> last established), latency quantiles, its own
-process CPU.
+process CPU and the time it was runnable but waited for a CPU (the scheduler's run-queue
+wait, /proc/self/schedstat; null where the kernel keeps no schedstat).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,16 @@ from pqike.events import Datagram, Endpoint, Event, EventKind
 from pqike.kernel.base import MemoryKernel
 
 RESPONDER_ID = "moon.strongswan.org"
+
+
+def runqueue_wait_s() -> float | None:
+    """Seconds this process has waited on a run queue: runnable, but a CPU was busy with
+    something else (the responder, or any other process on a shared machine)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def base_config(
@@ -183,7 +195,7 @@ class LoadGen:
             self._start(slot, now)
 
     def run(self, timeout: float) -> dict[str, Any]:
-        cpu0 = time.process_time()
+        cpu0, wait0 = time.process_time(), runqueue_wait_s()
         t0 = time.monotonic()
         self.last = t0
         for slot in self.slots:
@@ -224,6 +236,7 @@ class LoadGen:
                         self._flush(slot)
                         self._settle(slot, now)
         lat = sorted(self.latencies)
+        wait1 = runqueue_wait_s()
 
         def q(p: float) -> float | None:
             return lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3 if lat else None
@@ -238,6 +251,7 @@ class LoadGen:
             "latency_median_ms": q(0.5),
             "latency_p90_ms": q(0.9),
             "loadgen_cpu_s": time.process_time() - cpu0,
+            "loadgen_wait_s": wait1 - wait0 if wait0 is not None and wait1 is not None else None,
             "errors": self.errors,
             "latencies_s": lat,
         }
@@ -277,10 +291,17 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_median_ms": q(0.5),
         "latency_p90_ms": q(0.9),
         "loadgen_cpu_s": sum(r["loadgen_cpu_s"] for r in results),
+        "loadgen_wait_s": _sum_known(r.get("loadgen_wait_s") for r in results),
         "errors": errors,
         "latencies_s": lat,
         "procs": len(results),
     }
+
+
+def _sum_known(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when any part is unknown."""
+    got = list(values)
+    return None if any(v is None for v in got) else sum(v for v in got if v is not None)
 
 
 def _helpers(argv: list[str], a: argparse.Namespace) -> list[subprocess.Popen[str]]:

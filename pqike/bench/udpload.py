@@ -27,7 +27,8 @@ The wall rate is bounded by the generator: it is Python (pqike's initiator costs
 its responder does) and shares the machine's cores with the responder, so against charon it
 is the generator's speed that is measured. The CPU per handshake is the comparable figure.
 Each row has the generator's CPU utilisation (loadgen_cpu_pct: its CPU time over the wall
-time, per core it can use): above GEN_BUSY it is the bottleneck. ``responder_quota`` (cores;
+time, per core it can use) and its run-queue wait (loadgen_wait_pct: runnable, but its core
+busy with something else): above GEN_BUSY together it is the bottleneck. ``responder_quota`` (cores;
 pqike.bench.cgroup) caps each responder's CPU so that the generator keeps spare CPU; the
 wall rate then measures the responder at that quota.
 """
@@ -288,6 +289,7 @@ def one_run(
                 "latency_p90_ms": res["latency_p90_ms"],
                 "loadgen_cpu_ms_per_hs": res["loadgen_cpu_s"] / done * 1e3 if done else None,
                 "loadgen_cpu_pct": _busy_pct(res["loadgen_cpu_s"], res["wall_s"], cores),
+                "loadgen_wait_pct": _busy_pct(res.get("loadgen_wait_s"), res["wall_s"], cores),
                 "responder_cpu_pct": _busy_pct(cpu, res["wall_s"], 1),
                 "responder_rcvbuf_errors": udp1["RcvbufErrors"] - udp0["RcvbufErrors"],
                 "loadgen_rcvbuf_errors": gen_udp1["RcvbufErrors"] - gen_udp0["RcvbufErrors"],
@@ -306,20 +308,25 @@ def one_run(
             resp.stop()
 
 
-def _busy_pct(cpu_s: float, wall_s: float, cores: int) -> float | None:
+def _busy_pct(cpu_s: float | None, wall_s: float, cores: int) -> float | None:
     """CPU time in percent of what ``cores`` cores give in ``wall_s``."""
-    return 100 * cpu_s / (wall_s * cores) if wall_s > 0 else None
+    return 100 * cpu_s / (wall_s * cores) if cpu_s is not None and wall_s > 0 else None
 
 
 def busy_generator(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """A warning per run whose generator was busier than GEN_BUSY: it may have set the rate."""
-    return [
-        f"warning: load generator busy {r['loadgen_cpu_pct']:.0f} % of its core(s) with "
-        f"{r['responder']} {r['proposal']} N={r['concurrency']} run {r.get('run', 0)}: "
-        "its rate may be the generator's (--responder-quota leaves it spare CPU)"
-        for r in rows
-        if (r.get("loadgen_cpu_pct") or 0) > 100 * GEN_BUSY
-    ]
+    """A warning per run whose generator wanted a CPU (running, or runnable but waiting for
+    one) more than GEN_BUSY of the time: it, not the responder, may have set the rate."""
+    out = []
+    for r in rows:
+        busy, wait = r.get("loadgen_cpu_pct") or 0.0, r.get("loadgen_wait_pct") or 0.0
+        if busy + wait > 100 * GEN_BUSY:
+            out.append(
+                f"warning: load generator busy {busy:.0f} % (+{wait:.0f} % waiting for a CPU) "
+                f"of its core(s) with {r['responder']} {r['proposal']} N={r['concurrency']} "
+                f"run {r.get('run', 0)}: the rate may be the generator's "
+                "(--responder-quota leaves it spare CPU)"
+            )
+    return out
 
 
 def _throttled_pct(before: dict[str, int], after: dict[str, int]) -> float | None:

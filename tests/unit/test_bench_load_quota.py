@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pqike.bench import cgroup, cli, udpload
+from pqike.bench import cgroup, cli, loadgen, udpload
 
 NO_CGROUP = cgroup.problem()
 needs_cgroup = pytest.mark.skipif(NO_CGROUP is not None, reason=str(NO_CGROUP))
@@ -115,6 +115,13 @@ def test_cli_passes_the_quota_and_states_it(tmp_path: Path, monkeypatch) -> None
     assert "responder CPU quota: none" in r.output
 
 
+def test_generator_runqueue_wait() -> None:
+    wait = loadgen.runqueue_wait_s()
+    assert wait is None or wait >= 0.0
+    assert loadgen._sum_known([0.25, 0.25]) == 0.5  # the processes' waits add up
+    assert loadgen._sum_known([0.25, None]) is None
+
+
 def test_generator_utilisation() -> None:
     # one process on one core, or two processes on two cores: CPU over wall per core
     assert udpload._busy_pct(0.9, 1.0, 1) == pytest.approx(90.0)
@@ -124,6 +131,11 @@ def test_generator_utilisation() -> None:
     assert udpload.busy_generator([_row("pqike", 85.0, None)]) == []
     (warning,) = udpload.busy_generator([_row("strongswan", 86.0, None)])
     assert "strongswan x25519 N=10" in warning
+    # runnable but waiting for its core counts as wanted CPU: starved, not idle
+    starved = {**_row("pqike", 60.0, None), "loadgen_wait_pct": 30.0}
+    (warning,) = udpload.busy_generator([starved])
+    assert "busy 60 % (+30 % waiting for a CPU)" in warning
+    assert udpload._busy_pct(None, 1.0, 1) is None  # no schedstat: no figure, no warning
     before = {"nr_periods": 10, "nr_throttled": 1}
     assert udpload._throttled_pct(before, {"nr_periods": 30, "nr_throttled": 6}) == 25.0
     assert udpload._throttled_pct(before, before) is None
