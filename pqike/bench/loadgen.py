@@ -305,10 +305,12 @@ def _sum_known(values: Iterable[float | None]) -> float | None:
 
 
 def _helpers(argv: list[str], a: argparse.Namespace) -> list[subprocess.Popen[str]]:
-    """Processes 1..procs-1 of the generator: the same arguments with their share."""
+    """Processes 1..procs-1 of the generator: the same arguments with their share. They
+    always wait for this process's go (also with --no-wait), so that all start together."""
+    own = [arg for arg in argv if arg != "--no-wait"]
     out = []
     for i in range(1, a.procs):
-        args = [*argv, "--procs", "1", "--handshakes", str(share(a.handshakes, a.procs, i))]
+        args = [*own, "--procs", "1", "--handshakes", str(share(a.handshakes, a.procs, i))]
         args += ["--concurrency", str(share(a.concurrency, a.procs, i))]
         args += ["--id-base", str(a.id_base + i * a.handshakes)]
         out.append(

@@ -226,3 +226,16 @@ def test_one_run_removes_the_group_when_the_run_fails(tmp_path, monkeypatch, fai
         row = udpload.one_run(*args, responder_quota=0.5)
         assert row["status"].startswith("generator failed") and row["responder_quota"] == 0.5
     assert resp.stopped and _ours() == []
+
+
+def test_generator_processes_without_waiting_for_go() -> None:
+    # --no-wait (as tests/e2e/test_workers_netns.py runs it) with helper processes: the
+    # helpers still wait for their parent's go; nothing answers at 127.0.0.1, so both
+    # handshakes time out and the merged report says so
+    argv = [sys.executable, "-m", "pqike.bench.loadgen", "--target", "127.0.0.1"]
+    argv += ["--proposal", "aes256-sha256-x25519", "--handshakes", "2", "--concurrency", "2"]
+    argv += ["--procs", "2", "--no-wait", "--timeout", "0.3"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["procs"] == 2 and report["started"] == report["timed_out"] == 2, report
