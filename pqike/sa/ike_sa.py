@@ -1160,6 +1160,7 @@ class IkeSa:
         """Remove everything this IKE_SA installed and forget it."""
         self.svc.touch(self)
         from pqike.tasks.child_create import hand_over, remove_rekeyed_inbound, uninstall_child
+        from pqike.tasks.ike_config import release_leases
 
         keeper = None
         for child in list(self.children):
@@ -1172,6 +1173,7 @@ class IkeSa:
         remove_rekeyed_inbound(self)
         for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
             task.abort()
+        release_leases(self)
         for vip in self.local_vips:
             get_logger(Subsystem.KNL, self.log.sa)("deleting virtual IP %s", vip)
             self.svc.kernel.del_vip(vip)

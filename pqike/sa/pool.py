@@ -3,7 +3,9 @@
 As strongSwan's attr-sql/mem pools do, an identity gets the same address back while it is
 online or after it reconnects (the lease is kept, marked offline, when the IKE_SA goes),
 so a re-established tunnel does not leave routes pointing at a stale address behind
-(reference 003).
+(reference 003). An identity is online while any of its IKE_SAs holds the lease (a
+make-before-break reauthentication holds it twice for a moment); the last one to go
+releases it, and offline leases are what a full pool hands to new identities.
 
 With daemon.workers > 1 each worker leases its own share of a pool (``split``): every
 ``stride``-th address from ``offset``, so the workers' leases never collide.
@@ -36,7 +38,7 @@ class AddressPool:
     first: IPAddress
     last: IPAddress
     leases: dict[str, IPAddress] = field(default_factory=dict)  # identity -> address
-    online: set[str] = field(default_factory=set)
+    online: dict[str, int] = field(default_factory=dict)  # identity -> IKE_SAs holding it
     _taken: set[IPAddress] = field(default_factory=set)
     _next: int = 0  # where the search for a free address resumes (amortised O(1))
     offset: int = 0  # this worker's share: first + offset + k * stride (daemon.workers)
@@ -71,7 +73,7 @@ class AddressPool:
 
     def acquire(self, identity: str, requested: IPAddress | None = None) -> IPAddress:
         if identity in self.leases:
-            self.online.add(identity)
+            self.online[identity] = self.online.get(identity, 0) + 1
             return self.leases[identity]
         if requested is not None and self._owns(requested) and requested not in self._taken:
             addr = requested
@@ -79,12 +81,17 @@ class AddressPool:
             addr = self._free()
         self.leases[identity] = addr
         self._taken.add(addr)
-        self.online.add(identity)
+        self.online[identity] = 1
         return addr
 
     def release(self, identity: str) -> None:
-        """Go offline but keep the lease for a reconnect."""
-        self.online.discard(identity)
+        """One IKE_SA of ``identity`` gave its address back; with the last one the identity
+        goes offline, the lease kept for a reconnect."""
+        held = self.online.get(identity, 0)
+        if held > 1:
+            self.online[identity] = held - 1
+        else:
+            self.online.pop(identity, None)
 
     def _free(self) -> IPAddress:
         if len(self._taken) < self.size:

@@ -27,6 +27,29 @@ def pool_dns(sa: IkeSa, pool: str) -> tuple[str, ...]:
     return cfg.dns if cfg is not None else ()
 
 
+def lease_identity(sa: IkeSa) -> str:
+    """Whom the responder's pools lease an address to: the peer's authenticated identity."""
+    return sa.remote_id or sa.remote.host
+
+
+def release_leases(sa: IkeSa) -> None:
+    """The IKE_SA is going: the virtual IPs it assigned go back to their pools (offline,
+    kept for the identity's reconnect). An IKE_SA rekey hands ``remote_vips`` to the new
+    IKE_SA first, so only the last holder releases."""
+    if not sa.remote_vips:
+        return
+    identity = lease_identity(sa)
+    for pool in sa.svc.pools.values():
+        if not isinstance(pool, AddressPool):
+            continue
+        lease = pool.leases.get(identity)
+        if lease is not None and str(lease) in sa.remote_vips:
+            pool.release(identity)
+            if identity not in pool.online:  # charon's mem pool says the same
+                sa.cfg("lease %s by '%s' went offline", lease, identity)
+    sa.remote_vips = []
+
+
 def _decode_addr(attr: ConfigAttribute) -> str | None:
     v = attr.value
     if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(v) == 4:
@@ -90,7 +113,7 @@ class IkeConfig(Task):
         wants = [a for a in cp.attributes if a.attr_type in _ADDR.values()]
         if not wants:
             return Status.NEED_MORE
-        identity = self.sa.remote_id or self.sa.remote.host
+        identity = lease_identity(self.sa)
         for want in wants:
             version = 4 if want.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS else 6
             requested = _decode_addr(want)

@@ -82,3 +82,17 @@ def test_pool_split_over_workers_is_disjoint_and_complete(count: int) -> None:
     assert first.acquire("y", ipaddress.ip_address(f"10.3.0.{1 + count}")) == (
         ipaddress.ip_address(f"10.3.0.{1 + count}")
     )
+
+
+def test_pool_lease_is_online_until_its_last_holder_releases_it() -> None:
+    """Make-before-break reauthentication: the new IKE_SA takes the lease before the old one
+    gives it back; the identity stays online (its address not handed to anybody else)."""
+    pool = AddressPool.from_spec("rw_pool", "10.3.0.1-10.3.0.1")
+    a = pool.acquire("carol@strongswan.org")
+    assert pool.acquire("carol@strongswan.org") == a  # the reauthenticating IKE_SA
+    pool.release("carol@strongswan.org")  # the old IKE_SA goes
+    with pytest.raises(PoolExhausted):
+        pool.acquire("dave@strongswan.org")
+    pool.release("carol@strongswan.org")
+    pool.release("carol@strongswan.org")  # one too many: harmless
+    assert pool.acquire("dave@strongswan.org") == a
