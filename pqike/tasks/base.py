@@ -69,16 +69,21 @@ class Incoming:
     payloads: list[Payload]
     raw: bytes = b""  # whole message as received (IKE_SA_INIT: RealMessage for AUTH)
 
+    # plain loops, not next(genexpr): the tasks ask a dozen of these per message
     def first(self, cls: type[P]) -> P | None:
-        return next((p for p in self.payloads if isinstance(p, cls)), None)
+        for p in self.payloads:
+            if isinstance(p, cls):
+                return p
+        return None
 
     def all(self, cls: type[P]) -> list[P]:
         return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, ntype: NotifyType) -> Notify | None:
-        return next(
-            (p for p in self.payloads if isinstance(p, Notify) and p.notify_type == ntype), None
-        )
+        for p in self.payloads:
+            if isinstance(p, Notify) and p.notify_type == ntype:
+                return p
+        return None
 
     def all_notifies(self, ntype: NotifyType) -> list[Notify]:
         return [p for p in self.payloads if isinstance(p, Notify) and p.notify_type == ntype]
