@@ -27,6 +27,7 @@ import msgspec
 from pqike import __version__
 from pqike.config import Config, ConfigError, describe_connections, load_config
 from pqike.daemon.control import COMMANDS, ControlServer, EventLine, Request, Result, Send
+from pqike.daemon.gctune import tune_gc
 from pqike.daemon.logtap import LogRouter
 from pqike.daemon.rxqueue import Priority, ReceiveQueue
 from pqike.daemon.udp import EspHandler, UdpEndpoints
@@ -439,7 +440,8 @@ class Daemon:
         await self.start()
         loop = asyncio.get_running_loop()
         installed = []
-        if signals:
+        if signals:  # the daemon owns this process (tests pass signals=False)
+            tune_gc()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
                 installed.append(sig)
