@@ -60,18 +60,22 @@ def prf_plus(prf_id: PrfId, key: bytes, seed: bytes, length: int) -> bytes:
             f"with {PrfId(prf_id).name}, {length} requested"
         )
     hash_alg = _PRF_HASH.get(prf_id)
-    # HMAC: the key is set up once and each block starts from a copy of that state
-    keyed = _chmac.HMAC(key, hash_alg) if hash_alg is not None else None
-    out = bytearray()
+    counters = _COUNTERS[: -(-length // block_len)]
+    out = []
     t = b""
-    counter = 1
-    while len(out) < length:
-        if keyed is not None:
-            h = keyed.copy()
-            h.update(t + seed + bytes([counter]))
-            t = h.finalize()
-        else:
-            t = prf(prf_id, key, t + seed + bytes([counter]))
-        out += t
-        counter += 1
-    return bytes(out[:length])
+    if hash_alg is None:  # AES-XCBC/CMAC
+        for counter in counters:
+            t = prf(prf_id, key, t + seed + counter)
+            out.append(t)
+        return b"".join(out)[:length]
+    # HMAC: the key is set up once and each block starts from a copy of that state
+    keyed = _chmac.HMAC(key, hash_alg)
+    for counter in counters:
+        h = keyed.copy()
+        h.update(t + seed + counter)
+        t = h.finalize()
+        out.append(t)
+    return b"".join(out)[:length]
+
+
+_COUNTERS = tuple(bytes([n]) for n in range(1, PRF_PLUS_MAX_BLOCKS + 1))  # prf+'s 0x01..0xff
