@@ -143,14 +143,21 @@ def _addr_spec(s: str) -> tuple[int, object]:
 
 def _addr_matches(spec: tuple[str, ...], host: str) -> int:
     """0: no match, 1: %any, 2: subnet/range, 3: exact (higher is more specific)."""
-    ip = ipaddress.ip_address(host)
+    ip = None  # parsed only if a spec names addresses: %any (the usual remote) needs none
     best = 0
     for s in spec:
         kind, value = _addr_spec(s)
+        if kind == 1:
+            best = max(best, 1)
+            continue
+        if kind == 0:
+            continue
+        if ip is None:
+            ip = ipaddress.ip_address(host)
         if kind == 3 and value == ip:
             return 3
-        if kind == 1 or (kind == 2 and ip in value):  # type: ignore[operator]
-            best = max(best, kind)
+        if kind == 2 and ip in value:  # type: ignore[operator]
+            best = 2
     return best
 
 

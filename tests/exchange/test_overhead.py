@@ -465,6 +465,28 @@ def test_connection_addresses_parsed_once() -> None:
     assert info.currsize == len(spec) and info.misses == len(spec)
 
 
+def test_any_address_spec_parses_no_peer_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """remote_addrs = %any (the default) matches every IKE_SA_INIT without parsing the
+    peer's address; a spec that names addresses still parses it, once per match."""
+    from pqike import engine
+
+    parsed: list[str] = []
+    real = engine.ipaddress.ip_address
+
+    def counting(host: str) -> object:
+        parsed.append(host)
+        return real(host)
+
+    monkeypatch.setattr(engine.ipaddress, "ip_address", counting)
+    engine._addr_spec.cache_clear()
+    assert engine._addr_matches(("%any",), "198.51.100.7") == 1
+    assert engine._addr_matches(("%any4", "%any6"), "2001:db8::5") == 1
+    assert parsed == []
+    assert engine._addr_matches(("%any", "192.0.2.1", "10.0.0.0/8"), "10.1.2.3") == 2
+    assert parsed.count("10.1.2.3") == 1
+    engine._addr_spec.cache_clear()
+
+
 def test_configured_selectors_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each IKE_AUTH matches the CHILD_SA configs' traffic selectors: their strings are
     parsed once, not per handshake; a typo is still refused each time it is asked for."""
