@@ -116,6 +116,9 @@ class Method:
         return self.keywords[0]
 
     def _load(self, name: str) -> Backend | str:
+        loaded = self._backends.get(name)  # set once and never changed: no lock to read it
+        if loaded is not None:
+            return loaded
         with self._lock:
             if name not in self._backends:
                 try:

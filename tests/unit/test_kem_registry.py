@@ -277,3 +277,21 @@ def test_cli_names_the_provider_chosen_by_env() -> None:
     rows = {r["id"]: r for r in json.loads(proc.stdout)}
     assert rows[int(KeMethod.ML_KEM_768)]["provider"] == "cryptography"
     assert next(iter(rows[int(KeMethod.ML_KEM_768)]["providers"])) == "cryptography"
+
+
+def test_loaded_backend_read_without_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a provider is loaded (or refused) its result never changes: each respond() of a
+    handshake reads it without taking the method's lock."""
+    m = registry.get(KeMethod.CURVE_25519)
+    first = m.backend()
+
+    class NoLock:
+        def __enter__(self) -> None:
+            raise AssertionError("lock taken for a loaded backend")
+
+        def __exit__(self, *exc: object) -> None:  # pragma: no cover
+            pass
+
+    monkeypatch.setattr(m, "_lock", NoLock())
+    assert m.backend() is first
+    assert m.available
