@@ -8,6 +8,7 @@ keymat_v2.c create_ike_aead() / derive_child_keys(): 4 for GCM/CTR/ChaCha, 3 for
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pqike.wire.iana import EncrId, IntegId, PrfId
@@ -178,6 +179,12 @@ class IkeSuite:
 
     @property
     def key_lengths(self) -> KeyLengths:
-        p = prf_spec(self.prf).key_len
-        a = 0 if encr_spec(self.encr).is_aead else integ_spec(self.integ).key_len
-        return KeyLengths(sk_d=p, sk_a=a, sk_e=encr_key_len(self.encr, self.encr_key_bits), sk_p=p)
+        return _key_lengths(self.encr, self.encr_key_bits, self.integ, self.prf)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_lengths(encr: EncrId, key_bits: int | None, integ: IntegId, prf: PrfId) -> KeyLengths:
+    # once per suite, not per key derivation (every IKE_INTERMEDIATE derives the keys anew)
+    p = prf_spec(prf).key_len
+    a = 0 if encr_spec(encr).is_aead else integ_spec(integ).key_len
+    return KeyLengths(sk_d=p, sk_a=a, sk_e=encr_key_len(encr, key_bits), sk_p=p)

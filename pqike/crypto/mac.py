@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.cmac import CMAC
 from pqike.crypto.algorithms import UnsupportedTransform, integ_spec
 from pqike.wire.iana import IntegId
 
-__all__ = ["aes_cmac", "aes_xcbc_mac", "hmac_digest", "integ_icv", "verify_icv"]
+__all__ = ["aes_cmac", "aes_xcbc_mac", "hmac_digest", "integ_hash", "integ_icv", "verify_icv"]
 
 AES_BLOCK = 16
 
@@ -62,6 +62,11 @@ _INTEG_HASH: dict[IntegId, hashes.HashAlgorithm] = {  # stateless: one object ea
     IntegId.HMAC_SHA2_384_192: hashes.SHA384(),
     IntegId.HMAC_SHA2_512_256: hashes.SHA512(),
 }
+
+
+def integ_hash(integ: IntegId) -> hashes.HashAlgorithm | None:
+    """The hash of an HMAC INTEG transform; None for the AES-based ones."""
+    return _INTEG_HASH.get(integ)
 
 
 def integ_icv(integ: IntegId, key: bytes, data: bytes) -> bytes:

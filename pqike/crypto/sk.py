@@ -16,22 +16,26 @@ strongSwan's iv_gen_seq does; one SkCipher per key and direction keeps that uniq
 
 from __future__ import annotations
 
+import functools
 import os
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hmac as _chmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from pqike.crypto.algorithms import (
+    EncrSpec,
     IkeSuite,
+    IntegSpec,
     UnsupportedTransform,
     encr_key_len,
     encr_spec,
     integ_spec,
 )
 from pqike.crypto.keyschedule import IkeKeys
-from pqike.crypto.mac import integ_icv, verify_icv
+from pqike.crypto.mac import integ_hash, integ_icv, verify_icv
 from pqike.wire.iana import EncrId, IntegId
 
 __all__ = ["Direction", "IntegrityError", "PaddingError", "SkCipher", "SkError", "SkFormatError"]
@@ -63,6 +67,24 @@ _NON_AES = (EncrId.CHACHA20_POLY1305,)
 AeadObject = AESGCM | AESCCM | ChaCha20Poly1305
 
 
+@functools.lru_cache(maxsize=64)
+def _params(
+    encr: EncrId, key_bits: int | None, integ: IntegId
+) -> tuple[EncrSpec, int, IntegSpec | None]:
+    """The checked transform specs and encryption key length (incl. salt) of an SkCipher:
+    once per suite, not for each of the two ciphers every key update makes. ``None`` for
+    the INTEG spec of an AEAD cipher. Raises UnsupportedTransform (never cached)."""
+    spec = encr_spec(encr)
+    if not spec.sk_capable:
+        raise UnsupportedTransform(f"{spec.encr.name} is not supported for the SK payload")
+    want = encr_key_len(encr, key_bits)
+    if spec.is_aead:
+        if integ != IntegId.NONE:
+            raise UnsupportedTransform(f"{spec.encr.name} is AEAD: INTEG must be NONE")
+        return spec, want, None
+    return spec, want, integ_spec(integ)
+
+
 class SkCipher:
     """Seals and opens SK/SKF payload bodies for one key (one direction of one IKE SA)."""
 
@@ -79,10 +101,7 @@ class SkCipher:
         encr_key: bytes,
         integ_key: bytes = b"",
     ) -> None:
-        spec = encr_spec(encr)
-        if not spec.sk_capable:
-            raise UnsupportedTransform(f"{spec.encr.name} is not supported for the SK payload")
-        want = encr_key_len(encr, key_bits)
+        spec, want, ispec = _params(encr, key_bits, integ)
         if len(encr_key) != want:
             raise ValueError(
                 f"{spec.encr.name} needs a {want}-byte key (incl. salt), got {len(encr_key)}"
@@ -91,9 +110,7 @@ class SkCipher:
         self.iv_len = spec.iv_len
         self.block_size = spec.block_size
         self.is_aead = spec.is_aead
-        if spec.is_aead:
-            if integ != IntegId.NONE:
-                raise UnsupportedTransform(f"{spec.encr.name} is AEAD: INTEG must be NONE")
+        if ispec is None:
             self.integ = IntegId.NONE
             self.icv_len = spec.icv_len
             cut = len(encr_key) - spec.salt_len
@@ -102,7 +119,6 @@ class SkCipher:
             self._iv_counter = int.from_bytes(os.urandom(8), "big")
             self._aead = self._aead_object(spec.encr, self._key, spec.icv_len)
         else:
-            ispec = integ_spec(integ)
             if len(integ_key) != ispec.key_len:
                 raise ValueError(
                     f"{ispec.integ.name} needs a {ispec.key_len}-byte key, got {len(integ_key)}"
@@ -113,6 +129,7 @@ class SkCipher:
             self._integ_key = bytes(integ_key)
             self._iv_counter = 0
             self._aead = None
+        self._integ_hash = integ_hash(self.integ)
         # the key schedule of the cipher set up once per SA and direction, not per message
         self._aes = algorithms.AES(self._key) if self.encr not in _NON_AES else None
 
@@ -138,7 +155,8 @@ class SkCipher:
 
     def sealed_length(self, plaintext_len: int) -> int:
         """Bytes of IV | ciphertext | ICV for a plaintext of this length."""
-        return self.iv_len + self._padded_len(plaintext_len) + self.icv_len
+        bs = self.block_size  # _padded_len() inline: asked for every message sent
+        return self.iv_len + plaintext_len + bs - plaintext_len % bs + self.icv_len
 
     # --- seal / open --------------------------------------------------------------------
 
@@ -161,7 +179,7 @@ class SkCipher:
             return iv + self._aead_encrypt(iv, padded, associated)
         enc = Cipher(self._aes, modes.CBC(iv)).encryptor()  # type: ignore[arg-type]
         ct = enc.update(padded) + enc.finalize()
-        return iv + ct + integ_icv(self.integ, self._integ_key, associated + iv + ct)
+        return iv + ct + self._icv(associated + iv + ct)
 
     def open(self, associated: bytes, body: bytes) -> bytes:
         """Verify and decrypt IV | ciphertext | ICV; returns the plaintext without padding."""
@@ -183,7 +201,7 @@ class SkCipher:
             padded = self._aead_decrypt(iv, ct, icv, associated)
         else:
             # Encrypt-then-MAC: check the ICV before touching the ciphertext.
-            expected = integ_icv(self.integ, self._integ_key, associated + iv + ct)
+            expected = self._icv(associated + iv + ct)
             if not verify_icv(expected, icv):
                 raise IntegrityError(f"{self.integ.name} ICV mismatch")
             dec = Cipher(self._aes, modes.CBC(iv)).decryptor()  # type: ignore[arg-type]
@@ -192,6 +210,13 @@ class SkCipher:
         if pad_len + 1 > len(padded):
             raise PaddingError(f"Pad Length {pad_len} exceeds the {len(padded)}-byte plaintext")
         return padded[: len(padded) - pad_len - 1]
+
+    def _icv(self, data: bytes) -> bytes:
+        if self._integ_hash is None:  # AES-XCBC/CMAC
+            return integ_icv(self.integ, self._integ_key, data)
+        h = _chmac.HMAC(self._integ_key, self._integ_hash)  # HMAC: no dispatch per message
+        h.update(data)
+        return h.finalize()[: self.icv_len]
 
     # --- AEAD ---------------------------------------------------------------------------
 

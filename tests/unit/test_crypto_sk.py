@@ -180,3 +180,53 @@ def test_for_ike_direction_selection() -> None:
 def test_round_trip_property(plain: bytes, assoc: bytes) -> None:
     for cipher in (ALL[0], ALL[-1]):
         assert cipher.open(assoc, cipher.seal(assoc, plain)) == plain
+
+
+def test_suite_checked_once_not_per_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key update makes two SkCiphers (and asks the key lengths): the transform specs
+    of a suite are looked up once; a bad suite still raises each time."""
+    import pqike.crypto.algorithms as algorithms
+    import pqike.crypto.sk as sk
+
+    looked_up: list[int] = []
+    real = sk.encr_spec
+
+    def counting(encr: int) -> object:
+        looked_up.append(encr)
+        return real(encr)
+
+    monkeypatch.setattr(sk, "encr_spec", counting)
+    monkeypatch.setattr(algorithms, "encr_spec", counting)
+    sk._params.cache_clear()
+    algorithms._key_lengths.cache_clear()
+    suite = IkeSuite(EncrId.AES_CBC, 192, IntegId.HMAC_SHA2_384_192, PrfId.HMAC_SHA2_384)
+    looked_up.clear()  # IkeSuite checks itself once when made
+    lengths = [suite.key_lengths for _ in range(3)]
+    keys = IkeKeys(*(os.urandom(n) for n in (48, 48, 48, 24, 24, 48, 48)))
+    ciphers = [SkCipher.for_ike(suite, keys, i, d) for i in (True, False) for d in ("in", "out")]
+    assert len(looked_up) == 4  # twice (itself, encr_key_len) for the lengths, the ciphers
+    assert (lengths[0].sk_e, lengths[0].sk_a) == (24, 48)
+    assert ciphers[0].open(ASSOC, ciphers[3].seal(ASSOC, b"x")) == b"x"
+    for _ in range(2):
+        with pytest.raises(UnsupportedTransform):
+            SkCipher(EncrId.AES_GCM_16, 128, IntegId.HMAC_SHA2_256_128, bytes(20))
+
+
+@pytest.mark.parametrize("integ", [IntegId.HMAC_SHA1_96, IntegId.HMAC_SHA2_512_256])
+def test_hmac_icv_without_dispatch(monkeypatch: pytest.MonkeyPatch, integ: IntegId) -> None:
+    """The HMAC ICV of a sealed body is computed in place (no integ_icv dispatch per
+    message) and equals integ_icv() over the same octets."""
+    import pqike.crypto.sk as sk
+
+    ekey, ikey, iv = os.urandom(16), os.urandom(integ_spec(integ).key_len), os.urandom(16)
+    cbc = SkCipher(EncrId.AES_CBC, 128, integ, ekey, ikey)
+
+    def dispatched(*args: object) -> bytes:
+        raise AssertionError("integ_icv dispatch for an HMAC transform")
+
+    monkeypatch.setattr(sk, "integ_icv", dispatched)
+    body = cbc.seal(ASSOC, b"payload", iv)
+    assert cbc.open(ASSOC, body) == b"payload"
+    monkeypatch.undo()
+    icv_len = integ_spec(integ).icv_len
+    assert body[-icv_len:] == integ_icv(integ, ikey, ASSOC + body[:-icv_len])
