@@ -88,6 +88,23 @@ def _params(
 class SkCipher:
     """Seals and opens SK/SKF payload bodies for one key (one direction of one IKE SA)."""
 
+    # every IKE_SA holds two (a half-open one, too): no per-instance __dict__
+    __slots__ = (
+        "_aead",
+        "_aes",
+        "_integ_hash",
+        "_integ_key",
+        "_iv_counter",
+        "_key",
+        "_salt",
+        "block_size",
+        "encr",
+        "icv_len",
+        "integ",
+        "is_aead",
+        "iv_len",
+    )
+
     iv_len: int
     icv_len: int
     block_size: int

@@ -230,3 +230,13 @@ def test_hmac_icv_without_dispatch(monkeypatch: pytest.MonkeyPatch, integ: Integ
     monkeypatch.undo()
     icv_len = integ_spec(integ).icv_len
     assert body[-icv_len:] == integ_icv(integ, ikey, ASSOC + body[:-icv_len])
+
+
+def test_sk_cipher_has_no_instance_dict() -> None:
+    """Every IKE_SA, half-open ones included, holds two SkCiphers: they carry no __dict__."""
+    gcm = make(EncrId.AES_GCM_16, 128)
+    cbc = SkCipher(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128, bytes(16), bytes(32))
+    for cipher in (gcm, cbc):
+        assert not hasattr(cipher, "__dict__")
+        with pytest.raises(AttributeError):
+            cipher.spare = 1  # type: ignore[attr-defined]
