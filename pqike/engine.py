@@ -399,16 +399,17 @@ class Engine:
         timers and the indexes of the others."""
         while self._touched:
             sa = self._touched.pop()
-            if sa.state == IkeState.DESTROYED:
+            state = sa.state  # a property: read once
+            if state is IkeState.DESTROYED:
                 self._forget(sa)
                 continue
-            if sa.half_open_key is not None and sa.state != IkeState.CONNECTING:
+            if sa.half_open_key is not None and state is not IkeState.CONNECTING:
                 self._drop_half_open(sa)
-            if sa.established and sa.remote_id:
+            if sa.remote_id and sa.established:
                 self._by_peer.setdefault((sa.name, sa.remote_id), set()).add(sa)
             if (
                 sa.reauth_of is not None
-                and sa.state == IkeState.ESTABLISHED
+                and state is IkeState.ESTABLISHED
                 and sa.request is None
                 and not sa.active
                 and not sa.queued

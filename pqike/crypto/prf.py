@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _chmac
 
 from pqike.crypto.algorithms import UnsupportedTransform, prf_spec
-from pqike.crypto.mac import AES_BLOCK, aes_cmac, aes_xcbc_mac, hmac_digest
+from pqike.crypto.mac import AES_BLOCK, aes_cmac, aes_xcbc_mac
 from pqike.wire.iana import PrfId
 
 __all__ = ["PRF_PLUS_MAX_BLOCKS", "prf", "prf_plus"]
@@ -41,8 +41,10 @@ def _cmac_prf_key(key: bytes) -> bytes:
 def prf(prf_id: PrfId, key: bytes, data: bytes) -> bytes:
     """prf(K, S) of the negotiated PRF transform."""
     hash_alg = _PRF_HASH.get(prf_id)
-    if hash_alg is not None:
-        return hmac_digest(hash_alg, key, data)
+    if hash_alg is not None:  # hmac_digest() inline: a dozen prf() calls per handshake
+        h = _chmac.HMAC(key, hash_alg)
+        h.update(data)
+        return h.finalize()
     spec = prf_spec(prf_id)
     if spec.prf == PrfId.AES128_XCBC:
         return aes_xcbc_mac(_xcbc_prf_key(key), data)

@@ -74,6 +74,9 @@ class IkeState(Enum):
     DESTROYED = "DESTROYED"
 
 
+_ESTABLISHED = (IkeState.ESTABLISHED, IkeState.REKEYING)  # a tuple: Enum.__hash__ is Python
+
+
 @dataclass
 class _Request:
     """Our outstanding request: what to retransmit and when."""
@@ -322,14 +325,15 @@ class IkeSa:
 
     @property
     def established(self) -> bool:
-        return self.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+        return self._state in _ESTABLISHED
 
     @property
     def phase(self) -> Phase:
         """Where this IKE_SA stands for the peer's requests (pqike.sa.rules)."""
-        if self.state == IkeState.CONNECTING:
+        state = self._state
+        if state is IkeState.CONNECTING:
             return Phase.SETUP
-        if self.established:
+        if state in _ESTABLISHED:
             return Phase.DELETING if self.deleting else Phase.ESTABLISHED
         if self.state == IkeState.REKEYED:
             return Phase.REKEYED
@@ -817,19 +821,21 @@ class IkeSa:
         return timeout
 
     def next_deadline(self) -> float | None:
+        # the engine asks after every message: the state read once, not through the property
+        state = self._state
         times = [self.request.deadline] if self.request else []
-        if self.state == IkeState.CREATED and self.start_at is not None:
+        if state is IkeState.CREATED and self.start_at is not None:
             times.append(self.start_at)
-        if self.state == IkeState.CONNECTING and not self.initiator:
+        if state is IkeState.CONNECTING and not self.initiator:
             times.append(self.created_at + self.svc.config.daemon.half_open_timeout)
-        if self.established:
+        if state in _ESTABLISHED:
             times += [t for t in (self.rekey_at, self.expire_at, self.reauth_at) if t is not None]
             for c in self.children:
                 times += [t for t in (c.rekey_at, c.expire_at) if t is not None]
             times += list(self.retry_at.values())
             if self.conn.dpd_delay:
                 times.append(self.last_inbound + self.conn.dpd_delay)
-        if self._awaits_peer_delete():
+        if state is IkeState.REKEYED and self._awaits_peer_delete():
             times.append(self.rekeyed_at + REKEYED_IKE_GRACE)  # type: ignore[operator]
         times += [until for until, _, _ in self.rekeyed_inbound]
         return min(times) if times else None
