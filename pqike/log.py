@@ -12,6 +12,7 @@ without drowning the log in key material.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import logging.handlers
 import os
@@ -90,13 +91,19 @@ class _Formatter(logging.Formatter):
         return f"{ts} [{name.rsplit('.', 1)[-1]}] {ctx}{one_line(message)}"
 
 
+@functools.cache
+def _py_logger(subsystem: Subsystem) -> logging.Logger:
+    # every IKE_SA binds four Loggers: logging.getLogger() takes the module lock each time
+    return logging.getLogger(f"{_ROOT}.{subsystem.value}")
+
+
 class Logger:
     """A subsystem logger, optionally bound to an IKE_SA (``home|1``)."""
 
     __slots__ = ("_log", "sa")
 
     def __init__(self, subsystem: Subsystem, sa: str = "") -> None:
-        self._log = logging.getLogger(f"{_ROOT}.{subsystem.value}")
+        self._log = _py_logger(subsystem)
         self.sa = sa
 
     def bind(self, sa: str) -> Logger:

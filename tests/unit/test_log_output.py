@@ -4,6 +4,7 @@ under systemd without a second timestamp."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -90,3 +91,25 @@ def test_unknown_syslog_facility_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"daemon\.log\.syslog: unknown syslog facility .bogus."):
         load_tree({"daemon": {"log": {"syslog": "bogus"}}})
     assert load_tree({"daemon": {"log": {"syslog": "local3"}}}).daemon.log.syslog == "local3"
+
+
+def test_subsystem_loggers_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each IKE_SA binds four Loggers: after the first of a subsystem, none goes through
+    logging.getLogger() (its module lock) again, and all log through the same logger."""
+    from pqike.log import Subsystem, get_logger
+
+    first = get_logger(Subsystem.ENC, "home|1")
+
+    looked_up: list[str | None] = []
+    real = logging.getLogger
+
+    def counting(name: str | None = None) -> logging.Logger:
+        looked_up.append(name)
+        return real(name)
+
+    monkeypatch.setattr(logging, "getLogger", counting)
+    again = get_logger(Subsystem.ENC, "home|2")
+    monkeypatch.undo()
+    assert "pqike.ENC" not in looked_up
+    assert again._log is first._log and again._log.name == "pqike.ENC"
+    assert again.sa == "home|2"
