@@ -28,6 +28,7 @@ from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import FragmentVerdict, MemoryBudget, Reassembler, fragment_limits
 from pqike.sa.rules import Phase, Verdict, request_verdict
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
+from pqike.tasks.factory import responder_tasks
 from pqike.wire import sk as wire_sk
 from pqike.wire.errors import DecodeError, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
@@ -632,8 +633,6 @@ class IkeSa:
     # ---- task manager: peer's requests --------------------------------------------------
 
     def process_request(self, msg: Incoming, src: Endpoint, dst: Endpoint, now: float) -> None:
-        from pqike.tasks.factory import responder_tasks  # avoids an import cycle
-
         if msg.exchange == ExchangeType.IKE_SA_INIT:
             self.init_request = msg.raw
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
@@ -656,28 +655,9 @@ class IkeSa:
         ):
             self.passive = responder_tasks(self, msg)
         reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
-        failed: TaskFailed | None = None
-        for task in list(self.passive):
-            try:
-                status = task.process_r(msg)
-            except TaskFailed as e:
-                failed = e
-                break
-            if status is Status.FAILED:
-                failed = TaskFailed(task.reason or f"{task.name} failed")
-                break
+        failed = self._process_r(self.passive, msg)
         if failed is None:
-            for task in list(self.passive):
-                try:
-                    status = task.build_r(reply)
-                except TaskFailed as e:
-                    failed = e
-                    break
-                if status is Status.SUCCESS:
-                    self.passive.remove(task)
-                elif status is Status.FAILED:
-                    failed = TaskFailed(task.reason or f"{task.name} failed")
-                    break
+            failed = self._build_r(self.passive, reply)
         if failed is not None:
             if msg.exchange == ExchangeType.IKE_SA_INIT and failed.notify not in _INIT_ERRORS:
                 # RFC 7296 §3.10.1: INVALID_SYNTAX only ever goes in a protected response;
@@ -717,6 +697,40 @@ class IkeSa:
                 if (cfg := self.child_config(c.name)) is not None and cfg.close_action == "trap"
             ]
             self._deleted(now)
+
+    @staticmethod
+    def _process_r(tasks: list[Task], msg: Incoming) -> TaskFailed | None:
+        """Each task takes in the request; the first failure ends it."""
+        for task in tasks:  # process_r() removes no task: no copy of the list
+            try:
+                status = task.process_r(msg)
+            except TaskFailed as e:
+                return e
+            if status is Status.FAILED:
+                return TaskFailed(task.reason or f"{task.name} failed")
+        return None
+
+    def _build_r(self, tasks: list[Task], reply: Outgoing) -> TaskFailed | None:
+        """Each task adds to the response; those done (SUCCESS) leave the passive list,
+        which is rebuilt once rather than by list.remove() under a copy."""
+        failed: TaskFailed | None = None
+        kept: list[Task] = []
+        for i, task in enumerate(tasks):
+            try:
+                status = task.build_r(reply)
+            except TaskFailed as e:
+                failed = e
+            else:
+                if status is Status.FAILED:
+                    failed = TaskFailed(task.reason or f"{task.name} failed")
+            if failed is not None:
+                kept += tasks[i:]  # the failed task and those after it stay, as they were
+                break
+            if status is not Status.SUCCESS:
+                kept.append(task)
+        if self.passive is tasks:  # not if the engine forgot this IKE_SA meanwhile
+            self.passive = kept
+        return failed
 
     # ---- sending ------------------------------------------------------------------------
 

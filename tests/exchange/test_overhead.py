@@ -616,3 +616,40 @@ def test_transform_names_worked_out_once(monkeypatch: pytest.MonkeyPatch) -> Non
     odd = model.Transform(TransformType.ENCR, 999, 128)
     assert (str(odd), odd.algorithm) == ("(999)_128", "(999)_128")
     assert str(model.Transform(99, 7)) == "UNKNOWN_99_7"
+
+
+def test_build_r_keeps_tasks_not_done_and_those_from_a_failure_on() -> None:
+    """The responder's tasks after building a response: SUCCESS ones leave, NEED_MORE
+    ones stay, and from a failing task on every task stays, as it was."""
+    from pqike.tasks.base import Outgoing, Status, Task, TaskFailed
+    from pqike.wire.iana import ExchangeType
+
+    net = _up()
+    (sa,) = net.peers["moon"].engine.sas.values()
+
+    class Fixed(Task):
+        def __init__(self, status: Status | None) -> None:
+            super().__init__(sa, False)
+            self.status = status
+            self.built = 0
+
+        def build_r(self, msg: Outgoing) -> Status:
+            self.built += 1
+            if self.status is None:
+                raise TaskFailed("no")
+            return self.status
+
+    def reply() -> Outgoing:
+        return Outgoing(ExchangeType.INFORMATIONAL, sa.peer_mid, is_response=True)
+
+    done, more, bad, after = (Fixed(s) for s in (Status.SUCCESS, Status.NEED_MORE, None, None))
+    sa.passive = [done, more, bad, after]
+    failed = sa._build_r(sa.passive, reply())
+    assert failed is not None and failed.reason == "no"
+    assert sa.passive == [more, bad, after] and after.built == 0
+    done2, failing = Fixed(Status.SUCCESS), Fixed(Status.FAILED)
+    sa.passive = [more, done2, failing]
+    failed = sa._build_r(sa.passive, reply())
+    assert failed is not None and sa.passive == [more, failing]
+    sa.passive = [more, Fixed(Status.SUCCESS)]
+    assert sa._build_r(sa.passive, reply()) is None and sa.passive == [more]
