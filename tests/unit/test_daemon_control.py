@@ -223,11 +223,11 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.asynccontextmanager
-async def running(workdir: Path):
+def fake_daemon(workdir: Path) -> Daemon:
+    """A daemon with the fake engine on ephemeral loopback ports, the config in workdir."""
     config = load_config(workdir)
     FakeEngine.instances.clear()
-    d = Daemon(
+    return Daemon(
         config,
         config_path=str(workdir),
         engine_factory=FakeEngine,
@@ -236,6 +236,11 @@ async def running(workdir: Path):
         ike_port=0,
         natt_port=0,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(workdir: Path):
+    d = fake_daemon(workdir)
     await d.start()
     try:
         yield d
