@@ -68,6 +68,9 @@ class Incoming:
     is_response: bool
     payloads: list[Payload]
     raw: bytes = b""  # whole message as received (IKE_SA_INIT: RealMessage for AUTH)
+    # the first Notify of each type, made at the first notify(): the tasks ask up to a
+    # dozen per message (IKE_SA_INIT), each a walk over every payload otherwise
+    _notifies: dict[int, Notify] | None = field(default=None, init=False, repr=False, compare=False)
 
     # plain loops, not next(genexpr): the tasks ask a dozen of these per message
     def first(self, cls: type[P]) -> P | None:
@@ -80,10 +83,14 @@ class Incoming:
         return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, ntype: NotifyType) -> Notify | None:
-        for p in self.payloads:
-            if isinstance(p, Notify) and p.notify_type == ntype:
-                return p
-        return None
+        index = self._notifies
+        if index is None:
+            index = {}
+            for p in self.payloads:
+                if isinstance(p, Notify) and p.notify_type not in index:
+                    index[p.notify_type] = p
+            self._notifies = index
+        return index.get(ntype)
 
     def all_notifies(self, ntype: NotifyType) -> list[Notify]:
         return [p for p in self.payloads if isinstance(p, Notify) and p.notify_type == ntype]

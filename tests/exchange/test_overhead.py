@@ -653,3 +653,31 @@ def test_build_r_keeps_tasks_not_done_and_those_from_a_failure_on() -> None:
     assert failed is not None and sa.passive == [more, failing]
     sa.passive = [more, Fixed(Status.SUCCESS)]
     assert sa._build_r(sa.passive, reply()) is None and sa.passive == [more]
+
+
+def test_incoming_notifies_walked_once() -> None:
+    """The tasks ask an IKE_SA_INIT request for a dozen notifies: the payloads are walked
+    once, and each answer is the first Notify of its type, as a walk per question gives."""
+    from pqike.tasks.base import Incoming
+    from pqike.wire.iana import ExchangeType, NotifyType
+    from pqike.wire.payloads import Nonce, Notify
+
+    class CountingList(list):  # type: ignore[type-arg]
+        walks = 0
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            CountingList.walks += 1
+            return super().__iter__()
+
+    frag = Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+    first, second = (
+        Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=d) for d in (b"1", b"2")
+    )
+    unknown = Notify(notify_type=40000)
+    payloads = CountingList([Nonce(data=bytes(32)), first, frag, second, unknown])
+    msg = Incoming(ExchangeType.IKE_SA_INIT, 0, False, payloads)
+    asked = [NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED]
+    asked += [NotifyType.USE_PPK, NotifyType.COOKIE, 40000, NotifyType.USE_PPK]
+    found = [msg.notify(t) for t in asked]  # type: ignore[arg-type]
+    assert found == [first, frag, None, None, unknown, None]
+    assert found[0] is first and CountingList.walks == 1
