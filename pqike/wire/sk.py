@@ -12,12 +12,13 @@ Fragment sizing mirrors strongSwan ``message.c fragment()`` so both ends split a
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-from pqike.wire.base import U16
+from pqike.wire.base import CRITICAL, U16
 from pqike.wire.errors import InvalidSyntax
-from pqike.wire.iana import IKE_HEADER_LEN
+from pqike.wire.iana import IKE_HEADER_LEN, PayloadType
 from pqike.wire.message import Message, decode_message
 from pqike.wire.payloads import (
     GENERIC_HEADER_LEN,
@@ -56,6 +57,8 @@ UDP_HEADER_LEN = 8
 NON_ESP_MARKER_LEN = 4  # RFC 3948 §2.2, on port 4500
 SKF_HEADER_LEN = GENERIC_HEADER_LEN + 4  # + Fragment Number, Total Fragments
 _MAX_FRAGMENTS = 0xFFFF
+_GENERIC_HEADER = struct.Struct("!BBH")
+_NONE = int(PayloadType.NONE)
 
 
 class SkCipherLike(Protocol):
@@ -121,11 +124,16 @@ def _prefix(
     had ``body_len`` bytes: the chain is encoded with an empty body and two lengths patched,
     so a body (or IntAuth's P) is neither made up nor copied to find them."""
     sealed.body = b""
-    first, chain = encode_chain([*unprotected, sealed], outer=True)
-    own = GENERIC_HEADER_LEN + len(sealed.encode_body())  # the SK/SKF header, empty body
+    own_body = sealed.encode_body()  # SKF: Fragment Number and Total; SK: nothing
+    own = GENERIC_HEADER_LEN + len(own_body)  # the SK/SKF header, empty body
     length = own + body_len
     if length > U16:
         raise EncodeError(f"{payload_name(sealed.type)} payload of {length} bytes exceeds 65535")
+    if not unprotected:  # the common case (all but IKE_SA_INIT): one header, nothing to patch
+        flags = (CRITICAL if sealed.critical else 0) | (sealed.reserved_bits & ~CRITICAL)
+        own_header = _GENERIC_HEADER.pack(sealed.header_next(_NONE), flags, length)
+        return header.header(sealed.type, IKE_HEADER_LEN + own + body_len) + own_header + own_body
+    first, chain = encode_chain([*unprotected, sealed], outer=True)
     at = len(chain) - own + 2  # its Payload Length field
     patched = chain[:at] + length.to_bytes(2, "big") + chain[at + 2 :]
     return header.header(first, IKE_HEADER_LEN + len(chain) + body_len) + patched

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import pytest
@@ -330,3 +330,25 @@ def test_int_auth_keeps_unprotected_payloads_and_clears_sk_flags() -> None:
     a, _ = int_auth_a_p(message, b"\x00" * 10)
     assert a[16] == PayloadType.NOTIFY and a[28] == PayloadType.SK
     assert a[-4:] == bytes([PayloadType.KE, 0]) + (14).to_bytes(2, "big")
+
+
+@pytest.mark.parametrize("unprotected", [[], [Notify(notify_type=12345, data=b"n")]])
+@pytest.mark.parametrize(
+    "sealed",
+    [
+        Encrypted(first_inner=PayloadType.KE),
+        Encrypted(first_inner=PayloadType.IDi, critical=True, reserved_bits=0x05),
+        EncryptedFragment(first_inner=PayloadType.KE, number=1, total=3),
+        EncryptedFragment(number=2, total=3, critical=True, reserved_bits=0x7F),
+    ],
+)
+def test_prefix_is_the_encoded_message_up_to_the_body(
+    sealed: Encrypted | EncryptedFragment, unprotected: list[Payload]
+) -> None:
+    # the associated data is the whole message, encoded the long way, minus its body; with
+    # or without unprotected payloads in front, whatever the C and reserved bits
+    from pqike.wire.sk import _prefix
+
+    body = b"\xab" * 77
+    whole = header().with_payloads([*unprotected, replace(sealed, body=body)]).encode()
+    assert _prefix(header(), unprotected, replace(sealed), len(body)) == whole[: -len(body)]
