@@ -192,24 +192,49 @@ class Proposal:
         spi_size = body.u8("SPI size")
         count = body.u8("number of transforms")
         spi = body.take(spi_size, f"SPI of {spi_size} bytes")
-        transforms: list[Transform] = []
-        last = body.left == 0
-        while body.left:
-            t_off = body.offset
-            transform, last = Transform.decode(body)
-            transforms.append(transform)
-            if last != (body.left == 0):
-                raise InvalidSyntax(
-                    "transform Last Substruc says "
-                    + ("last but more follow" if last else "more but none follow"),
-                    t_off,
-                )
+        transforms = _transforms(body)
         if len(transforms) != count:
             raise InvalidSyntax(
                 f"proposal {number} announces {count} transforms but carries {len(transforms)}",
                 start + 7,
             )
         return cls(number, protocol, transforms, spi, reserved), more == 0
+
+
+# Received transforms by the bytes they came from. A peer sends the same offer in every
+# IKE_SA_INIT, CREATE_CHILD_SA and IKE_AUTH (there only the SPI, in front, differs), and a
+# transform takes most of the SA's decoding. Decoding is a pure function of the bytes, so
+# this holds no state of any peer: failures are never cached, the decoded Transforms are
+# shared and never modified (nothing edits a received transform), and a flood of distinct
+# offers fills at most _TRANSFORMS_MAX entries of at most _TRANSFORMS_BYTES each.
+_TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
+_TRANSFORMS_MAX = 256
+_TRANSFORMS_BYTES = 2048
+
+
+def _transforms(body: Reader) -> list[Transform]:
+    """The transforms filling the rest of a proposal body."""
+    region = body.data[body.pos :]
+    known = _TRANSFORMS.get(region)
+    if known is not None:
+        body.pos = len(body.data)
+        return list(known)
+    transforms: list[Transform] = []
+    while body.left:
+        t_off = body.offset
+        transform, last = Transform.decode(body)
+        transforms.append(transform)
+        if last != (body.left == 0):
+            raise InvalidSyntax(
+                "transform Last Substruc says "
+                + ("last but more follow" if last else "more but none follow"),
+                t_off,
+            )
+    if len(region) <= _TRANSFORMS_BYTES:
+        if len(_TRANSFORMS) >= _TRANSFORMS_MAX:
+            _TRANSFORMS.clear()
+        _TRANSFORMS[region] = tuple(transforms)
+    return transforms
 
 
 @dataclass

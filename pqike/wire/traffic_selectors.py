@@ -111,6 +111,10 @@ class TrafficSelectors(Payload):
 
     @classmethod
     def decode_body(cls, next_type: int, r: Reader) -> Self:
+        known = _DECODED.get(r.data)
+        if known is not None:
+            r.pos = len(r.data)
+            return cls(selectors=list(known[0]), reserved=known[1])
         count = r.u8("number of TSs")
         reserved = r.u24("TS reserved")
         selectors: list[TrafficSelector] = []
@@ -121,7 +125,21 @@ class TrafficSelectors(Payload):
                 f"TS payload announces {count} selectors but carries {len(selectors)}",
                 r.base,
             )
+        if len(r.data) <= _DECODED_BYTES:
+            if len(_DECODED) >= _DECODED_MAX:
+                _DECODED.clear()
+            _DECODED[r.data] = (tuple(selectors), reserved)
         return cls(selectors=selectors, reserved=reserved)
+
+
+# Received TS bodies by their bytes: a peer proposes the same selectors in every IKE_AUTH
+# and CREATE_CHILD_SA, and each address is an ipaddress object, slow to build. Decoding is
+# a pure function of the bytes, so this holds no state of any peer: failures are never
+# cached, the selectors (and their immutable addresses) are shared and never modified, and
+# a flood of distinct bodies fills at most _DECODED_MAX entries of at most _DECODED_BYTES.
+_DECODED: dict[bytes, tuple[tuple[TrafficSelector, ...], int]] = {}
+_DECODED_MAX = 256
+_DECODED_BYTES = 1024
 
 
 @dataclass

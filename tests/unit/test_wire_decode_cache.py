@@ -1,0 +1,137 @@
+"""Received payloads that repeat byte for byte are decoded once: the caches are pure
+functions of the bytes, bounded, never hold a failure, and change nothing that is decoded,
+accepted or refused."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+import pytest
+
+from pqike.wire import security_association, traffic_selectors
+from pqike.wire.errors import DecodeError
+from pqike.wire.iana import EncrId, KeMethod, ProtocolId, TransformAttr, TransformType
+from pqike.wire.payloads import (
+    AddressRangeSelector,
+    Proposal,
+    SecurityAssociation,
+    TrafficSelectors,
+    Transform,
+    TransformAttribute,
+    TSi,
+    TSr,
+    decode_payloads,
+    encode_payloads,
+)
+from pqike.wire.traffic_selectors import _decode_selector
+
+
+def _sa(spi: bytes, *, ke: int = KeMethod.ML_KEM_768) -> SecurityAssociation:
+    transforms = [
+        Transform(
+            TransformType.ENCR, EncrId.AES_CBC, [TransformAttribute(TransformAttr.KEY_LENGTH, 256)]
+        ),
+        Transform(TransformType.KE, KeMethod.CURVE_25519),
+        Transform(TransformType.ADDKE1, ke),
+    ]
+    return SecurityAssociation([Proposal(1, ProtocolId.ESP, transforms, spi)])
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts Transform.decode calls, starting from an empty cache."""
+    monkeypatch.setattr(security_association, "_TRANSFORMS", {})
+    calls: list[int] = []
+    decode = Transform.decode.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Transform], r: object) -> object:
+        calls.append(1)
+        return decode(cls, r)
+
+    monkeypatch.setattr(Transform, "decode", classmethod(counting))
+    return calls
+
+
+def _round_trip(sa: SecurityAssociation) -> tuple[SecurityAssociation, bytes]:
+    first, wire = encode_payloads([sa])
+    (decoded,) = decode_payloads(first, wire)
+    assert isinstance(decoded, SecurityAssociation)
+    return decoded, wire
+
+
+def test_same_transforms_under_another_spi_are_decoded_once(decodes: list[int]) -> None:
+    a, wire_a = _round_trip(_sa(b"\x01\x02\x03\x04"))
+    assert len(decodes) == 3
+    b, wire_b = _round_trip(_sa(b"\x05\x06\x07\x08"))
+    assert len(decodes) == 3  # the child SA of the next IKE_AUTH: only its SPI differs
+    assert b.proposals[0].spi == b"\x05\x06\x07\x08"
+    assert b == _sa(b"\x05\x06\x07\x08") and a == _sa(b"\x01\x02\x03\x04")
+    assert encode_payloads([b])[1] == wire_b and encode_payloads([a])[1] == wire_a
+    assert b.proposals[0].transforms is not a.proposals[0].transforms  # lists not shared
+    _round_trip(_sa(b"\x01\x02\x03\x04", ke=KeMethod.ML_KEM_1024))
+    assert len(decodes) == 6  # other bytes, decoded
+
+
+def test_a_refused_proposal_is_refused_again_and_not_cached(decodes: list[int]) -> None:
+    first, wire = encode_payloads([_sa(b"")])
+    bad = bytearray(wire)
+    bad[4 + 8] = 0  # the ENCR transform's Last Substruc says last, two more follow
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="last but more follow"):
+            decode_payloads(first, bytes(bad))
+    assert security_association._TRANSFORMS == {}
+    assert len(decodes) == 2
+
+
+def test_the_cache_is_bounded(decodes: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security_association, "_TRANSFORMS_MAX", 4)
+    for ke in range(10, 30):  # a flood of distinct offers
+        _round_trip(_sa(b"", ke=ke))
+        assert len(security_association._TRANSFORMS) <= 4
+    big = _sa(b"")
+    big.proposals[0].transforms *= 80  # more bytes than an entry may hold
+    _round_trip(big)
+    assert all(
+        len(k) <= security_association._TRANSFORMS_BYTES for k in security_association._TRANSFORMS
+    )
+
+
+def _ts_round_trip(payload: TrafficSelectors) -> TrafficSelectors:
+    first, wire = encode_payloads([payload])
+    (decoded,) = decode_payloads(first, wire)
+    assert isinstance(decoded, TrafficSelectors)
+    assert encode_payloads([decoded])[1] == wire
+    return decoded
+
+
+def test_same_traffic_selectors_are_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(traffic_selectors, "_DECODED", {})
+    built: list[object] = []
+    monkeypatch.setattr(
+        traffic_selectors,
+        "_decode_selector",
+        lambda r, _d=_decode_selector: built.append(1) or _d(r),
+    )
+    v4 = AddressRangeSelector(ip_address("10.1.0.0"), ip_address("10.1.255.255"), 6, 80, 443)
+    v6 = AddressRangeSelector(ip_address("fd00::1"), ip_address("fd00::1"))
+    tsi = _ts_round_trip(TSi(selectors=[v4, v6]))
+    tsr = _ts_round_trip(TSr(selectors=[v4, v6], critical=True))
+    assert len(built) == 2  # TSr: the same body as TSi, a payload of its own
+    assert type(tsr) is TSr and tsr.critical and not tsi.critical
+    assert tsi.selectors == tsr.selectors == [v4, v6] and tsi.selectors is not tsr.selectors
+    _ts_round_trip(TSi(selectors=[v6], reserved=0x010203))
+    assert len(built) == 3
+
+
+def test_a_refused_ts_body_is_refused_again_and_not_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(traffic_selectors, "_DECODED", {})
+    v4 = AddressRangeSelector(ip_address("10.0.0.1"), ip_address("10.0.0.2"))
+    first, wire = encode_payloads([TSi(selectors=[v4])])
+    bad = bytearray(wire)
+    bad[4] = 2  # announces two selectors, carries one
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="announces 2 selectors"):
+            decode_payloads(first, bytes(bad))
+    assert traffic_selectors._DECODED == {}
