@@ -105,6 +105,14 @@ def _wire_rank(t: Transform) -> int:
     return _WIRE_RANK[t.type]
 
 
+def in_wire_order(transforms: Iterable[Transform]) -> tuple[Transform, ...]:
+    """Transforms grouped by type in the order strongSwan encodes them."""
+    transforms = tuple(transforms)
+    # a stable sort by rank: grouped as WIRE_ORDER, each type in preference order
+    known = sorted((t for t in transforms if t.type in _WIRE_RANK), key=_wire_rank)
+    return (*known, *(t for t in transforms if t.type not in _WIRE_RANK))
+
+
 def is_ke_type(ttype: int) -> bool:
     """KE or ADDKE1..7: the types that share the Key Exchange Method ID registry."""
     return ttype in KE_TYPES
@@ -281,9 +289,7 @@ class Proposal:
 
     def in_wire_order(self) -> tuple[Transform, ...]:
         """Transforms grouped by type in the order strongSwan encodes them."""
-        # a stable sort by rank: grouped as WIRE_ORDER, each type in preference order
-        known = sorted((t for t in self.transforms if t.type in _WIRE_RANK), key=_wire_rank)
-        return (*known, *(t for t in self.transforms if t.type not in _WIRE_RANK))
+        return in_wire_order(self.transforms)
 
     def __str__(self) -> str:
         algs = "/".join(str(t) for ttype in self.types for t in self.of_type(ttype))

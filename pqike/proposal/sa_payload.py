@@ -8,9 +8,10 @@ that selection can report them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from pqike.proposal.model import Proposal, Transform
+from pqike.proposal.model import Proposal, Transform, in_wire_order
 from pqike.wire import payloads as wire
 from pqike.wire.iana import ProtocolId, TransformAttr
 
@@ -18,18 +19,26 @@ from pqike.wire.iana import ProtocolId, TransformAttr
 def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAssociation:
     out: list[wire.Proposal] = []
     for i, p in enumerate(proposals):
-        transforms = [
-            wire.Transform(
-                t.type,
-                t.id,
-                [wire.TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length)]
-                if t.key_length
-                else [],
-            )
-            for t in p.in_wire_order()
-        ]
+        transforms = list(_wire_transforms(p.transforms))
         out.append(wire.Proposal(p.number or i + 1, p.protocol, transforms, spi or p.spi))
     return wire.SecurityAssociation(proposals=out)
+
+
+@functools.lru_cache(maxsize=256)
+def _wire_transforms(transforms: tuple[Transform, ...]) -> tuple[wire.Transform, ...]:
+    """Our transforms as the codec's, built once per distinct proposal (ours come from the
+    configuration; the responder answers with the same choice in every handshake). The
+    codec's Transforms are shared, as the decoder's are: nothing modifies one once built."""
+    return tuple(
+        wire.Transform(
+            t.type,
+            t.id,
+            [wire.TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length)]
+            if t.key_length
+            else [],
+        )
+        for t in in_wire_order(transforms)
+    )
 
 
 def from_wire(sa: wire.SecurityAssociation) -> tuple[Proposal, ...]:

@@ -157,7 +157,7 @@ class Proposal:
         if len(self.spi) > 0xFF or len(self.transforms) > 0xFF:
             raise EncodeError("proposal SPI or transform count does not fit in one octet")
         n = len(self.transforms)
-        body = b"".join(t.encode(i == n - 1) for i, t in enumerate(self.transforms))
+        body = _encoded_transforms(self.transforms)
         length = check_u16(8 + len(self.spi) + len(body), "proposal length")
         head = struct.pack(
             "!BBHBBBB",
@@ -235,6 +235,35 @@ def _transforms(body: Reader) -> list[Transform]:
             _TRANSFORMS.clear()
         _TRANSFORMS[region] = tuple(transforms)
     return transforms
+
+
+# Our transforms encoded, by value: the responder answers with the same choice in every
+# handshake. The key is every field the encoding reads, so this is a pure function of the
+# values; our proposals come from the configuration, a bounded set.
+_ENCODED: dict[tuple[object, ...], bytes] = {}
+_ENCODED_MAX = 256
+
+
+def _encoded_transforms(transforms: list[Transform]) -> bytes:
+    key = tuple(
+        [
+            (
+                t.transform_type,
+                t.transform_id,
+                t.reserved,
+                tuple([(a.attr_type, a.value) for a in t.attributes]) if t.attributes else (),
+            )
+            for t in transforms
+        ]
+    )
+    encoded = _ENCODED.get(key)
+    if encoded is None:
+        n = len(transforms)
+        encoded = b"".join(t.encode(i == n - 1) for i, t in enumerate(transforms))
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[key] = encoded
+    return encoded
 
 
 @dataclass

@@ -135,3 +135,40 @@ def test_a_refused_ts_body_is_refused_again_and_not_cached(
         with pytest.raises(DecodeError, match="announces 2 selectors"):
             decode_payloads(first, bytes(bad))
     assert traffic_selectors._DECODED == {}
+
+
+def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pqike.proposal.parse import parse_proposal
+    from pqike.proposal.sa_payload import to_wire
+
+    monkeypatch.setattr(security_association, "_ENCODED", {})
+    encoded: list[int] = []
+    encode = Transform.encode
+
+    def counting(self: Transform, last: bool) -> bytes:
+        encoded.append(1)
+        return encode(self, last)
+
+    monkeypatch.setattr(Transform, "encode", counting)
+    chosen = parse_proposal(ProtocolId.ESP, "aes256-sha256-mlkem768")
+    one = to_wire([chosen], b"\x00\x00\x00\x01").encode_body()
+    two = to_wire([chosen], b"\x00\x00\x00\x02").encode_body()
+    assert len(encoded) == 4  # ENCR, INTEG, KE, ESN: once for both handshakes
+    assert one[:8] == two[:8] and one[12:] == two[12:] and one[8:12] != two[8:12]
+    (decoded,) = decode_payloads(*encode_payloads([to_wire([chosen], b"\x00\x00\x00\x02")]))
+    assert decoded == to_wire([chosen], b"\x00\x00\x00\x02")
+
+
+def test_encoded_transforms_follow_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security_association, "_ENCODED", {})
+    short = _sa(b"")
+    long_key = _sa(b"")
+    long_key.proposals[0].transforms[0].attributes[0].value = 128
+    private = _sa(b"")
+    private.proposals[0].transforms[2].reserved = 0x0102
+    wires = [encode_payloads([sa])[1] for sa in (short, long_key, private, _sa(b""))]
+    assert len(set(wires)) == 3 and wires[0] == wires[3]
+    assert wires[1][4 + 8 + 8 : 4 + 8 + 12] == bytes.fromhex("800e0080")  # KEY_LENGTH 128
+    for sa, wire in zip((short, long_key, private), wires[:3], strict=True):
+        security_association._ENCODED.clear()
+        assert encode_payloads([sa])[1] == wire  # what the long way gives
