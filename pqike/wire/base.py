@@ -3,6 +3,7 @@ and the conversion of registry numbers to enums (unknown values stay plain ``int
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
@@ -12,6 +13,7 @@ from pqike.wire.iana import PayloadType
 
 __all__ = [
     "CRITICAL",
+    "GENERIC_HEADER",
     "GENERIC_HEADER_LEN",
     "U16",
     "EncodeError",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 GENERIC_HEADER_LEN = 4
+GENERIC_HEADER = struct.Struct("!BBH")  # Next Payload, C and RESERVED, Payload Length
 CRITICAL = 0x80  # the C bit of the generic payload header
 U16 = 0xFFFF
 
@@ -95,7 +98,10 @@ class Reader:
         return int.from_bytes(self.take(3, what), "big")
 
     def rest(self) -> bytes:
-        return self.take(self.left, "data")
+        # the body of most payloads: no bounds to check, and no copy of a whole reader
+        data, pos = self.data, self.pos
+        self.pos = len(data)
+        return data[pos:] if pos else data
 
     def sub(self, n: int, what: str) -> Reader:
         """A reader over the next ``n`` bytes (a substructure), advancing past them."""

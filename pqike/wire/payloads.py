@@ -22,6 +22,7 @@ from typing import ClassVar, Self, TypeVar
 
 from pqike.wire.base import (
     CRITICAL,
+    GENERIC_HEADER,
     GENERIC_HEADER_LEN,
     U16,
     EncodeError,
@@ -100,6 +101,8 @@ __all__ = [
 
 _CP_ATTR_R = 0x8000  # reserved bit in front of the CP attribute type (RFC 7296 §3.15.1)
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 §3.9
+
+_NOTIFY_HEADER = struct.Struct("!BBH")
 
 P = TypeVar("P", bound=Payload)
 
@@ -249,6 +252,11 @@ class Notify(Payload):
 
     @classmethod
     def decode_body(cls, next_type: int, r: Reader) -> Self:
+        data = r.data
+        if len(data) >= 4 and not data[1]:  # no SPI (IKE notifies): the header at once
+            protocol, _, ntype = _NOTIFY_HEADER.unpack_from(data)
+            r.pos = len(data)
+            return cls(notify_type=ntype, data=data[4:], protocol=protocol)
         protocol = r.u8("notify protocol ID")
         spi_size = r.u8("notify SPI size")
         ntype = r.u16("notify message type")
@@ -527,7 +535,7 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
                     f"{payload_name(ptype)} payload inside an encrypted payload", off
                 )
             payload = cls.decode_body(next_type, reader)
-            if reader.left:  # the name only for the error: building it is most of the cost
+            if reader.pos != length - 4:  # the name only for the error: building it costs
                 reader.done(f"{payload_name(ptype)} payload")
         payload.critical = bool(flags & CRITICAL)
         payload.reserved_bits = flags & ~CRITICAL
@@ -546,11 +554,18 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
 
 def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, bytes]:
     """Encode a chain, filling in every Next Payload and Payload Length."""
+    if not payloads:  # e.g. the unprotected payloads of every message but IKE_SA_INIT
+        return _NONE, b""
+    types = [p.type for p in payloads]
+    types.append(_NONE)
+    last = len(payloads) - 1
     out: list[bytes] = []
     for i, p in enumerate(payloads):
-        if isinstance(p, _SEALED) and (not outer or i != len(payloads) - 1):
-            raise EncodeError("an SK/SKF payload must be the last payload of a message")
-        following = payloads[i + 1].type if i + 1 < len(payloads) else PayloadType.NONE
+        following = types[i + 1]
+        if isinstance(p, _SEALED):
+            if not outer or i != last:
+                raise EncodeError("an SK/SKF payload must be the last payload of a message")
+            following = p.header_next(following)
         try:
             body = p.encode_body()
         except (struct.error, OverflowError) as e:  # a field value too large for its octets
@@ -559,9 +574,8 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
         if length > U16:
             raise EncodeError(f"{payload_name(p.type)} payload of {length} bytes exceeds 65535")
         flags = (CRITICAL if p.critical else 0) | (p.reserved_bits & ~CRITICAL)
-        out.append(struct.pack("!BBH", p.header_next(following), flags, length) + body)
-    first = payloads[0].type if payloads else PayloadType.NONE
-    return first, b"".join(out)
+        out.append(GENERIC_HEADER.pack(following, flags, length) + body)
+    return types[0], b"".join(out)
 
 
 def decode_payloads(first_type: int, data: bytes, base_offset: int = 0) -> list[Payload]:

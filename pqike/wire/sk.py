@@ -12,11 +12,10 @@ Fragment sizing mirrors strongSwan ``message.c fragment()`` so both ends split a
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-from pqike.wire.base import CRITICAL, U16
+from pqike.wire.base import CRITICAL, GENERIC_HEADER, U16
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import IKE_HEADER_LEN, PayloadType
 from pqike.wire.message import Message, decode_message
@@ -57,7 +56,6 @@ UDP_HEADER_LEN = 8
 NON_ESP_MARKER_LEN = 4  # RFC 3948 §2.2, on port 4500
 SKF_HEADER_LEN = GENERIC_HEADER_LEN + 4  # + Fragment Number, Total Fragments
 _MAX_FRAGMENTS = 0xFFFF
-_GENERIC_HEADER = struct.Struct("!BBH")
 _NONE = int(PayloadType.NONE)
 
 
@@ -131,7 +129,7 @@ def _prefix(
         raise EncodeError(f"{payload_name(sealed.type)} payload of {length} bytes exceeds 65535")
     if not unprotected:  # the common case (all but IKE_SA_INIT): one header, nothing to patch
         flags = (CRITICAL if sealed.critical else 0) | (sealed.reserved_bits & ~CRITICAL)
-        own_header = _GENERIC_HEADER.pack(sealed.header_next(_NONE), flags, length)
+        own_header = GENERIC_HEADER.pack(sealed.header_next(_NONE), flags, length)
         return header.header(sealed.type, IKE_HEADER_LEN + own + body_len) + own_header + own_body
     first, chain = encode_chain([*unprotected, sealed], outer=True)
     at = len(chain) - own + 2  # its Payload Length field

@@ -10,9 +10,18 @@ import pytest
 
 from pqike.wire import security_association, traffic_selectors
 from pqike.wire.errors import DecodeError
-from pqike.wire.iana import EncrId, KeMethod, ProtocolId, TransformAttr, TransformType
+from pqike.wire.iana import (
+    EncrId,
+    KeMethod,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+    TransformAttr,
+    TransformType,
+)
 from pqike.wire.payloads import (
     AddressRangeSelector,
+    Notify,
     Proposal,
     SecurityAssociation,
     TrafficSelectors,
@@ -172,3 +181,17 @@ def test_encoded_transforms_follow_every_value(monkeypatch: pytest.MonkeyPatch) 
     for sa, wire in zip((short, long_key, private), wires[:3], strict=True):
         security_association._ENCODED.clear()
         assert encode_payloads([sa])[1] == wire  # what the long way gives
+
+
+@pytest.mark.parametrize("spi", [b"", b"\x01\x02\x03\x04"])
+@pytest.mark.parametrize("data", [b"", b"\x00\x01"])
+def test_notify_decodes_as_encoded_with_or_without_spi(spi: bytes, data: bytes) -> None:
+    sent = Notify(
+        notify_type=NotifyType.REKEY_SA, data=data, protocol=ProtocolId.ESP, spi=spi, critical=True
+    )
+    first, wire = encode_payloads([sent, Notify(notify_type=40000)])
+    received = decode_payloads(first, wire)
+    assert received == [sent, Notify(notify_type=40000)]
+    assert received[0].notify_type is NotifyType.REKEY_SA and received[1].notify_type == 40000
+    assert encode_payloads(received) == (first, wire)
+    assert encode_payloads([]) == (PayloadType.NONE, b"")

@@ -183,6 +183,13 @@ CASES: list[tuple[str, bytes, type[DecodeError], int, str]] = [
         "truncated notify SPI of 4 bytes",
     ),
     (
+        "notify type cut",
+        msg(PT.NOTIFY, gp(0, b"\x00\x00\x40")),
+        InvalidSyntax,
+        BODY + 2,
+        "truncated notify message type",
+    ),
+    (
         "delete SPI count",
         msg(PT.DELETE, gp(0, b"\x03\x04\x00\x02" + bytes(4))),
         InvalidSyntax,
