@@ -251,6 +251,17 @@ class Proposal:
         object.__setattr__(self, "_by_type", {k: tuple(v) for k, v in by_type.items()})
         object.__setattr__(self, "_types", tuple(by_type))
 
+    def numbered(self, number: int, spi: bytes) -> Proposal:
+        """The same transforms under a number and SPI, not sorted and grouped again."""
+        if number == self.number and spi == self.spi:
+            return self
+        other = object.__new__(Proposal)
+        for name in Proposal.__slots__:  # _by_type too: never modified once built
+            object.__setattr__(other, name, getattr(self, name))
+        object.__setattr__(other, "number", number)
+        object.__setattr__(other, "spi", spi)
+        return other
+
     @property
     def types(self) -> tuple[int, ...]:
         """Transform types present, in strongSwan's display order."""

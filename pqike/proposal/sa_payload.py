@@ -46,9 +46,26 @@ def from_wire(sa: wire.SecurityAssociation) -> tuple[Proposal, ...]:
     for wp in sa.proposals:
         if not isinstance(wp.protocol, ProtocolId):
             continue  # an unknown protocol cannot be selected; RFC 7296 §3.3.1 says skip it
-        ts = tuple(
-            Transform(int(t.transform_type), int(t.transform_id), t.key_length)
-            for t in wp.transforms
-        )
-        out.append(Proposal(wp.protocol, ts, number=wp.number, spi=wp.spi))
+        values = tuple([(t.transform_type, t.transform_id, t.key_length) for t in wp.transforms])
+        out.append(_received(wp.protocol, values).numbered(wp.number, wp.spi))
     return tuple(out)
+
+
+# A received proposal by its values, unnumbered: a peer offers the same in every handshake,
+# and building one sorts and groups its transforms. The key is the values the model takes
+# from the codec, and a Proposal is immutable, so this is a pure function of them; a flood
+# of distinct offers fills at most _RECEIVED_MAX entries (as the codec's own caches).
+_RECEIVED: dict[tuple[ProtocolId, tuple[tuple[int, int, int | None], ...]], Proposal] = {}
+_RECEIVED_MAX = 256
+
+
+def _received(protocol: ProtocolId, values: tuple[tuple[int, int, int | None], ...]) -> Proposal:
+    key = (protocol, values)
+    proposal = _RECEIVED.get(key)
+    if proposal is None:
+        ts = tuple(Transform(int(ttype), int(tid), bits) for ttype, tid, bits in values)
+        proposal = Proposal(protocol, ts)
+        if len(_RECEIVED) >= _RECEIVED_MAX:
+            _RECEIVED.clear()
+        _RECEIVED[key] = proposal
+    return proposal

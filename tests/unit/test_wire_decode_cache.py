@@ -195,3 +195,35 @@ def test_notify_decodes_as_encoded_with_or_without_spi(spi: bytes, data: bytes) 
     assert received[0].notify_type is NotifyType.REKEY_SA and received[1].notify_type == 40000
     assert encode_payloads(received) == (first, wire)
     assert encode_payloads([]) == (PayloadType.NONE, b"")
+
+
+def test_a_received_offer_becomes_proposals_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pqike.proposal import model, sa_payload
+
+    monkeypatch.setattr(sa_payload, "_RECEIVED", {})
+    built: list[int] = []
+    post_init = model.Proposal.__post_init__
+
+    def counting(self: model.Proposal) -> None:
+        built.append(1)
+        post_init(self)
+
+    monkeypatch.setattr(model.Proposal, "__post_init__", counting)
+    first = sa_payload.from_wire(_sa(b"\x01\x02\x03\x04"))
+    again = sa_payload.from_wire(_sa(b"\x05\x06\x07\x08"))
+    assert len(built) == 1  # the next handshake's offer: only its SPI differs
+    monkeypatch.setattr(model.Proposal, "__post_init__", post_init)
+    (p,) = again
+    transforms = (
+        model.Transform(TransformType.ENCR, EncrId.AES_CBC, 256),
+        model.Transform(TransformType.KE, KeMethod.CURVE_25519),
+        model.Transform(TransformType.ADDKE1, KeMethod.ML_KEM_768),
+    )
+    assert p == model.Proposal(ProtocolId.ESP, transforms, number=1, spi=b"\x05\x06\x07\x08")
+    assert first[0].spi == b"\x01\x02\x03\x04" and p.types == first[0].types
+    assert str(p) == "ESP:AES_CBC_256/CURVE_25519/KE1_ML_KEM_768"
+    assert p.first(TransformType.ADDKE1) == transforms[2] and p.number == 1
+    other = sa_payload.from_wire(_sa(b"", ke=KeMethod.ML_KEM_1024))[0]
+    assert other.first(TransformType.ADDKE1) == model.Transform(
+        TransformType.ADDKE1, KeMethod.ML_KEM_1024
+    )
