@@ -18,7 +18,6 @@ from pqike.wire.payloads import (
     Encrypted,
     EncryptedFragment,
     Payload,
-    as_enum,
     decode_chain,
     encode_chain,
 )
@@ -26,7 +25,10 @@ from pqike.wire.payloads import (
 __all__ = ["Message", "decode_header", "decode_message", "encode_header"]
 
 _HEADER = struct.Struct("!8s8sBBBBII")
-_KNOWN_FLAGS = HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE
+# plain ints: an IntFlag operand costs an enum operation per flag of every message
+_I, _V, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.VERSION), int(HeaderFlag.RESPONSE)
+_KNOWN_FLAGS = _I | _V | _R
+_EXCHANGE_TYPES: dict[int, ExchangeType] = ExchangeType._value2member_map_  # type: ignore[assignment]
 _MAX_LEN = 0xFFFFFFFF
 
 
@@ -64,7 +66,7 @@ class Message:
     version: int = IKEV2_VERSION  # major << 4 | minor
 
     def __post_init__(self) -> None:
-        self.exchange = as_enum(ExchangeType, self.exchange)
+        self.exchange = _EXCHANGE_TYPES.get(self.exchange, self.exchange)  # as_enum, inlined
 
     @property
     def is_request(self) -> bool:
@@ -73,9 +75,9 @@ class Message:
     @property
     def flags(self) -> int:
         return (
-            (HeaderFlag.INITIATOR if self.initiator else 0)
-            | (HeaderFlag.VERSION if self.version_flag else 0)
-            | (HeaderFlag.RESPONSE if self.response else 0)
+            (_I if self.initiator else 0)
+            | (_V if self.version_flag else 0)
+            | (_R if self.response else 0)
             | (self.reserved_flags & ~_KNOWN_FLAGS & 0xFF)
         )
 
@@ -121,17 +123,33 @@ class Message:
 def decode_header(data: bytes) -> Message:
     """The header fields alone, without payloads and unchecked (any version, any Length):
     enough to answer a message whose body cannot be decoded."""
+    return _header_message(*_header_fields(data))
+
+
+def _header_fields(data: bytes) -> tuple[bytes, bytes, int, int, int, int, int, int]:
     if len(data) < IKE_HEADER_LEN:
         raise InvalidSyntax(f"truncated IKE header: {len(data)} of {IKE_HEADER_LEN} bytes", 0)
-    spi_i, spi_r, _, version, exchange, flags, message_id, _ = _HEADER.unpack_from(data)
+    return _HEADER.unpack_from(data)  # type: ignore[return-value]
+
+
+def _header_message(
+    spi_i: bytes,
+    spi_r: bytes,
+    _first: int,
+    version: int,
+    exchange: int,
+    flags: int,
+    message_id: int,
+    _length: int,
+) -> Message:
     return Message(
         spi_i=spi_i,
         spi_r=spi_r,
         exchange=exchange,
         message_id=message_id,
-        initiator=bool(flags & HeaderFlag.INITIATOR),
-        response=bool(flags & HeaderFlag.RESPONSE),
-        version_flag=bool(flags & HeaderFlag.VERSION),
+        initiator=bool(flags & _I),
+        response=bool(flags & _R),
+        version_flag=bool(flags & _V),
         reserved_flags=flags & ~_KNOWN_FLAGS & 0xFF,
         version=version,
     )
@@ -140,8 +158,9 @@ def decode_header(data: bytes) -> Message:
 def decode_message(data: bytes) -> Message:
     """Decode one IKE message (UDP payload without the non-ESP marker)."""
     data = bytes(data)
-    message = decode_header(data)
-    _, _, first, _, _, _, _, length = _HEADER.unpack_from(data)
+    fields = _header_fields(data)  # unpacked once, for the Message and the checks
+    message = _header_message(*fields)
+    first, length = fields[2], fields[7]
     if message.version >> 4 != IKEV2_VERSION >> 4:
         raise InvalidMajorVersion(message.version >> 4, 17)
     if length != len(data):

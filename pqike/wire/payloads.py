@@ -103,6 +103,9 @@ _CP_ATTR_R = 0x8000  # reserved bit in front of the CP attribute type (RFC 7296 
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 §3.9
 
 _NOTIFY_HEADER = struct.Struct("!BBH")
+_NOTIFY_TYPES: dict[int, NotifyType] = NotifyType._value2member_map_  # type: ignore[assignment]
+_PROTOCOL_IDS: dict[int, ProtocolId] = ProtocolId._value2member_map_  # type: ignore[assignment]
+_KE_METHODS: dict[int, KeMethod] = KeMethod._value2member_map_  # type: ignore[assignment]
 
 P = TypeVar("P", bound=Payload)
 
@@ -120,7 +123,7 @@ class KeyExchange(Payload):
     reserved: int = 0
 
     def __post_init__(self) -> None:
-        self.method = as_enum(KeMethod, self.method)
+        self.method = _KE_METHODS.get(self.method, self.method)  # as_enum, inlined
 
     def encode_body(self) -> bytes:
         return struct.pack("!HH", self.method, self.reserved) + self.data
@@ -241,8 +244,9 @@ class Notify(Payload):
     spi: bytes = b""
 
     def __post_init__(self) -> None:
-        self.notify_type = as_enum(NotifyType, self.notify_type)
-        self.protocol = as_enum(ProtocolId, self.protocol)
+        # as_enum inlined: every message builds or decodes several notifies
+        self.notify_type = _NOTIFY_TYPES.get(self.notify_type, self.notify_type)
+        self.protocol = _PROTOCOL_IDS.get(self.protocol, self.protocol)
 
     def encode_body(self) -> bytes:
         if len(self.spi) > 0xFF:

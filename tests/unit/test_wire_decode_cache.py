@@ -227,3 +227,28 @@ def test_a_received_offer_becomes_proposals_once(monkeypatch: pytest.MonkeyPatch
     assert other.first(TransformType.ADDKE1) == model.Transform(
         TransformType.ADDKE1, KeMethod.ML_KEM_1024
     )
+
+
+@pytest.mark.parametrize("flags", [0x00, 0x08, 0x20, 0x28, 0x10, 0xFF])
+@pytest.mark.parametrize("exchange", [34, 43, 99])
+def test_header_fields_decode_as_encoded(flags: int, exchange: int) -> None:
+    from pqike.wire.iana import ExchangeType, HeaderFlag
+    from pqike.wire.message import Message, decode_header, decode_message
+
+    sent = Message(
+        b"i" * 8,
+        b"r" * 8,
+        exchange,
+        7,
+        [Notify(notify_type=NotifyType.COOKIE, data=b"c" * 8)],
+        initiator=bool(flags & HeaderFlag.INITIATOR),
+        response=bool(flags & HeaderFlag.RESPONSE),
+        version_flag=bool(flags & HeaderFlag.VERSION),
+        reserved_flags=flags & ~0x38,  # the bits other than I, V, R
+    )
+    wire = sent.encode()
+    assert wire[19] == flags and sent.flags == flags
+    received = decode_message(wire)
+    assert received == sent and received.encode() == wire
+    assert decode_header(wire).payloads == [] and decode_header(wire).flags == flags
+    assert isinstance(received.exchange, ExchangeType) == (exchange != 99)
