@@ -519,7 +519,7 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
             raise InvalidSyntax(
                 f"truncated {payload_name(ptype)} payload header: {end - pos} of 4 bytes", off
             )
-        next_type, flags, length = data[pos], data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
+        next_type, flags, length = GENERIC_HEADER.unpack_from(data, pos)
         if length < GENERIC_HEADER_LEN:
             raise InvalidSyntax(f"{payload_name(ptype)} payload length {length} < 4", off + 2)
         if length > end - pos:
@@ -528,24 +528,26 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
                 off + 2,
             )
         cls = _CLASSES.get(ptype)
+        sealed = cls in _SEALED
         reader = Reader(data[pos + 4 : pos + length], off + 4)
         if cls is None:
             if flags & CRITICAL:
                 raise UnsupportedCriticalPayload(ptype, off)
             payload: Payload = UnknownPayload(payload_type=ptype, body=reader.rest())
         else:
-            if cls in _SEALED and not outer:
+            if sealed and not outer:
                 raise InvalidSyntax(
                     f"{payload_name(ptype)} payload inside an encrypted payload", off
                 )
             payload = cls.decode_body(next_type, reader)
             if reader.pos != length - 4:  # the name only for the error: building it costs
                 reader.done(f"{payload_name(ptype)} payload")
-        payload.critical = bool(flags & CRITICAL)
-        payload.reserved_bits = flags & ~CRITICAL
+        if flags:  # else the defaults stand: not critical, no reserved bits
+            payload.critical = bool(flags & CRITICAL)
+            payload.reserved_bits = flags & ~CRITICAL
         payloads.append(payload)
         pos += length
-        ptype = _NONE if isinstance(payload, _SEALED) else next_type
+        ptype = _NONE if sealed else next_type
     if pos != end:
         what = (
             "the encrypted payload"
