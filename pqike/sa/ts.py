@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ class TrafficSelector:
         # cache goes into __dict__ past __setattr__, and it is no field (eq, hash, repr)
         nets = self.__dict__.get("_networks")
         if nets is None:
-            nets = tuple(ipaddress.summarize_address_range(self.start, self.end))  # type: ignore[arg-type]
+            nets = _networks(self.start, self.end)
             self.__dict__["_networks"] = nets
         return list(nets)
 
@@ -76,6 +77,16 @@ class TrafficSelector:
             else f"{self.start_port}-{self.end_port}"
         )
         return f"{addr}[{self.protocol}/{ports}]"
+
+
+# Selectors are made anew for every CHILD_SA (narrowing builds them), mostly from the same
+# configured ranges, and summarizing a range builds ipaddress objects, slow to build: done
+# once per range (a pure function of it, bounded: a peer's ranges fill at most maxsize).
+@functools.lru_cache(maxsize=1024)
+def _networks(
+    start: IPAddress, end: IPAddress
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.summarize_address_range(start, end))  # type: ignore[arg-type]
 
 
 def narrow(

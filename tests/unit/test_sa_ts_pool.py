@@ -96,3 +96,23 @@ def test_pool_lease_is_online_until_its_last_holder_releases_it() -> None:
     pool.release("carol@strongswan.org")
     pool.release("carol@strongswan.org")  # one too many: harmless
     assert pool.acquire("dave@strongswan.org") == a
+
+
+def test_networks_are_built_once_per_range() -> None:
+    # every CHILD_SA builds its selectors anew; the networks of equal ones are built once
+    # (and equal to what ipaddress builds)
+    wide = TS(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.2.255"))
+    again = TS(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.2.255"))
+    assert (
+        wide.networks()
+        == again.networks()
+        == [
+            ipaddress.ip_network("10.0.0.0/23"),
+            ipaddress.ip_network("10.0.2.0/24"),
+        ]
+    )
+    assert all(x is y for x, y in zip(wide.networks(), again.networks(), strict=True))
+    v6 = TS.host("fd00::7")
+    assert v6.networks() == [ipaddress.ip_network("fd00::7/128")] and str(v6) == "fd00::7/128"
+    with pytest.raises(ValueError):
+        TS.host("10.1.0.300")
