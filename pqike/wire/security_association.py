@@ -4,9 +4,10 @@ transform attributes (TV/TLV)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
 from pqike.wire.errors import InvalidSyntax
@@ -28,6 +29,7 @@ _MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
 _MORE_TRANSFORMS = 3
 _ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
 _TRANSFORM_HEADER = struct.Struct("!BBHBBH")
+S = TypeVar("S")
 
 _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
     TransformType.ENCR: EncrId,
@@ -212,6 +214,23 @@ _TRANSFORMS_MAX = 256
 _TRANSFORMS_BYTES = 2048
 
 
+def _substructures(r: Reader, decode: Callable[[Reader], tuple[S, bool]], what: str) -> list[S]:
+    """The proposals or transforms filling the rest of ``r``; each says whether it is the
+    last one (Last Substruc), and that must be true of the last one only."""
+    items: list[S] = []
+    while r.left:
+        off = r.offset
+        item, last = decode(r)
+        items.append(item)
+        if last != (r.left == 0):
+            raise InvalidSyntax(
+                f"{what} Last Substruc says "
+                + ("last but more follow" if last else "more but none follow"),
+                off,
+            )
+    return items
+
+
 def _transforms(body: Reader) -> list[Transform]:
     """The transforms filling the rest of a proposal body."""
     region = body.data[body.pos :]
@@ -219,17 +238,7 @@ def _transforms(body: Reader) -> list[Transform]:
     if known is not None:
         body.pos = len(body.data)
         return list(known)
-    transforms: list[Transform] = []
-    while body.left:
-        t_off = body.offset
-        transform, last = Transform.decode(body)
-        transforms.append(transform)
-        if last != (body.left == 0):
-            raise InvalidSyntax(
-                "transform Last Substruc says "
-                + ("last but more follow" if last else "more but none follow"),
-                t_off,
-            )
+    transforms = _substructures(body, Transform.decode, "transform")
     if len(region) <= _TRANSFORMS_BYTES:
         if len(_TRANSFORMS) >= _TRANSFORMS_MAX:
             _TRANSFORMS.clear()
@@ -279,15 +288,4 @@ class SecurityAssociation(Payload):
 
     @classmethod
     def decode_body(cls, next_type: int, r: Reader) -> Self:
-        proposals: list[Proposal] = []
-        while r.left:
-            p_off = r.offset
-            proposal, last = Proposal.decode(r)
-            proposals.append(proposal)
-            if last != (r.left == 0):
-                raise InvalidSyntax(
-                    "proposal Last Substruc says "
-                    + ("last but more follow" if last else "more but none follow"),
-                    p_off,
-                )
-        return cls(proposals=proposals)
+        return cls(proposals=_substructures(r, Proposal.decode, "proposal"))
