@@ -19,7 +19,7 @@ from pqike.wire.iana import ProtocolId, TransformAttr
 def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAssociation:
     out: list[wire.Proposal] = []
     for i, p in enumerate(proposals):
-        transforms = list(_wire_transforms(p.transforms))
+        transforms = [t.copy() for t in _wire_transforms(p.transforms)]
         out.append(wire.Proposal(p.number or i + 1, p.protocol, transforms, spi or p.spi))
     return wire.SecurityAssociation(proposals=out)
 
@@ -27,8 +27,8 @@ def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAss
 @functools.lru_cache(maxsize=256)
 def _wire_transforms(transforms: tuple[Transform, ...]) -> tuple[wire.Transform, ...]:
     """Our transforms as the codec's, built once per distinct proposal (ours come from the
-    configuration; the responder answers with the same choice in every handshake). The
-    codec's Transforms are shared, as the decoder's are: nothing modifies one once built."""
+    configuration; the responder answers with the same choice in every handshake). Each SA
+    payload gets copies, a fraction of building them: nothing of the cache is shared."""
     return tuple(
         wire.Transform(
             t.type,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
-from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
+from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
     EncrId,
@@ -81,6 +81,12 @@ class Transform:
         enum = _TRANSFORM_IDS.get(self.transform_type)
         if enum is not None:
             self.transform_id = as_enum(enum, self.transform_id)
+
+    def copy(self) -> Transform:
+        """A copy sharing nothing that can change (its own attribute list and attributes)."""
+        other = fresh_copy(self)
+        other.attributes = [fresh_copy(a) for a in self.attributes] if self.attributes else []
+        return other
 
     @property
     def key_length(self) -> int | None:
@@ -206,9 +212,9 @@ class Proposal:
 # Received transforms by the bytes they came from. A peer sends the same offer in every
 # IKE_SA_INIT, CREATE_CHILD_SA and IKE_AUTH (there only the SPI, in front, differs), and a
 # transform takes most of the SA's decoding. Decoding is a pure function of the bytes, so
-# this holds no state of any peer: failures are never cached, the decoded Transforms are
-# shared and never modified (nothing edits a received transform), and a flood of distinct
-# offers fills at most _TRANSFORMS_MAX entries of at most _TRANSFORMS_BYTES each.
+# this holds no state of any peer: failures are never cached, and a flood of distinct
+# offers fills at most _TRANSFORMS_MAX entries of at most _TRANSFORMS_BYTES each. Each
+# decode gets copies: copying is a fraction of decoding, and nothing decoded is shared.
 _TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
 _TRANSFORMS_MAX = 256
 _TRANSFORMS_BYTES = 2048
@@ -237,12 +243,12 @@ def _transforms(body: Reader) -> list[Transform]:
     known = _TRANSFORMS.get(region)
     if known is not None:
         body.pos = len(body.data)
-        return list(known)
+        return [t.copy() for t in known]
     transforms = _substructures(body, Transform.decode, "transform")
     if len(region) <= _TRANSFORMS_BYTES:
         if len(_TRANSFORMS) >= _TRANSFORMS_MAX:
             _TRANSFORMS.clear()
-        _TRANSFORMS[region] = tuple(transforms)
+        _TRANSFORMS[region] = tuple([t.copy() for t in transforms])  # not the caller's
     return transforms
 
 

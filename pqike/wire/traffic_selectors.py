@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
-from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
+from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import PayloadType, TsType
 
@@ -114,7 +114,7 @@ class TrafficSelectors(Payload):
         known = _DECODED.get(r.data)
         if known is not None:
             r.pos = len(r.data)
-            return cls(selectors=list(known[0]), reserved=known[1])
+            return cls(selectors=[fresh_copy(s) for s in known[0]], reserved=known[1])
         count = r.u8("number of TSs")
         reserved = r.u24("TS reserved")
         selectors: list[TrafficSelector] = []
@@ -128,15 +128,15 @@ class TrafficSelectors(Payload):
         if len(r.data) <= _DECODED_BYTES:
             if len(_DECODED) >= _DECODED_MAX:
                 _DECODED.clear()
-            _DECODED[r.data] = (tuple(selectors), reserved)
+            _DECODED[r.data] = (tuple([fresh_copy(s) for s in selectors]), reserved)
         return cls(selectors=selectors, reserved=reserved)
 
 
 # Received TS bodies by their bytes: a peer proposes the same selectors in every IKE_AUTH
 # and CREATE_CHILD_SA, and each address is an ipaddress object, slow to build. Decoding is
 # a pure function of the bytes, so this holds no state of any peer: failures are never
-# cached, the selectors (and their immutable addresses) are shared and never modified, and
-# a flood of distinct bodies fills at most _DECODED_MAX entries of at most _DECODED_BYTES.
+# cached, each decode gets copies of the selectors (their addresses are immutable), and a
+# flood of distinct bodies fills at most _DECODED_MAX entries of at most _DECODED_BYTES.
 _DECODED: dict[bytes, tuple[tuple[TrafficSelector, ...], int]] = {}
 _DECODED_MAX = 256
 _DECODED_BYTES = 1024

@@ -76,7 +76,12 @@ def test_same_transforms_under_another_spi_are_decoded_once(decodes: list[int]) 
     assert b.proposals[0].spi == b"\x05\x06\x07\x08"
     assert b == _sa(b"\x05\x06\x07\x08") and a == _sa(b"\x01\x02\x03\x04")
     assert encode_payloads([b])[1] == wire_b and encode_payloads([a])[1] == wire_a
-    assert b.proposals[0].transforms is not a.proposals[0].transforms  # lists not shared
+    # nothing shared: a change to one decoded transform reaches neither the cache nor another
+    a.proposals[0].transforms[0].attributes[0].value = 128
+    a.proposals[0].transforms[1].transform_id = 0
+    assert b == _sa(b"\x05\x06\x07\x08") and _round_trip(_sa(b"\x01\x02\x03\x04"))[0] == _sa(
+        b"\x01\x02\x03\x04"
+    )
     _round_trip(_sa(b"\x01\x02\x03\x04", ke=KeMethod.ML_KEM_1024))
     assert len(decodes) == 6  # other bytes, decoded
 
@@ -127,7 +132,9 @@ def test_same_traffic_selectors_are_decoded_once(monkeypatch: pytest.MonkeyPatch
     tsr = _ts_round_trip(TSr(selectors=[v4, v6], critical=True))
     assert len(built) == 2  # TSr: the same body as TSi, a payload of its own
     assert type(tsr) is TSr and tsr.critical and not tsi.critical
-    assert tsi.selectors == tsr.selectors == [v4, v6] and tsi.selectors is not tsr.selectors
+    assert tsi.selectors == tsr.selectors == [v4, v6]
+    tsi.selectors[0].end_port = 8080  # not shared with tsr, nor with the cache
+    assert tsr.selectors == [v4, v6] and _ts_round_trip(TSi(selectors=[v4, v6])).selectors[0] == v4
     _ts_round_trip(TSi(selectors=[v6], reserved=0x010203))
     assert len(built) == 3
 
@@ -164,8 +171,11 @@ def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyP
     two = to_wire([chosen], b"\x00\x00\x00\x02").encode_body()
     assert len(encoded) == 4  # ENCR, INTEG, KE, ESN: once for both handshakes
     assert one[:8] == two[:8] and one[12:] == two[12:] and one[8:12] != two[8:12]
-    (decoded,) = decode_payloads(*encode_payloads([to_wire([chosen], b"\x00\x00\x00\x02")]))
-    assert decoded == to_wire([chosen], b"\x00\x00\x00\x02")
+    sent = to_wire([chosen], b"\x00\x00\x00\x02")
+    (decoded,) = decode_payloads(*encode_payloads([sent]))
+    assert decoded == sent
+    sent.proposals[0].transforms[0].transform_id = EncrId.AES_GCM_16  # not the cache's
+    assert to_wire([chosen], b"\x00\x00\x00\x02") == decoded
 
 
 def test_encoded_transforms_follow_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
