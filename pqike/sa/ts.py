@@ -20,7 +20,8 @@ class TrafficSelector:
     def __post_init__(self) -> None:
         if self.start.version != self.end.version:
             raise ValueError(f"traffic selector mixes IPv{self.start.version} and IPv6")
-        if self.start > self.end or self.start_port > self.end_port:
+        # ipaddress defines only <: its > (functools.total_ordering) takes three calls
+        if self.end < self.start or self.start_port > self.end_port:
             raise ValueError(f"empty traffic selector {self}")
 
     @classmethod
@@ -48,9 +49,11 @@ class TrafficSelector:
             return None
         if self.protocol and other.protocol and self.protocol != other.protocol:
             return None
-        start, end = max(self.start, other.start), min(self.end, other.end)
+        # max()/min() of addresses would compare with > (three calls each): < picks them
+        start = other.start if self.start < other.start else self.start
+        end = other.end if other.end < self.end else self.end
         sp, ep = max(self.start_port, other.start_port), min(self.end_port, other.end_port)
-        if start > end or sp > ep:
+        if end < start or sp > ep:
             return None
         return TrafficSelector(start, end, self.protocol or other.protocol, sp, ep)
 

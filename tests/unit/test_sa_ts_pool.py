@@ -116,3 +116,30 @@ def test_networks_are_built_once_per_range() -> None:
     assert v6.networks() == [ipaddress.ip_network("fd00::7/128")] and str(v6) == "fd00::7/128"
     with pytest.raises(ValueError):
         TS.host("10.1.0.300")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("10.0.0.0", "10.0.0.255"), ("10.0.0.128", "10.0.1.255")),  # overlap
+        (("10.0.0.0", "10.0.0.255"), ("10.0.0.255", "10.0.1.0")),  # one address in common
+        (("10.0.0.0", "10.0.0.255"), ("10.0.1.0", "10.0.1.255")),  # disjoint
+        (("10.0.0.0", "10.0.255.255"), ("10.0.3.7", "10.0.3.7")),  # nested
+        (("fd00::", "fd00::ffff"), ("fd00::10", "fd00:1::")),  # IPv6
+    ],
+)
+def test_intersection_of_address_ranges(a: tuple[str, str], b: tuple[str, str]) -> None:
+    x = TS(ipaddress.ip_address(a[0]), ipaddress.ip_address(a[1]), 6, 100, 200)
+    y = TS(ipaddress.ip_address(b[0]), ipaddress.ip_address(b[1]), 0, 150, 65535)
+    lo = max(int(x.start), int(y.start))
+    hi = min(int(x.end), int(y.end))
+    want = (
+        TS(ipaddress.ip_address(lo), ipaddress.ip_address(hi), 6, 150, 200)
+        if x.version == 4 and lo <= hi
+        else None
+    )
+    if x.version == 6 and lo <= hi:
+        want = TS(ipaddress.IPv6Address(lo), ipaddress.IPv6Address(hi), 6, 150, 200)
+    assert x.intersect(y) == want == y.intersect(x)
+    with pytest.raises(ValueError):  # a range the wrong way round is refused
+        TS(x.end, x.start)
