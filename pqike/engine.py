@@ -214,6 +214,9 @@ class Engine:
         self.rng = rng
         self.source_for = source_for
         self._out: list[Datagram] = []
+        # set_transmit(): datagrams leave the moment they are sealed instead of waiting in
+        # _out until the call returns (work after a response is then off its latency path)
+        self._transmit: Callable[[Datagram], None] | None = None
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
@@ -258,7 +261,7 @@ class Engine:
             kernel=self.kernel,
             rng=self.rng,
             emit=self._emit,
-            send=self._out.append,
+            send=self._send,
             next_child_id=lambda: self._next("child"),
             next_reqid=self._reqid,
             budget=self._budget,
@@ -353,6 +356,22 @@ class Engine:
         self._budget.set_limit(config.daemon.reassembly_memory)
         self._svc = self._make_services()
         self.install_traps()
+
+    def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
+        """Hand every datagram to ``transmit`` as it is queued (the daemon's UDP send; it
+        must not raise); None: queue them for pop_outgoing() again. Queued ones go first."""
+        self._transmit = None
+        if transmit is not None:
+            for d in self.pop_outgoing():
+                transmit(d)
+        self._transmit = transmit
+
+    def _send(self, d: Datagram) -> None:
+        if self._transmit is None:
+            self._out.append(d)
+            return
+        self.counters.count(d.data, inbound=False)
+        self._transmit(d)
 
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)
@@ -928,7 +947,7 @@ class Engine:
                     gone.label,
                 )
                 for data in gone.packets:
-                    self._out.append(Datagram(data=data, src=dgram.dst, dst=dgram.src))
+                    self._send(Datagram(data=data, src=dgram.dst, dst=dgram.src))
                 return
             self.counters.bump("invalid-spi")
             enc(
@@ -1050,7 +1069,7 @@ class Engine:
         self, msg: Message, dgram: Datagram, ntype: NotifyType, data: bytes = b""
     ) -> None:
         reply = _init_notify_response(msg, ntype, data)
-        self._out.append(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
+        self._send(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
 
     def _undecodable(self, dgram: Datagram, error: DecodeError) -> None:
         """RFC 7296 §2.5: an unknown major version or an unsupported critical payload is
@@ -1069,7 +1088,7 @@ class Engine:
                     error,
                     error.notify.name,
                 )
-                self._out.append(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
+                self._send(Datagram(data=reply, src=dgram.dst, dst=dgram.src))
                 return
         enc("invalid IKE message from %s: %s, dropped", dgram.src, error)
 

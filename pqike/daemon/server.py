@@ -1,8 +1,9 @@
 """The asyncio shell around the sans-IO engine: UDP, timers, control commands, signals.
 
 Everything that touches the engine runs on the event loop thread, one call at a time:
-a received datagram, a timer expiry or a control command. After each call the daemon sends
-what the engine queued (``pop_outgoing``), re-arms the one timer at
+a received datagram, a timer expiry or a control command. The engine sends each datagram
+the moment it is sealed (``set_transmit``; engines without it queue for ``pop_outgoing``,
+sent after the call); after each call the daemon re-arms the one timer at
 ``engine.next_deadline()`` and lets waiting commands look at the events the call produced.
 """
 
@@ -363,6 +364,9 @@ class Daemon:
         )
         self.udp.open()
         self.udp.attach(self._loop)
+        set_transmit = getattr(self.engine, "set_transmit", None)  # test fakes may lack it
+        if callable(set_transmit):
+            set_transmit(self._transmit)  # a response leaves as soon as it is sealed
         if hasattr(self.kernel, "on_acquire"):
             self.kernel.on_acquire = self._on_acquire  # type: ignore[attr-defined]
         attach = getattr(self.kernel, "attach", None)
@@ -482,6 +486,13 @@ class Daemon:
             for line in traceback.format_exception(exc):
                 for part in line.rstrip("\n").splitlines():
                     dmn.control("%s", part)
+
+    def _transmit(self, datagram: Datagram) -> None:
+        """The engine's send while the daemon runs: called mid-processing, so never raises."""
+        try:
+            self.udp.send(datagram)
+        except Exception as e:  # udp.send logs socket errors itself; this is a bug's net
+            self._log_exception(f"sending a packet to {datagram.dst}", e)
 
     def _flush(self) -> None:
         out = self._guard("collecting outgoing packets", self.engine.pop_outgoing) or []

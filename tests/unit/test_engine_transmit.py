@@ -1,0 +1,124 @@
+"""Responses leave the moment they are sealed (Engine.set_transmit, the daemon's UDP send)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from pqike.engine import Engine
+from pqike.events import Datagram, EventKind
+from pqike.wire.iana import ExchangeType
+from tests.exchange.peers import make_pair, psk_config
+from tests.unit import test_daemon_rxqueue as rxq_tests
+from tests.unit.test_daemon_rxqueue import RecordingEngine, init_request, send_all, until
+
+PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
+HEADER_EXCHANGE = 18
+
+
+def _pair():  # type: ignore[no-untyped-def]
+    return make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
+
+
+def _transmitting(engine: Engine, sent: list[Datagram], during: list[bool]) -> None:
+    """engine.set_transmit() into ``sent``; ``during`` says, per datagram, whether a
+    receive() call was still running when it was handed over."""
+    busy = [False]
+    real = engine.receive
+
+    def receive(dgram: Datagram, now: float) -> None:
+        busy[0] = True
+        try:
+            real(dgram, now)
+        finally:
+            busy[0] = False
+
+    def transmit(d: Datagram) -> None:
+        sent.append(d)
+        during.append(busy[0])
+
+    engine.receive = receive  # type: ignore[method-assign]
+    engine.set_transmit(transmit)
+
+
+def test_transmit_gets_each_response_while_receive_still_runs() -> None:
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    sent: list[Datagram] = []
+    during: list[bool] = []
+    _transmitting(moon, sent, during)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):  # relay by hand: moon's datagrams come from transmit, not the queue
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+            assert moon.pop_outgoing() == []  # nothing waits for the call to return
+        relay, sent[:] = list(sent), []
+        for d in relay:
+            carol.receive(d, 0.0)
+    kinds = [e.kind for e in net.peers["carol"].events]
+    assert EventKind.IKE_ESTABLISHED in kinds and EventKind.CHILD_ESTABLISHED in kinds
+    assert during == [True] * 3  # INIT, INTERMEDIATE and AUTH responses, all mid-receive
+    counted = moon.counters.values
+    assert counted["ike-init-out-resp"] == counted["ike-auth-out-resp"] == 1
+    assert counted["ike-intermediate-out-resp"] == 1
+
+
+def test_set_transmit_sends_what_was_queued_before_and_none_restores_the_queue() -> None:
+    net = _pair()
+    carol = net.peers["carol"].engine
+    carol.initiate("net", "home", 0.0)  # IKE_SA_INIT request queued
+    sent: list[Datagram] = []
+    carol.set_transmit(sent.append)
+    assert [d.data[HEADER_EXCHANGE] for d in sent] == [ExchangeType.IKE_SA_INIT]
+    assert carol.pop_outgoing() == []
+    carol.set_transmit(None)
+    carol.tick(10.0)  # the request's retransmission is queued again
+    (again,) = carol.pop_outgoing()
+    assert again.data == sent[0].data and len(sent) == 1
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+class _TransmittingEngine(RecordingEngine):
+    """Answers each datagram through set_transmit() and looks, before receive() returns,
+    whether the answer is already in the peer's socket."""
+
+    def __init__(self, config, kernel, events) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(config, kernel, events)
+        self.transmit: Callable[[Datagram], None] | None = None
+        self.peer: socket.socket | None = None
+        self.arrived_during_receive: list[bool] = []
+
+    def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
+        self.transmit = transmit
+
+    def receive(self, datagram: Datagram, now: float) -> None:
+        super().receive(datagram, now)
+        assert self.transmit is not None and self.peer is not None
+        self.transmit(Datagram(b"answer" + datagram.data, datagram.dst, datagram.src))
+        try:  # loopback UDP: sendmsg() has queued it at the peer by the time it returns
+            self.arrived_during_receive.append(self.peer.recv(2048).startswith(b"answer"))
+        except BlockingIOError:
+            self.arrived_during_receive.append(False)
+
+
+def test_daemon_sends_what_the_engine_transmits_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rxq_tests, "RecordingEngine", _TransmittingEngine)
+
+    async def main() -> None:
+        async with rxq_tests.daemon() as (d, engine, peer):
+            assert isinstance(engine, _TransmittingEngine)
+            peer.setblocking(False)
+            engine.peer = peer
+            send_all(peer, d, [init_request(1), init_request(2)])
+            await until(lambda: len(engine.calls) == 2, "both requests")
+            assert engine.arrived_during_receive == [True, True]
+            assert d.udp.stats.sent == 2
+
+    asyncio.run(main())
