@@ -416,7 +416,11 @@ class IkeInit(Task):
         sa.nr = sa.svc.rng(NONCE_SIZE)
         self._capabilities(msg)
         self._check_natd(msg)
-        self._derive(selected, g_ir)
+        try:
+            ike_suite(selected)  # what _derive() can refuse is refused before we answer
+        except UnsupportedTransform as e:
+            raise TaskFailed(str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
+        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
         self.selected = selected
         if self.pending and not sa.peer_intermediate:
             raise TaskFailed(
@@ -424,6 +428,15 @@ class IkeInit(Task):
                 "INTERMEDIATE_EXCHANGE_SUPPORTED",
                 NotifyType.NO_PROPOSAL_CHOSEN,
             )
+        # SKEYSEED and SK_* first protect the peer's next request: the response leaves first
+        sa.after_response.insert(0, functools.partial(self._derive_answered, selected, g_ir))
+
+    def _derive_answered(self, selected: Proposal, g_ir: bytes) -> None:
+        """_derive() once the IKE_SA_INIT response is out; a failure ends the IKE_SA."""
+        try:
+            self._derive(selected, g_ir)
+        except Exception as e:
+            self.sa.fail(f"deriving IKE_SA keys failed: {type(e).__name__}: {e}", self.sa.now)
 
     def build_r(self, msg: Outgoing) -> Status:
         if msg.exchange == ExchangeType.IKE_SA_INIT:

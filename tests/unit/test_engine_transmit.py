@@ -1,8 +1,10 @@
-"""Responses leave the moment they are sealed (Engine.set_transmit, the daemon's UDP send)."""
+"""Responses leave the moment they are sealed (Engine.set_transmit, the daemon's UDP send),
+and the IKE_SA_INIT responder derives SKEYSEED/SK_* only once its response is out."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 
@@ -10,8 +12,10 @@ import pytest
 
 from pqike.engine import Engine
 from pqike.events import Datagram, EventKind
+from pqike.log import Subsystem
+from pqike.tasks import ike_init
 from pqike.wire.iana import ExchangeType
-from tests.exchange.peers import make_pair, psk_config
+from tests.exchange.peers import MOON, make_pair, psk_config
 from tests.unit import test_daemon_rxqueue as rxq_tests
 from tests.unit.test_daemon_rxqueue import RecordingEngine, init_request, send_all, until
 
@@ -78,6 +82,48 @@ def test_set_transmit_sends_what_was_queued_before_and_none_restores_the_queue()
     carol.tick(10.0)  # the request's retransmission is queued again
     (again,) = carol.pop_outgoing()
     assert again.data == sent[0].data and len(sent) == 1
+
+
+def test_ike_sa_init_keys_are_derived_after_the_response_left() -> None:
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    keys_when_sent: list[bool] = []
+
+    def transmit(d: Datagram) -> None:
+        keys_when_sent.extend(sa.keys is not None for sa in moon.sas.values())
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    (request,) = carol.pop_outgoing()
+    moon.receive(request, 0.0)
+    (sa,) = moon.sas.values()
+    assert keys_when_sent == [False]  # the response went out before SKEYSEED was derived
+    assert sa.keys is not None and sa.suite is not None  # and they are there once it returns
+    assert sa.proposal is not None and sa.proposal.has_additional_ke
+
+
+def test_a_failed_derivation_after_answering_ends_the_ike_sa(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for sub in Subsystem:
+        caplog.set_level(logging.DEBUG, logger=f"pqike.{sub.value}")
+
+    def broken(*args: object) -> bytes:
+        raise ValueError("no entropy today")
+
+    monkeypatch.setattr(ike_init, "skeyseed", broken)
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    carol.initiate("net", "home", 0.0)
+    (request,) = carol.pop_outgoing()
+    moon.receive(request, 0.0)
+    (response,) = moon.pop_outgoing()  # answered: the KE and proposal were fine
+    assert response.dst.host != MOON
+    assert moon.sas == {} and moon._half_open == {}  # no state kept for it
+    (event,) = [e for e in net.peers["moon"].events if e.kind == EventKind.IKE_FAILED]
+    assert "deriving IKE_SA keys failed: ValueError: no entropy today" in (event.message or "")
+    assert "deriving IKE_SA keys failed: ValueError: no entropy today" in caplog.text
+    assert "Traceback" not in caplog.text and "internal error" not in caplog.text
 
 
 # --- the daemon ---------------------------------------------------------------------------
