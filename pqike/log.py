@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import logging.handlers
 import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from pqike.files import open_private
@@ -32,6 +33,7 @@ __all__ = [
     "batched",
     "configure",
     "get_logger",
+    "immutable_args",
     "journald_stderr",
     "syslog_handler",
 ]
@@ -250,9 +252,10 @@ _unflushed: set[logging.Handler] = set()
 
 @contextlib.contextmanager
 def batched() -> Iterator[None]:
-    """Lines logged inside go to the log file's buffer and are flushed once, on the way
-    out: a handshake's datagram logs a dozen lines, and a flush each (a write(2)) was a
-    quarter of what a line costs. Outside a batch every line is flushed as it comes."""
+    """Lines logged inside are written on the way out, by one write(2): a handshake's
+    datagram logs a dozen lines, and the daemon sends its answer before the batch ends, so
+    formatting and writing them is off the peer's wait. Outside a batch every line is
+    written and flushed as it comes."""
     global _batch_depth
     _batch_depth += 1
     try:
@@ -268,9 +271,51 @@ def batched() -> Iterator[None]:
                     handler.handleError(logging.makeLogRecord({"msg": "flushing the log"}))
 
 
+_IMMUTABLE: dict[type, bool] = {}
+
+
+def _immutable_type(t: type) -> bool:
+    if issubclass(t, str | int | float | bytes | Enum | ipaddress._BaseAddress | type(None)):
+        return True
+    params = getattr(t, "__dataclass_params__", None)  # frozen dataclasses
+    if params is not None:
+        return bool(params.frozen)
+    config = getattr(t, "__struct_config__", None)  # frozen msgspec structs
+    if config is not None:
+        return bool(config.frozen)
+    return bool(getattr(t, "_frozen_for_log", False))  # says so itself (wire.summary)
+
+
+def immutable_args(args: Any) -> bool:
+    """A line with these arguments reads the same when formatted later in the batch."""
+    if not isinstance(args, tuple):
+        return False  # a mapping (``%(key)s``)
+    for a in args:
+        t = type(a)
+        ok = _IMMUTABLE.get(t)
+        if ok is None:
+            ok = _IMMUTABLE[t] = _immutable_type(t)
+        if not ok:
+            return False
+    return True
+
+
+# a line kept for the end of the batch: its text, a record, or (time, name, level, msg,
+# args, sa) of a direct line, the last two formatted then (immutable arguments only)
+_Pending = str | logging.LogRecord | tuple[float, str, int, str, tuple[Any, ...], str]
+
+
 class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
     """configure()'s handlers (a file, stderr): lines written without a LogRecord when
-    nothing else wants one, and flushed once per batched()."""
+    nothing else wants one, and, inside batched(), kept in order until the batch ends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[_Pending] = []
+
+    def _keep(self, entry: _Pending) -> None:
+        self._pending.append(entry)
+        _unflushed.add(self)
 
     def write_line(self, name: str, py: int, msg: str, args: tuple[Any, ...], sa: str) -> bool:
         """The line format(record) would give, written without making the record (the
@@ -282,11 +327,17 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
         if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
             args = args[0]  # type: ignore[assignment]  # as LogRecord does, for "%(key)s"
         now = time.time()
+        if _batch_depth and immutable_args(args):
+            self._keep((now, name, py, msg, args, sa))
+            return True
         try:
             message = str(msg) % args if args else str(msg)
             line = fmt.line(now, (now - int(now)) * 1000, name, message, sa)  # type: ignore[union-attr]
         except Exception:
             return False
+        if _batch_depth:
+            self._keep(line + self.terminator)
+            return True
         with self.lock:  # type: ignore[union-attr]
             try:
                 self.stream.write(line + self.terminator)
@@ -295,10 +346,47 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
         return True
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _batch_depth:
+            super().emit(record)
+            return
+        if immutable_args(record.args):
+            self._keep(record)
+            return
+        try:
+            self._keep(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    def _text(self, entry: _Pending) -> str | None:
+        if isinstance(entry, str):
+            return entry
+        if isinstance(entry, logging.LogRecord):
+            try:
+                return self.format(entry) + self.terminator
+            except Exception:
+                self.handleError(entry)
+                return None
+        now, name, py, msg, args, sa = entry
+        try:
+            message = str(msg) % args if args else str(msg)
+            fmt = self.formatter
+            return fmt.line(now, (now - int(now)) * 1000, name, message, sa) + self.terminator  # type: ignore[union-attr]
+        except Exception:  # what the standard path would have said of a bad format string
+            self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
+            return None
+
     def flush(self) -> None:
-        if _batch_depth:  # batched(): flushed when the batch ends
+        if _batch_depth:  # batched(): written when the batch ends
             _unflushed.add(self)
             return
+        if self._pending:
+            entries, self._pending = self._pending, []
+            text = "".join(t for e in entries if (t := self._text(e)) is not None)
+            with self.lock:  # type: ignore[union-attr]
+                if self.stream is None and isinstance(self, logging.FileHandler):
+                    self.stream = self._open()
+                self.stream.write(text)
         super().flush()
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
+from pqike.log import immutable_args
 from pqike.text import one_line
 
 __all__ = ["LogRouter", "LogTap", "format_record", "sa_id"]
@@ -48,15 +49,19 @@ class LogTap:
         self.write = write
         self.ike_ids: set[int] | None = None
         self.resolved = False
-        self._current: list[tuple[int | None, str]] = []
+        self._current: list[tuple[int | None, str | logging.LogRecord]] = []
         self._pending: list[list[tuple[int | None, str]]] = []
 
     def add(self, record: logging.LogRecord) -> None:
-        self._current.append((sa_id(getattr(record, "sa", "") or ""), format_record(record)))
+        # formatted when the engine call ends (after its responses left) if it can wait
+        line = record if immutable_args(record.args) else format_record(record)
+        self._current.append((sa_id(getattr(record, "sa", "") or ""), line))
 
     def end_call(self) -> None:
         if self._current:
-            self._pending.append(self._current)
+            self._pending.append(
+                [(i, x if isinstance(x, str) else format_record(x)) for i, x in self._current]
+            )
             self._current = []
         if self.resolved:
             self._flush()

@@ -237,6 +237,7 @@ class Described:
     is not logged (the summary walks every payload)."""
 
     __slots__ = ("_inner", "_message")
+    _frozen_for_log = True  # a sent or parsed message: pqike.log may format it later
 
     def __init__(self, message: Message, inner: Sequence[Payload] | None = None) -> None:
         self._message = message
