@@ -331,8 +331,7 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
             self._keep((now, name, py, msg, args, sa))
             return True
         try:
-            message = str(msg) % args if args else str(msg)
-            line = fmt.line(now, (now - int(now)) * 1000, name, message, sa)  # type: ignore[union-attr]
+            line = self._line(now, name, msg, args, sa)
         except Exception:
             return False
         if _batch_depth:
@@ -345,6 +344,10 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
             except Exception:  # as Handler.emit: said on stderr, the daemon carries on
                 self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
         return True
+
+    def _line(self, now: float, name: str, msg: str, args: Any, sa: str) -> str:
+        message = str(msg) % args if args else str(msg)
+        return self.formatter.line(now, (now - int(now)) * 1000, name, message, sa)  # type: ignore[union-attr]
 
     def emit(self, record: logging.LogRecord) -> None:
         if not _batch_depth:
@@ -369,9 +372,7 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
                 return None
         now, name, py, msg, args, sa = entry
         try:
-            message = str(msg) % args if args else str(msg)
-            fmt = self.formatter
-            return fmt.line(now, (now - int(now)) * 1000, name, message, sa) + self.terminator  # type: ignore[union-attr]
+            return self._line(now, name, msg, args, sa) + self.terminator
         except Exception:  # what the standard path would have said of a bad format string
             self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
             return None
