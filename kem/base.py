@@ -7,6 +7,7 @@ sends the encapsulation key and the responder the ciphertext.
 
 from __future__ import annotations
 
+import os
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -91,6 +92,19 @@ def _check_len(method: KeMethod, what: str, value: bytes, expected: int) -> None
         )
 
 
+# every backend, so that a forked worker drops the pairs its parent made ahead: two processes
+# must never hand out the same ephemeral key
+_PREFILLED: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _forget_spares() -> None:
+    for backend in list(_PREFILLED):
+        backend._spare.clear()
+
+
+os.register_at_fork(after_in_child=_forget_spares)
+
+
 class Backend(ABC):
     """One provider's implementation of one method. Length checks live here, once."""
 
@@ -100,6 +114,24 @@ class Backend(ABC):
         self.method = method
         self.provider = provider
         self.sizes = sizes
+        self._spare: list[tuple[Any, bytes]] = []  # made ahead by prefill(), each used once
+        _PREFILLED.add(self)
+
+    @abstractmethod
+    def _new_pair(self) -> tuple[Any, bytes]:
+        """A fresh (private key, public value): DH key pair, KEM decapsulation key."""
+
+    def _pair(self) -> tuple[Any, bytes]:
+        # RFC 7296 §2.12: a pair made ahead is handed out once, like a fresh one
+        return self._spare.pop() if self._spare else self._new_pair()
+
+    def prefill(self, spare: int) -> bool:
+        """Make one key pair ahead (the daemon calls this when idle) if fewer than ``spare``
+        are waiting; False when there are enough."""
+        if len(self._spare) >= spare:
+            return False
+        self._spare.append(self._new_pair())
+        return True
 
     @abstractmethod
     def initiator(self) -> Initiator: ...
@@ -137,12 +169,15 @@ class DhBackend(Backend):
     def _agree(self, private: Any, peer_value: bytes) -> bytes:
         """Validate the peer value and return the encoded shared secret."""
 
+    def _new_pair(self) -> tuple[Any, bytes]:
+        return self._generate()
+
     def initiator(self) -> Initiator:
-        private, public = self._generate()
+        private, public = self._pair()
         return Initiator(self, public, partial(self._agree, private))
 
     def _respond(self, initiator_value: bytes) -> tuple[bytes, bytes]:
-        private, public = self._generate()
+        private, public = self._pair()
         return public, self._agree(private, initiator_value)
 
 
@@ -162,8 +197,11 @@ class KemBackend(Backend):
     @abstractmethod
     def _decaps(self, private: Any, ciphertext: bytes) -> bytes: ...
 
+    def _new_pair(self) -> tuple[Any, bytes]:
+        return self._keygen()
+
     def initiator(self) -> Initiator:
-        private, public = self._keygen()
+        private, public = self._pair()
         return Initiator(self, public, partial(self._decaps, private))
 
     def _respond(self, initiator_value: bytes) -> tuple[bytes, bytes]:

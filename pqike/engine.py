@@ -18,6 +18,9 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from kem import registry
+from kem.base import Backend
+from kem.errors import MethodUnavailable
 from pqike.config import Config, Connection
 from pqike.counters import Counters
 from pqike.events import (
@@ -33,6 +36,7 @@ from pqike.events import (
 from pqike.kernel.base import KernelBackend, KernelError, SaCounters
 from pqike.log import Subsystem, get_logger
 from pqike.partition import Partition
+from pqike.proposal import ProposalError, parse_proposals
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
@@ -42,7 +46,7 @@ from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
 from pqike.vici import proposal_fields
 from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
-from pqike.wire.iana import ExchangeType, NotifyType
+from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId
 from pqike.wire.message import Message, decode_header, decode_message
 from pqike.wire.payloads import Notify
 
@@ -161,6 +165,25 @@ def _addr_matches(spec: tuple[str, ...], host: str) -> int:
     return best
 
 
+# key pairs made ahead per method: a handshake takes one (two with one method twice)
+SPARE_KEYS = 2
+
+
+def _ke_backends(config: Config) -> tuple[Backend, ...]:
+    """The backends of the KE methods our IKE proposals name (those that can run here)."""
+    methods: dict[int, None] = {}
+    for conn in config.connections.values():
+        with contextlib.suppress(ProposalError):  # refused at load; a test may pass any
+            for p in parse_proposals(ProtocolId.IKE, conn.proposals):
+                for t in p.key_exchanges:
+                    methods.setdefault(t.id)
+    out = []
+    for m in methods:
+        with contextlib.suppress(KeyError, MethodUnavailable):
+            out.append(registry.get(m).backend())
+    return tuple(out)
+
+
 def default_source(remote: str) -> str:
     """The address the kernel would send from (a connected UDP socket sends nothing)."""
     family = socket.AF_INET6 if ":" in remote else socket.AF_INET
@@ -217,6 +240,7 @@ class Engine:
         # set_transmit(): datagrams leave the moment they are sealed instead of waiting in
         # _out until the call returns (work after a response is then off its latency path)
         self._transmit: Callable[[Datagram], None] | None = None
+        self._spare_backends: tuple[Backend, ...] | None = None  # prefill_keys(), per config
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
@@ -353,9 +377,18 @@ class Engine:
             if new is None or old is None or new.addrs != old.addrs:
                 del self._pools[name]
         self.config = config
+        self._spare_backends = None
         self._budget.set_limit(config.daemon.reassembly_memory)
         self._svc = self._make_services()
         self.install_traps()
+
+    def prefill_keys(self, spare: int = SPARE_KEYS) -> bool:
+        """Make one ephemeral key pair ahead for a KE method of the configured IKE proposals
+        (the daemon calls this while idle, so a handshake finds its keys made: x25519 and
+        ML-KEM keygen are 50-60 us each); False once each has ``spare`` waiting."""
+        if self._spare_backends is None:
+            self._spare_backends = _ke_backends(self.config)
+        return any(b.prefill(spare) for b in self._spare_backends)
 
     def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
         """Hand every datagram to ``transmit`` as it is queued (the daemon's UDP send; it

@@ -323,6 +323,7 @@ class Daemon:
         self._timer_at: float | None = None
         self._rxq = ReceiveQueue(self._known_spi)
         self._draining = False
+        self._prefilling = False  # a _prefill_keys chain is scheduled
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -504,6 +505,19 @@ class Daemon:
         for w in list(self._waiters):
             w.check()
         self._reschedule(ticked_at)
+        if not self._prefilling and self._loop is not None:
+            self._prefilling = True
+            self._loop.call_soon(self._prefill_keys)
+
+    def _prefill_keys(self) -> None:
+        """While nothing waits, make the next handshakes' ephemeral keys ahead, one per loop
+        turn: a datagram arriving meanwhile waits for one keygen at most."""
+        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
+        if self._rxq or not callable(prefill) or not self._guard("making keys ahead", prefill):
+            self._prefilling = False  # the queue's drain ends in _after_engine: again then
+            return
+        assert self._loop is not None
+        self._loop.call_soon(self._prefill_keys)
 
     def _reschedule(self, ticked_at: float | None = None) -> None:
         if self._loop is None:
