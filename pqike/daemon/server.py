@@ -55,6 +55,9 @@ _SPIN_DELAY = 0.01  # re-arm delay when the engine reports a deadline already pa
 # datagrams handed to the engine per loop iteration: between batches the loop reads the
 # sockets (new messages of known IKE_SAs overtake queued IKE_SA_INITs) and runs timers
 _BATCH = 8
+# no engine call for this long and nothing queued: make ephemeral keys ahead (a handshake's
+# messages come a millisecond or less apart, so this waits for its end)
+_IDLE = 0.005
 
 
 class EngineLike(Protocol):
@@ -324,6 +327,8 @@ class Daemon:
         self._rxq = ReceiveQueue(self._known_spi)
         self._draining = False
         self._prefilling = False  # a _prefill_keys chain is scheduled
+        self._idle_clock = time.monotonic  # real time, whatever clock the engine is given
+        self._busy_at = 0.0  # _idle_clock() of the last engine call
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -505,19 +510,25 @@ class Daemon:
         for w in list(self._waiters):
             w.check()
         self._reschedule(ticked_at)
+        self._busy_at = self._idle_clock()
         if not self._prefilling and self._loop is not None:
             self._prefilling = True
-            self._loop.call_soon(self._prefill_keys)
+            self._loop.call_later(_IDLE, self._prefill_keys)
 
     def _prefill_keys(self) -> None:
-        """While nothing waits, make the next handshakes' ephemeral keys ahead, one per loop
-        turn: a datagram arriving meanwhile waits for one keygen at most."""
-        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
-        if self._rxq or not callable(prefill) or not self._guard("making keys ahead", prefill):
-            self._prefilling = False  # the queue's drain ends in _after_engine: again then
-            return
+        """Once the engine has had nothing to do for _IDLE, make the next handshakes'
+        ephemeral keys ahead, one per loop turn: not between the messages of a handshake
+        (that work would delay the next one), and a datagram arriving meanwhile waits for
+        one keygen at most."""
         assert self._loop is not None
-        self._loop.call_soon(self._prefill_keys)
+        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
+        idle = self._idle_clock() - self._busy_at
+        if callable(prefill) and (self._rxq or idle < _IDLE):
+            self._loop.call_later(_IDLE - min(idle, _IDLE) or _IDLE, self._prefill_keys)
+        elif callable(prefill) and self._guard("making keys ahead", prefill):
+            self._loop.call_soon(self._prefill_keys)
+        else:
+            self._prefilling = False  # all made: the next engine call starts again
 
     def _reschedule(self, ticked_at: float | None = None) -> None:
         if self._loop is None:

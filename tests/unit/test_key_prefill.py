@@ -98,10 +98,16 @@ def test_the_daemon_makes_keys_ahead_once_it_is_idle() -> None:
         assert backends
         for b in backends:
             b._spare.clear()
+        now = [1000.0]
+        d._idle_clock = lambda: now[0]  # frozen: the engine was busy a moment ago
         await d.start()
         try:
+            for _ in range(20):  # loop turns and timers, but never idle for long enough
+                await asyncio.sleep(0.002)
+            assert all(b._spare == [] for b in backends)
+            now[0] += 1.0  # a second without engine work
             await until(lambda: all(len(b._spare) == SPARE_KEYS for b in backends), "keys")
-            assert not d._prefilling  # and then it stops
+            await until(lambda: not d._prefilling, "the end of the chain")
         finally:
             await d.stop()
 
