@@ -111,3 +111,51 @@ def test_a_bad_format_string_in_a_batch_costs_that_line_only(
         logging.raiseExceptions = raise_exc
     assert _messages(stream.getvalue()) == ["one 1", "three 3"]
     assert "Logging error" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_deferred_lines_wait_for_flush_pending_and_keep_their_order() -> None:
+    stream = CountingStream()
+    pqlog.configure(stream=stream)
+    net = pqlog.get_logger(Subsystem.NET)
+    pqlog.defer_flushes(60.0)
+    try:
+        with pqlog.batched():
+            net("first %d", 1)
+        with pqlog.batched():
+            net("second %d", 2)
+        assert stream.writes == []  # the batches ended, the lines wait
+        net("outside a batch")  # comes out now, after the lines that waited
+        assert _messages(stream.getvalue()) == ["first 1", "second 2", "outside a batch"]
+        with pqlog.batched():
+            net("third %d", 3)
+        pqlog.flush_pending()  # what the daemon does once idle
+        assert _messages(stream.getvalue())[-1] == "third 3"
+    finally:
+        pqlog.defer_flushes(None)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_deferred_lines_are_written_once_the_oldest_waited_the_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = CountingStream()
+    pqlog.configure(stream=stream)
+    net = pqlog.get_logger(Subsystem.NET)
+    now = [100.0]
+    monkeypatch.setattr(pqlog.time, "monotonic", lambda: now[0])
+    pqlog.defer_flushes(0.05)
+    try:
+        with pqlog.batched():
+            net("first %d", 1)
+        now[0] += 0.01
+        with pqlog.batched():
+            net("second %d", 2)
+        assert stream.writes == []
+        now[0] += 0.05  # a daemon that is never idle: the first line waited long enough
+        with pqlog.batched():
+            net("third %d", 3)
+        assert len(stream.writes) == 1
+        assert _messages(stream.getvalue()) == ["first 1", "second 2", "third 3"]
+    finally:
+        pqlog.defer_flushes(None)
