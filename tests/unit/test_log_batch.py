@@ -28,6 +28,13 @@ class CountingStream(io.StringIO):
         return super().write(text)
 
 
+def _configured() -> tuple[CountingStream, pqlog.Logger]:
+    """pqike.log.configure() onto a counting stream, and the NET logger."""
+    stream = CountingStream()
+    pqlog.configure(stream=stream)
+    return stream, pqlog.get_logger(Subsystem.NET)
+
+
 def _messages(text: str) -> list[str]:
     return [line.split("] ", 1)[1] for line in text.splitlines()]
 
@@ -58,9 +65,7 @@ def test_a_batch_is_one_write_at_its_end_in_order_as_logged() -> None:
 def test_a_line_formatted_at_the_end_keeps_the_time_it_was_logged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = CountingStream()
-    pqlog.configure(stream=stream)
-    net = pqlog.get_logger(Subsystem.NET)
+    stream, net = _configured()
     clock = iter([3600 * 7 + 1.25, 3600 * 7 + 9.5])
     monkeypatch.setattr(pqlog.time, "time", lambda: next(clock))
     with pqlog.batched():
@@ -98,9 +103,7 @@ def test_with_a_control_client_tapping_lines_keep_their_order_and_text() -> None
 def test_a_bad_format_string_in_a_batch_costs_that_line_only(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    stream = CountingStream()
-    pqlog.configure(stream=stream)
-    net = pqlog.get_logger(Subsystem.NET)
+    stream, net = _configured()
     raise_exc, logging.raiseExceptions = logging.raiseExceptions, True
     try:
         with pqlog.batched():
@@ -115,9 +118,7 @@ def test_a_bad_format_string_in_a_batch_costs_that_line_only(
 
 @pytest.mark.usefixtures("restore_logging")
 def test_deferred_lines_wait_for_flush_pending_and_keep_their_order() -> None:
-    stream = CountingStream()
-    pqlog.configure(stream=stream)
-    net = pqlog.get_logger(Subsystem.NET)
+    stream, net = _configured()
     pqlog.defer_flushes(60.0)
     try:
         with pqlog.batched():
@@ -139,9 +140,7 @@ def test_deferred_lines_wait_for_flush_pending_and_keep_their_order() -> None:
 def test_deferred_lines_are_written_once_the_oldest_waited_the_delay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = CountingStream()
-    pqlog.configure(stream=stream)
-    net = pqlog.get_logger(Subsystem.NET)
+    stream, net = _configured()
     now = [100.0]
     monkeypatch.setattr(pqlog.time, "monotonic", lambda: now[0])
     pqlog.defer_flushes(0.05)
