@@ -664,6 +664,12 @@ class Daemon:
     # ---- control commands ----------------------------------------------------------------
 
     async def handle(self, req: Request, send_log: Callable[[str], None]) -> Result:
+        try:
+            return await self._handle(req, send_log)
+        finally:
+            flush_pending()  # whoever waited for a command finds its lines in the log
+
+    async def _handle(self, req: Request, send_log: Callable[[str], None]) -> Result:
         command = self._commands.get(req.cmd)
         if command is None:
             return Result(

@@ -4,15 +4,19 @@ before the batch ends, so this work is off the peer's wait)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from pathlib import Path
 
 import pytest
 
 from pqike import log as pqlog
+from pqike.daemon import Request, request
 from pqike.daemon.logtap import LogRouter
-from pqike.events import Endpoint
+from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
+from tests.unit.test_daemon_rxqueue import daemon, init_request, until
 from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 
@@ -158,3 +162,31 @@ def test_deferred_lines_are_written_once_the_oldest_waited_the_delay(
         assert _messages(stream.getvalue()) == ["first 1", "second 2", "third 3"]
     finally:
         pqlog.defer_flushes(None)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_control_command_answers_after_the_waiting_lines_are_written(tmp_path: Path) -> None:
+    """Lines of a batch wait for the daemon to be idle, but whoever waited for a command
+    (swanctl --initiate, a test polling list-sas) finds them in the log file."""
+    path = tmp_path / "charon.log"
+    pqlog.configure(filename=str(path))
+    net = pqlog.get_logger(Subsystem.NET)
+
+    async def main() -> None:
+        async with daemon() as (d, engine, _):
+            d._idle_clock = lambda: d._busy_at  # never idle: nothing flushes on its own
+            real = engine.receive
+
+            def receive(datagram: Datagram, now: float) -> None:
+                net("processing a datagram")
+                real(datagram, now)
+
+            engine.receive = receive  # type: ignore[method-assign]
+            src, dst = Endpoint("198.51.100.9", 4242), Endpoint("127.0.0.1", 500)
+            d.udp.on_datagram(Datagram(init_request(1), src, dst))
+            await until(lambda: len(engine.calls) == 1, "the datagram")
+            assert "processing a datagram" not in path.read_text()
+            result = await asyncio.to_thread(request, d.socket_path, Request(cmd="stats"))
+            assert result.ok and "processing a datagram" in path.read_text()
+
+    asyncio.run(main())
