@@ -32,8 +32,6 @@ __all__ = [
     "Subsystem",
     "batched",
     "configure",
-    "defer_flushes",
-    "flush_pending",
     "get_logger",
     "immutable_args",
     "journald_stderr",
@@ -250,51 +248,27 @@ def _sole_direct_handler(log: logging.Logger, py: int) -> _DirectLines | None:
 
 _batch_depth = 0
 _unflushed: set[logging.Handler] = set()
-_defer: float | None = None  # defer_flushes()
-_pending_since: float | None = None  # time.monotonic() when ended batches left lines waiting
 
 
 @contextlib.contextmanager
 def batched() -> Iterator[None]:
     """Lines logged inside are written on the way out, by one write(2): a handshake's
     datagram logs a dozen lines, and the daemon sends its answer before the batch ends, so
-    formatting and writing them is off the peer's wait (with defer_flushes(), later still).
-    Outside a batch every line is written and flushed as it comes."""
-    global _batch_depth, _pending_since
+    formatting and writing them is off the peer's wait. Outside a batch every line is
+    written and flushed as it comes."""
+    global _batch_depth
     _batch_depth += 1
     try:
         yield
     finally:
         _batch_depth -= 1
-        if not _batch_depth and _unflushed:
-            now = time.monotonic()
-            if _pending_since is None:
-                _pending_since = now
-            if _defer is None or now - _pending_since >= _defer:
-                flush_pending()
-
-
-def defer_flushes(max_delay: float | None) -> None:
-    """While set, the lines of ended batches wait for flush_pending() (the daemon calls it
-    when it has nothing else to do: between a handshake's messages the peer is quick, and
-    whatever we do then delays our next answer) or until the oldest has waited
-    ``max_delay`` seconds. None: written at the end of each batch, as before."""
-    global _defer
-    _defer = max_delay
-    if max_delay is None:
-        flush_pending()
-
-
-def flush_pending() -> None:
-    """Write every line still waiting (in the order logged, timestamps of when logged)."""
-    global _pending_since
-    _pending_since = None
-    while _unflushed:
-        handler = _unflushed.pop()
-        try:
-            handler.flush()
-        except Exception:  # a full disk must not stop the daemon's receive loop
-            handler.handleError(logging.makeLogRecord({"msg": "flushing the log"}))
+        if not _batch_depth:
+            while _unflushed:
+                handler = _unflushed.pop()
+                try:
+                    handler.flush()
+                except Exception:  # a full disk must not stop the daemon's receive loop
+                    handler.handleError(logging.makeLogRecord({"msg": "flushing the log"}))
 
 
 _IMMUTABLE: dict[type, bool] = {}
@@ -360,14 +334,12 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
             line = self._line(now, name, msg, args, sa)
         except Exception:
             return False
-        if _batch_depth or self._pending:  # kept: after what still waits, in order
+        if _batch_depth:
             self._keep(line + self.terminator)
-            if _batch_depth:
-                return True
+            return True
         with self.lock:  # type: ignore[union-attr]
             try:
-                if not self._pending:
-                    self.stream.write(line + self.terminator)
+                self.stream.write(line + self.terminator)
                 self.flush()
             except Exception:  # as Handler.emit: said on stderr, the daemon carries on
                 self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
@@ -378,18 +350,16 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
         return self.formatter.line(now, (now - int(now)) * 1000, name, message, sa)  # type: ignore[union-attr]
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not _batch_depth and not self._pending:
+        if not _batch_depth:
             super().emit(record)
             return
         if immutable_args(record.args):
             self._keep(record)
-        else:
-            try:
-                self._keep(self.format(record) + self.terminator)
-            except Exception:
-                self.handleError(record)
-        if not _batch_depth:  # after what still waits, in order
-            self.flush()
+            return
+        try:
+            self._keep(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
 
     def _text(self, entry: _Pending) -> str | None:
         if isinstance(entry, str):

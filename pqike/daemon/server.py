@@ -34,7 +34,7 @@ from pqike.daemon.rxqueue import Priority, ReceiveQueue
 from pqike.daemon.udp import EspHandler, UdpEndpoints
 from pqike.events import Datagram, Event, EventKind, IkeSaInfo
 from pqike.kernel.base import KernelBackend, KernelError, MemoryKernel
-from pqike.log import Subsystem, batched, defer_flushes, flush_pending, get_logger
+from pqike.log import Subsystem, batched, get_logger
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -58,7 +58,6 @@ _BATCH = 8
 # no engine call for this long and nothing queued: make ephemeral keys ahead (a handshake's
 # messages come a millisecond or less apart, so this waits for its end)
 _IDLE = 0.005
-_LOG_DELAY = 0.05  # under load (never idle) log lines wait at most this long to be written
 
 
 class EngineLike(Protocol):
@@ -371,7 +370,6 @@ class Daemon:
         )
         self.udp.open()
         self.udp.attach(self._loop)
-        defer_flushes(_LOG_DELAY)  # batches' lines are written once idle (_prefill_keys)
         set_transmit = getattr(self.engine, "set_transmit", None)  # test fakes may lack it
         if callable(set_transmit):
             set_transmit(self._transmit)  # a response leaves as soon as it is sealed
@@ -432,7 +430,6 @@ class Daemon:
     async def stop(self) -> None:
         """Delete SAs (best effort), close sockets, remove what the kernel backend installed."""
         dmn.basic("shutting down")
-        defer_flushes(None)
         self._rxq.clear()  # what was read but not processed is for nobody now
         now = self.clock()
         with self.router.engine_call():
@@ -519,18 +516,16 @@ class Daemon:
             self._loop.call_later(_IDLE, self._prefill_keys)
 
     def _prefill_keys(self) -> None:
-        """Once the engine has had nothing to do for _IDLE, write the log lines waiting and
-        make the next handshakes' ephemeral keys ahead, one per loop turn: not between the
-        messages of a handshake (that work would delay the next one), and a datagram
-        arriving meanwhile waits for one keygen at most."""
+        """Once the engine has had nothing to do for _IDLE, make the next handshakes'
+        ephemeral keys ahead, one per loop turn: not between the messages of a handshake
+        (that work would delay the next one), and a datagram arriving meanwhile waits for
+        one keygen at most."""
         assert self._loop is not None
-        idle = self._idle_clock() - self._busy_at
-        if self._rxq or idle < _IDLE:
-            self._loop.call_later(_IDLE - min(idle, _IDLE) or _IDLE, self._prefill_keys)
-            return
-        flush_pending()  # the log lines batches left waiting (defer_flushes)
         prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
-        if callable(prefill) and self._guard("making keys ahead", prefill):
+        idle = self._idle_clock() - self._busy_at
+        if callable(prefill) and (self._rxq or idle < _IDLE):
+            self._loop.call_later(_IDLE - min(idle, _IDLE) or _IDLE, self._prefill_keys)
+        elif callable(prefill) and self._guard("making keys ahead", prefill):
             self._loop.call_soon(self._prefill_keys)
         else:
             self._prefilling = False  # all made: the next engine call starts again
@@ -664,12 +659,6 @@ class Daemon:
     # ---- control commands ----------------------------------------------------------------
 
     async def handle(self, req: Request, send_log: Callable[[str], None]) -> Result:
-        try:
-            return await self._handle(req, send_log)
-        finally:
-            flush_pending()  # whoever waited for a command finds its lines in the log
-
-    async def _handle(self, req: Request, send_log: Callable[[str], None]) -> Result:
         command = self._commands.get(req.cmd)
         if command is None:
             return Result(

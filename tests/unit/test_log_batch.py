@@ -4,19 +4,15 @@ before the batch ends, so this work is off the peer's wait)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-from pathlib import Path
 
 import pytest
 
 from pqike import log as pqlog
-from pqike.daemon import Request, request
 from pqike.daemon.logtap import LogRouter
-from pqike.events import Datagram, Endpoint
+from pqike.events import Endpoint
 from pqike.log import Subsystem
-from tests.unit.test_daemon_rxqueue import daemon, init_request, until
 from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 
@@ -118,75 +114,3 @@ def test_a_bad_format_string_in_a_batch_costs_that_line_only(
         logging.raiseExceptions = raise_exc
     assert _messages(stream.getvalue()) == ["one 1", "three 3"]
     assert "Logging error" in capsys.readouterr().err
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_deferred_lines_wait_for_flush_pending_and_keep_their_order() -> None:
-    stream, net = _configured()
-    pqlog.defer_flushes(60.0)
-    try:
-        with pqlog.batched():
-            net("first %d", 1)
-        with pqlog.batched():
-            net("second %d", 2)
-        assert stream.writes == []  # the batches ended, the lines wait
-        net("outside a batch")  # comes out now, after the lines that waited
-        assert _messages(stream.getvalue()) == ["first 1", "second 2", "outside a batch"]
-        with pqlog.batched():
-            net("third %d", 3)
-        pqlog.flush_pending()  # what the daemon does once idle
-        assert _messages(stream.getvalue())[-1] == "third 3"
-    finally:
-        pqlog.defer_flushes(None)
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_deferred_lines_are_written_once_the_oldest_waited_the_delay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    stream, net = _configured()
-    now = [100.0]
-    monkeypatch.setattr(pqlog.time, "monotonic", lambda: now[0])
-    pqlog.defer_flushes(0.05)
-    try:
-        with pqlog.batched():
-            net("first %d", 1)
-        now[0] += 0.01
-        with pqlog.batched():
-            net("second %d", 2)
-        assert stream.writes == []
-        now[0] += 0.05  # a daemon that is never idle: the first line waited long enough
-        with pqlog.batched():
-            net("third %d", 3)
-        assert len(stream.writes) == 1
-        assert _messages(stream.getvalue()) == ["first 1", "second 2", "third 3"]
-    finally:
-        pqlog.defer_flushes(None)
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_a_control_command_answers_after_the_waiting_lines_are_written(tmp_path: Path) -> None:
-    """Lines of a batch wait for the daemon to be idle, but whoever waited for a command
-    (swanctl --initiate, a test polling list-sas) finds them in the log file."""
-    path = tmp_path / "charon.log"
-    pqlog.configure(filename=str(path))
-    net = pqlog.get_logger(Subsystem.NET)
-
-    async def main() -> None:
-        async with daemon() as (d, engine, _):
-            d._idle_clock = lambda: d._busy_at  # never idle: nothing flushes on its own
-            real = engine.receive
-
-            def receive(datagram: Datagram, now: float) -> None:
-                net("processing a datagram")
-                real(datagram, now)
-
-            engine.receive = receive  # type: ignore[method-assign]
-            src, dst = Endpoint("198.51.100.9", 4242), Endpoint("127.0.0.1", 500)
-            d.udp.on_datagram(Datagram(init_request(1), src, dst))
-            await until(lambda: len(engine.calls) == 1, "the datagram")
-            assert "processing a datagram" not in path.read_text()
-            result = await asyncio.to_thread(request, d.socket_path, Request(cmd="stats"))
-            assert result.ok and "processing a datagram" in path.read_text()
-
-    asyncio.run(main())
