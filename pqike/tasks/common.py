@@ -76,11 +76,12 @@ def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
 # Successful selections by what decides them: the received proposals without their SPIs,
 # our usable proposals and the options. Every peer of a kind sends the same SA payload
 # (IKE_SA_INIT's, IKE_AUTH's ESP one with a fresh SPI): the walk over both lists runs once.
-# The value: index of the received proposal chosen, the transforms chosen, private-use
-# transforms skipped on the way (logged again on a hit).
+# The value: index of the received proposal chosen, the proposal chosen (a hit renumbers it
+# with that proposal's number and SPI: no sort and grouping again), private-use transforms
+# skipped on the way (logged again on a hit).
 _SELECTED_MAX = 256  # entries; then the cache starts over
 _SELECTED_TRANSFORMS_MAX = 64  # a longer SA payload is selected afresh, not kept
-_Selected = tuple[int, tuple[Transform, ...], tuple[str, ...]]
+_Selected = tuple[int, Proposal, tuple[str, ...]]
 _selected: dict[tuple[object, ...], _Selected] = {}
 
 
@@ -116,10 +117,10 @@ def responder_select(
     key = _selection_key(received, usable, strip_ke, prefer, skip_private)
     hit = _selected.get(key) if key is not None else None
     if hit is not None:
-        index, transforms, skipped_names = hit
+        index, chosen, skipped_names = hit
         r = received[index]
         _log_private_skipped(sa, list(skipped_names))
-        return Proposal(r.protocol, transforms, number=r.number, spi=r.spi)
+        return chosen.numbered(r.number, r.spi)
     skipped: list[Transform] = []
     try:
         selected = select_proposal(
@@ -142,7 +143,7 @@ def responder_select(
         if len(_selected) >= _SELECTED_MAX:
             _selected.clear()
         index = next(i for i, r in enumerate(received) if r.number == selected.number)
-        _selected[key] = (index, selected.transforms, tuple(names))
+        _selected[key] = (index, selected, tuple(names))
     return selected
 
 

@@ -582,6 +582,20 @@ def test_responder_selection_made_once_per_kind_of_offer(monkeypatch: pytest.Mon
     assert len(selections) == 4
 
 
+def test_selection_hit_builds_no_proposal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hit renumbers the kept choice (Proposal.numbered): its transforms are not sorted
+    and grouped again by a new Proposal; the CHILD_SA still gets its own SPI."""
+    import pqike.tasks.common as common
+
+    common._selected.clear()
+    first = _up().peers["moon"].engine.list_sas()[0].children[0]
+    built = _calls(monkeypatch, common, "Proposal")
+    again = _up().peers["moon"].engine.list_sas()[0].children[0]
+    assert built == []
+    assert again.proposal == first.proposal
+    assert again.spi_out != first.spi_out
+
+
 def test_selection_not_kept_for_repeated_proposal_numbers() -> None:
     """Two received proposals numbered alike: the SPI could not be told by the number, so
     the choice is made afresh every time."""
