@@ -41,6 +41,7 @@ from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
 from pqike.sa.pool import AddressPool, pool_extent
+from pqike.sa.ts import parse_address
 from pqike.tasks.factory import establishment_tasks
 from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
@@ -157,7 +158,7 @@ def _addr_matches(spec: tuple[str, ...], host: str) -> int:
         if kind == 0:
             continue
         if ip is None:
-            ip = ipaddress.ip_address(host)
+            ip = parse_address(host)
         if kind == 3 and value == ip:
             return 3
         if kind == 2 and ip in value:  # type: ignore[operator]

@@ -9,6 +9,14 @@ from dataclasses import dataclass
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# An address string parsed once (bounded: a flood of source addresses evicts, no more):
+# a peer's address and its virtual IP are parsed several times per handshake, ~2 us each.
+# A pure function of the text; a ValueError is never cached; the addresses are immutable.
+@functools.lru_cache(maxsize=1024)
+def parse_address(text: str) -> IPAddress:
+    return ipaddress.ip_address(text)
+
+
 @dataclass(frozen=True, order=True)
 class TrafficSelector:
     start: IPAddress
@@ -31,7 +39,7 @@ class TrafficSelector:
 
     @classmethod
     def host(cls, address: str | IPAddress) -> TrafficSelector:
-        a = ipaddress.ip_address(address)
+        a = parse_address(address) if isinstance(address, str) else ipaddress.ip_address(address)
         return cls(a, a)
 
     @classmethod

@@ -11,6 +11,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from pqike.sa.pool import AddressPool, PoolExhausted
+from pqike.sa.ts import parse_address
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.wire.iana import CfgAttr, CfgType, ExchangeType, NotifyType
 from pqike.wire.payloads import ConfigAttribute, Configuration
@@ -158,11 +159,11 @@ class IkeConfig(Task):
         if self.assigned:
             attrs = []
             for a in self.assigned:
-                ip = ipaddress.ip_address(a)
+                ip = parse_address(a)
                 value = ip.packed + (b"\x80" if ip.version == 6 else b"")
                 attrs.append(ConfigAttribute(_ADDR[ip.version], value))
             for d in self.dns:  # pools.<name>.dns: strongSwan's pool attributes
-                ip = ipaddress.ip_address(d)
+                ip = parse_address(d)
                 attrs.append(ConfigAttribute(_DNS[ip.version], ip.packed))
             msg.add(Configuration(cfg_type=CfgType.CFG_REPLY, attributes=attrs))
         return Status.SUCCESS

@@ -479,6 +479,7 @@ def test_any_address_spec_parses_no_peer_address(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(engine.ipaddress, "ip_address", counting)
     engine._addr_spec.cache_clear()
+    engine.parse_address.cache_clear()  # a peer's address is parsed once, then kept
     assert engine._addr_matches(("%any",), "198.51.100.7") == 1
     assert engine._addr_matches(("%any4", "%any6"), "2001:db8::5") == 1
     assert parsed == []

@@ -143,3 +143,27 @@ def test_intersection_of_address_ranges(a: tuple[str, str], b: tuple[str, str]) 
     assert x.intersect(y) == want == y.intersect(x)
     with pytest.raises(ValueError):  # a range the wrong way round is refused
         TS(x.end, x.start)
+
+
+def test_address_text_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host selector's text is parsed by ipaddress once (the next one shares the parse);
+    text that is no address raises every time, nothing of it kept."""
+    from pqike.sa import ts
+
+    ts.parse_address.cache_clear()
+    expected = TS(ipaddress.IPv4Address("192.0.2.7"), ipaddress.IPv4Address("192.0.2.7"))
+    parsed: list[object] = []
+    real = ipaddress.ip_address
+
+    def counted(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        parsed.append(text)
+        return real(text)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ipaddress, "ip_address", counted)
+    assert TS.host("192.0.2.7") == TS.host("192.0.2.7") == expected
+    assert parsed == ["192.0.2.7"]
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            TS.host("192.0.2.300")
+    assert parsed == ["192.0.2.7", "192.0.2.300", "192.0.2.300"]
+    assert TS.host(ipaddress.IPv6Address("2001:db8::1")).version == 6
