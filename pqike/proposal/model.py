@@ -232,6 +232,10 @@ class Proposal:
     spi: bytes = b""
     _types: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _by_type: dict[int, tuple[Transform, ...]] = field(init=False, repr=False, compare=False)
+    # key_exchanges and has_additional_ke, worked out at the first question (a handshake asks
+    # three times; numbered() copies hand them on: the transforms are the same)
+    _kes: tuple[Transform, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _addke: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         protocol = _PROTOCOLS.get(self.protocol)
@@ -281,13 +285,21 @@ class Proposal:
     @property
     def has_additional_ke(self) -> bool:
         """Any ADDKE transform other than NONE (strongSwan proposal_has_additional_ke())."""
-        return any(t.type in ADDKE_TYPES and not t.is_none for t in self.transforms)
+        addke = self._addke
+        if addke is None:
+            addke = any(t.type in ADDKE_TYPES and not t.is_none for t in self.transforms)
+            object.__setattr__(self, "_addke", addke)
+        return addke
 
     @property
     def key_exchanges(self) -> tuple[Transform, ...]:
         """KE then ADDKE1..7 methods of a selected proposal, NONE rounds left out: the
         key exchanges to run, in order (RFC 9370 §2.2.1)."""
-        return tuple(t for ttype in KE_TYPES for t in self.of_type(ttype)[:1] if not t.is_none)
+        kes = self._kes
+        if kes is None:
+            kes = tuple(t for ttype in KE_TYPES for t in self.of_type(ttype)[:1] if not t.is_none)
+            object.__setattr__(self, "_kes", kes)
+        return kes
 
     def without_ke(self) -> Proposal:
         """Drop KE and ADDKE transforms (strongSwan PROPOSAL_SKIP_KE), e.g. for IKE_AUTH."""

@@ -640,3 +640,24 @@ def test_addke_types_cover_all_seven() -> None:
         IKE, "aes256-sha256-x25519-" + "-".join(f"ke{n}_mlkem768" for n in range(1, 8))
     )
     assert [t.type for t in p.transforms if t.type in ADDKE_TYPES] == list(ADDKE_TYPES)
+
+
+def test_key_exchanges_worked_out_once_per_proposal() -> None:
+    """A handshake asks a selected proposal for its key exchanges three times: the answer is
+    kept and handed on to renumbered copies, and a proposal with other transforms (replace)
+    works out its own."""
+    from dataclasses import replace
+
+    p = parse_proposal(IKE, "aes256-sha256-x25519-ke1_mlkem768")
+    kes = p.key_exchanges
+    assert [t.id for t in kes] == [KeMethod.CURVE_25519, KeMethod.ML_KEM_768]
+    assert p.has_additional_ke
+    copy = p.numbered(3, b"\x01" * 8)
+    assert (
+        copy.key_exchanges is kes
+        and copy.has_additional_ke
+        and copy == replace(p, number=3, spi=b"\x01" * 8)
+    )
+    fewer = replace(p, transforms=tuple(t for t in p.transforms if t.type not in ADDKE_TYPES))
+    assert [t.id for t in fewer.key_exchanges] == [KeMethod.CURVE_25519]
+    assert not fewer.has_additional_ke
