@@ -63,11 +63,19 @@ def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
     fail half-way through the handshake. A type left empty drops its proposal."""
     out = []
     for p in configured:
-        keep = tuple(t for t in p.transforms if not is_ke_type(t.type) or _computable_id(t.id))
-        if {t.type for t in keep} != set(p.types):
-            sa.cfg("proposal %s dropped: a key exchange method is unavailable here", p)
-            continue
-        if len(keep) != len(p.transforms):
+        # asked twice per handshake: only the KE types' transforms looked at, by p's index
+        gone = [
+            t
+            for ttype in p.types
+            if is_ke_type(ttype)
+            for t in p.of_type(ttype)
+            if not _computable_id(t.id)
+        ]
+        if gone:
+            keep = tuple(t for t in p.transforms if t not in gone)
+            if {t.type for t in keep} != set(p.types):
+                sa.cfg("proposal %s dropped: a key exchange method is unavailable here", p)
+                continue
             p = replace(p, transforms=keep)
         out.append(p)
     return out

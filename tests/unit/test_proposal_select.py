@@ -661,3 +661,18 @@ def test_key_exchanges_worked_out_once_per_proposal() -> None:
     fewer = replace(p, transforms=tuple(t for t in p.transforms if t.type not in ADDKE_TYPES))
     assert [t.id for t in fewer.key_exchanges] == [KeMethod.CURVE_25519]
     assert not fewer.has_additional_ke
+
+
+def test_computable_drops_only_unavailable_ke_transforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our proposals as a responder may select them: an unavailable ADDKE1 alternative goes,
+    the proposal stays with the other; all available: the very same proposals."""
+    from pqike.tasks import common
+
+    p = parse_proposal(IKE, "aes256-sha256-x25519-ke1_mlkem768-ke1_mlkem1024")
+    esp = parse_proposal(ESP, "aes256-sha256")
+    assert all(a is b for a, b in zip(common.computable(None, [p, esp]), [p, esp], strict=True))  # type: ignore[arg-type]
+    monkeypatch.setattr(common, "_computable_id", lambda m: m != KeMethod.ML_KEM_768)
+    (kept, kept_esp) = common.computable(None, [p, esp])  # type: ignore[arg-type]
+    assert kept_esp is esp
+    assert kept.ids(TransformType.ADDKE1) == (KeMethod.ML_KEM_1024,)
+    assert kept.transforms == tuple(t for t in p.transforms if t.id != KeMethod.ML_KEM_768)
