@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from pqike.memo import Memo
 from pqike.proposal.model import Proposal, Transform, in_wire_order
 from pqike.wire import payloads as wire
 from pqike.wire.iana import ProtocolId, TransformAttr
@@ -54,9 +55,8 @@ def from_wire(sa: wire.SecurityAssociation) -> tuple[Proposal, ...]:
 # A received proposal by its values, unnumbered: a peer offers the same in every handshake,
 # and building one sorts and groups its transforms. The key is the values the model takes
 # from the codec, and a Proposal is immutable, so this is a pure function of them; a flood
-# of distinct offers fills at most _RECEIVED_MAX entries (as the codec's own caches).
-_RECEIVED: dict[tuple[ProtocolId, tuple[tuple[int, int, int | None], ...]], Proposal] = {}
-_RECEIVED_MAX = 256
+# of distinct offers fills at most the memo's 256 entries (as the codec's own caches).
+_RECEIVED: Memo[tuple[ProtocolId, tuple[tuple[int, int, int | None], ...]], Proposal] = Memo(256)
 
 
 def _received(protocol: ProtocolId, values: tuple[tuple[int, int, int | None], ...]) -> Proposal:
@@ -64,8 +64,5 @@ def _received(protocol: ProtocolId, values: tuple[tuple[int, int, int | None], .
     proposal = _RECEIVED.get(key)
     if proposal is None:
         ts = tuple(Transform(int(ttype), int(tid), bits) for ttype, tid, bits in values)
-        proposal = Proposal(protocol, ts)
-        if len(_RECEIVED) >= _RECEIVED_MAX:
-            _RECEIVED.clear()
-        _RECEIVED[key] = proposal
+        proposal = _RECEIVED.keep(key, Proposal(protocol, ts))
     return proposal

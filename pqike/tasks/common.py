@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from kem import registry
 from pqike.events import EventKind
+from pqike.memo import Memo
 from pqike.proposal import (
     PRIVATE_SKIPPED_LOG,
     NoProposalChosen,
@@ -87,10 +88,9 @@ def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
 # The value: index of the received proposal chosen, the proposal chosen (a hit renumbers it
 # with that proposal's number and SPI: no sort and grouping again), private-use transforms
 # skipped on the way (logged again on a hit).
-_SELECTED_MAX = 256  # entries; then the cache starts over
 _SELECTED_TRANSFORMS_MAX = 64  # a longer SA payload is selected afresh, not kept
 _Selected = tuple[int, Proposal, tuple[str, ...]]
-_selected: dict[tuple[object, ...], _Selected] = {}
+_selected: Memo[tuple[object, ...], _Selected] = Memo(256)
 
 
 def _selection_key(
@@ -148,10 +148,8 @@ def responder_select(
     names = [str(t) for t in skipped]
     _log_private_skipped(sa, names)
     if key is not None:
-        if len(_selected) >= _SELECTED_MAX:
-            _selected.clear()
         index = next(i for i, r in enumerate(received) if r.number == selected.number)
-        _selected[key] = (index, selected, tuple(names))
+        _selected.keep(key, (index, selected, tuple(names)))
     return selected
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
+from pqike.memo import Memo
 from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
@@ -213,10 +214,9 @@ class Proposal:
 # IKE_SA_INIT, CREATE_CHILD_SA and IKE_AUTH (there only the SPI, in front, differs), and a
 # transform takes most of the SA's decoding. Decoding is a pure function of the bytes, so
 # this holds no state of any peer: failures are never cached, and a flood of distinct
-# offers fills at most _TRANSFORMS_MAX entries of at most _TRANSFORMS_BYTES each. Each
+# offers fills at most the memo's 256 entries of at most _TRANSFORMS_BYTES each. Each
 # decode gets copies: copying is a fraction of decoding, and nothing decoded is shared.
-_TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
-_TRANSFORMS_MAX = 256
+_TRANSFORMS: Memo[bytes, tuple[Transform, ...]] = Memo(256)
 _TRANSFORMS_BYTES = 2048
 
 
@@ -246,17 +246,14 @@ def _transforms(body: Reader) -> list[Transform]:
         return [t.copy() for t in known]
     transforms = _substructures(body, Transform.decode, "transform")
     if len(region) <= _TRANSFORMS_BYTES:
-        if len(_TRANSFORMS) >= _TRANSFORMS_MAX:
-            _TRANSFORMS.clear()
-        _TRANSFORMS[region] = tuple([t.copy() for t in transforms])  # not the caller's
+        _TRANSFORMS.keep(region, tuple([t.copy() for t in transforms]))  # not the caller's
     return transforms
 
 
 # Our transforms encoded, by value: the responder answers with the same choice in every
 # handshake. The key is every field the encoding reads, so this is a pure function of the
 # values; our proposals come from the configuration, a bounded set.
-_ENCODED: dict[tuple[object, ...], bytes] = {}
-_ENCODED_MAX = 256
+_ENCODED: Memo[tuple[object, ...], bytes] = Memo(256)
 
 
 def _encoded_transforms(transforms: list[Transform]) -> bytes:
@@ -274,10 +271,9 @@ def _encoded_transforms(transforms: list[Transform]) -> bytes:
     encoded = _ENCODED.get(key)
     if encoded is None:
         n = len(transforms)
-        encoded = b"".join(t.encode(i == n - 1) for i, t in enumerate(transforms))
-        if len(_ENCODED) >= _ENCODED_MAX:
-            _ENCODED.clear()
-        _ENCODED[key] = encoded
+        encoded = _ENCODED.keep(
+            key, b"".join(t.encode(i == n - 1) for i, t in enumerate(transforms))
+        )
     return encoded
 
 

@@ -8,6 +8,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
+from pqike.memo import Memo
 from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import PayloadType, TsType
@@ -126,9 +127,7 @@ class TrafficSelectors(Payload):
                 r.base,
             )
         if len(r.data) <= _DECODED_BYTES:
-            if len(_DECODED) >= _DECODED_MAX:
-                _DECODED.clear()
-            _DECODED[r.data] = (tuple([fresh_copy(s) for s in selectors]), reserved)
+            _DECODED.keep(r.data, (tuple([fresh_copy(s) for s in selectors]), reserved))
         return cls(selectors=selectors, reserved=reserved)
 
 
@@ -136,9 +135,8 @@ class TrafficSelectors(Payload):
 # and CREATE_CHILD_SA, and each address is an ipaddress object, slow to build. Decoding is
 # a pure function of the bytes, so this holds no state of any peer: failures are never
 # cached, each decode gets copies of the selectors (their addresses are immutable), and a
-# flood of distinct bodies fills at most _DECODED_MAX entries of at most _DECODED_BYTES.
-_DECODED: dict[bytes, tuple[tuple[TrafficSelector, ...], int]] = {}
-_DECODED_MAX = 256
+# flood of distinct bodies fills at most the memo's 256 entries of at most _DECODED_BYTES.
+_DECODED: Memo[bytes, tuple[tuple[TrafficSelector, ...], int]] = Memo(256)
 _DECODED_BYTES = 1024
 
 

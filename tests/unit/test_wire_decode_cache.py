@@ -8,6 +8,7 @@ from ipaddress import ip_address
 
 import pytest
 
+from pqike.memo import Memo
 from pqike.wire import security_association, traffic_selectors
 from pqike.wire.errors import DecodeError
 from pqike.wire.iana import (
@@ -49,7 +50,7 @@ def _sa(spi: bytes, *, ke: int = KeMethod.ML_KEM_768) -> SecurityAssociation:
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts Transform.decode calls, starting from an empty cache."""
-    monkeypatch.setattr(security_association, "_TRANSFORMS", {})
+    monkeypatch.setattr(security_association, "_TRANSFORMS", Memo(256))
     calls: list[int] = []
     decode = Transform.decode.__func__  # type: ignore[attr-defined]
 
@@ -98,7 +99,7 @@ def test_a_refused_proposal_is_refused_again_and_not_cached(decodes: list[int]) 
 
 
 def test_the_cache_is_bounded(decodes: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(security_association, "_TRANSFORMS_MAX", 4)
+    monkeypatch.setattr(security_association, "_TRANSFORMS", Memo(4))
     for ke in range(10, 30):  # a flood of distinct offers
         _round_trip(_sa(b"", ke=ke))
         assert len(security_association._TRANSFORMS) <= 4
@@ -119,7 +120,7 @@ def _ts_round_trip(payload: TrafficSelectors) -> TrafficSelectors:
 
 
 def test_same_traffic_selectors_are_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(traffic_selectors, "_DECODED", {})
+    monkeypatch.setattr(traffic_selectors, "_DECODED", Memo(256))
     built: list[object] = []
     monkeypatch.setattr(
         traffic_selectors,
@@ -142,7 +143,7 @@ def test_same_traffic_selectors_are_decoded_once(monkeypatch: pytest.MonkeyPatch
 def test_a_refused_ts_body_is_refused_again_and_not_cached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(traffic_selectors, "_DECODED", {})
+    monkeypatch.setattr(traffic_selectors, "_DECODED", Memo(256))
     v4 = AddressRangeSelector(ip_address("10.0.0.1"), ip_address("10.0.0.2"))
     first, wire = encode_payloads([TSi(selectors=[v4])])
     bad = bytearray(wire)
@@ -157,7 +158,7 @@ def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyP
     from pqike.proposal.parse import parse_proposal
     from pqike.proposal.sa_payload import to_wire
 
-    monkeypatch.setattr(security_association, "_ENCODED", {})
+    monkeypatch.setattr(security_association, "_ENCODED", Memo(256))
     encoded: list[int] = []
     encode = Transform.encode
 
@@ -179,7 +180,7 @@ def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyP
 
 
 def test_encoded_transforms_follow_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(security_association, "_ENCODED", {})
+    monkeypatch.setattr(security_association, "_ENCODED", Memo(256))
     short = _sa(b"")
     long_key = _sa(b"")
     long_key.proposals[0].transforms[0].attributes[0].value = 128
@@ -210,7 +211,7 @@ def test_notify_decodes_as_encoded_with_or_without_spi(spi: bytes, data: bytes) 
 def test_a_received_offer_becomes_proposals_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from pqike.proposal import model, sa_payload
 
-    monkeypatch.setattr(sa_payload, "_RECEIVED", {})
+    monkeypatch.setattr(sa_payload, "_RECEIVED", Memo(256))
     built: list[int] = []
     post_init = model.Proposal.__post_init__
 
