@@ -314,6 +314,7 @@ class Daemon:
                 or getattr(self.kernel, "udp_encap", False)
             ),
             socket_setup=_kernel_socket_setup(self.kernel),
+            on_burst_end=self._on_burst_end,
         )
         if hasattr(self.kernel, "send_udp") and getattr(self.kernel, "send_udp", None) is None:
             self.kernel.send_udp = self.udp.send_esp  # type: ignore[attr-defined]
@@ -579,9 +580,16 @@ class Daemon:
             return
         if self._loop is None:  # not started (tests): nothing would run a drain later
             self._drain()
-        elif not self._draining:
+        elif not self._draining and not self.udp.reading:  # else _on_burst_end drains
             self._draining = True
             self._loop.call_soon(self._drain)
+
+    def _on_burst_end(self) -> None:
+        """A socket's burst is queued: drain now, not one loop turn (epoll_wait) later, unless
+        a drain is already scheduled; _drain's batch limit still lets timers run."""
+        if self._rxq and not self._draining and self._loop is not None:
+            self._draining = True
+            self._drain()
 
     def _drain(self) -> None:
         if not self._rxq:  # emptied by stop()
@@ -592,12 +600,10 @@ class Daemon:
                 datagram = self._rxq.pop()
                 if datagram is None:
                     break
-                self._guard(
-                    f"processing a packet from {datagram.src}",
-                    self.engine.receive,
-                    datagram,
-                    self.clock(),
-                )
+                try:  # as _guard, but the description is built only on an exception
+                    self.engine.receive(datagram, self.clock())
+                except Exception as e:
+                    self._log_exception(f"processing a packet from {datagram.src}", e)
                 self._flush()  # answer now, not after the batch
         self._after_engine()
         if self._rxq and self._loop is not None:

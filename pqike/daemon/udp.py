@@ -208,8 +208,12 @@ class UdpEndpoints:
         esp_handler: EspHandler | None = None,
         udp_encap: bool = False,
         socket_setup: Callable[[socket.socket, bool], None] | None = None,
+        on_burst_end: Callable[[], None] | None = None,
     ) -> None:
         self.on_datagram = on_datagram
+        # after a socket's burst is read: the daemon drains its queue there, in this loop turn
+        self.on_burst_end = on_burst_end
+        self.reading = False  # inside _readable: on_burst_end follows
         self.esp_handler = esp_handler
         self.udp_encap = udp_encap
         self.socket_setup = socket_setup  # (sock, natt): e.g. per-socket IPsec bypass policies
@@ -329,6 +333,15 @@ class UdpEndpoints:
     # ---- receive -------------------------------------------------------------------------
 
     def _readable(self, s: _Sock) -> None:
+        self.reading = True
+        try:
+            self._read_burst(s)
+        finally:
+            self.reading = False
+        if self.on_burst_end is not None:
+            self.on_burst_end()
+
+    def _read_burst(self, s: _Sock) -> None:
         for _ in range(_BURST):
             try:
                 data, ancdata, flags, addr = s.sock.recvmsg(RECV_BUFFER, _ANC_BUFFER)

@@ -20,6 +20,7 @@ from pqike import log as pqlog
 from pqike.config import load_config
 from pqike.daemon import Daemon
 from pqike.daemon.rxqueue import Priority, ReceiveQueue, priority
+from pqike.daemon.server import _BATCH
 from pqike.daemon.udp import RCVBUF, UdpEndpoints
 from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
@@ -195,6 +196,27 @@ def test_timers_run_between_batches() -> None:
             assert [c for c in engine.calls if c != "tick"] == burst
             # the timer the first message armed did not wait for the whole burst
             assert engine.calls.index("tick") < len(burst)
+
+    asyncio.run(main())
+
+
+def test_idle_daemon_processes_a_burst_in_the_wakeup_that_read_it() -> None:
+    """No extra loop turn (epoll_wait) between reading a datagram and the engine getting it,
+    still in priority order and at most _BATCH of them before timers and other sockets."""
+
+    async def main() -> None:
+        async with daemon() as (d, engine, peer):
+            (ike,) = [s for s in d.udp._socks if s.port == d.udp.ike_port]
+            send_all(peer, d, [init_request(1), init_request(2), AUTH_REQUEST])
+            d.udp._readable(ike)  # the loop's reader callback, run here: no turn after it
+            assert engine.calls == [AUTH_REQUEST, init_request(1), init_request(2)]
+
+            burst = [init_request(n) for n in range(3, 3 + _BATCH + 2)]
+            send_all(peer, d, burst)
+            d.udp._readable(ike)
+            assert engine.calls[3:] == burst[:_BATCH]  # the rest in a later turn
+            await until(lambda: len(engine.calls) == 3 + len(burst), "the rest of the burst")
+            assert engine.calls[3:] == burst
 
     asyncio.run(main())
 
