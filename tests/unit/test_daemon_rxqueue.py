@@ -238,6 +238,32 @@ def test_full_queue_drops_with_a_line_that_says_who(caplog: pytest.LogCaptureFix
     assert "dropping 28 bytes from 198.51.100.9[4242], receive queue full" in caplog.text
 
 
+def test_engine_error_on_a_datagram_is_logged_with_its_sender_and_the_next_one_processed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for sub in Subsystem:
+        caplog.set_level(logging.DEBUG, logger=f"pqike.{sub.value}")
+
+    async def main() -> None:
+        async with daemon() as (d, engine, _):
+            real = engine.receive
+
+            def receive(datagram: Datagram, now: float) -> None:
+                if datagram.data == init_request(1):
+                    raise ValueError("bad apple")
+                real(datagram, now)
+
+            engine.receive = receive  # type: ignore[method-assign]
+            src, dst = Endpoint("198.51.100.9", 4242), Endpoint("127.0.0.1", 500)
+            for n in (1, 2):
+                d.udp.on_datagram(Datagram(init_request(n), src, dst))
+            await until(lambda: len(engine.calls) == 1, "the second datagram")
+            assert engine.calls == [init_request(2)]
+
+    asyncio.run(main())
+    assert "error processing a packet from 198.51.100.9[4242]: ValueError: bad apple" in caplog.text
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_log_file_flushed_once_per_batch_of_datagrams(tmp_path: Path) -> None:
     """Lines logged while a batch of datagrams is processed reach the file together, after
