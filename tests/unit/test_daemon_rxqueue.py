@@ -73,6 +73,22 @@ def test_queue_serves_classes_in_order_and_fifo_within() -> None:
     assert len(q) == 0
 
 
+def test_queue_is_true_while_anything_of_any_class_is_queued() -> None:
+    q = ReceiveQueue(lambda spi: spi == KNOWN)
+    src, dst = Endpoint("192.0.2.1", 500), Endpoint("192.0.2.2", 500)
+    assert not q
+    for data in (DPD_REQUEST, init_request(1)):  # HIGH, LOW
+        q.push(Datagram(data, src, dst))
+    assert q
+    q.pop()
+    assert q  # the LOW one left
+    q.pop()
+    assert not q
+    q.push(Datagram(AUTH_REQUEST, src, dst))
+    q.clear()
+    assert not q
+
+
 def test_queue_is_bounded_in_bytes_per_class() -> None:
     q = ReceiveQueue(lambda spi: spi == KNOWN, limit=3 * 28)
     src, dst = Endpoint("192.0.2.1", 500), Endpoint("192.0.2.2", 500)
