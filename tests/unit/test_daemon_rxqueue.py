@@ -327,3 +327,23 @@ def test_sockets_get_a_receive_buffer_for_bursts() -> None:
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * want
     finally:
         udp.close()
+
+
+def test_truncated_datagram_is_dropped_with_a_line_that_says_who(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for sub in Subsystem:
+        caplog.set_level(logging.DEBUG, logger=f"pqike.{sub.value}")
+    got: list[Datagram] = []
+    udp = UdpEndpoints(got.append, ike_port=0, natt_port=0, addresses=["127.0.0.1"])
+    udp.open()
+    try:
+        (ike,) = [s for s in udp._socks if s.port == udp.ike_port]
+        addr = ("198.51.100.9", 4242)
+        udp._dispatch(ike, init_request(1), [], socket.MSG_TRUNC | socket.MSG_DONTWAIT, addr)
+        udp._dispatch(ike, init_request(2), [], socket.MSG_DONTWAIT, addr)
+    finally:
+        udp.close()
+    assert [d.data for d in got] == [init_request(2)]
+    assert udp.stats.dropped == 1
+    assert "received oversized packet from 198.51.100.9[4242]" in caplog.text
