@@ -114,3 +114,28 @@ def test_a_bad_format_string_in_a_batch_costs_that_line_only(
         logging.raiseExceptions = raise_exc
     assert _messages(stream.getvalue()) == ["one 1", "three 3"]
     assert "Logging error" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_batch_is_one_reusable_object_nested_and_flushed_on_an_exception() -> None:
+    """The daemon enters a batch and an engine call on every wakeup: each is one object
+    made once (no generator per use), nests, lets exceptions through and still writes the
+    lines, and taps see their call end once, at the outermost exit."""
+    stream, net = _configured()
+    router = LogRouter()
+    assert pqlog.batched() is pqlog.batched()
+    assert router.engine_call() is router.engine_call()
+    tapped: list[str] = []
+    with router.tap(tapped.append) as tap:
+        tap.resolve(None)
+        with pytest.raises(ValueError), router.engine_call(), pqlog.batched():
+            with router.engine_call(), pqlog.batched():
+                net("inner %d", 1)
+            assert stream.writes == [] and tapped == []  # an inner exit writes nothing
+            net("outer %d", 2)
+            raise ValueError("engine bug")
+        assert len(stream.writes) == 1
+        assert _messages(stream.getvalue()) == ["inner 1", "outer 2"]
+        assert tapped == ["[NET] inner 1", "[NET] outer 2"]
+    net("after %d", 3)  # the depth went back to 0: written as it comes
+    assert len(stream.writes) == 2
