@@ -330,6 +330,7 @@ class Daemon:
         self._prefilling = False  # a _prefill_keys chain is scheduled
         self._idle_clock = time.monotonic  # real time, whatever clock the engine is given
         self._busy_at = 0.0  # _idle_clock() of the last engine call
+        self._direct = False  # the engine transmits as it seals (set_transmit)
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -374,6 +375,7 @@ class Daemon:
         set_transmit = getattr(self.engine, "set_transmit", None)  # test fakes may lack it
         if callable(set_transmit):
             set_transmit(self._transmit)  # a response leaves as soon as it is sealed
+            self._direct = True
         if hasattr(self.kernel, "on_acquire"):
             self.kernel.on_acquire = self._on_acquire  # type: ignore[attr-defined]
         attach = getattr(self.kernel, "attach", None)
@@ -508,8 +510,9 @@ class Daemon:
 
     def _after_engine(self, ticked_at: float | None = None) -> None:
         self._flush()
-        for w in list(self._waiters):
-            w.check()
+        if self._waiters:  # a command waiting for events; none on a responder's wakeups
+            for w in list(self._waiters):
+                w.check()
         self._reschedule(ticked_at)
         self._busy_at = self._idle_clock()
         if not self._prefilling and self._loop is not None:
@@ -604,7 +607,8 @@ class Daemon:
                     self.engine.receive(datagram, self.clock())
                 except Exception as e:
                     self._log_exception(f"processing a packet from {datagram.src}", e)
-                self._flush()  # answer now, not after the batch
+                if not self._direct:  # else the engine sent it already
+                    self._flush()  # answer now, not after the batch
         self._after_engine()
         if self._rxq and self._loop is not None:
             self._loop.call_soon(self._drain)

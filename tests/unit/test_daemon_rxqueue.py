@@ -154,13 +154,15 @@ class RecordingEngine:
 
 
 @asynccontextmanager
-async def daemon() -> AsyncIterator[tuple[Daemon, RecordingEngine, socket.socket]]:
+async def daemon(
+    factory: type[RecordingEngine] | None = None,  # None: RecordingEngine, looked up now
+) -> AsyncIterator[tuple[Daemon, RecordingEngine, socket.socket]]:
     work = Path(tempfile.mkdtemp(prefix="pqk", dir="/tmp"))
     (work / "pqike.toml").write_text(CONFIG)
     RecordingEngine.instances.clear()
     d = Daemon(
         load_config(work),
-        engine_factory=RecordingEngine,
+        engine_factory=factory or RecordingEngine,
         socket_path=str(work / "ctl.sock"),
         listen=["127.0.0.1"],
         ike_port=0,
@@ -233,6 +235,46 @@ def test_idle_daemon_processes_a_burst_in_the_wakeup_that_read_it() -> None:
             assert engine.calls[3:] == burst[:_BATCH]  # the rest in a later turn
             await until(lambda: len(engine.calls) == 3 + len(burst), "the rest of the burst")
             assert engine.calls[3:] == burst
+
+    asyncio.run(main())
+
+
+class TransmittingEngine(RecordingEngine):
+    """Sends each answer the moment it seals it (set_transmit), as the real engine does."""
+
+    def __init__(self, config, kernel, events) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(config, kernel, events)
+        self.transmit = None
+        self.pops = 0
+
+    def set_transmit(self, transmit) -> None:  # type: ignore[no-untyped-def]
+        self.transmit = transmit
+
+    def receive(self, datagram: Datagram, now: float) -> None:
+        super().receive(datagram, now)
+        self.transmit(Datagram(data=b"re:" + datagram.data, src=datagram.dst, dst=datagram.src))
+
+    def pop_outgoing(self) -> list[Datagram]:
+        self.pops += 1
+        return []
+
+
+def test_an_engine_that_transmits_itself_is_not_polled_after_each_datagram() -> None:
+    """Its answers left while it ran: the daemon asks it for queued ones once per batch,
+    not once per datagram as it must an engine that only queues them."""
+
+    async def main() -> None:
+        async with daemon(TransmittingEngine) as (d, engine, peer):
+            assert isinstance(engine, TransmittingEngine)
+            (ike,) = [s for s in d.udp._socks if s.port == d.udp.ike_port]
+            burst = [init_request(n) for n in range(1, 4)]
+            send_all(peer, d, burst)
+            pops = engine.pops
+            d.udp._readable(ike)
+            assert engine.calls == burst
+            assert engine.pops - pops == 1
+            peer.settimeout(5)
+            assert [peer.recv(2048) for _ in burst] == [b"re:" + m for m in burst]
 
     asyncio.run(main())
 
