@@ -12,7 +12,6 @@ was installed is removed before the failure is reported (no half-installed CHILD
 from __future__ import annotations
 
 import functools
-import ipaddress
 from typing import TYPE_CHECKING
 
 from pqike.config import Child
@@ -29,7 +28,7 @@ from pqike.proposal import (
 )
 from pqike.proposal.sa_payload import from_wire, to_wire
 from pqike.sa.child_sa import ChildSa, ChildState
-from pqike.sa.ts import TrafficSelector, fmt, is_subset
+from pqike.sa.ts import TrafficSelector, fmt, is_subset, parse_address
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.common import (
     best_child_config,
@@ -412,7 +411,7 @@ class ChildCreate(Task):
         spi = self.child.spi_in.to_bytes(4, "big")
         # with a virtual IP request, "dynamic" is 0.0.0.0/0 until the address is known
         if sa.conn.vips:
-            local_dyn = [TrafficSelector.any(ipaddress.ip_address(v).version) for v in sa.conn.vips]
+            local_dyn = [TrafficSelector.any(parse_address(v).version) for v in sa.conn.vips]
             self.my_ts = [t for t in cfg.selectors("local") if t is not None] + local_dyn
             if any(t is not None for t in cfg.selectors("local")):
                 self.my_ts = [t for t in cfg.selectors("local") if t is not None]

@@ -292,7 +292,7 @@ class IkeAuth(Task):
             sa.log("authentication of '%s' with pre-shared key successful", peer)
         else:
             self._verify_pubkey(msg, peer, auth, octets, side)
-        if expected and expected != "%any" and str(Identity.from_string(expected)) != str(peer):
+        if expected and expected != "%any" and str(_configured_identity(expected)) != str(peer):
             raise TaskFailed(
                 f"{side} identity '{peer}' does not match the configured '{expected}'",
                 NotifyType.AUTHENTICATION_FAILED,
@@ -365,7 +365,7 @@ class IkeAuth(Task):
         creds = self._local()
         remote = None
         if sa.conn.remote.id and sa.conn.remote.id != "%any":
-            remote = Identity.from_string(sa.conn.remote.id)
+            remote = _configured_identity(sa.conn.remote.id)
         self.ppk = initiator_ppk(sa)
         self._add_auth(msg, creds, remote)
         # strongSwan's order: IDi CERT N(INIT_CONTACT) CERTREQ IDr AUTH

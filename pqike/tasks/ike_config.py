@@ -72,7 +72,7 @@ class IkeConfig(Task):
     def build_i(self, msg: Outgoing) -> Status:
         if msg.exchange != ExchangeType.IKE_AUTH:
             return Status.NEED_MORE
-        vips = [ipaddress.ip_address(v) for v in self.sa.conn.vips]
+        vips = [parse_address(v) for v in self.sa.conn.vips]  # config strings: kept
         if not vips:
             return Status.SUCCESS
         attrs = []

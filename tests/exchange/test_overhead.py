@@ -412,11 +412,33 @@ def test_configured_identities_parsed_once() -> None:
     for _ in range(3):
         _up()
     info = ike_auth._configured_identity.cache_info()
-    # carol's and moon's own identity: parsed once for all three handshakes
-    assert info.misses == 2 and info.hits == 3 * 4 - 2
+    # carol's and moon's own identity (twice each per handshake) and the peer's that each
+    # expects (carol: for IDr and the check of moon's AUTH; moon: for the check): parsed
+    # once for all three handshakes
+    assert info.misses == 2 and info.hits == 3 * 7 - 2
     # a peer's address standing in for a missing id is parsed, not kept
     assert str(ike_auth._identity("%any", "192.0.2.9")) == "192.0.2.9"
     assert ike_auth._configured_identity.cache_info().currsize == 2
+
+
+def test_virtual_ip_request_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """carol's configured virtual IP (0.0.0.0, a request for any) is looked at by IKE_CONFIG
+    and CHILD_SA in every IKE_AUTH: parsed once for all handshakes, not twice per handshake."""
+    import ipaddress
+
+    from pqike.sa import ts
+
+    parsed = _calls(monkeypatch, ipaddress, "ip_address")
+    ts.parse_address.cache_clear()
+    in_handshakes = 0
+    for _ in range(3):
+        net = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
+        del parsed[:]  # loading the configuration checks the address too
+        net.peers["carol"].engine.initiate("net", None, 0.0)
+        net.run()
+        assert net.peers["carol"].engine.sas, "no IKE_SA"
+        in_handshakes += parsed.count(("0.0.0.0",))
+    assert in_handshakes == 1
 
 
 @pytest.mark.parametrize("fragment_size", [1480, 1280])
