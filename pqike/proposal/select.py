@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from pqike.memo import Memo
 from pqike.proposal.model import (
     Proposal,
     Transform,
@@ -406,6 +407,14 @@ class PrivateUseRefused(ProposalError):
     peer means by it what we do (strongSwan: no vendor ID from the peer)."""
 
 
+# The initiator's checks of answers, by value: a responder answers the same offer with the
+# same choice in every handshake, and the check sorts and groups a new Proposal. The key is all
+# the check reads (our offer, the answer's protocol, transforms and number, skip_private), so
+# the result less its SPI is a function of it; a refusal is never kept, and a hostile
+# responder's distinct answers fill at most the memo's 256 entries.
+_CHECKED: Memo[tuple[object, ...], Proposal] = Memo(256)
+
+
 def check_selected(
     offered: Sequence[Proposal], selected: Proposal, *, skip_private: bool = False
 ) -> Proposal:
@@ -422,6 +431,16 @@ def check_selected(
     strongSwan's initiator does when it runs its selection with PROPOSAL_SKIP_PRIVATE over
     the answer (PrivateUseRefused). Raises ProposalError naming the offending transform.
     """
+    number = selected.number
+    key = (tuple(offered), selected.protocol, selected.transforms, number, skip_private)
+    checked = _CHECKED.get(key)
+    if checked is None:
+        checked = _CHECKED.keep(key, _check(offered, selected, skip_private))
+    return checked.numbered(number, selected.spi)
+
+
+def _check(offered: Sequence[Proposal], selected: Proposal, skip_private: bool) -> Proposal:
+    """check_selected() without the memo; the result carries no SPI (the caller's)."""
     numbered = {(p.number or i + 1): p for i, p in enumerate(offered)}
     ours = numbered.get(selected.number)
     if ours is None:
@@ -467,4 +486,4 @@ def check_selected(
             f"missing from the selected proposal (we offered {_names(ours.of_type(ttype))})",
             str(selected),
         )
-    return Proposal(selected.protocol, tuple(kept), number=selected.number, spi=selected.spi)
+    return Proposal(selected.protocol, tuple(kept), number=selected.number)

@@ -676,3 +676,24 @@ def test_computable_drops_only_unavailable_ke_transforms(monkeypatch: pytest.Mon
     assert kept_esp is esp
     assert kept.ids(TransformType.ADDKE1) == (KeMethod.ML_KEM_1024,)
     assert kept.transforms == tuple(t for t in p.transforms if t.id != KeMethod.ML_KEM_768)
+
+
+def test_check_selected_remembers_valid_answers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A responder answers the same offer alike in every handshake: the second check of an
+    answer is a lookup (under the answer's own SPI); a refusal is checked again each time."""
+    from pqike.proposal import select
+
+    offered = tuple(parse_proposals(IKE, "aes256-sha256-x25519-ke1_mlkem768-ke1_kyber3"))
+    answer = parse_proposal(IKE, "aes256-sha256-x25519-ke1_mlkem768").transforms
+    first = check_selected(offered, Proposal(IKE, answer, number=1, spi=b"\x01" * 8))
+    kyber = Proposal(IKE, parse_proposal(IKE, "aes256-sha256-x25519-ke1_kyber3").transforms, 1)
+    with pytest.raises(PrivateUseRefused):
+        check_selected(offered, kyber, skip_private=True)
+    monkeypatch.setattr(select, "is_ke_type", lambda t: pytest.fail("checked again"))
+    again = check_selected(offered, Proposal(IKE, answer, number=1, spi=b"\x02" * 8))
+    assert again == Proposal(IKE, first.transforms, number=1, spi=b"\x02" * 8)
+    assert first.spi == b"\x01" * 8 and again.first(T.ADDKE1) == Transform(
+        T.ADDKE1, KeMethod.ML_KEM_768
+    )
+    with pytest.raises(BaseException, match="checked again"):
+        check_selected(offered, kyber, skip_private=True)
