@@ -65,6 +65,18 @@ class TrafficSelector:
             return None
         return TrafficSelector(start, end, self.protocol or other.protocol, sp, ep)
 
+    def covers(self, other: TrafficSelector) -> bool:
+        """Whether ``other`` lies within this selector: other.intersect(self) == other,
+        without building the intersection (the initiator asks for each selector it gets)."""
+        return (
+            self.version == other.version
+            and self.protocol in (0, other.protocol)
+            and self.start_port <= other.start_port
+            and other.end_port <= self.end_port
+            and not other.start < self.start
+            and not self.end < other.end
+        )
+
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The CIDR blocks covering the address range (kernel policies want prefixes)."""
         # computed once per selector (a CHILD_SA install asks several times); frozen, so the
@@ -119,7 +131,7 @@ def narrow(
 
 def is_subset(inner: list[TrafficSelector], outer: list[TrafficSelector]) -> bool:
     """Initiator check that the responder only narrowed what we proposed."""
-    return all(any(i.intersect(o) == i for o in outer) for i in inner)
+    return all(any(o.covers(i) for o in outer) for i in inner)
 
 
 def fmt(tss: list[TrafficSelector]) -> str:

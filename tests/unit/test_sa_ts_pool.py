@@ -167,3 +167,26 @@ def test_address_text_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
             TS.host("192.0.2.300")
     assert parsed == ["192.0.2.7", "192.0.2.300", "192.0.2.300"]
     assert TS.host(ipaddress.IPv6Address("2001:db8::1")).version == 6
+
+
+def test_covers_is_the_intersection_test_without_building_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """is_subset (the initiator's check of the narrowed selectors) asks covers(): the same
+    answer as other.intersect(self) == other for every mix of ranges, ports, protocols and
+    address families, and no intersection is built for it."""
+    ranges = [("10.0.0.0", "10.0.0.255"), ("10.0.0.128", "10.0.1.255"), ("10.0.0.7", "10.0.0.7")]
+    ranges += [("0.0.0.0", "255.255.255.255"), ("fd00::", "fd00::ffff")]
+    ports = [(0, 65535), (100, 200), (150, 150), (300, 400)]
+    selectors = [
+        TS(ipaddress.ip_address(a), ipaddress.ip_address(b), proto, sp, ep)
+        for a, b in ranges
+        for proto in (0, 6, 17)
+        for sp, ep in ports
+    ]
+    pairs = [(x, y) for x in selectors for y in selectors]
+    want = [y.intersect(x) == y for x, y in pairs]
+    assert True in want and False in want
+    monkeypatch.setattr(TS, "intersect", lambda *a: pytest.fail("intersection built"))
+    assert [x.covers(y) for x, y in pairs] == want
+    assert [is_subset([y], [x]) for x, y in pairs] == want
