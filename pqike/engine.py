@@ -36,18 +36,19 @@ from pqike.events import (
 from pqike.kernel.base import KernelBackend, KernelError, SaCounters
 from pqike.log import Subsystem, get_logger
 from pqike.partition import Partition
-from pqike.proposal import ProposalError, parse_proposals
+from pqike.proposal import ProposalError
 from pqike.sa.child_sa import ChildSa
 from pqike.sa.fragments import MemoryBudget
 from pqike.sa.ike_sa import IkeSa, IkeState, SaServices
 from pqike.sa.pool import AddressPool, pool_extent
 from pqike.sa.ts import parse_address
 from pqike.tasks.factory import establishment_tasks
+from pqike.tasks.ike_init import configured_proposals
 from pqike.tasks.informational import ChildDelete, IkeDelete
 from pqike.traps import TrapManager
 from pqike.vici import proposal_fields
 from pqike.wire.errors import DecodeError, InvalidMajorVersion, UnsupportedCriticalPayload
-from pqike.wire.iana import ExchangeType, NotifyType, ProtocolId
+from pqike.wire.iana import ExchangeType, NotifyType
 from pqike.wire.message import Message, decode_header, decode_message
 from pqike.wire.payloads import Notify
 
@@ -175,7 +176,7 @@ def _ke_backends(config: Config) -> tuple[Backend, ...]:
     methods: dict[int, None] = {}
     for conn in config.connections.values():
         with contextlib.suppress(ProposalError):  # refused at load; a test may pass any
-            for p in parse_proposals(ProtocolId.IKE, conn.proposals):
+            for p in configured_proposals(conn.proposals):
                 for t in p.key_exchanges:
                     methods.setdefault(t.id)
     out = []

@@ -80,7 +80,7 @@ def ike_suite(p: Proposal) -> IkeSuite:
 
 
 @functools.lru_cache(maxsize=64)
-def _configured(proposals: tuple[str, ...]) -> tuple[Proposal, ...]:
+def configured_proposals(proposals: tuple[str, ...]) -> tuple[Proposal, ...]:
     """A connection's IKE proposals, parsed once and shared (they are immutable) rather
     than again for each IKE_SA_INIT, a flood's worth of them."""
     return parse_proposals(ProtocolId.IKE, proposals)
@@ -107,7 +107,7 @@ class IkeInit(Task):
         super().__init__(sa, initiator)
         self.cfg = sa.cfg
         try:
-            self.proposals = _configured(sa.conn.proposals)
+            self.proposals = configured_proposals(sa.conn.proposals)
         except ProposalError as e:  # config checks make this unreachable for loaded configs
             raise TaskFailed(f"invalid IKE proposal: {e}") from e
         first_ke = next((p.first(TransformType.KE) for p in self.proposals), None)
@@ -167,19 +167,24 @@ class IkeInit(Task):
                 int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)
             ]
 
-    def _derive(self, selected: Proposal, g_ir: bytes) -> None:
-        sa = self.sa
+    def _selected_suite(self, selected: Proposal) -> IkeSuite:
+        """The selected proposal's suite (refused with NO_PROPOSAL_CHOSEN), and the additional
+        key exchanges it leaves pending."""
         try:
             suite = ike_suite(selected)
         except UnsupportedTransform as e:
             raise TaskFailed(str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
+        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+        return suite
+
+    def _derive(self, selected: Proposal, suite: IkeSuite, g_ir: bytes) -> None:
+        sa = self.sa
         seed = skeyseed(suite.prf, sa.ni, sa.nr, g_ir)
         keys = derive_ike_keys(suite.prf, seed, sa.ni, sa.nr, sa.spi_i, sa.spi_r, suite.key_lengths)
         sa.log.private("shared Diffie Hellman secret %s", g_ir.hex())
         sa.log.private("SKEYSEED %s", seed.hex())
         sa.proposal = selected
         sa.set_keys(suite, keys)
-        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
 
     def _announce(self, msg: Outgoing, selected_has_addke: bool) -> None:
         sa = self.sa
@@ -314,7 +319,7 @@ class IkeInit(Task):
         sa.nr = nonce.data
         self._capabilities(msg)
         self._check_natd(msg)
-        self._derive(selected, g_ir)
+        self._derive(selected, self._selected_suite(selected), g_ir)
         if self.pending and not sa.peer_intermediate:
             return self.fail(
                 "peer selected additional key exchanges but did not send "
@@ -416,11 +421,7 @@ class IkeInit(Task):
         sa.nr = sa.svc.rng(NONCE_SIZE)
         self._capabilities(msg)
         self._check_natd(msg)
-        try:
-            ike_suite(selected)  # what _derive() can refuse is refused before we answer
-        except UnsupportedTransform as e:
-            raise TaskFailed(str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
-        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+        suite = self._selected_suite(selected)  # refused before we answer, not after
         self.selected = selected
         if self.pending and not sa.peer_intermediate:
             raise TaskFailed(
@@ -429,12 +430,12 @@ class IkeInit(Task):
                 NotifyType.NO_PROPOSAL_CHOSEN,
             )
         # SKEYSEED and SK_* first protect the peer's next request: the response leaves first
-        sa.after_response.insert(0, functools.partial(self._derive_answered, selected, g_ir))
+        sa.after_response.insert(0, functools.partial(self._derive_answered, selected, suite, g_ir))
 
-    def _derive_answered(self, selected: Proposal, g_ir: bytes) -> None:
+    def _derive_answered(self, selected: Proposal, suite: IkeSuite, g_ir: bytes) -> None:
         """_derive() once the IKE_SA_INIT response is out; a failure ends the IKE_SA."""
         try:
-            self._derive(selected, g_ir)
+            self._derive(selected, suite, g_ir)
         except Exception as e:
             self.sa.fail(f"deriving IKE_SA keys failed: {type(e).__name__}: {e}", self.sa.now)
 
