@@ -35,9 +35,10 @@ from pqike.crypto.keyschedule import (
     ppk_ike_keys,
     responder_signed_octets,
 )
+from pqike.proposal import parse_proposals
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.ppk import Ppk, initiator_ppk, ppk_identity_data, responder_ppk
-from pqike.wire.iana import AuthMethod, CertEncoding, ExchangeType, NotifyType
+from pqike.wire.iana import AuthMethod, CertEncoding, ExchangeType, NotifyType, ProtocolId
 from pqike.wire.payloads import (
     Authentication,
     Certificate,
@@ -49,7 +50,6 @@ from pqike.wire.payloads import (
 )
 
 if TYPE_CHECKING:
-    from pqike.config import Connection
     from pqike.sa.ike_sa import IkeSa
 
 
@@ -73,6 +73,21 @@ def _configured_identity(text: str) -> Identity:
     return Identity.from_string(text)
 
 
+@functools.lru_cache(maxsize=256)
+def _configured_text(text: str) -> str:
+    # the printed form a configured id is compared by, printed once per config string
+    return str(_configured_identity(text))
+
+
+def _names(text: str | None, peer: Identity) -> bool:
+    """Whether a configured id (not %any) names the peer: their printed forms are equal (a
+    DN in another string type still matches). Equal values print the same, so the usual
+    case, the peer sending what we expect, prints nothing."""
+    if not text or text == "%any":
+        return False
+    return _configured_identity(text) == peer or _configured_text(text) == str(peer)
+
+
 class IkeAuth(Task):
     name = "ike_auth"
 
@@ -83,6 +98,9 @@ class IkeAuth(Task):
         self.peer: Identity | None = None  # the peer's identity once its AUTH verified
         self.scheme: SignatureScheme | None = None  # how we signed our AUTH, for diagnosis
         self.ppk: Ppk | None = None  # RFC 8784: the PPK both AUTH payloads use
+        # the last PSK looked up and for which pair: each side checks the peer's AUTH and
+        # builds its own with the same one (an IKE_SA keeps the config it was made with)
+        self._psk_for: tuple[Identity, Identity, bytes] | None = None
 
     # ---- credentials --------------------------------------------------------------------
 
@@ -120,11 +138,15 @@ class IkeAuth(Task):
         return store
 
     def _psk(self, local: Identity, remote: Identity) -> bytes:
+        last = self._psk_for
+        if last is not None and last[0] == local and last[1] == remote:
+            return last[2]
         psk = self.sa.svc.config.psk(str(local), str(remote))
         if psk is None:
             raise TaskFailed(
                 f"no shared key found for '{local}' - '{remote}'", NotifyType.AUTHENTICATION_FAILED
             )
+        self._psk_for = (local, remote, psk)
         return psk
 
     def _int_auth(self, mid: int) -> bytes:
@@ -292,7 +314,7 @@ class IkeAuth(Task):
             sa.log("authentication of '%s' with pre-shared key successful", peer)
         else:
             self._verify_pubkey(msg, peer, auth, octets, side)
-        if expected and expected != "%any" and str(_configured_identity(expected)) != str(peer):
+        if expected and expected != "%any" and not _names(expected, peer):
             raise TaskFailed(
                 f"{side} identity '{peer}' does not match the configured '{expected}'",
                 NotifyType.AUTHENTICATION_FAILED,
@@ -476,17 +498,10 @@ class IkeAuth(Task):
         identity is known, prefer one whose remote id names it (strongSwan does the same),
         among those that accept the negotiated IKE proposal."""
         sa = self.sa
-        from pqike.proposal import parse_proposals
-        from pqike.wire.iana import ProtocolId
-
-        def names_peer(conn: Connection) -> bool:
-            rid = conn.remote.id
-            return bool(rid) and rid != "%any" and str(Identity.from_string(rid)) == str(peer)
-
-        if names_peer(sa.conn):
+        if _names(sa.conn.remote.id, peer):
             return
         for name, conn in sa.svc.config.connections.items():
-            if conn is sa.conn or not names_peer(conn):
+            if conn is sa.conn or not _names(conn.remote.id, peer):
                 continue
             offered = parse_proposals(ProtocolId.IKE, conn.proposals)
             if sa.proposal is not None and any(

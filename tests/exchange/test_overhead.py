@@ -413,9 +413,9 @@ def test_configured_identities_parsed_once() -> None:
         _up()
     info = ike_auth._configured_identity.cache_info()
     # carol's and moon's own identity (twice each per handshake) and the peer's that each
-    # expects (carol: for IDr and the check of moon's AUTH; moon: for the check): parsed
-    # once for all three handshakes
-    assert info.misses == 2 and info.hits == 3 * 7 - 2
+    # expects (carol: for IDr and the check of moon's AUTH; moon: for the connection it
+    # picks and the check): parsed once for all three handshakes
+    assert info.misses == 2 and info.hits == 3 * 8 - 2
     # a peer's address standing in for a missing id is parsed, not kept
     assert str(ike_auth._identity("%any", "192.0.2.9")) == "192.0.2.9"
     assert ike_auth._configured_identity.cache_info().currsize == 2

@@ -1,0 +1,64 @@
+"""Work the responder's IKE_AUTH skips (issue 12): what depends only on the configuration
+is worked out once, not per handshake. Each test checks the handshake still succeeds and
+that the work is gone."""
+
+from __future__ import annotations
+
+import pytest
+
+from pqike.auth.certs import Identity
+from pqike.config import Config
+from pqike.events import EventKind
+from tests.exchange.peers import Net, make_pair, psk_config
+
+PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
+
+
+def _pair() -> Net:
+    return make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
+
+
+def _handshake(net: Net) -> None:
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    for name in ("carol", "moon"):
+        kinds = [e.kind for e in net.peers[name].events]
+        assert EventKind.CHILD_ESTABLISHED in kinds, name
+
+
+def _calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple]:
+    """The arguments of every call of ``owner.name`` from now on (which still happens)."""
+    seen: list[tuple] = []
+    real = getattr(owner, name)
+
+    def counted(*args: object, **kw: object) -> object:
+        seen.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, name, counted)
+    return seen
+
+
+def test_responder_parses_no_configured_identity_per_handshake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moon's connection names carol: checking that (which connection, whose AUTH) parses
+    and prints the configured id once, not again in every IKE_AUTH."""
+    _handshake(_pair())  # the configured ids are parsed once, here
+    parsed = _calls(monkeypatch, Identity, "from_string")
+    net = _pair()
+    _handshake(net)
+    assert parsed == []
+    assert net.peers["moon"].engine.config.connections["rw"].remote.id == "carol@strongswan.org"
+
+
+def test_psk_looked_up_once_per_identity_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each side checks the peer's AUTH and builds its own with the same PSK: one lookup."""
+    net = _pair()  # loading a configuration looks its PSKs up, too
+    looked_up = _calls(monkeypatch, Config, "psk")
+    _handshake(net)
+    pairs = [args[1:] for args in looked_up]
+    assert pairs == [
+        ("carol@strongswan.org", "moon.strongswan.org"),  # carol's AUTH, then moon's check
+        ("moon.strongswan.org", "carol@strongswan.org"),  # moon: carol's check, its AUTH
+    ]
