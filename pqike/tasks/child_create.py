@@ -108,6 +108,8 @@ def install_child(
     encr = p.first(TransformType.ENCR)
     integ = p.first(TransformType.INTEG)
     assert encr is not None
+    encr_id = EncrId(encr.id)
+    integ_id = IntegId(integ.id) if integ else IntegId.NONE
     kernel = sa.svc.kernel
     mode = Mode.TUNNEL if child.mode == "TUNNEL" else Mode.TRANSPORT
     i_to_r = (keys.encr_i, keys.integ_i)
@@ -124,9 +126,9 @@ def install_child(
             sa.remote.host,
             sa.local.host,
             mode,
-            EncrId(encr.id),
+            encr_id,
             inbound[0],
-            IntegId(integ.id) if integ else IntegId.NONE,
+            integ_id,
             inbound[1],
             child.reqid,
             remote_net,
@@ -139,9 +141,9 @@ def install_child(
             sa.local.host,
             sa.remote.host,
             mode,
-            EncrId(encr.id),
+            encr_id,
             outbound[0],
-            IntegId(integ.id) if integ else IntegId.NONE,
+            integ_id,
             outbound[1],
             child.reqid,
             local_net,
@@ -183,7 +185,10 @@ def install_child(
     child.outbound_installed = with_outbound
     child.state = ChildState.INSTALLED
     child.installed_at = now
-    _export_child_keys(sa, child, initiator, EncrId(encr.id), sas[0].integ)
+    _export_child_keys(sa, child, initiator, encr_id, integ_id)
+
+
+_CHD = get_logger(Subsystem.CHD)
 
 
 def _export_child_keys(
@@ -192,8 +197,8 @@ def _export_child_keys(
     """charon's level-4 CHILD_SA key lines, and the esp_sa table when enabled."""
     keys = child.keys
     assert keys is not None
-    chd = get_logger(Subsystem.CHD, sa.log.sa)
-    if chd.enabled(4):
+    if _CHD.enabled(4):  # a logger bound to the IKE_SA only for lines that are written
+        chd = _CHD.bind(sa.log.sa)
         chd.private("encryption initiator key %s", keys.encr_i.hex())
         chd.private("encryption responder key %s", keys.encr_r.hex())
         chd.private("integrity initiator key %s", keys.integ_i.hex())
@@ -534,13 +539,9 @@ class ChildCreate(Task):
         if not self._established():
             msg.notify(NotifyType.NO_PROPOSAL_CHOSEN)
             return Status.SUCCESS
-        reply = Proposal(
-            child.proposal.protocol,
-            child.proposal.transforms,
-            number=child.proposal.number,
-            spi=child.spi_in.to_bytes(4, "big"),
-        )
-        msg.add(SecurityAssociation(proposals=to_wire([reply]).proposals))
+        # the chosen proposal under its number with our SPI: its transforms are sorted and
+        # grouped already, and to_wire() makes the SA payload
+        msg.add(to_wire([child.proposal], child.spi_in.to_bytes(4, "big")))
         msg.add(TSi(selectors=_to_wire_ts(child.remote_ts)))
         msg.add(TSr(selectors=_to_wire_ts(child.local_ts)))
         if child.mode == "TRANSPORT":

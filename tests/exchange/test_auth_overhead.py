@@ -62,3 +62,21 @@ def test_psk_looked_up_once_per_identity_pair(monkeypatch: pytest.MonkeyPatch) -
         ("carol@strongswan.org", "moon.strongswan.org"),  # carol's AUTH, then moon's check
         ("moon.strongswan.org", "carol@strongswan.org"),  # moon: carol's check, its AUTH
     ]
+
+
+def test_responder_answers_its_choice_without_a_new_proposal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moon's SA payload answers with the proposal it selected, under its number with
+    moon's SPI: no Proposal is built (sorted and grouped) again for it."""
+    from pqike.proposal.model import Proposal
+
+    built = _calls(monkeypatch, Proposal, "__post_init__")
+    net = _pair()
+    _handshake(net)
+    # configured and received proposals are built; none with an ESP SPI (moon's answer)
+    assert [p for (p,) in built if len(p.spi) == 4] == []
+    [child] = next(iter(net.peers["moon"].engine.sas.values())).children
+    [theirs] = next(iter(net.peers["carol"].engine.sas.values())).children
+    assert theirs.spi_out == child.spi_in
+    assert theirs.proposal.transforms == child.proposal.transforms
