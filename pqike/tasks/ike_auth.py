@@ -266,11 +266,11 @@ class IkeAuth(Task):
 
     # ---- verifying the peer's AUTH ------------------------------------------------------
 
-    def _verify(self, msg: Incoming, ident_payload: Identification) -> Identity:
+    def _verify(self, msg: Incoming, peer: Identity) -> Identity:
+        """Check the AUTH of ``peer`` (its IDi/IDr, see _peer_identity)."""
         sa = self.sa
         assert sa.keys is not None and sa.suite is not None
         side = "initiator" if not sa.initiator else "responder"
-        peer = _peer_identity(ident_payload, sa)
         expected = sa.conn.remote.id
         auth = msg.first(Authentication)
         if auth is None:
@@ -461,7 +461,7 @@ class IkeAuth(Task):
             if ppk.required:
                 return self.fail(f"responder did not use the PPK for PPK_ID '{ppk}' we require")
             self.ppk = None  # it authenticated without the PPK, by our NO_PPK_AUTH
-        peer = self._verify(msg, idr)
+        peer = self._verify(msg, _peer_identity(idr, self.sa))
         if ppk is not None and used:
             self._apply_ppk()
         elif ppk is not None:
@@ -480,10 +480,11 @@ class IkeAuth(Task):
         idi = msg.first(IDi)
         if idi is None:
             raise TaskFailed("IKE_AUTH request lacks IDi", NotifyType.INVALID_SYNTAX)
-        self._switch_connection(_peer_identity(idi, self.sa))
+        peer = _peer_identity(idi, self.sa)  # read once, for the connection and the check
+        self._switch_connection(peer)
         self.sa.cfg("selected peer config '%s'", self.sa.name)
         self.ppk = responder_ppk(self.sa, msg)
-        self.peer = self._verify(msg, idi)
+        self.peer = self._verify(msg, peer)
         self.sa.remote_id = str(self.peer)
         initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
         if self.sa.svc.replace_duplicates(self.sa, initial_contact):

@@ -80,3 +80,16 @@ def test_responder_answers_its_choice_without_a_new_proposal(
     [theirs] = next(iter(net.peers["carol"].engine.sas.values())).children
     assert theirs.spi_out == child.spi_in
     assert theirs.proposal.transforms == child.proposal.transforms
+
+
+def test_peer_identity_read_once_per_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moon reads carol's IDi once, for the connection it picks and for the AUTH check;
+    carol reads moon's IDr once."""
+    import pqike.tasks.ike_auth as ike_auth
+
+    read = _calls(monkeypatch, ike_auth, "_peer_identity")
+    _handshake(_pair())
+    assert sorted(str(Identity(p.id_type, p.data)) for p, _ in read) == [
+        "carol@strongswan.org",
+        "moon.strongswan.org",
+    ]
