@@ -21,7 +21,7 @@ from pqike.proposal import (
     select_proposal,
 )
 from pqike.proposal.model import is_ke_type
-from pqike.sa.ts import TrafficSelector, fmt, narrow
+from pqike.sa.ts import TrafficSelector, fmt
 from pqike.tasks.base import TaskFailed
 from pqike.tasks.ike_vendor import private_algs_ok
 from pqike.wire.iana import NotifyType
@@ -170,6 +170,21 @@ def _log_private_skipped(sa: IkeSa, names: list[str]) -> None:
         sa.cfg("%s (%s)", PRIVATE_SKIPPED_LOG, ", ".join(sorted(set(names))))
 
 
+class _Selectors:
+    """Selectors printed when their log line is written: in the daemon's batch that is
+    after the response is sent (pqike.log.batched). A tuple of frozen selectors, so the
+    line reads the same then."""
+
+    __slots__ = ("tss",)
+    _frozen_for_log = True
+
+    def __init__(self, tss: list[TrafficSelector]) -> None:
+        self.tss = tuple(tss)
+
+    def __str__(self) -> str:
+        return fmt(list(self.tss))
+
+
 def child_established(sa: IkeSa, child: ChildSa, rekeyed: ChildSa | None = None) -> None:
     if sa.log.enabled(1):  # formatting the selectors is most of the line's cost
         sa.log(
@@ -177,8 +192,8 @@ def child_established(sa: IkeSa, child: ChildSa, rekeyed: ChildSa | None = None)
             child.label,
             child.spi_in,
             child.spi_out,
-            fmt(child.local_ts),
-            fmt(child.remote_ts),
+            _Selectors(child.local_ts),
+            _Selectors(child.remote_ts),
         )
     if rekeyed is not None:
         sa.emit(EventKind.CHILD_REKEYED, f"{rekeyed.label} -> {child.label}", child)
@@ -201,25 +216,36 @@ def best_child_config(
     """
     best: tuple[int, str, Child, list[TrafficSelector], list[TrafficSelector]] | None = None
     for name, cfg in sa.conn.children.items():
-        mine = configured_ts(cfg.selectors("local"), my_dyn)
-        theirs = configured_ts(cfg.selectors("remote"), peer_dyn)
-        n_tsr, n_tsi = narrow(tsr, mine), narrow(tsi, theirs)
-        if not n_tsr or not n_tsi:
+        n_tsr, score_r = _narrow_scored(tsr, configured_ts(cfg.selectors("local"), my_dyn))
+        if not n_tsr:
             continue
-        score = _ts_score(tsr, mine) + _ts_score(tsi, theirs)
+        n_tsi, score_i = _narrow_scored(tsi, configured_ts(cfg.selectors("remote"), peer_dyn))
+        if not n_tsi:
+            continue
+        score = score_r + score_i
         if best is None or score > best[0]:
             best = (score, name, cfg, n_tsr, n_tsi)
     return None if best is None else best[1:]
 
 
-def _ts_score(proposed: list[TrafficSelector], configured: list[TrafficSelector]) -> int:
+def _narrow_scored(
+    proposed: list[TrafficSelector], configured: list[TrafficSelector]
+) -> tuple[list[TrafficSelector], int]:
+    """narrow() and the fit of the proposed selectors from one intersection per pair: 5
+    for one equal to a configured selector, 1 for one that merely intersects."""
+    out: list[TrafficSelector] = []
     score = 0
     for p in proposed:
-        if p in configured:
-            score += 5
-        elif any(p.intersect(c) is not None for c in configured):
-            score += 1
-    return score
+        fit = 0
+        for c in configured:
+            i = p.intersect(c)
+            if i is None:
+                continue
+            fit = 5 if fit == 5 or p == c else 1
+            if i not in out:
+                out.append(i)
+        score += fit
+    return out, score
 
 
 def configured_ts(specs: list[TrafficSelector | None], dynamic: list[str]) -> list[TrafficSelector]:

@@ -10,6 +10,7 @@ from pqike.auth.certs import Identity
 from pqike.config import Config
 from pqike.events import EventKind
 from tests.exchange.peers import Net, make_pair, psk_config
+from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
 
@@ -93,3 +94,41 @@ def test_peer_identity_read_once_per_side(monkeypatch: pytest.MonkeyPatch) -> No
         "carol@strongswan.org",
         "moon.strongswan.org",
     ]
+
+
+def test_child_config_chosen_with_one_intersection_per_selector_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moon narrows carol's TSi and TSr against its one child config and scores the fit
+    from the same intersections: one per (proposed, configured) pair, two in all."""
+    from pqike.sa.ts import TrafficSelector
+
+    net = _pair()
+    built = _calls(monkeypatch, TrafficSelector, "intersect")
+    _handshake(net)
+    assert len(built) == 2
+    [child] = next(iter(net.peers["moon"].engine.sas.values())).children
+    assert [str(t) for t in child.local_ts] == ["10.1.0.0/24"]
+    assert [str(t) for t in child.remote_ts] == ["10.3.0.1/32"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_child_selectors_printed_when_the_batch_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the daemon's batch (the response goes out before it ends) the selectors of the
+    "CHILD_SA ... established" line are printed when the line is written, not before."""
+    import io
+
+    import pqike.tasks.common as common
+    from pqike import log as pqlog
+
+    stream = io.StringIO()
+    pqlog.configure(stream=stream)
+    formatted = _calls(monkeypatch, common, "fmt")
+    with pqlog.batched():
+        _handshake(_pair())
+        assert formatted == []
+    assert len(formatted) == 4  # both sides' local and remote selectors
+    [line] = [x for x in stream.getvalue().splitlines() if "<rw|1> CHILD_SA" in x]
+    assert line.endswith("and TS 10.1.0.0/24 === 10.3.0.1/32")
