@@ -10,6 +10,7 @@ from pqike.auth.certs import Identity
 from pqike.config import Config
 from pqike.events import EventKind
 from tests.exchange.peers import Net, make_pair, psk_config
+from tests.exchange.test_overhead import _calls
 from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
@@ -25,19 +26,6 @@ def _handshake(net: Net) -> None:
     for name in ("carol", "moon"):
         kinds = [e.kind for e in net.peers[name].events]
         assert EventKind.CHILD_ESTABLISHED in kinds, name
-
-
-def _calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple]:
-    """The arguments of every call of ``owner.name`` from now on (which still happens)."""
-    seen: list[tuple] = []
-    real = getattr(owner, name)
-
-    def counted(*args: object, **kw: object) -> object:
-        seen.append(args)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(owner, name, counted)
-    return seen
 
 
 def test_responder_parses_no_configured_identity_per_handshake(
