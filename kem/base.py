@@ -115,6 +115,7 @@ class Backend(ABC):
         self.provider = provider
         self.sizes = sizes
         self._spare: list[tuple[Any, bytes]] = []  # made ahead by prefill(), each used once
+        self.asked = False  # a pair was handed out: this process takes this role's side
         _PREFILLED.add(self)
 
     @abstractmethod
@@ -123,15 +124,20 @@ class Backend(ABC):
 
     def _pair(self) -> tuple[Any, bytes]:
         # RFC 7296 §2.12: a pair made ahead is handed out once, like a fresh one
+        self.asked = True
         return self._spare.pop() if self._spare else self._new_pair()
 
     def prefill(self, spare: int) -> bool:
-        """Make one key pair ahead (the daemon calls this when idle) if fewer than ``spare``
-        are waiting; False when there are enough."""
+        """Make one key pair ahead (the daemon calls this when nothing is queued) if fewer
+        than ``spare`` are waiting; False when there are enough."""
         if len(self._spare) >= spare:
             return False
         self._spare.append(self._new_pair())
         return True
+
+    def drop_spares(self) -> None:
+        """Forget the pairs made ahead (their method is no longer configured)."""
+        self._spare.clear()
 
     @abstractmethod
     def initiator(self) -> Initiator: ...

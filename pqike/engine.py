@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from kem import registry
-from kem.base import Backend
+from kem.base import Backend, Kind
 from kem.errors import MethodUnavailable
 from pqike.config import Config, Connection
 from pqike.counters import Counters
@@ -186,6 +186,16 @@ def _ke_backends(config: Config) -> tuple[Backend, ...]:
     return tuple(out)
 
 
+def _initiates(config: Config) -> bool:
+    """Whether a connection is started or trapped here: we are then an initiator, whose KE
+    methods all need a key pair (a responder's KEM encapsulates to the initiator's key)."""
+    return any(
+        child.start_action != "none"
+        for conn in config.connections.values()
+        for child in conn.children.values()
+    )
+
+
 def default_source(remote: str) -> str:
     """The address the kernel would send from (a connected UDP socket sends nothing)."""
     family = socket.AF_INET6 if ":" in remote else socket.AF_INET
@@ -243,6 +253,7 @@ class Engine:
         # _out until the call returns (work after a response is then off its latency path)
         self._transmit: Callable[[Datagram], None] | None = None
         self._spare_backends: tuple[Backend, ...] | None = None  # prefill_keys(), per config
+        self._spare_kem = False  # prefill_keys() makes KEM pairs before our first initiation
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
@@ -379,18 +390,34 @@ class Engine:
             if new is None or old is None or new.addrs != old.addrs:
                 del self._pools[name]
         self.config = config
-        self._spare_backends = None
+        self._drop_unconfigured_spares()
         self._budget.set_limit(config.daemon.reassembly_memory)
         self._svc = self._make_services()
         self.install_traps()
 
+    def _drop_unconfigured_spares(self) -> None:
+        # a reload that removes a method leaves none of its private keys in memory
+        old, self._spare_backends = self._spare_backends, None
+        if old is not None:
+            self._spare_backends = _ke_backends(self.config)
+            self._spare_kem = _initiates(self.config)
+            for backend in set(old) - set(self._spare_backends):
+                backend.drop_spares()
+
     def prefill_keys(self, spare: int = SPARE_KEYS) -> bool:
         """Make one ephemeral key pair ahead for a KE method of the configured IKE proposals
-        (the daemon calls this while idle, so a handshake finds its keys made: x25519 and
-        ML-KEM keygen are 50-60 us each); False once each has ``spare`` waiting."""
+        (the daemon calls this when nothing is queued, so a handshake finds its keys made:
+        x25519 and ML-KEM keygen are 50-60 us each); False once each has ``spare`` waiting.
+        DH pairs serve both roles; KEM pairs only an initiator, so they are made once a
+        connection is started or trapped here, or we initiated with the method before."""
         if self._spare_backends is None:
             self._spare_backends = _ke_backends(self.config)
-        return any(b.prefill(spare) for b in self._spare_backends)
+            self._spare_kem = _initiates(self.config)
+        return any(
+            b.prefill(spare)
+            for b in self._spare_backends
+            if b.kind is Kind.DH or b.asked or self._spare_kem
+        )
 
     def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
         """Hand every datagram to ``transmit`` as it is queued (the daemon's UDP send; it

@@ -55,9 +55,6 @@ _SPIN_DELAY = 0.01  # re-arm delay when the engine reports a deadline already pa
 # datagrams handed to the engine per loop iteration: between batches the loop reads the
 # sockets (new messages of known IKE_SAs overtake queued IKE_SA_INITs) and runs timers
 _BATCH = 8
-# no engine call for this long and nothing queued: make ephemeral keys ahead (a handshake's
-# messages come a millisecond or less apart, so this waits for its end)
-_IDLE = 0.005
 
 
 class EngineLike(Protocol):
@@ -328,8 +325,6 @@ class Daemon:
         self._rxq = ReceiveQueue(self._known_spi)
         self._draining = False
         self._prefilling = False  # a _prefill_keys chain is scheduled
-        self._idle_clock = time.monotonic  # real time, whatever clock the engine is given
-        self._busy_at = 0.0  # _idle_clock() of the last engine call
         self._direct = False  # the engine transmits as it seals (set_transmit)
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -514,25 +509,22 @@ class Daemon:
             for w in list(self._waiters):
                 w.check()
         self._reschedule(ticked_at)
-        self._busy_at = self._idle_clock()
-        if not self._prefilling and self._loop is not None:
+        if not self._prefilling and not self._rxq and self._loop is not None:
+            # answered and nothing queued: the peer now works on our response (>= 300 us),
+            # time enough to make the keys the next handshake takes off its critical path
             self._prefilling = True
-            self._loop.call_later(_IDLE, self._prefill_keys)
+            self._loop.call_soon(self._prefill_keys)
 
     def _prefill_keys(self) -> None:
-        """Once the engine has had nothing to do for _IDLE, make the next handshakes'
-        ephemeral keys ahead, one per loop turn: not between the messages of a handshake
-        (that work would delay the next one), and a datagram arriving meanwhile waits for
-        one keygen at most."""
+        """Make the next handshakes' ephemeral keys ahead, one per loop turn, so a datagram
+        that arrives waits for one keygen at most; stop as soon as one is queued (under load
+        the queue never empties and nothing is made ahead: each INIT makes its own)."""
         assert self._loop is not None
         prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
-        idle = self._idle_clock() - self._busy_at
-        if callable(prefill) and (self._rxq or idle < _IDLE):
-            self._loop.call_later(_IDLE - min(idle, _IDLE) or _IDLE, self._prefill_keys)
-        elif callable(prefill) and self._guard("making keys ahead", prefill):
-            self._loop.call_soon(self._prefill_keys)
-        else:
-            self._prefilling = False  # all made: the next engine call starts again
+        if self._rxq or not callable(prefill) or not self._guard("making keys ahead", prefill):
+            self._prefilling = False  # the next engine call with an empty queue starts again
+            return
+        self._loop.call_soon(self._prefill_keys)
 
     def _reschedule(self, ticked_at: float | None = None) -> None:
         if self._loop is None:

@@ -1,5 +1,6 @@
-"""Ephemeral key pairs made ahead while the daemon is idle: each is handed out once
-(RFC 7296 §2.12), a forked worker drops its parent's, and a handshake uses them."""
+"""Ephemeral key pairs made ahead when the daemon has nothing queued: each is handed out once
+(RFC 7296 §2.12), a forked worker drops its parent's, a handshake uses them, and only the
+pairs our role needs are made."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from kem.ids import KeMethod
 from pqike.config import load_config
 from pqike.daemon import Daemon
 from pqike.engine import SPARE_KEYS, Engine, _ke_backends
+from pqike.events import Datagram, Endpoint
 from pqike.kernel.base import MemoryKernel
 from tests.exchange.peers import make_pair, psk_config
-from tests.unit.test_daemon_rxqueue import CONFIG, until
+from tests.unit.test_daemon_rxqueue import CONFIG
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
 
@@ -53,24 +55,55 @@ def test_a_forked_child_drops_the_pairs_its_parent_made() -> None:
     backend._spare.clear()
 
 
+def _cleared(*methods: KeMethod) -> list:  # type: ignore[type-arg]
+    backends = [_backend(m) for m in methods]
+    for b in backends:
+        b._spare.clear()
+        b.asked = False
+    return backends
+
+
+def _fill(engine: Engine) -> int:
+    made = 0
+    while engine.prefill_keys():
+        made += 1
+    return made
+
+
 def test_the_engine_fills_its_proposals_methods_and_the_responder_uses_them() -> None:
     net = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
     carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
-    x25519 = _backend(KeMethod.CURVE_25519)
-    mlkem = _backend(KeMethod.ML_KEM_768)
-    x25519._spare.clear()
-    mlkem._spare.clear()
-    made = 0
-    while moon.prefill_keys():
-        made += 1
-    assert made == 2 * SPARE_KEYS and len(x25519._spare) == len(mlkem._spare) == SPARE_KEYS
+    x25519, mlkem = _cleared(KeMethod.CURVE_25519, KeMethod.ML_KEM_768)
+    # moon only answers: an x25519 pair, never an ML-KEM one (it encapsulates to carol's key)
+    assert _fill(moon) == SPARE_KEYS and len(x25519._spare) == SPARE_KEYS and not mlkem._spare
     moons = x25519._spare[0][1]  # carol takes the last made (both share the backends here)
     carol.initiate("net", "home", 0.0)
     net.run()
     assert any(e.kind.name == "IKE_ESTABLISHED" for e in net.peers["moon"].events)
     init_response = next(d for d in net.log if d.src.host != "192.168.0.3")
     assert moons in init_response.data  # moon's KEr is a pair made ahead
-    assert len(x25519._spare) == 0 and len(mlkem._spare) == SPARE_KEYS - 1
+    assert x25519._spare == [] and mlkem.asked  # carol initiated: ML-KEM pairs are wanted now
+    assert _fill(moon) == 2 * SPARE_KEYS and len(mlkem._spare) == SPARE_KEYS
+
+
+def test_a_connection_started_here_makes_kem_pairs_ahead_from_the_start() -> None:
+    x25519, mlkem = _cleared(KeMethod.CURVE_25519, KeMethod.ML_KEM_768)
+    config = psk_config("carol", PROPOSAL, child_extra={"start_action": "start"})
+    assert _fill(Engine(config, MemoryKernel())) == 2 * SPARE_KEYS
+    assert len(x25519._spare) == len(mlkem._spare) == SPARE_KEYS
+    _cleared(KeMethod.CURVE_25519, KeMethod.ML_KEM_768)
+
+
+def test_a_reload_that_drops_a_method_drops_its_pairs_made_ahead() -> None:
+    x25519, mlkem = _cleared(KeMethod.CURVE_25519, KeMethod.ML_KEM_768)
+    config = psk_config("carol", PROPOSAL, child_extra={"start_action": "start"})
+    engine = Engine(config, MemoryKernel())
+    _fill(engine)
+    engine.load_config(psk_config("carol", "aes256-sha256-x25519-ke1_mlkem768-modp2048"))
+    assert len(x25519._spare) == len(mlkem._spare) == SPARE_KEYS  # still configured: kept
+    engine.load_config(psk_config("carol", "aes256-sha256-modp2048"))
+    assert x25519._spare == mlkem._spare == []
+    _cleared(KeMethod.CURVE_25519, KeMethod.ML_KEM_768, KeMethod.MODP_2048)
 
 
 def test_an_engine_without_ke_methods_makes_nothing() -> None:
@@ -80,10 +113,17 @@ def test_an_engine_without_ke_methods_makes_nothing() -> None:
     _backend(KeMethod.MODP_2048)._spare.clear()
 
 
-def test_the_daemon_makes_keys_ahead_once_it_is_idle() -> None:
+def test_the_daemon_makes_keys_ahead_once_it_answered_and_nothing_is_queued() -> None:
+    """Right after an engine call (a gateway with steady traffic is never idle for long),
+    one keygen per loop turn; nothing while a datagram waits."""
     work = Path(tempfile.mkdtemp(prefix="pqk", dir="/tmp"))
     (work / "pqike.toml").write_text(CONFIG)
     config = load_config(work)
+    waiting = Datagram(b"\x00" * 28, Endpoint("127.0.0.2", 500), Endpoint("127.0.0.1", 500))
+
+    async def turns(n: int) -> None:  # loop turns, no time: the trigger is not a delay
+        for _ in range(n):
+            await asyncio.sleep(0)
 
     async def main() -> None:
         d = Daemon(
@@ -94,21 +134,27 @@ def test_the_daemon_makes_keys_ahead_once_it_is_idle() -> None:
             natt_port=0,
         )
         assert isinstance(d.engine, Engine)
-        backends = _ke_backends(config)  # "default": ECP_256
+        backends = _ke_backends(config)  # "default": ECP_256, a DH
         assert backends
         for b in backends:
             b._spare.clear()
-        now = [1000.0]
-        d._idle_clock = lambda: now[0]  # frozen: the engine was busy a moment ago
         await d.start()
         try:
-            for _ in range(20):  # loop turns and timers, but never idle for long enough
-                await asyncio.sleep(0.002)
-            assert all(b._spare == [] for b in backends)
-            now[0] += 1.0  # a second without engine work
-            await until(lambda: all(len(b._spare) == SPARE_KEYS for b in backends), "keys")
-            await until(lambda: not d._prefilling, "the end of the chain")
+            await turns(SPARE_KEYS * len(backends) + 2)
+            assert all(len(b._spare) == SPARE_KEYS for b in backends) and not d._prefilling
+            for b in backends:
+                b._spare.clear()
+            d._rxq.push(waiting)  # under load: the engine's next call comes first
+            d._after_engine()
+            await turns(5)
+            assert all(b._spare == [] for b in backends) and not d._prefilling
+            d._rxq.clear()
+            d._after_engine()  # a keygen is due; a datagram queued meanwhile stops the chain
+            d._rxq.push(waiting)
+            await turns(5)
+            assert all(b._spare == [] for b in backends) and not d._prefilling
         finally:
+            d._rxq.clear()
             await d.stop()
 
     try:
