@@ -54,6 +54,7 @@ SIGNATURE_HASHES = (
     HashAlgorithm.SHA2_512,
     HashAlgorithm.IDENTITY,
 )
+_SIGNATURE_HASHES_DATA = b"".join(struct.pack("!H", h) for h in SIGNATURE_HASHES)
 
 
 def _packed(host: str) -> bytes:
@@ -193,10 +194,7 @@ class IkeInit(Task):
         if frag_ok and (not msg.is_response or sa.peer_frag):
             msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
         if not msg.is_response or sa.peer_hash_algs:
-            msg.notify(
-                NotifyType.SIGNATURE_HASH_ALGORITHMS,
-                b"".join(struct.pack("!H", h) for h in SIGNATURE_HASHES),
-            )
+            msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _SIGNATURE_HASHES_DATA)
         if self._use_ppk(msg.is_response):
             msg.notify(NotifyType.USE_PPK)  # charon's position: before CHDLESS_SUP
         if msg.is_response and sa.conn.childless != "never":
@@ -420,7 +418,6 @@ class IkeInit(Task):
         sa.ni = nonce.data
         sa.nr = sa.svc.rng(NONCE_SIZE)
         self._capabilities(msg)
-        self._check_natd(msg)
         suite = self._selected_suite(selected)  # refused before we answer, not after
         self.selected = selected
         if self.pending and not sa.peer_intermediate:
@@ -431,6 +428,9 @@ class IkeInit(Task):
             )
         # SKEYSEED and SK_* first protect the peer's next request: the response leaves first
         sa.after_response.insert(0, functools.partial(self._derive_answered, selected, suite, g_ir))
+        # RFC 7296 §2.23: the NAT-D outcome only sets state for later (UDP encapsulation,
+        # keepalives, floating to 4500); our response's NAT-D notifies hash our own addresses
+        sa.after_response.append(functools.partial(self._check_natd, msg))
 
     def _derive_answered(self, selected: Proposal, suite: IkeSuite, g_ir: bytes) -> None:
         """_derive() once the IKE_SA_INIT response is out; a failure ends the IKE_SA."""
