@@ -33,6 +33,21 @@ if TYPE_CHECKING:
     from pqike.sa.ike_sa import IkeSa
 
 
+# Methods found computable here. kem.registry loads each provider once and keeps what it
+# got, so a method available once stays available: asked for every KE transform of our
+# proposals in every IKE_SA_INIT, that answer is kept (at most one entry per registered ID).
+_AVAILABLE: set[int] = set()
+
+
+def _available(m: Method) -> bool:
+    if m.id in _AVAILABLE:
+        return True
+    if m.available:
+        _AVAILABLE.add(m.id)
+        return True
+    return False
+
+
 def ke_backend(method: int) -> Method:
     """The registry entry for a negotiated method; NO_PROPOSAL_CHOSEN if we cannot run it."""
     try:
@@ -41,7 +56,7 @@ def ke_backend(method: int) -> Method:
         raise TaskFailed(
             f"key exchange method {method} unknown", NotifyType.NO_PROPOSAL_CHOSEN
         ) from e
-    if not m.available:
+    if not _available(m):
         raise TaskFailed(
             f"key exchange method {m.log_name} unavailable: {m.unavailable_reason}",
             NotifyType.NO_PROPOSAL_CHOSEN,
@@ -52,8 +67,10 @@ def ke_backend(method: int) -> Method:
 def _computable_id(method: int) -> bool:
     if method == 0:  # NONE: an optional additional key exchange
         return True
+    if method in _AVAILABLE:
+        return True
     try:
-        return registry.get(method).available
+        return _available(registry.get(method))
     except KeyError:
         return False
 

@@ -10,6 +10,7 @@ import pytest
 from kem import registry
 from pqike.events import EventKind
 from pqike.sa.ike_sa import IkeSa
+from pqike.tasks import common
 from pqike.wire.iana import ExchangeType
 from pqike.wire.message import decode_header, decode_message
 from pqike.wire.payloads import EncryptedFragment
@@ -113,6 +114,7 @@ def test_responder_never_selects_an_unavailable_method(
         "unavailable_reason",
         property(lambda m: "test: provider removed" if m.id == gone.id else real.fget(m)),
     )
+    monkeypatch.setattr(common, "_AVAILABLE", set())  # forget it was available before
     # carol offers it anyway (its IKE_SA_INIT needs only x25519); moon must not pick it
     net.peers["carol"].engine.initiate("net", None, 0.0)
     net.run()

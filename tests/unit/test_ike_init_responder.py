@@ -8,9 +8,14 @@ import logging
 import msgspec
 import pytest
 
-from pqike.events import Datagram
+from kem import registry
+from kem.ids import KeMethod
+from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
-from tests.exchange.peers import make_pair, psk_config
+from pqike.sa.ike_sa import IkeSa
+from pqike.tasks import common
+from pqike.tasks.ike_init import configured_proposals
+from tests.exchange.peers import MOON, make_pair, psk_config
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
 
@@ -39,3 +44,41 @@ def test_nat_detection_of_the_request_is_checked_after_the_response_left(
     assert seen_when_sent == [False]  # the response did not wait for the NAT-D hashes
     assert sa.nat_remote and not sa.nat_local  # checked once it was out
     assert "remote host is behind NAT" in caplog.text
+
+
+def test_a_method_found_available_is_not_looked_up_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """computable() runs for every IKE_SA_INIT; a provider once loaded stays, so only a
+    method not (yet) available is asked again."""
+    asked: list[int] = []
+    missing = {KeMethod.ML_KEM_1024.value}
+
+    def available(self: registry.Method) -> bool:
+        asked.append(self.id)
+        return self.id not in missing
+
+    monkeypatch.setattr(common, "_AVAILABLE", set(), raising=False)  # none known yet
+    monkeypatch.setattr(registry.Method, "available", property(available))
+    sa = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL)).peers["moon"]
+    ike_sa = IkeSa(
+        sa.engine._services(),
+        1,
+        "rw",
+        sa.engine.config.connections["rw"],
+        False,
+        Endpoint(MOON, 500),
+        Endpoint("192.168.0.3", 500),
+        spi_i=bytes(range(8)),
+    )
+    ours = configured_proposals((PROPOSAL, "aes256-sha256-x25519-ke1_mlkem1024"))
+    for _ in range(3):
+        assert common.computable(ike_sa, ours) == [ours[0]]  # the ML-KEM-1024 one dropped
+        assert common.ke_backend(KeMethod.CURVE_25519).id == KeMethod.CURVE_25519
+    x25519, mlkem768, mlkem1024 = (
+        KeMethod.CURVE_25519.value,
+        KeMethod.ML_KEM_768.value,
+        KeMethod.ML_KEM_1024.value,
+    )
+    assert asked.count(x25519) == asked.count(mlkem768) == 1
+    assert asked.count(mlkem1024) == 3  # unavailable: asked each time
