@@ -236,6 +236,8 @@ class Proposal:
     # three times; numbered() copies hand them on: the transforms are the same)
     _kes: tuple[Transform, ...] | None = field(default=None, init=False, repr=False, compare=False)
     _addke: bool | None = field(default=None, init=False, repr=False, compare=False)
+    # str(), logged for each selection ("selected proposal: ..."), by numbered() copies too
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         protocol = _PROTOCOLS.get(self.protocol)
@@ -315,8 +317,12 @@ class Proposal:
         return in_wire_order(self.transforms)
 
     def __str__(self) -> str:
-        algs = "/".join(str(t) for ttype in self.types for t in self.of_type(ttype))
-        return f"{self.protocol.name}:{algs}"
+        text = self._text
+        if text is None:
+            algs = "/".join(str(t) for ttype in self.types for t in self.of_type(ttype))
+            text = f"{self.protocol.name}:{algs}"
+            object.__setattr__(self, "_text", text)
+        return text
 
 
 def format_proposals(proposals: Iterable[Proposal]) -> str:

@@ -12,9 +12,11 @@ from kem import registry
 from kem.ids import KeMethod
 from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
+from pqike.proposal import model, parse_proposals
 from pqike.sa.ike_sa import IkeSa
 from pqike.tasks import common
 from pqike.tasks.ike_init import configured_proposals
+from pqike.wire.iana import ProtocolId
 from tests.exchange.peers import MOON, make_pair, psk_config
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
@@ -82,3 +84,24 @@ def test_a_method_found_available_is_not_looked_up_again(
     )
     assert asked.count(x25519) == asked.count(mlkem768) == 1
     assert asked.count(mlkem1024) == 3  # unavailable: asked each time
+
+
+def test_a_proposals_text_is_built_once_and_handed_on_to_numbered_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "selected proposal: ..." is logged for every selection, of a numbered() copy of the
+    kept choice: the copies carry the text instead of formatting each transform again."""
+    built: list[model.Transform] = []
+    real = model.Transform.__str__
+
+    def counting(t: model.Transform) -> str:
+        built.append(t)
+        return real(t)
+
+    monkeypatch.setattr(model.Transform, "__str__", counting)
+    (chosen,) = parse_proposals(ProtocolId.IKE, [PROPOSAL])  # not a cached one
+    text = str(chosen)
+    assert text == "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768"
+    once = len(built)
+    copies = [chosen.numbered(n, bytes([n]) * 8) for n in (1, 2, 3)]
+    assert [str(c) for c in copies] == [text] * 3 and len(built) == once
