@@ -511,9 +511,11 @@ class Daemon:
         self._reschedule(ticked_at)
         if not self._prefilling and not self._rxq and self._loop is not None:
             # answered and nothing queued: the peer now works on our response (>= 300 us),
-            # time enough to make the keys the next handshake takes off its critical path
+            # time enough to make the keys the next handshake takes off its critical path.
+            # The first one now: the loop would run it before reading a datagram anyway, and
+            # with all made (the usual case) no loop turn is spent on asking
             self._prefilling = True
-            self._loop.call_soon(self._prefill_keys)
+            self._prefill_keys()
 
     def _prefill_keys(self) -> None:
         """Make the next handshakes' ephemeral keys ahead, one per loop turn, so a datagram
