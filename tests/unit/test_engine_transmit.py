@@ -168,3 +168,55 @@ def test_daemon_sends_what_the_engine_transmits_at_once(
             assert d.udp.stats.sent == 2
 
     asyncio.run(main())
+
+
+def test_counting_comes_after_the_datagram_left() -> None:
+    """A response is handed to transmit before it is counted (the peer waits for the first,
+    nobody for the second); every one is counted all the same."""
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    seen: list[int] = []
+
+    def transmit(d: Datagram) -> None:
+        seen.append(sum(moon.counters.values.values()))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            before = sum(moon.counters.values.values())
+            moon.receive(d, 0.0)
+            assert seen[-1] == before + 1  # the request counted, its response not yet
+    assert len(seen) == 3  # INIT, INTERMEDIATE and AUTH responses
+    outbound = {k: v for k, v in moon.counters.values.items() if "-out-" in k and v}
+    assert outbound == {
+        "ike-init-out-resp": 1,
+        "ike-intermediate-out-resp": 1,
+        "ike-auth-out-resp": 1,
+    }
+
+
+@pytest.mark.parametrize("inbound", [True, False])
+def test_counter_names_per_header(inbound: bool) -> None:
+    """Each exchange type, R flag and fragment number lands on the counter charon names."""
+    from pqike.counters import COUNTER_NAMES, Counters
+
+    way = "in" if inbound else "out"
+    names = {34: "ike-init", 35: "ike-auth", 36: "create-child", 37: "info"}
+    names |= {43: "ike-intermediate", 44: "ike-followup-ke"}
+    for exchange in range(256):
+        for flags in (0x00, 0x08, 0x20, 0x28):
+            for first, number in ((46, 1), (53, 1), (53, 2)):
+                c = Counters()
+                header = bytes(16) + bytes([first, 0x20, exchange, flags]) + bytes(8)
+                c.count(header + bytes(4) + number.to_bytes(2, "big") + bytes(2), inbound)
+                counted = [k for k, v in c.values.items() if v]
+                kind = "resp" if flags & 0x20 else "req"
+                expected = (
+                    []
+                    if exchange not in names or number != 1
+                    else [f"{names[exchange]}-{way}-{kind}"]
+                )
+                assert counted == expected, (exchange, flags, first, number)
+                assert set(c.values) == set(COUNTER_NAMES)
