@@ -220,3 +220,31 @@ def test_counter_names_per_header(inbound: bool) -> None:
                 )
                 assert counted == expected, (exchange, flags, first, number)
                 assert set(c.values) == set(COUNTER_NAMES)
+
+
+def test_int_auth_chained_after_the_intermediate_response_left() -> None:
+    """The responder extends IntAuth_i and IntAuth_r (RFC 9242) for an IKE_INTERMEDIATE only
+    once its response is out: at transmit time both chains are as before that exchange,
+    afterwards both moved, and IKE_AUTH (which checks them, each side) still succeeds."""
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    at_send: list[tuple[int, object, object]] = []
+    after: list[tuple[object, object]] = []
+
+    def transmit(d: Datagram) -> None:
+        sa = next(iter(moon.sas.values()))
+        at_send.append((d.data[HEADER_EXCHANGE], sa.int_auth_i, sa.int_auth_r))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+            sa = next(iter(moon.sas.values()))
+            after.append((sa.int_auth_i, sa.int_auth_r))
+    assert [x for x, _, _ in at_send] == [34, 43, 35]
+    assert at_send[1][1:] == (None, None)  # nothing chained yet when the response left
+    assert all(after[1]) and after[1] == at_send[2][1:]  # both chained right after
+    kinds = [e.kind for e in net.peers["carol"].events]
+    assert EventKind.IKE_ESTABLISHED in kinds
