@@ -749,7 +749,6 @@ class IkeSa:
 
     def _encode(self, out: Outgoing) -> list[bytes]:
         header = self._message(out.exchange, out.message_id, out.is_response)
-        role = "response" if out.is_response else "request"
         if out.exchange == ExchangeType.IKE_SA_INIT:
             plain = header.with_payloads(out.payloads)
             self.enc("generating %s", Described(plain))
@@ -765,6 +764,7 @@ class IkeSa:
             return [wire_sk.protect(header, inner, self._out_cipher)]
         packets = wire_sk.protect_fragments(header, inner, self._out_cipher, limit)
         self.enc("splitting IKE message (%d bytes) into %d fragments", size, len(packets))
+        role = "response" if out.is_response else "request"
         for i in range(len(packets)):
             self.enc(
                 "generating %s %s %d [ EF(%d/%d) ]",
@@ -814,8 +814,9 @@ class IkeSa:
 
     def _transmit(self, packets: list[bytes]) -> None:
         for data in packets:
-            self.net("sending packet: from %s to %s (%d bytes)", self.local, self.remote, len(data))
             self.svc.send(Datagram(data=data, src=self.local, dst=self.remote))
+            # logged once it is out: the peer waits for the datagram, not for the line
+            self.net("sending packet: from %s to %s (%d bytes)", self.local, self.remote, len(data))
         if self._int_auth_later:  # in message order: each chain is an ordered hash chain
             later, self._int_auth_later = self._int_auth_later, ()
             for header, inner, keys in later:
@@ -1070,43 +1071,42 @@ class IkeSa:
 
     def _open(self, message: Message, raw: bytes, frags: Reassembler) -> Incoming | None:
         """Decrypt (and reassemble) a message; None when it must be dropped or waited for."""
-        role = "response" if message.response else "request"
         ex = message.exchange
-        ex_name = ex.name if isinstance(ex, ExchangeType) else str(ex)
         if not isinstance(ex, ExchangeType):
             self.enc("unsupported exchange type %s, ignored", ex)
             return None
+        role = "response" if message.response else "request"  # ex.name: only where logged
         if ex == ExchangeType.IKE_SA_INIT:
             self.enc("parsed %s", Described(message))
             return Incoming(ex, message.message_id, message.response, message.payloads, raw)
         sealed = message.sealed
         if sealed is None or self._in_cipher is None:
             self.enc(
-                "%s %s %d without encrypted payload, ignored", ex_name, role, message.message_id
+                "%s %s %d without encrypted payload, ignored", ex.name, role, message.message_id
             )
             return None
         try:
             if isinstance(sealed, Encrypted):
                 opened: wire_sk.Opened | None = wire_sk.open_message(message, raw, self._in_cipher)
             else:
-                opened = self._open_fragment(message, raw, frags, ex_name, role)
+                opened = self._open_fragment(message, raw, frags, ex.name, role)
             if opened is None:
                 return None
         except IntegrityError:
             self.enc(
-                "integrity check of %s %s %d failed, dropped", ex_name, role, message.message_id
+                "integrity check of %s %s %d failed, dropped", ex.name, role, message.message_id
             )
             return None
         except (DecodeError, PaddingError) as e:
             # the engine decoded the outer message already, so this is the decrypted inner
             # chain (or its padding): the ICV was valid, the sender holds the keys
             if message.response:
-                self.enc("invalid %s response %d: %s, dropped", ex_name, message.message_id, e)
+                self.enc("invalid %s response %d: %s, dropped", ex.name, message.message_id, e)
             else:
                 self._answer_malformed(message, e)
             return None
         except SkError as e:
-            self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
+            self.enc("invalid %s %s %d: %s, dropped", ex.name, role, message.message_id, e)
             return None
         self.enc("parsed %s", Described(message, opened.inner))
         if ex == ExchangeType.IKE_INTERMEDIATE:

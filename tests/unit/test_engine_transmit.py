@@ -248,3 +248,30 @@ def test_int_auth_chained_after_the_intermediate_response_left() -> None:
     assert all(after[1]) and after[1] == at_send[2][1:]  # both chained right after
     kinds = [e.kind for e in net.peers["carol"].events]
     assert EventKind.IKE_ESTABLISHED in kinds
+
+
+def test_sending_packet_is_logged_once_the_datagram_left(caplog: pytest.LogCaptureFixture) -> None:
+    """'sending packet' is written after the datagram was handed to transmit (the peer waits
+    for the datagram, not for the line), and still once per datagram with its size."""
+    caplog.set_level(logging.INFO, logger="pqike")
+    for sub in Subsystem:
+        caplog.set_level(logging.INFO, logger=f"pqike.{sub.value}")
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    lines_at_send: list[int] = []
+
+    def sent_lines() -> list[str]:
+        msgs = [r.getMessage() for r in caplog.records if getattr(r, "sa", "").startswith("rw|")]
+        return [m for m in msgs if m.startswith("sending packet")]
+
+    def transmit(d: Datagram) -> None:
+        lines_at_send.append(len(sent_lines()))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+    assert lines_at_send == [0, 1, 2]  # none for the datagram being sent yet
+    assert len(sent_lines()) == 3 and all(line.endswith(" bytes)") for line in sent_lines())
