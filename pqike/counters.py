@@ -40,7 +40,20 @@ COUNTER_NAMES: tuple[str, ...] = (
         for kind in ("req", "resp")
     ),
 )
-_BY_ID = {int(k): v for k, v in _EXCHANGES.items()}
+_RESPONSE_BIT = int(HeaderFlag.RESPONSE).bit_length() - 1  # the R flag's bit, 5
+_SKF = int(PayloadType.SKF)
+
+
+def _names(way: str) -> dict[int, str]:
+    """Counter name by exchange type << 1 | R flag: one dict lookup per datagram."""
+    return {
+        int(x) << 1 | resp: f"{name}-{way}-{'resp' if resp else 'req'}"
+        for x, name in _EXCHANGES.items()
+        for resp in (0, 1)
+    }
+
+
+_IN, _OUT = _names("in"), _names("out")
 
 
 class Counters:
@@ -52,18 +65,14 @@ class Counters:
     def count(self, data: bytes, inbound: bool) -> None:
         if len(data) < IKE_HEADER_LEN:
             return
-        name = _BY_ID.get(data[HEADER_EXCHANGE])
+        key = data[HEADER_EXCHANGE] << 1 | (data[HEADER_FLAGS] >> _RESPONSE_BIT & 1)
+        name = (_IN if inbound else _OUT).get(key)
         if name is None:
             return
         # a fragment message: only fragment 1 counts (RFC 7383 §2.5: number at octet 32)
-        if (
-            data[HEADER_NEXT_PAYLOAD] == PayloadType.SKF
-            and len(data) >= 34
-            and int.from_bytes(data[32:34], "big") != 1
-        ):
+        if data[HEADER_NEXT_PAYLOAD] == _SKF and len(data) >= 34 and data[32:34] != b"\x00\x01":
             return
-        kind = "resp" if data[HEADER_FLAGS] & HeaderFlag.RESPONSE else "req"
-        self.values[f"{name}-{'in' if inbound else 'out'}-{kind}"] += 1
+        self.values[name] += 1
 
     def bump(self, name: str) -> None:
         self.values[name] += 1

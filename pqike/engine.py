@@ -432,8 +432,8 @@ class Engine:
         if self._transmit is None:
             self._out.append(d)
             return
-        self.counters.count(d.data, inbound=False)
         self._transmit(d)
+        self.counters.count(d.data, inbound=False)  # after: the peer waits for the datagram
 
     def pop_outgoing(self) -> list[Datagram]:
         out = list(self._out)

@@ -85,11 +85,20 @@ class _Formatter(logging.Formatter):
         return self.line(record.created, record.msecs, record.name, record.getMessage(), sa)
 
     def line(self, created: float, msecs: float, name: str, message: str, sa: str) -> str:
-        ts = f"{self._clock(created)}.{int(msecs):03d}"
-        ctx = f"<{sa}> " if sa else ""
+        tag = _TAGS.get(name) or _tag(name)
         # one record, one line: whatever text slipped in unescaped cannot forge another
         # line (multi-line output such as tracebacks is logged line by line)
-        return f"{ts} [{name.rsplit('.', 1)[-1]}] {ctx}{one_line(message)}"
+        if sa:
+            return f"{self._clock(created)}.{int(msecs):03d} {tag} <{sa}> {one_line(message)}"
+        return f"{self._clock(created)}.{int(msecs):03d} {tag} {one_line(message)}"
+
+
+_TAGS: dict[str, str] = {}  # logger name -> "[NET]": a dozen names, each line has one
+
+
+def _tag(name: str) -> str:
+    tag = _TAGS[name] = f"[{name.rsplit('.', 1)[-1]}]"
+    return tag
 
 
 @functools.cache
@@ -373,19 +382,19 @@ class _DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
     def _text(self, entry: _Pending) -> str | None:
+        if type(entry) is tuple:  # the common case: a direct line kept for the batch's end
+            now, name, py, msg, args, sa = entry
+            try:
+                return self._line(now, name, msg, args, sa) + self.terminator
+            except Exception:  # what the standard path would have said of a bad format string
+                self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
+                return None
         if isinstance(entry, str):
             return entry
-        if isinstance(entry, logging.LogRecord):
-            try:
-                return self.format(entry) + self.terminator
-            except Exception:
-                self.handleError(entry)
-                return None
-        now, name, py, msg, args, sa = entry
         try:
-            return self._line(now, name, msg, args, sa) + self.terminator
-        except Exception:  # what the standard path would have said of a bad format string
-            self.handleError(logging.LogRecord(name, py, "", 0, msg, args, None))
+            return self.format(entry) + self.terminator  # type: ignore[arg-type]
+        except Exception:
+            self.handleError(entry)  # type: ignore[arg-type]
             return None
 
     def flush(self) -> None:

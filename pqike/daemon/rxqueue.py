@@ -53,16 +53,23 @@ class Priority(IntEnum):
     LOW = 2
 
 
+# plain ints and members bound once: an IntFlag operand costs an enum operation per datagram
+_INITIATOR = int(HeaderFlag.INITIATOR)
+_INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
+_NO_SPI = bytes(8)
+_HIGH, _MEDIUM, _LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
+
+
 def priority(data: bytes, known: Callable[[bytes], bool]) -> Priority:
     """The class of an IKE message (without non-ESP marker); ``known(spi)`` says whether
     an IKE_SA of ours has that SPI as its own."""
     if len(data) < IKE_HEADER_LEN:
-        return Priority.LOW
+        return _LOW
     # the original initiator's messages name our SPI as SPIr, the responder's as SPIi
-    ours = data[HEADER_SPI_R:16] if data[HEADER_FLAGS] & HeaderFlag.INITIATOR else data[:8]
-    if ours == bytes(8) or not known(ours):
-        return Priority.LOW
-    return Priority.HIGH if data[HEADER_EXCHANGE] == ExchangeType.INFORMATIONAL else Priority.MEDIUM
+    ours = data[HEADER_SPI_R:16] if data[HEADER_FLAGS] & _INITIATOR else data[:8]
+    if ours == _NO_SPI or not known(ours):
+        return _LOW
+    return _HIGH if data[HEADER_EXCHANGE] == _INFORMATIONAL else _MEDIUM
 
 
 class ReceiveQueue:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import socket
 import struct
@@ -124,35 +125,47 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _pktinfo(family: int, host: str) -> list[tuple[int, int, bytes]]:
+# per local address, not per datagram: the hosts are ours (the addresses peers talk to)
+@functools.lru_cache(maxsize=64)
+def _pktinfo(family: int, host: str) -> tuple[tuple[int, int, bytes], ...]:
     """Control message that makes a wildcard socket send from ``host``."""
     if _unspecified(host):
-        return []
+        return ()
     if family == socket.AF_INET:
         # struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
         data = struct.pack("=i4s4s", 0, socket.inet_aton(host), b"\0" * 4)
-        return [(socket.IPPROTO_IP, IP_PKTINFO, data)]
+        return ((socket.IPPROTO_IP, IP_PKTINFO, data),)
     # struct in6_pktinfo { in6_addr ipi6_addr; unsigned ipi6_ifindex; }
     data = struct.pack("=16sI", socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]), 0)
-    return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, data)]
+    return ((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, data),)
+
+
+@functools.lru_cache(maxsize=64)
+def _pktinfo_dst(family: int, level: int, ctype: int, data: bytes) -> str | None:
+    """The destination address in one PKTINFO control message (an address of ours and an
+    interface index: a handful of values, so kept rather than converted per datagram)."""
+    if (
+        family == socket.AF_INET
+        and level == socket.IPPROTO_IP
+        and ctype == IP_PKTINFO
+        and len(data) >= 12
+    ):
+        return socket.inet_ntoa(data[8:12])  # ipi_addr: header destination
+    if (
+        family == socket.AF_INET6
+        and level == socket.IPPROTO_IPV6
+        and ctype == socket.IPV6_PKTINFO
+        and len(data) >= 16
+    ):
+        return socket.inet_ntop(socket.AF_INET6, data[:16])
+    return None
 
 
 def _dst_from_ancillary(family: int, ancdata: Iterable[tuple[int, int, bytes]]) -> str | None:
     for level, ctype, data in ancdata:
-        if (
-            family == socket.AF_INET
-            and level == socket.IPPROTO_IP
-            and ctype == IP_PKTINFO
-            and len(data) >= 12
-        ):
-            return socket.inet_ntoa(data[8:12])  # ipi_addr: header destination
-        if (
-            family == socket.AF_INET6
-            and level == socket.IPPROTO_IPV6
-            and ctype == socket.IPV6_PKTINFO
-            and len(data) >= 16
-        ):
-            return socket.inet_ntop(socket.AF_INET6, data[:16])
+        host = _pktinfo_dst(family, level, ctype, data)
+        if host is not None:
+            return host
     return None
 
 
@@ -407,7 +420,7 @@ class UdpEndpoints:
         return fallback
 
     def _sendmsg(self, s: _Sock, payload: bytes, src: Endpoint, dst: Endpoint) -> bool:
-        anc = _pktinfo(s.family, src.host) if s.wildcard else []
+        anc = _pktinfo(s.family, src.host) if s.wildcard else ()
         try:
             s.sock.sendmsg([payload], anc, 0, (dst.host, dst.port))
         except OSError as e:

@@ -124,6 +124,7 @@ class IkeSa:
         "_frag_requests",
         "_frag_responses",
         "_in_cipher",
+        "_int_auth_later",
         "_out_cipher",
         "_state",
         "active",
@@ -237,6 +238,8 @@ class IkeSa:
         self.init_response = b""
         self.int_auth_i: bytes | None = None  # RFC 9242 chains
         self.int_auth_r: bytes | None = None
+        # IKE_INTERMEDIATE messages whose IntAuth is chained once the next datagram is out
+        self._int_auth_later: tuple[tuple[Message, wire_sk.Plain, IkeKeys], ...] = ()
         self.pending_secret: bytes | None = None  # ADDKE shared secret to mix in (RFC 9370)
         self.peer_frag = False
         self.peer_intermediate = False
@@ -746,7 +749,6 @@ class IkeSa:
 
     def _encode(self, out: Outgoing) -> list[bytes]:
         header = self._message(out.exchange, out.message_id, out.is_response)
-        role = "response" if out.is_response else "request"
         if out.exchange == ExchangeType.IKE_SA_INIT:
             plain = header.with_payloads(out.payloads)
             self.enc("generating %s", Described(plain))
@@ -755,13 +757,14 @@ class IkeSa:
         self.enc("generating %s", Described(header, out.payloads))
         inner = wire_sk.plain(out.payloads)  # encoded once: sealing, fragments and IntAuth
         if out.exchange == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(header, inner)
+            self._chain_int_auth_later(header, inner)
         limit = self._fragment_limit()
         size = wire_sk.sealed_message_length(header, inner, self._out_cipher)
         if limit is None or size <= limit:
             return [wire_sk.protect(header, inner, self._out_cipher)]
         packets = wire_sk.protect_fragments(header, inner, self._out_cipher, limit)
         self.enc("splitting IKE message (%d bytes) into %d fragments", size, len(packets))
+        role = "response" if out.is_response else "request"
         for i in range(len(packets)):
             self.enc(
                 "generating %s %s %d [ EF(%d/%d) ]",
@@ -787,21 +790,37 @@ class IkeSa:
         size = self.svc.config.daemon.fragment_size_for(6 if v6 else 4)
         return wire_sk.max_message_length(size, v6, self._natt())
 
-    def _chain_int_auth(self, header: Message, inner: wire_sk.Plain) -> None:
+    def _chain_int_auth(
+        self, header: Message, inner: wire_sk.Plain, keys: IkeKeys | None = None
+    ) -> None:
         """RFC 9242 §3.3.2: extend IntAuth_i (initiator's messages) or IntAuth_r, over the
-        plaintext as sent or as decrypted."""
-        assert self.keys is not None and self.suite is not None
+        plaintext as sent or as decrypted, with SK_pi/SK_pr of ``keys`` (those of the
+        message; by default the current ones)."""
+        keys = keys or self.keys
+        assert keys is not None and self.suite is not None
         a, p = wire_sk.int_auth_a_p(header, inner.plaintext, inner.first_inner)
         from_initiator = header.initiator
         if from_initiator:
-            self.int_auth_i = int_auth(self.suite.prf, self.keys.sk_pi, self.int_auth_i, a, p)
+            self.int_auth_i = int_auth(self.suite.prf, keys.sk_pi, self.int_auth_i, a, p)
         else:
-            self.int_auth_r = int_auth(self.suite.prf, self.keys.sk_pr, self.int_auth_r, a, p)
+            self.int_auth_r = int_auth(self.suite.prf, keys.sk_pr, self.int_auth_r, a, p)
+
+    def _chain_int_auth_later(self, header: Message, inner: wire_sk.Plain) -> None:
+        """_chain_int_auth once the datagram we are about to send is out (_transmit): the
+        chains are read only by IKE_AUTH, so this need not delay a response or request.
+        The keys are those of now (an IKE_INTERMEDIATE's secret is mixed in after it)."""
+        assert self.keys is not None
+        self._int_auth_later = (*self._int_auth_later, (header, inner, self.keys))
 
     def _transmit(self, packets: list[bytes]) -> None:
         for data in packets:
-            self.net("sending packet: from %s to %s (%d bytes)", self.local, self.remote, len(data))
             self.svc.send(Datagram(data=data, src=self.local, dst=self.remote))
+            # logged once it is out: the peer waits for the datagram, not for the line
+            self.net("sending packet: from %s to %s (%d bytes)", self.local, self.remote, len(data))
+        if self._int_auth_later:  # in message order: each chain is an ordered hash chain
+            later, self._int_auth_later = self._int_auth_later, ()
+            for header, inner, keys in later:
+                self._chain_int_auth(header, inner, keys)
 
     def _send_request(self, out: Outgoing, now: float) -> None:
         packets = self._encode(out)
@@ -1052,47 +1071,50 @@ class IkeSa:
 
     def _open(self, message: Message, raw: bytes, frags: Reassembler) -> Incoming | None:
         """Decrypt (and reassemble) a message; None when it must be dropped or waited for."""
-        role = "response" if message.response else "request"
         ex = message.exchange
-        ex_name = ex.name if isinstance(ex, ExchangeType) else str(ex)
         if not isinstance(ex, ExchangeType):
             self.enc("unsupported exchange type %s, ignored", ex)
             return None
+        role = "response" if message.response else "request"  # ex.name: only where logged
         if ex == ExchangeType.IKE_SA_INIT:
             self.enc("parsed %s", Described(message))
             return Incoming(ex, message.message_id, message.response, message.payloads, raw)
         sealed = message.sealed
         if sealed is None or self._in_cipher is None:
             self.enc(
-                "%s %s %d without encrypted payload, ignored", ex_name, role, message.message_id
+                "%s %s %d without encrypted payload, ignored", ex.name, role, message.message_id
             )
             return None
         try:
             if isinstance(sealed, Encrypted):
                 opened: wire_sk.Opened | None = wire_sk.open_message(message, raw, self._in_cipher)
             else:
-                opened = self._open_fragment(message, raw, frags, ex_name, role)
+                opened = self._open_fragment(message, raw, frags, ex.name, role)
             if opened is None:
                 return None
         except IntegrityError:
             self.enc(
-                "integrity check of %s %s %d failed, dropped", ex_name, role, message.message_id
+                "integrity check of %s %s %d failed, dropped", ex.name, role, message.message_id
             )
             return None
         except (DecodeError, PaddingError) as e:
             # the engine decoded the outer message already, so this is the decrypted inner
             # chain (or its padding): the ICV was valid, the sender holds the keys
             if message.response:
-                self.enc("invalid %s response %d: %s, dropped", ex_name, message.message_id, e)
+                self.enc("invalid %s response %d: %s, dropped", ex.name, message.message_id, e)
             else:
                 self._answer_malformed(message, e)
             return None
         except SkError as e:
-            self.enc("invalid %s %s %d: %s, dropped", ex_name, role, message.message_id, e)
+            self.enc("invalid %s %s %d: %s, dropped", ex.name, role, message.message_id, e)
             return None
         self.enc("parsed %s", Described(message, opened.inner))
         if ex == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(message, wire_sk.Plain(opened.first_inner, opened.plaintext))
+            inner = wire_sk.Plain(opened.first_inner, opened.plaintext)
+            if message.response:  # the initiator's next request (IKE_AUTH) may need it now
+                self._chain_int_auth(message, inner)
+            else:  # after our response went out
+                self._chain_int_auth_later(message, inner)
         return Incoming(ex, message.message_id, message.response, opened.inner, raw)
 
     def _open_fragment(

@@ -13,12 +13,25 @@ from collections.abc import Sequence
 from pqike.wire.iana import CfgAttr, CfgType, EapCode, EapType, NotifyType, PayloadType
 from pqike.wire.message import Message
 from pqike.wire.payloads import (
+    Authentication,
+    Certificate,
+    CertificateRequest,
     Configuration,
+    Delete,
+    Encrypted,
     EncryptedFragment,
     ExtensibleAuthentication,
+    IDi,
+    IDr,
+    KeyExchange,
+    Nonce,
     Notify,
     Payload,
+    SecurityAssociation,
+    TSi,
+    TSr,
     UnknownPayload,
+    VendorId,
 )
 
 __all__ = ["Described", "describe", "notify_short_name", "payload_summary"]
@@ -197,9 +210,37 @@ def notify_short_name(notify_type: int) -> str:
     return _named(NOTIFY_SHORT, notify_type)
 
 
+# the summary of a payload whose text is its type alone, and of each known notify: a log
+# line prints a dozen of them, a lookup each instead of building the same strings again
+_FIXED: dict[type, str] = {
+    cls: PAYLOAD_SHORT[cls.TYPE]
+    for cls in (
+        SecurityAssociation,
+        KeyExchange,
+        IDi,
+        IDr,
+        Certificate,
+        CertificateRequest,
+        Authentication,
+        Nonce,
+        Delete,
+        VendorId,
+        TSi,
+        TSr,
+        Encrypted,
+    )
+}
+_NOTIFIES = {int(t): f"N({name})" for t, name in NOTIFY_SHORT.items()}
+
+
 def _one(p: Payload) -> str:
+    text = _FIXED.get(type(p))
+    if text is not None:
+        return text
     if isinstance(p, UnknownPayload):
         return f"({p.type})"
+    if type(p) is Notify:
+        return _NOTIFIES.get(p.notify_type) or f"N({notify_short_name(p.notify_type)})"
     text = _named(PAYLOAD_SHORT, p.type)
     if isinstance(p, Notify):
         text += f"({notify_short_name(p.notify_type)})"
@@ -217,7 +258,7 @@ def _one(p: Payload) -> str:
 
 def payload_summary(payloads: Sequence[Payload]) -> str:
     """``[ SA KE No N(NATD_S_IP) ]``; an empty list gives ``[ ]``."""
-    return "[ " + "".join(_one(p) + " " for p in payloads) + "]"
+    return f"[ {' '.join(map(_one, payloads))} ]" if payloads else "[ ]"
 
 
 def describe(message: Message, inner: Sequence[Payload] | None = None) -> str:

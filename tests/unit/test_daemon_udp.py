@@ -243,6 +243,42 @@ def test_pktinfo_round_trip_on_wildcard_socket():
     asyncio.run(run())
 
 
+def test_pktinfo_converted_per_address_not_per_datagram(monkeypatch):
+    """A wildcard socket reads the destination of every datagram and sends each answer from
+    an address: both conversions are made once per address (ours, a handful), and still
+    right when the address changes."""
+    import pqike.daemon.udp as udp
+
+    converted: list[str] = []
+    real_ntoa, real_aton = socket.inet_ntoa, socket.inet_aton
+    monkeypatch.setattr(socket, "inet_ntoa", lambda b: converted.append("ntoa") or real_ntoa(b))
+    monkeypatch.setattr(socket, "inet_aton", lambda h: converted.append("aton") or real_aton(h))
+    udp._pktinfo.cache_clear()
+    udp._pktinfo_dst.cache_clear()
+
+    async def run():
+        b = Peer()
+        b.udp.open()
+        b.udp.attach(asyncio.get_running_loop())
+        raw = _raw(addr="127.0.0.1")
+        try:
+            for n, to in enumerate(["127.0.0.2"] * 3 + ["127.0.0.3"] * 2, start=1):
+                raw.sendto(IKE_HEADER, (to, b.udp.ike_port))
+                await _settle(lambda n=n: len(b.got) == n)
+                got = b.got[-1]
+                assert got.dst == Endpoint(to, b.udp.ike_port)
+                assert b.udp.send(Datagram(data=IKE_HEADER, src=got.dst, dst=got.src))
+                loop = asyncio.get_running_loop()
+                _, addr = await loop.run_in_executor(None, raw.recvfrom, 2048)
+                assert addr == (to, b.udp.ike_port)
+        finally:
+            raw.close()
+            b.udp.close()
+
+    asyncio.run(run())
+    assert sorted(converted) == ["aton", "aton", "ntoa", "ntoa"]  # one each per address
+
+
 @pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on loopback")
 def test_ipv6_pktinfo_and_same_ports_for_both_families():
     async def run():

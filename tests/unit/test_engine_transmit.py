@@ -168,3 +168,110 @@ def test_daemon_sends_what_the_engine_transmits_at_once(
             assert d.udp.stats.sent == 2
 
     asyncio.run(main())
+
+
+def test_counting_comes_after_the_datagram_left() -> None:
+    """A response is handed to transmit before it is counted (the peer waits for the first,
+    nobody for the second); every one is counted all the same."""
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    seen: list[int] = []
+
+    def transmit(d: Datagram) -> None:
+        seen.append(sum(moon.counters.values.values()))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            before = sum(moon.counters.values.values())
+            moon.receive(d, 0.0)
+            assert seen[-1] == before + 1  # the request counted, its response not yet
+    assert len(seen) == 3  # INIT, INTERMEDIATE and AUTH responses
+    outbound = {k: v for k, v in moon.counters.values.items() if "-out-" in k and v}
+    assert outbound == {
+        "ike-init-out-resp": 1,
+        "ike-intermediate-out-resp": 1,
+        "ike-auth-out-resp": 1,
+    }
+
+
+@pytest.mark.parametrize("inbound", [True, False])
+def test_counter_names_per_header(inbound: bool) -> None:
+    """Each exchange type, R flag and fragment number lands on the counter charon names."""
+    from pqike.counters import COUNTER_NAMES, Counters
+
+    way = "in" if inbound else "out"
+    names = {34: "ike-init", 35: "ike-auth", 36: "create-child", 37: "info"}
+    names |= {43: "ike-intermediate", 44: "ike-followup-ke"}
+    for exchange in range(256):
+        for flags in (0x00, 0x08, 0x20, 0x28):
+            for first, number in ((46, 1), (53, 1), (53, 2)):
+                c = Counters()
+                header = bytes(16) + bytes([first, 0x20, exchange, flags]) + bytes(8)
+                c.count(header + bytes(4) + number.to_bytes(2, "big") + bytes(2), inbound)
+                counted = [k for k, v in c.values.items() if v]
+                kind = "resp" if flags & 0x20 else "req"
+                expected = (
+                    []
+                    if exchange not in names or number != 1
+                    else [f"{names[exchange]}-{way}-{kind}"]
+                )
+                assert counted == expected, (exchange, flags, first, number)
+                assert set(c.values) == set(COUNTER_NAMES)
+
+
+def test_int_auth_chained_after_the_intermediate_response_left() -> None:
+    """The responder extends IntAuth_i and IntAuth_r (RFC 9242) for an IKE_INTERMEDIATE only
+    once its response is out: at transmit time both chains are as before that exchange,
+    afterwards both moved, and IKE_AUTH (which checks them, each side) still succeeds."""
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    at_send: list[tuple[int, object, object]] = []
+    after: list[tuple[object, object]] = []
+
+    def transmit(d: Datagram) -> None:
+        sa = next(iter(moon.sas.values()))
+        at_send.append((d.data[HEADER_EXCHANGE], sa.int_auth_i, sa.int_auth_r))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+            sa = next(iter(moon.sas.values()))
+            after.append((sa.int_auth_i, sa.int_auth_r))
+    assert [x for x, _, _ in at_send] == [34, 43, 35]
+    assert at_send[1][1:] == (None, None)  # nothing chained yet when the response left
+    assert all(after[1]) and after[1] == at_send[2][1:]  # both chained right after
+    kinds = [e.kind for e in net.peers["carol"].events]
+    assert EventKind.IKE_ESTABLISHED in kinds
+
+
+def test_sending_packet_is_logged_once_the_datagram_left(caplog: pytest.LogCaptureFixture) -> None:
+    """'sending packet' is written after the datagram was handed to transmit (the peer waits
+    for the datagram, not for the line), and still once per datagram with its size."""
+    caplog.set_level(logging.INFO, logger="pqike")
+    for sub in Subsystem:
+        caplog.set_level(logging.INFO, logger=f"pqike.{sub.value}")
+    net = _pair()
+    carol, moon = net.peers["carol"].engine, net.peers["moon"].engine
+    lines_at_send: list[int] = []
+
+    def sent_lines() -> list[str]:
+        msgs = [r.getMessage() for r in caplog.records if getattr(r, "sa", "").startswith("rw|")]
+        return [m for m in msgs if m.startswith("sending packet")]
+
+    def transmit(d: Datagram) -> None:
+        lines_at_send.append(len(sent_lines()))
+        carol.receive(d, 0.0)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+    assert lines_at_send == [0, 1, 2]  # none for the datagram being sent yet
+    assert len(sent_lines()) == 3 and all(line.endswith(" bytes)") for line in sent_lines())

@@ -352,3 +352,40 @@ def test_prefix_is_the_encoded_message_up_to_the_body(
     body = b"\xab" * 77
     whole = header().with_payloads([*unprotected, replace(sealed, body=body)]).encode()
     assert _prefix(header(), unprotected, replace(sealed), len(body)) == whole[: -len(body)]
+
+
+@pytest.mark.parametrize("flags", [0x00, 0x80, 0x01, 0x81])
+def test_protected_message_decoded_without_the_chain_walk(monkeypatch, flags: int) -> None:  # type: ignore[no-untyped-def]
+    """A message that is one SK payload (every protected one but SKF fragments) is decoded
+    without walking a payload chain, to the same Message the walk gives (flags, first
+    inner type, body) and the same bytes again; an SK length that does not fill the message
+    still goes the long way, to the same error."""
+    import pqike.wire.message as wire_message
+    from pqike.wire.payloads import decode_chain
+
+    body = os.urandom(80)
+    sk = struct.pack("!BBH", PayloadType.IDi, flags, 4 + len(body)) + body
+    header = struct.pack("!8s8sBBBBII", b"i" * 8, b"r" * 8, PayloadType.SK, 0x20, 35, 0x08, 1, 28)
+    data = header[:24] + struct.pack("!I", 28 + len(sk)) + sk
+    walked = decode_chain(PayloadType.SK, data[28:], 28, outer=True)
+
+    def walk(*args: object, **kwargs: object) -> object:
+        raise AssertionError("payload chain walked for a protected message")
+
+    monkeypatch.setattr(wire_message, "decode_chain", walk)
+    message = decode_message(data)
+    assert message.payloads == walked
+    assert isinstance(message.payloads[0], Encrypted) and message.payloads[0].body == body
+    assert message.encode() == data
+    monkeypatch.undo()
+    short = data[:30] + struct.pack("!H", 3 + len(body)) + data[32:]
+    with pytest.raises(InvalidSyntax, match="1 bytes after the encrypted payload"):
+        decode_message(short)
+
+
+def test_header_only_message_naming_sk_is_invalid_syntax() -> None:
+    """An IKE header alone (Length 28) that names an SK payload is a truncated chain, as
+    before the SK-only path: InvalidSyntax, nothing else."""
+    header = struct.pack("!8s8sBBBBII", b"i" * 8, b"r" * 8, PayloadType.SK, 0x20, 35, 0x08, 3, 28)
+    with pytest.raises(InvalidSyntax, match="truncated"):
+        decode_message(header)

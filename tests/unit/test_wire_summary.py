@@ -114,3 +114,33 @@ def test_describe_with_inner_payloads() -> None:
     assert describe(message) == "IKE_INTERMEDIATE response 2 [ E ]"
     assert describe(message, [KeyExchange()]) == "IKE_INTERMEDIATE response 2 [ KE ]"
     assert describe(Message(bytes(8), bytes(8), 99, 0)) == "(99) request 0 [ ]"
+
+
+def test_fixed_summaries_are_looked_up_not_built(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A payload whose summary is its type alone, and a known notify, print from a table
+    (a log line has a dozen of them); the text is charon's, as before, and a payload of a
+    subclass or an unknown notify type still goes the long way."""
+    import pqike.wire.summary as summary
+
+    classes = [SecurityAssociation, KeyExchange, IDi, IDr, Certificate, CertificateRequest]
+    classes += [Authentication, Nonce, Delete, VendorId, TSi, TSr, Encrypted]
+    expected = {cls: summary.PAYLOAD_SHORT[cls.TYPE] for cls in classes}
+    notifies = {t: f"N({summary.NOTIFY_SHORT[t]})" for t in summary.NOTIFY_SHORT}
+
+    def built(*args: object) -> str:
+        raise AssertionError("summary built for a fixed payload")
+
+    monkeypatch.setattr(summary, "_named", built)
+    monkeypatch.setattr(summary, "notify_short_name", built)
+    for cls, text in expected.items():
+        assert payload_summary([cls()]) == f"[ {text} ]"
+    for ntype, text in notifies.items():
+        assert payload_summary([Notify(notify_type=ntype)]) == f"[ {text} ]"
+    monkeypatch.undo()
+
+    class Marked(Notify):
+        pass
+
+    assert payload_summary([Marked(notify_type=NotifyType.COOKIE)]) == "[ N(COOKIE) ]"
+    assert payload_summary([Notify(notify_type=40000)]) == "[ N((40000)) ]"
+    assert payload_summary([]) == "[ ]"
