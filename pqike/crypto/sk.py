@@ -96,6 +96,7 @@ class SkCipher:
         "_integ_key",
         "_iv_counter",
         "_key",
+        "_mac",
         "_salt",
         "block_size",
         "encr",
@@ -147,6 +148,11 @@ class SkCipher:
             self._iv_counter = 0
             self._aead = None
         self._integ_hash = integ_hash(self.integ)
+        # HMAC keyed once (set_keys runs after the response that derived the keys has gone
+        # out), copied per message: a copy costs half a fresh HMAC's key setup
+        self._mac = (
+            None if self._integ_hash is None else _chmac.HMAC(self._integ_key, self._integ_hash)
+        )
         # the key schedule of the cipher set up once per SA and direction, not per message
         self._aes = algorithms.AES(self._key) if self.encr not in _NON_AES else None
 
@@ -229,9 +235,9 @@ class SkCipher:
         return padded[: len(padded) - pad_len - 1]
 
     def _icv(self, data: bytes) -> bytes:
-        if self._integ_hash is None:  # AES-XCBC/CMAC
+        if self._mac is None:  # AES-XCBC/CMAC
             return integ_icv(self.integ, self._integ_key, data)
-        h = _chmac.HMAC(self._integ_key, self._integ_hash)  # HMAC: no dispatch per message
+        h = self._mac.copy()
         h.update(data)
         return h.finalize()[: self.icv_len]
 

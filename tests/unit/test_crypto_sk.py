@@ -240,3 +240,31 @@ def test_sk_cipher_has_no_instance_dict() -> None:
         assert not hasattr(cipher, "__dict__")
         with pytest.raises(AttributeError):
             cipher.spare = 1  # type: ignore[attr-defined]
+
+
+def test_hmac_keyed_once_per_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HMAC is keyed when the cipher is made (after the response that derived the keys)
+    and copied per message; every ICV is still RFC 4868's HMAC, truncated."""
+    import hashlib
+    import hmac as std_hmac
+
+    from pqike.crypto import sk as sk_mod
+
+    integ_key = os.urandom(32)
+    sender = SkCipher(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128, bytes(32), integ_key)
+    receiver = SkCipher(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128, bytes(32), integ_key)
+    made: list[bytes] = []
+    real = sk_mod._chmac.HMAC
+
+    def counting(key: bytes, algorithm, backend=None):  # type: ignore[no-untyped-def]
+        made.append(key)
+        return real(key, algorithm)
+
+    monkeypatch.setattr(sk_mod._chmac, "HMAC", counting)
+    for n in (0, 40, 1000):
+        aad = os.urandom(28)
+        body = sender.seal(aad, os.urandom(n))
+        icv = body[-16:]
+        assert icv == std_hmac.new(integ_key, aad + body[:-16], hashlib.sha256).digest()[:16]
+        receiver.open(aad, body)
+    assert made == []
