@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 # strongSwan (ike_rekey.c): the rekey responder deletes the old IKE_SA itself if the peer has
 # not done so 90 s after the rekey
 REKEYED_IKE_GRACE = 90.0
+
+# rekey/reauth jitter (rand_time): seeded from os.urandom once, like strongSwan's random()
+_JITTER = random.Random()
 
 # The errors an unprotected IKE_SA_INIT response may carry (RFC 7296 §1.2, §2.5, §2.6,
 # §2.7, §2.21.1); for anything else a malformed IKE_SA_INIT request gets no answer.
@@ -378,7 +382,13 @@ class IkeSa:
     def _jitter(self, spread: int) -> float:
         if spread <= 0:
             return 0.0
-        return int.from_bytes(self.svc.rng(4), "big") / 2**32 * spread
+        rng = self.svc.rng
+        if rng is os.urandom:
+            # like strongSwan's random(): a spread needs no secrecy, and os.urandom is a
+            # syscall on the path to the IKE_AUTH response
+            return _JITTER.random() * spread
+        # an injected rng (a test replaying a seed) keeps drawing the whole run
+        return int.from_bytes(rng(4), "big") / 2**32 * spread
 
     @staticmethod
     def _hard_limit(rekey: int, life: int) -> int:

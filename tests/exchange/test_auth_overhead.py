@@ -4,6 +4,9 @@ that the work is gone."""
 
 from __future__ import annotations
 
+import os
+import random
+
 import pytest
 
 from pqike.auth.certs import Identity
@@ -120,3 +123,37 @@ def test_child_selectors_printed_when_the_batch_is_written(
     assert len(formatted) == 4  # both sides' local and remote selectors
     [line] = [x for x in stream.getvalue().splitlines() if "<rw|1> CHILD_SA" in x]
     assert line.endswith("and TS 10.1.0.0/24 === 10.3.0.1/32")
+
+
+class _Fixed(random.Random):
+    """A jitter source that always draws the same fraction."""
+
+    def random(self) -> float:
+        return 0.25
+
+
+def test_established_jitter_drawn_without_the_kernel_rng(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rekey/reauth spread (rand_time) needs no secrecy: with the daemon's os.urandom it
+    comes from a seeded non-crypto generator (like strongSwan's random()), in the same range."""
+    import pqike.sa.ike_sa as ike_sa
+
+    monkeypatch.setattr(ike_sa, "_JITTER", _Fixed())
+    extra = {"rekey_time": "100s", "reauth_time": "200s", "rand_time": "40s"}
+    net = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL, conn_extra=extra))
+    _handshake(net)
+    sa = next(iter(net.peers["moon"].engine.sas.values()))
+    assert sa.svc.rng is os.urandom
+    assert (sa.rekey_at, sa.reauth_at) == (100 - 0.25 * 40, 200 - 0.25 * 40)
+
+
+def test_injected_rng_still_draws_the_jitter() -> None:
+    """An engine given its own rng (a test replaying a seed) keeps drawing the jitter from it."""
+    net = make_pair(
+        psk_config("carol", PROPOSAL),
+        psk_config("moon", PROPOSAL, conn_extra={"rekey_time": "100s", "rand_time": "40s"}),
+    )
+    net.peers["moon"].engine.rng = lambda n: b"\x80" + bytes(n - 1)  # a fraction of 1/2
+    net.peers["moon"].engine.load_config(net.peers["moon"].engine.config)  # new services
+    _handshake(net)
+    sa = next(iter(net.peers["moon"].engine.sas.values()))
+    assert sa.rekey_at == 100 - 0.5 * 40
