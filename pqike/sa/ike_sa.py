@@ -317,8 +317,8 @@ class IkeSa:
 
     @state.setter
     def state(self, state: IkeState) -> None:
-        if state is not self._state:
-            # charon's ike_sa.c set_state(), at level 2 in [IKE]
+        # charon's ike_sa.c set_state(), at level 2 in [IKE]; its label is printed only then
+        if state is not self._state and self.log.enabled(2):
             self.log.control(
                 "IKE_SA %s state change: %s => %s", self.label, self._state.value, state.value
             )

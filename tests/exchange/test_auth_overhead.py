@@ -13,7 +13,7 @@ from pqike.auth.certs import Identity
 from pqike.config import Config
 from pqike.events import EventKind
 from tests.exchange.peers import Net, make_pair, psk_config
-from tests.exchange.test_overhead import _calls
+from tests.exchange.test_overhead import _calls, _levels
 from tests.unit.test_files import restore_logging  # noqa: F401 (fixture)
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
@@ -157,3 +157,28 @@ def test_injected_rng_still_draws_the_jitter() -> None:
     _handshake(net)
     sa = next(iter(net.peers["moon"].engine.sas.values()))
     assert sa.rekey_at == 100 - 0.5 * 40
+
+
+def test_state_change_labelled_only_when_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The level-2 "state change" line prints the IKE_SA's label only when it is written."""
+    from pqike.sa.ike_sa import IkeSa, IkeState
+
+    net = _pair()
+    _handshake(net)
+    sa = next(iter(net.peers["moon"].engine.sas.values()))
+    labels: list[str] = []
+
+    def label(self: IkeSa) -> str:
+        labels.append(self.name)
+        return f"{self.name}[{self.unique_id}]"
+
+    monkeypatch.setattr(IkeSa, "label", property(label))
+    _levels(caplog, 20)  # charon level 1: no state changes
+    sa.state = IkeState.REKEYING
+    assert labels == []
+    _levels(caplog, 15)  # charon level 2
+    sa.state = IkeState.ESTABLISHED
+    assert labels == ["rw"]
+    assert "IKE_SA rw[1] state change: REKEYING => ESTABLISHED" in caplog.messages
