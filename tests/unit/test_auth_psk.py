@@ -35,3 +35,33 @@ def test_short_psk_is_accepted_but_warned() -> None:
     assert psk_warnings("x" * 30) == ["PSK uses at most two distinct characters"]
     assert psk_warnings("K8v!q2Lr#9zT@w4mYp6sXe") == []
     assert psk_warnings(b"") == ["PSK is empty"]
+
+
+def test_key_pad_computed_once_per_prf_and_psk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prf(PSK, "Key Pad for IKEv2") is the same for every IKE_AUTH with that PSK and prf:
+    computed once each, while the AUTH values stay those of the RFC formula."""
+    import pqike.auth.psk as psk_mod
+
+    monkeypatch.setattr(psk_mod, "_PADDED", psk_mod.Memo(4))
+    padded: list[tuple[PrfId, bytes]] = []
+    real = psk_mod.prf
+
+    def counted(prf_id: PrfId, key: bytes, data: bytes) -> bytes:
+        if data == b"Key Pad for IKEv2":
+            padded.append((prf_id, key))
+        return real(prf_id, key, data)
+
+    monkeypatch.setattr(psk_mod, "prf", counted)
+    for _ in range(3):
+        for prf_id, digest in ((PrfId.HMAC_SHA2_256, "sha256"), (PrfId.HMAC_SHA2_384, "sha384")):
+            for psk in (b"first secret", b"second secret"):
+                inner = hmac.new(psk, b"Key Pad for IKEv2", digest).digest()
+                expected = hmac.new(inner, OCTETS, digest).digest()
+                assert build_psk_auth(prf_id, psk, OCTETS) == expected
+                assert verify_psk(prf_id, psk, OCTETS, expected)
+    assert sorted(padded) == sorted(
+        (p, k)
+        for p in (PrfId.HMAC_SHA2_256, PrfId.HMAC_SHA2_384)
+        for k in (b"first secret", b"second secret")
+    )
+    assert len(psk_mod._PADDED) <= 4
