@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from pqike.wire.iana import EncrId, IntegId
 
@@ -133,6 +133,74 @@ class KernelBackend(Protocol):
     # whoever drives the engine (the daemon, tests); a trap is installed with add_policy.
 
 
+class PolicyList:
+    """Installed policies in installation order, as a list keeps them (duplicates included: a
+    rekeyed CHILD_SA's policies equal its predecessor's until that goes), indexed by object:
+    CHILD_SAs and traps delete the very policies they installed, found without a scan (a scan
+    per deletion was quadratic with thousands of CHILD_SAs, ``bench load --sas``). Hashing
+    the policy instead would cost ~0.7 us per install (its selectors hash in Python)."""
+
+    __slots__ = ("_by_seq", "_next", "_seqs")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compares by content
+
+    def __init__(self, policies: Iterable[KernelPolicy] = ()) -> None:
+        self._by_seq: dict[int, KernelPolicy] = {}  # installation number -> policy, in order
+        self._seqs: dict[int, list[int]] = {}  # id(policy) -> its installation numbers
+        self._next = 0
+        for policy in policies:
+            self.append(policy)
+
+    def append(self, policy: KernelPolicy) -> None:
+        self._by_seq[self._next] = policy
+        self._seqs.setdefault(id(policy), []).append(self._next)
+        self._next += 1
+
+    def _forget(self, policy: KernelPolicy, seq: int) -> None:
+        del self._by_seq[seq]
+        seqs = self._seqs[id(policy)]
+        seqs.remove(seq)
+        if not seqs:
+            del self._seqs[id(policy)]
+
+    def discard(self, policy: KernelPolicy) -> bool:
+        """Remove ``policy`` (that object, else the first equal one); False if none is."""
+        seqs = self._seqs.get(id(policy))
+        if seqs:
+            self._forget(policy, seqs[0])
+            return True
+        for seq, installed in self._by_seq.items():  # an equal policy built again
+            if installed == policy:
+                self._forget(installed, seq)
+                return True
+        return False
+
+    def remove(self, policy: KernelPolicy) -> None:
+        """:meth:`discard`, but ValueError if no such policy is installed, like a list."""
+        if not self.discard(policy):
+            raise ValueError(f"{policy!r} not installed")
+
+    def clear(self) -> None:
+        self._by_seq.clear()
+        self._seqs.clear()
+
+    def __contains__(self, policy: object) -> bool:
+        return id(policy) in self._seqs or any(p == policy for p in self._by_seq.values())
+
+    def __iter__(self) -> Iterator[KernelPolicy]:
+        return iter(self._by_seq.values())
+
+    def __len__(self) -> int:
+        return len(self._by_seq)
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, (PolicyList, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"PolicyList({list(self)!r})"
+
+
 @dataclass
 class MemoryKernel:
     """Records SAs, policies and virtual IPs in memory: tests and ``kernel = none``."""
@@ -141,7 +209,7 @@ class MemoryKernel:
     needs_udp_encap_socket: bool = False
     requires_udp_encap: bool = False
     sas: dict[tuple[int, str], KernelSa] = field(default_factory=dict)
-    policies: list[KernelPolicy] = field(default_factory=list)
+    policies: PolicyList = field(default_factory=PolicyList)
     vips: list[str] = field(default_factory=list)
     routes: list[KernelRoute] = field(default_factory=list)
     _spis: set[int] = field(default_factory=set)
@@ -178,8 +246,7 @@ class MemoryKernel:
         self.policies.append(policy)
 
     def del_policy(self, policy: KernelPolicy) -> None:
-        if policy in self.policies:
-            self.policies.remove(policy)
+        self.policies.discard(policy)
 
     def add_vip(self, address: str, peer: str | None = None) -> None:
         self.vips.append(address)
