@@ -30,6 +30,7 @@ _MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
 _MORE_TRANSFORMS = 3
 _ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
 _TRANSFORM_HEADER = struct.Struct("!BBHBBH")
+_PROPOSAL_HEADER = struct.Struct("!BBHBBBB")
 S = TypeVar("S")
 
 _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
@@ -188,6 +189,16 @@ class Proposal:
     @classmethod
     def decode(cls, r: Reader) -> tuple[Proposal, bool]:
         start = r.offset
+        if r.left >= 8:  # the whole header at once; anything amiss goes field by field below
+            data, pos = r.data, r.pos
+            more, reserved, length, number, protocol, spi_size, count = (
+                _PROPOSAL_HEADER.unpack_from(data, pos)
+            )
+            if more in (0, _MORE_PROPOSALS) and 8 + spi_size <= length <= r.left:
+                spi = data[pos + 8 : pos + 8 + spi_size]
+                body = Reader(data[pos + 8 + spi_size : pos + length], start + 8 + spi_size)
+                r.pos = pos + length
+                return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
         more = r.u8("proposal Last Substruc")
         if more not in (0, _MORE_PROPOSALS):
             raise InvalidSyntax(f"proposal Last Substruc {more} (0 or 2 expected)", start)
@@ -206,13 +217,28 @@ class Proposal:
         spi_size = body.u8("SPI size")
         count = body.u8("number of transforms")
         spi = body.take(spi_size, f"SPI of {spi_size} bytes")
+        return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
+
+    @classmethod
+    def _with(
+        cls,
+        start: int,
+        number: int,
+        protocol: int,
+        body: Reader,
+        spi: bytes,
+        reserved: int,
+        count: int,
+    ) -> Proposal:
+        """The proposal at offset ``start`` whose transforms fill the rest of ``body``, if they
+        are as many as its header announces."""
         transforms = _transforms(body)
         if len(transforms) != count:
             raise InvalidSyntax(
                 f"proposal {number} announces {count} transforms but carries {len(transforms)}",
                 start + 7,
             )
-        return cls(number, protocol, transforms, spi, reserved), more == 0
+        return cls(number, protocol, transforms, spi, reserved)
 
 
 # Received transforms by the bytes they came from. A peer sends the same offer in every

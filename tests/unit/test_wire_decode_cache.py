@@ -291,3 +291,22 @@ def test_header_fields_decode_as_encoded(flags: int, exchange: int) -> None:
     assert received == sent and received.encode() == wire
     assert decode_header(wire).payloads == [] and decode_header(wire).flags == flags
     assert isinstance(received.exchange, ExchangeType) == (exchange != 99)
+
+
+def test_well_formed_proposal_headers_are_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pqike.wire.base import Reader
+
+    monkeypatch.setattr(security_association, "_TRANSFORMS", Memo(256))
+    sent = SecurityAssociation(
+        [_sa(b"\x01\x02\x03\x04").proposals[0], Proposal(2, ProtocolId.IKE, [], b"")]
+    )
+    first, wire = encode_payloads([sent])
+    assert decode_payloads(first, wire) == [sent]  # the transforms decoded, and kept
+    fields: list[str] = []
+    for name in ("u8", "u16", "take", "sub"):
+        read = getattr(Reader, name)
+        monkeypatch.setattr(
+            Reader, name, lambda self, *a, _f=read, _n=name: fields.append(_n) or _f(self, *a)
+        )
+    assert decode_payloads(first, wire) == [sent]
+    assert fields == []  # two proposal headers, each in one unpack, and kept transforms
