@@ -487,7 +487,12 @@ class Engine:
             if sa.half_open_key is not None and state is not IkeState.CONNECTING:
                 self._drop_half_open(sa)
             if sa.remote_id and sa.established:
-                self._by_peer.setdefault((sa.name, sa.remote_id), set()).add(sa)
+                # get before setdefault: a set built per message of an indexed IKE_SA is waste
+                peers = self._by_peer.get(key := (sa.name, sa.remote_id))
+                if peers is None:
+                    self._by_peer[key] = {sa}
+                else:
+                    peers.add(sa)
             if (
                 sa.reauth_of is not None
                 and state is IkeState.ESTABLISHED

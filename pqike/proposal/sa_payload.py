@@ -20,7 +20,7 @@ from pqike.wire.iana import ProtocolId, TransformAttr
 def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAssociation:
     out: list[wire.Proposal] = []
     for i, p in enumerate(proposals):
-        transforms = [t.copy() for t in _wire_transforms(p.transforms)]
+        transforms = list(_wire_transforms(p.transforms))  # immutable: shared, not copied
         out.append(wire.Proposal(p.number or i + 1, p.protocol, transforms, spi or p.spi))
     return wire.SecurityAssociation(proposals=out)
 
@@ -29,14 +29,14 @@ def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAss
 def _wire_transforms(transforms: tuple[Transform, ...]) -> tuple[wire.Transform, ...]:
     """Our transforms as the codec's, built once per distinct proposal (ours come from the
     configuration; the responder answers with the same choice in every handshake). Each SA
-    payload gets copies, a fraction of building them: nothing of the cache is shared."""
+    payload gets a list of its own holding them: wire transforms are immutable."""
     return tuple(
         wire.Transform(
             t.type,
             t.id,
-            [wire.TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length)]
+            (wire.TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length),)
             if t.key_length
-            else [],
+            else (),
         )
         for t in in_wire_order(transforms)
     )

@@ -30,6 +30,7 @@ from pqike.sa.fragments import FragmentVerdict, MemoryBudget, Reassembler, fragm
 from pqike.sa.rules import Phase, Verdict, request_verdict
 from pqike.tasks.base import Incoming, Outgoing, Status, Task, TaskFailed
 from pqike.tasks.factory import responder_tasks
+from pqike.tasks.informational import IkeDelete
 from pqike.wire import sk as wire_sk
 from pqike.wire.errors import DecodeError, UnsupportedCriticalPayload
 from pqike.wire.iana import ExchangeType, NotifyType
@@ -327,9 +328,12 @@ class IkeSa:
     @property
     def deleting(self) -> bool:
         """We are deleting it (new work must go to another IKE_SA)."""
-        from pqike.tasks.informational import IkeDelete
-
-        return any(isinstance(t, IkeDelete) for t in (*self.active, *self.queued))
+        # read for every request (phase): no import statement, no tuple of both lists
+        for tasks in (self.active, self.queued):
+            for t in tasks:
+                if isinstance(t, IkeDelete):
+                    return True
+        return False
 
     @property
     def established(self) -> bool:

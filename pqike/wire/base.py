@@ -21,7 +21,6 @@ __all__ = [
     "Reader",
     "as_enum",
     "check_u16",
-    "fresh_copy",
     "payload_name",
 ]
 
@@ -31,7 +30,6 @@ CRITICAL = 0x80  # the C bit of the generic payload header
 U16 = 0xFFFF
 
 E = TypeVar("E", bound=IntEnum)
-T = TypeVar("T")
 
 
 class EncodeError(ValueError):
@@ -113,15 +111,6 @@ class Reader:
     def done(self, what: str) -> None:
         if self.left:
             raise InvalidSyntax(f"{self.left} unexpected bytes after {what}", self.offset)
-
-
-def fresh_copy(obj: T) -> T:
-    """A copy of a decoded value, field for field, without running its __init__ again (its
-    fields are typed already). What a decode cache hands out: each caller gets its own
-    object, so a change to one cannot reach the cache or another message."""
-    other = object.__new__(type(obj))
-    other.__dict__.update(obj.__dict__)
-    return other
 
 
 def check_u16(value: int, what: str) -> int:

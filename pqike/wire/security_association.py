@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from pqike.memo import Memo
-from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
+from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
     EncrId,
@@ -30,6 +30,7 @@ _MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
 _MORE_TRANSFORMS = 3
 _ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
 _TRANSFORM_HEADER = struct.Struct("!BBHBBH")
+_PROPOSAL_HEADER = struct.Struct("!BBHBBBB")
 S = TypeVar("S")
 
 _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
@@ -42,9 +43,10 @@ _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class TransformAttribute:
-    """A transform attribute: an ``int`` value is TV (2 bytes, AF=1), ``bytes`` is TLV."""
+    """A transform attribute: an ``int`` value is TV (2 bytes, AF=1), ``bytes`` is TLV.
+    Immutable, so the decode memo can hand the same one to every message that carries it."""
 
     attr_type: TransformAttr | int
     value: int | bytes
@@ -68,26 +70,26 @@ class TransformAttribute:
         return cls(attr_type, r.take(length, f"TLV attribute value of {length} bytes"))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Transform:
-    """A transform substructure (RFC 7296 §3.3.2); ``transform_id`` is typed by ``type``."""
+    """A transform substructure (RFC 7296 §3.3.2); ``transform_id`` is typed by ``type``.
+    Immutable (attributes a tuple): the decode memo and our encoded choices hand out the kept
+    transforms themselves, no copies; a variant is ``dataclasses.replace(t, ...)``."""
 
     transform_type: TransformType | int
     transform_id: int
-    attributes: list[TransformAttribute] = field(default_factory=list)
+    attributes: tuple[TransformAttribute, ...] = ()
     reserved: int = 0  # the two RESERVED octets, first one high
 
     def __post_init__(self) -> None:
-        self.transform_type = as_enum(TransformType, self.transform_type)
-        enum = _TRANSFORM_IDS.get(self.transform_type)
+        # frozen: the typed values go in past __setattr__, once, when the transform is made
+        ttype = as_enum(TransformType, self.transform_type)
+        object.__setattr__(self, "transform_type", ttype)
+        enum = _TRANSFORM_IDS.get(ttype)
         if enum is not None:
-            self.transform_id = as_enum(enum, self.transform_id)
-
-    def copy(self) -> Transform:
-        """A copy sharing nothing that can change (its own attribute list and attributes)."""
-        other = fresh_copy(self)
-        other.attributes = [fresh_copy(a) for a in self.attributes] if self.attributes else []
-        return other
+            object.__setattr__(self, "transform_id", as_enum(enum, self.transform_id))
+        if type(self.attributes) is not tuple:  # a list given by a caller: not to be shared
+            object.__setattr__(self, "attributes", tuple(self.attributes))
 
     @property
     def key_length(self) -> int | None:
@@ -120,11 +122,10 @@ class Transform:
         if r.left >= 8:  # the whole header at once; shorter ones fail field by field below
             more, res1, length, ttype, res2, tid = _TRANSFORM_HEADER.unpack_from(r.data, r.pos)
             if more in (0, _MORE_TRANSFORMS) and 8 <= length <= r.left:
-                attrs: list[TransformAttribute] = []
+                attrs: tuple[TransformAttribute, ...] = ()
                 if length > 8:
                     body = Reader(r.data[r.pos + 8 : r.pos + length], start + 8)
-                    while body.left:
-                        attrs.append(TransformAttribute.decode(body))
+                    attrs = _attributes(body)
                 r.pos += length
                 return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
         more = r.u8("transform Last Substruc")
@@ -143,10 +144,15 @@ class Transform:
         ttype = as_enum(TransformType, body.u8("transform type"))
         res2 = body.u8("transform header")
         tid = body.u16("transform ID")
-        attrs = []
-        while body.left:
-            attrs.append(TransformAttribute.decode(body))
-        return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
+        return cls(ttype, tid, _attributes(body), (res1 << 8) | res2), more == 0
+
+
+def _attributes(body: Reader) -> tuple[TransformAttribute, ...]:
+    """The attributes filling the rest of a transform body."""
+    attrs: list[TransformAttribute] = []
+    while body.left:
+        attrs.append(TransformAttribute.decode(body))
+    return tuple(attrs)
 
 
 @dataclass
@@ -183,6 +189,16 @@ class Proposal:
     @classmethod
     def decode(cls, r: Reader) -> tuple[Proposal, bool]:
         start = r.offset
+        if r.left >= 8:  # the whole header at once; anything amiss goes field by field below
+            data, pos = r.data, r.pos
+            more, reserved, length, number, protocol, spi_size, count = (
+                _PROPOSAL_HEADER.unpack_from(data, pos)
+            )
+            if more in (0, _MORE_PROPOSALS) and 8 + spi_size <= length <= r.left:
+                spi = data[pos + 8 : pos + 8 + spi_size]
+                body = Reader(data[pos + 8 + spi_size : pos + length], start + 8 + spi_size)
+                r.pos = pos + length
+                return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
         more = r.u8("proposal Last Substruc")
         if more not in (0, _MORE_PROPOSALS):
             raise InvalidSyntax(f"proposal Last Substruc {more} (0 or 2 expected)", start)
@@ -201,21 +217,36 @@ class Proposal:
         spi_size = body.u8("SPI size")
         count = body.u8("number of transforms")
         spi = body.take(spi_size, f"SPI of {spi_size} bytes")
+        return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
+
+    @classmethod
+    def _with(
+        cls,
+        start: int,
+        number: int,
+        protocol: int,
+        body: Reader,
+        spi: bytes,
+        reserved: int,
+        count: int,
+    ) -> Proposal:
+        """The proposal at offset ``start`` whose transforms fill the rest of ``body``, if they
+        are as many as its header announces."""
         transforms = _transforms(body)
         if len(transforms) != count:
             raise InvalidSyntax(
                 f"proposal {number} announces {count} transforms but carries {len(transforms)}",
                 start + 7,
             )
-        return cls(number, protocol, transforms, spi, reserved), more == 0
+        return cls(number, protocol, transforms, spi, reserved)
 
 
 # Received transforms by the bytes they came from. A peer sends the same offer in every
 # IKE_SA_INIT, CREATE_CHILD_SA and IKE_AUTH (there only the SPI, in front, differs), and a
 # transform takes most of the SA's decoding. Decoding is a pure function of the bytes, so
 # this holds no state of any peer: failures are never cached, and a flood of distinct
-# offers fills at most the memo's 256 entries of at most _TRANSFORMS_BYTES each. Each
-# decode gets copies: copying is a fraction of decoding, and nothing decoded is shared.
+# offers fills at most the memo's 256 entries of at most _TRANSFORMS_BYTES each. Transforms
+# are immutable, so each decode gets a list of its own holding the kept transforms.
 _TRANSFORMS: Memo[bytes, tuple[Transform, ...]] = Memo(256)
 _TRANSFORMS_BYTES = 2048
 
@@ -243,10 +274,10 @@ def _transforms(body: Reader) -> list[Transform]:
     known = _TRANSFORMS.get(region)
     if known is not None:
         body.pos = len(body.data)
-        return [t.copy() for t in known]
+        return list(known)
     transforms = _substructures(body, Transform.decode, "transform")
     if len(region) <= _TRANSFORMS_BYTES:
-        _TRANSFORMS.keep(region, tuple([t.copy() for t in transforms]))  # not the caller's
+        _TRANSFORMS.keep(region, tuple(transforms))  # the list stays the caller's
     return transforms
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from pqike.memo import Memo
-from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16, fresh_copy
+from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import PayloadType, TsType
 
@@ -27,9 +27,10 @@ _TS_LEN = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class AddressRangeSelector:
-    """TS_IPV4_ADDR_RANGE / TS_IPV6_ADDR_RANGE (RFC 7296 §3.13.1); protocol 0 = any."""
+    """TS_IPV4_ADDR_RANGE / TS_IPV6_ADDR_RANGE (RFC 7296 §3.13.1); protocol 0 = any.
+    Immutable, as the selectors of both kinds: the decode memo hands out the kept ones."""
 
     start_addr: Address
     end_addr: Address
@@ -56,7 +57,7 @@ class AddressRangeSelector:
         return head + self.start_addr.packed + self.end_addr.packed
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RawTrafficSelector:
     """A selector of another type (e.g. TS_SECLABEL), kept as received."""
 
@@ -115,7 +116,7 @@ class TrafficSelectors(Payload):
         known = _DECODED.get(r.data)
         if known is not None:
             r.pos = len(r.data)
-            return cls(selectors=[fresh_copy(s) for s in known[0]], reserved=known[1])
+            return cls(selectors=list(known[0]), reserved=known[1])
         count = r.u8("number of TSs")
         reserved = r.u24("TS reserved")
         selectors: list[TrafficSelector] = []
@@ -127,15 +128,16 @@ class TrafficSelectors(Payload):
                 r.base,
             )
         if len(r.data) <= _DECODED_BYTES:
-            _DECODED.keep(r.data, (tuple([fresh_copy(s) for s in selectors]), reserved))
+            _DECODED.keep(r.data, (tuple(selectors), reserved))  # the list stays the caller's
         return cls(selectors=selectors, reserved=reserved)
 
 
 # Received TS bodies by their bytes: a peer proposes the same selectors in every IKE_AUTH
 # and CREATE_CHILD_SA, and each address is an ipaddress object, slow to build. Decoding is
 # a pure function of the bytes, so this holds no state of any peer: failures are never
-# cached, each decode gets copies of the selectors (their addresses are immutable), and a
-# flood of distinct bodies fills at most the memo's 256 entries of at most _DECODED_BYTES.
+# cached, each decode gets a list of its own holding the kept selectors (immutable, as their
+# addresses), and a flood of distinct bodies fills at most the memo's 256 entries of at most
+# _DECODED_BYTES.
 _DECODED: Memo[bytes, tuple[tuple[TrafficSelector, ...], int]] = Memo(256)
 _DECODED_BYTES = 1024
 

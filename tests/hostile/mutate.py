@@ -14,7 +14,7 @@ import copy
 import ipaddress
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 
 from pqike.wire.iana import (
@@ -514,9 +514,10 @@ def _mut_sa(p: SecurityAssociation, rng: Random, ctx: Context) -> None:
     elif choice == 2:
         prop.spi = rng.choice((b"", rng.randbytes(rng.choice((1, 3, 4, 8, 16, 255)))))
     elif choice == 3 and prop.transforms:
-        t = rng.choice(prop.transforms)
-        t.transform_id = rng.choice((0, 0xFFFF, rng.randrange(0x10000)))
-        t.transform_type = rng.choice((*list(TransformType), 0, 255))
+        i = rng.randrange(len(prop.transforms))  # what rng.choice draws
+        tid = rng.choice((0, 0xFFFF, rng.randrange(0x10000)))
+        ttype = rng.choice((*list(TransformType), 0, 255))
+        prop.transforms[i] = replace(prop.transforms[i], transform_type=ttype, transform_id=tid)
     elif choice == 4 and prop.transforms:
         victim = rng.randrange(len(prop.transforms))
         if rng.random() < 0.5:
@@ -534,11 +535,18 @@ def _mut_ts(p: TrafficSelectors, rng: Random, ctx: Context) -> None:
     elif choice == 1:
         p.selectors = [random_selector(rng) for _ in range(rng.choice((1, 2, 255)))]
     elif choice == 2 and p.selectors:
-        s = rng.choice(p.selectors)
-        if isinstance(s, AddressRangeSelector):
-            s.start_addr, s.end_addr = s.end_addr, s.start_addr
-            s.start_port, s.end_port = _pick(rng, (0xFFFF, 500)), _pick(rng, (0, 499))
-            s.ip_protocol = _pick(rng, (0, 6, 17, 255))
+        i = rng.randrange(len(p.selectors))  # what rng.choice draws
+        s = p.selectors[i]
+        if isinstance(s, AddressRangeSelector):  # immutable: a swapped one in its place
+            start_port, end_port = _pick(rng, (0xFFFF, 500)), _pick(rng, (0, 499))
+            p.selectors[i] = replace(
+                s,
+                start_addr=s.end_addr,
+                end_addr=s.start_addr,
+                start_port=start_port,
+                end_port=end_port,
+                ip_protocol=_pick(rng, (0, 6, 17, 255)),
+            )
     else:
         p.selectors.append(random_selector(rng))
 

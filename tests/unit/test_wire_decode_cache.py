@@ -4,6 +4,7 @@ accepted or refused."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
 from ipaddress import ip_address
 
 import pytest
@@ -77,9 +78,16 @@ def test_same_transforms_under_another_spi_are_decoded_once(decodes: list[int]) 
     assert b.proposals[0].spi == b"\x05\x06\x07\x08"
     assert b == _sa(b"\x05\x06\x07\x08") and a == _sa(b"\x01\x02\x03\x04")
     assert encode_payloads([b])[1] == wire_b and encode_payloads([a])[1] == wire_a
-    # nothing shared: a change to one decoded transform reaches neither the cache nor another
-    a.proposals[0].transforms[0].attributes[0].value = 128
-    a.proposals[0].transforms[1].transform_id = 0
+    # the kept transforms themselves, immutable, in a list of each message's own: a change
+    # to one message's list reaches neither the cache nor another message
+    kept = a.proposals[0].transforms
+    assert all(x is y for x, y in zip(kept, b.proposals[0].transforms, strict=True))
+    with pytest.raises(FrozenInstanceError):
+        kept[0].attributes[0].value = 128  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        kept[1].transform_id = 0  # type: ignore[misc]
+    kept[1] = replace(kept[1], transform_id=0)
+    del kept[2]
     assert b == _sa(b"\x05\x06\x07\x08") and _round_trip(_sa(b"\x01\x02\x03\x04"))[0] == _sa(
         b"\x01\x02\x03\x04"
     )
@@ -134,7 +142,10 @@ def test_same_traffic_selectors_are_decoded_once(monkeypatch: pytest.MonkeyPatch
     assert len(built) == 2  # TSr: the same body as TSi, a payload of its own
     assert type(tsr) is TSr and tsr.critical and not tsi.critical
     assert tsi.selectors == tsr.selectors == [v4, v6]
-    tsi.selectors[0].end_port = 8080  # not shared with tsr, nor with the cache
+    assert all(x is y for x, y in zip(tsi.selectors, tsr.selectors, strict=True))
+    with pytest.raises(FrozenInstanceError):
+        tsi.selectors[0].end_port = 8080  # type: ignore[misc]
+    tsi.selectors[0] = replace(v4, end_port=8080)  # the list is tsi's: not tsr's, nor the cache's
     assert tsr.selectors == [v4, v6] and _ts_round_trip(TSi(selectors=[v4, v6])).selectors[0] == v4
     _ts_round_trip(TSi(selectors=[v6], reserved=0x010203))
     assert len(built) == 3
@@ -168,24 +179,41 @@ def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Transform, "encode", counting)
     chosen = parse_proposal(ProtocolId.ESP, "aes256-sha256-mlkem768")
-    one = to_wire([chosen], b"\x00\x00\x00\x01").encode_body()
+    one_sa = to_wire([chosen], b"\x00\x00\x00\x01")
+    one = one_sa.encode_body()
     two = to_wire([chosen], b"\x00\x00\x00\x02").encode_body()
     assert len(encoded) == 4  # ENCR, INTEG, KE, ESN: once for both handshakes
     assert one[:8] == two[:8] and one[12:] == two[12:] and one[8:12] != two[8:12]
     sent = to_wire([chosen], b"\x00\x00\x00\x02")
     (decoded,) = decode_payloads(*encode_payloads([sent]))
     assert decoded == sent
-    sent.proposals[0].transforms[0].transform_id = EncrId.AES_GCM_16  # not the cache's
+    sent.proposals[0].transforms[0] = replace(
+        sent.proposals[0].transforms[0], transform_id=EncrId.AES_GCM_16
+    )  # the list is this SA payload's, not the cache's
     assert to_wire([chosen], b"\x00\x00\x00\x02") == decoded
+    again = to_wire([chosen], b"\x00\x00\x00\x02").proposals[0].transforms
+    assert again is not one_sa.proposals[0].transforms  # each payload's own list, holding
+    assert all(x is y for x, y in zip(again, one_sa.proposals[0].transforms, strict=True))  # ours
+
+
+def test_a_transform_shares_no_list_with_its_caller() -> None:
+    attrs = [TransformAttribute(TransformAttr.KEY_LENGTH, 256)]
+    t = Transform(TransformType.ENCR, EncrId.AES_CBC, attrs)
+    attrs.append(TransformAttribute(TransformAttr.KEY_LENGTH, 128))
+    assert t.attributes == (TransformAttribute(TransformAttr.KEY_LENGTH, 256),)
+    assert t.key_length == 256 and hash(t) == hash(replace(t))  # a value: a memo key as it is
 
 
 def test_encoded_transforms_follow_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security_association, "_ENCODED", Memo(256))
     short = _sa(b"")
     long_key = _sa(b"")
-    long_key.proposals[0].transforms[0].attributes[0].value = 128
+    t = long_key.proposals[0].transforms
+    t[0] = replace(t[0], attributes=(TransformAttribute(TransformAttr.KEY_LENGTH, 128),))
     private = _sa(b"")
-    private.proposals[0].transforms[2].reserved = 0x0102
+    private.proposals[0].transforms[2] = replace(
+        private.proposals[0].transforms[2], reserved=0x0102
+    )
     wires = [encode_payloads([sa])[1] for sa in (short, long_key, private, _sa(b""))]
     assert len(set(wires)) == 3 and wires[0] == wires[3]
     assert wires[1][4 + 8 + 8 : 4 + 8 + 12] == bytes.fromhex("800e0080")  # KEY_LENGTH 128
@@ -263,3 +291,22 @@ def test_header_fields_decode_as_encoded(flags: int, exchange: int) -> None:
     assert received == sent and received.encode() == wire
     assert decode_header(wire).payloads == [] and decode_header(wire).flags == flags
     assert isinstance(received.exchange, ExchangeType) == (exchange != 99)
+
+
+def test_well_formed_proposal_headers_are_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pqike.wire.base import Reader
+
+    monkeypatch.setattr(security_association, "_TRANSFORMS", Memo(256))
+    sent = SecurityAssociation(
+        [_sa(b"\x01\x02\x03\x04").proposals[0], Proposal(2, ProtocolId.IKE, [], b"")]
+    )
+    first, wire = encode_payloads([sent])
+    assert decode_payloads(first, wire) == [sent]  # the transforms decoded, and kept
+    fields: list[str] = []
+    for name in ("u8", "u16", "take", "sub"):
+        read = getattr(Reader, name)
+        monkeypatch.setattr(
+            Reader, name, lambda self, *a, _f=read, _n=name: fields.append(_n) or _f(self, *a)
+        )
+    assert decode_payloads(first, wire) == [sent]
+    assert fields == []  # two proposal headers, each in one unpack, and kept transforms
