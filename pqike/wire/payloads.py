@@ -529,12 +529,20 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
             )
         cls = _CLASSES.get(ptype)
         sealed = cls in _SEALED
-        reader = Reader(data[pos + 4 : pos + length], off + 4)
-        if cls is None:
+        if cls is Notify and length >= 8 and not data[pos + 5]:
+            # an IKE notify (no SPI), most payloads of IKE_SA_INIT and of IKE_AUTH: its
+            # header at once, as Notify.decode_body would, without a Reader and a copy
+            protocol, _, ntype = _NOTIFY_HEADER.unpack_from(data, pos + 4)
+            payload: Payload = Notify(
+                notify_type=ntype, data=data[pos + 8 : pos + length], protocol=protocol
+            )
+        elif cls is None:
+            reader = Reader(data[pos + 4 : pos + length], off + 4)
             if flags & CRITICAL:
                 raise UnsupportedCriticalPayload(ptype, off)
-            payload: Payload = UnknownPayload(payload_type=ptype, body=reader.rest())
+            payload = UnknownPayload(payload_type=ptype, body=reader.rest())
         else:
+            reader = Reader(data[pos + 4 : pos + length], off + 4)
             if sealed and not outer:
                 raise InvalidSyntax(
                     f"{payload_name(ptype)} payload inside an encrypted payload", off

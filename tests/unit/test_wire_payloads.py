@@ -386,3 +386,51 @@ def test_find_and_notifies() -> None:
     assert find(chain, KeyExchange) is chain[1]
     assert find(chain, Nonce) is None
     assert notifies(chain, NotifyType.NAT_DETECTION_DESTINATION_IP) == chain[2:]
+
+
+def test_ike_notifies_decode_without_a_reader_to_the_same_payloads(monkeypatch) -> None:
+    """An IKE notify (no SPI) is read straight from the chain; one with an SPI, too short
+    for its header, or flagged, decodes as Notify.decode_body does, to the same errors."""
+    import pqike.wire.payloads as payloads_mod
+    from pqike.wire.base import Reader
+    from pqike.wire.payloads import GENERIC_HEADER, decode_chain, encode_chain
+
+    def chain(body: bytes, flags: int = 0) -> bytes:
+        return GENERIC_HEADER.pack(PayloadType.NONE, flags, 4 + len(body)) + body
+
+    def outcome(data: bytes) -> object:
+        try:
+            return decode_chain(PayloadType.NOTIFY, data, 28, outer=True)
+        except DecodeError as e:
+            return (type(e), str(e), e.offset)
+
+    bodies = [
+        struct.pack("!BBH", ProtocolId.NONE, 0, NotifyType.NAT_DETECTION_SOURCE_IP) + b"x" * 20,
+        struct.pack("!BBH", ProtocolId.IKE, 0, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED),
+        struct.pack("!BBH", ProtocolId.ESP, 4, NotifyType.REKEY_SA) + b"\x01\x02\x03\x04",
+        struct.pack("!BBH", ProtocolId.ESP, 8, NotifyType.REKEY_SA) + b"\x01",
+        b"\x00\x00\x40",
+        b"",
+    ]
+    for body in bodies:
+        for flags in (0, 0x80, 0x01):
+            data = chain(body, flags)
+            got = outcome(data)
+            with monkeypatch.context() as m:  # the old path: every payload through a Reader
+                m.setattr(payloads_mod, "Notify", type("Slow", (Notify,), {}))
+                assert got == outcome(data), (body, flags)
+
+    made: list[bytes] = []
+
+    class Counting(Reader):
+        def __init__(self, data: bytes, base: int = 0) -> None:
+            made.append(data)
+            super().__init__(data, base)
+
+    monkeypatch.setattr(payloads_mod, "Reader", Counting)
+    nonce = Nonce(data=b"n" * 32)
+    _, data = encode_chain([nonce, Notify(notify_type=NotifyType.REDIRECT_SUPPORTED)], outer=False)
+    assert decode_chain(PayloadType.NONCE, data, 28, outer=True)[1] == Notify(
+        notify_type=NotifyType.REDIRECT_SUPPORTED
+    )
+    assert made == [b"n" * 32]  # the Nonce's only
