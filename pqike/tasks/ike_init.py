@@ -111,7 +111,10 @@ class IkeInit(Task):
             self.proposals = configured_proposals(sa.conn.proposals)
         except ProposalError as e:  # config checks make this unreachable for loaded configs
             raise TaskFailed(f"invalid IKE proposal: {e}") from e
-        first_ke = next((p.first(TransformType.KE) for p in self.proposals), None)
+        # the KE we send first: an initiator's choice; a responder answers the peer's KE
+        first_ke = (
+            next((p.first(TransformType.KE) for p in self.proposals), None) if initiator else None
+        )
         self.ke_method = KeMethod(first_ke.id) if first_ke else KeMethod.NONE
         self.ke: Initiator | None = None
         self.cookie = b""

@@ -105,3 +105,23 @@ def test_a_proposals_text_is_built_once_and_handed_on_to_numbered_copies(
     once = len(built)
     copies = [chosen.numbered(n, bytes([n]) * 8) for n in (1, 2, 3)]
     assert [str(c) for c in copies] == [text] * 3 and len(built) == once
+
+
+def test_a_responder_picks_no_ke_method_of_its_own() -> None:
+    """Only an initiator sends a KE of its choosing (the first configured); a responder's
+    IkeInit, made for every IKE_SA_INIT request, answers the peer's and looks none up."""
+    from pqike.tasks.ike_init import IkeInit
+
+    moon = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL)).peers["moon"]
+    ike_sa = IkeSa(
+        moon.engine._services(),
+        1,
+        "rw",
+        moon.engine.config.connections["rw"],
+        False,
+        Endpoint(MOON, 500),
+        Endpoint("192.168.0.3", 500),
+        spi_i=bytes(range(8)),
+    )
+    assert IkeInit(ike_sa, True).ke_method == KeMethod.CURVE_25519
+    assert IkeInit(ike_sa, False).ke_method == KeMethod.NONE
