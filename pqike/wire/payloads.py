@@ -103,6 +103,7 @@ _CP_ATTR_R = 0x8000  # reserved bit in front of the CP attribute type (RFC 7296 
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 §3.9
 
 _NOTIFY_HEADER = struct.Struct("!BBH")
+_NOTIFY_CHAINED = struct.Struct("!BBHBBH")  # the generic header and an IKE notify's (no SPI)
 _NOTIFY_TYPES: dict[int, NotifyType] = NotifyType._value2member_map_  # type: ignore[assignment]
 _PROTOCOL_IDS: dict[int, ProtocolId] = ProtocolId._value2member_map_  # type: ignore[assignment]
 _KE_METHODS: dict[int, KeMethod] = KeMethod._value2member_map_  # type: ignore[assignment]
@@ -576,6 +577,19 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
     out: list[bytes] = []
     for i, p in enumerate(payloads):
         following = types[i + 1]
+        if type(p) is Notify and not p.spi:
+            # an IKE notify, most payloads of IKE_SA_INIT and IKE_AUTH: both headers in one
+            # pack; a field out of range goes the general way below, to its EncodeError
+            flags = (CRITICAL if p.critical else 0) | (p.reserved_bits & ~CRITICAL)
+            try:
+                head = _NOTIFY_CHAINED.pack(
+                    following, flags, 8 + len(p.data), p.protocol, 0, p.notify_type
+                )
+            except (struct.error, OverflowError):
+                pass
+            else:
+                out.append(head + p.data)
+                continue
         if isinstance(p, _SEALED):
             if not outer or i != last:
                 raise EncodeError("an SK/SKF payload must be the last payload of a message")

@@ -434,3 +434,43 @@ def test_ike_notifies_decode_without_a_reader_to_the_same_payloads(monkeypatch) 
         notify_type=NotifyType.REDIRECT_SUPPORTED
     )
     assert made == [b"n" * 32]  # the Nonce's only
+
+
+def test_ike_notifies_encode_in_one_pack_to_the_same_bytes_and_errors(monkeypatch) -> None:
+    """An IKE notify (no SPI) is packed with its generic header at once; any notify encodes
+    to the bytes, or the error, of the general way (Notify.encode_body, which a subclass
+    still takes)."""
+    from pqike.wire.base import EncodeError
+    from pqike.wire.payloads import encode_chain
+
+    class General(Notify):
+        pass
+
+    def outcome(cls: type[Notify], kw: dict, flags: tuple[bool, int]) -> object:
+        p = cls(**kw)
+        p.critical, p.reserved_bits = flags
+        try:
+            return encode_chain([Nonce(data=b"n" * 16), p, Nonce(data=b"m" * 16)], outer=True)
+        except (EncodeError, struct.error) as e:
+            return (type(e), str(e))
+
+    cases = [
+        {"notify_type": NotifyType.NAT_DETECTION_SOURCE_IP, "data": b"x" * 20},
+        {"notify_type": NotifyType.REDIRECT_SUPPORTED},
+        {"notify_type": NotifyType.REKEY_SA, "protocol": ProtocolId.ESP, "spi": b"\x01" * 4},
+        {"notify_type": 0x10000},
+        {"notify_type": 16384, "protocol": 256},
+        {"notify_type": -1},
+        {"notify_type": 16384, "data": b"d" * (65535 - 8)},
+        {"notify_type": 16384, "data": b"d" * (65535 - 7)},
+    ]
+    for kw in cases:
+        for flags in ((False, 0), (True, 0), (False, 0x7F), (True, 0x100)):
+            assert outcome(Notify, kw, flags) == outcome(General, kw, flags), (kw, flags)
+
+    def refused(self: Notify) -> bytes:
+        raise AssertionError("encode_body of an IKE notify")
+
+    monkeypatch.setattr(Notify, "encode_body", refused)
+    _, data = encode_chain([Notify(notify_type=NotifyType.REDIRECT_SUPPORTED)], outer=False)
+    assert data == struct.pack("!BBHBBH", 0, 0, 8, 0, 0, NotifyType.REDIRECT_SUPPORTED)
