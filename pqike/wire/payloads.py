@@ -103,6 +103,7 @@ _CP_ATTR_R = 0x8000  # reserved bit in front of the CP attribute type (RFC 7296 
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 §3.9
 
 _NOTIFY_HEADER = struct.Struct("!BBH")
+_KE_HEADER = struct.Struct("!HH")  # Key Exchange Method, RESERVED
 _NOTIFY_CHAINED = struct.Struct("!BBHBBH")  # the generic header and an IKE notify's (no SPI)
 _NOTIFY_TYPES: dict[int, NotifyType] = NotifyType._value2member_map_  # type: ignore[assignment]
 _PROTOCOL_IDS: dict[int, ProtocolId] = ProtocolId._value2member_map_  # type: ignore[assignment]
@@ -131,7 +132,12 @@ class KeyExchange(Payload):
 
     @classmethod
     def decode_body(cls, next_type: int, r: Reader) -> Self:
-        method = r.u16("KE method")
+        data = r.data
+        if len(data) >= 4:  # the header at once (IKE_SA_INIT, each IKE_INTERMEDIATE)
+            method, reserved = _KE_HEADER.unpack_from(data)
+            r.pos = len(data)
+            return cls(method=method, data=data[4:], reserved=reserved)
+        method = r.u16("KE method")  # truncated: the error names the field
         reserved = r.u16("KE reserved")
         return cls(method=method, data=r.rest(), reserved=reserved)
 

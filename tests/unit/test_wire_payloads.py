@@ -474,3 +474,33 @@ def test_ike_notifies_encode_in_one_pack_to_the_same_bytes_and_errors(monkeypatc
     monkeypatch.setattr(Notify, "encode_body", refused)
     _, data = encode_chain([Notify(notify_type=NotifyType.REDIRECT_SUPPORTED)], outer=False)
     assert data == struct.pack("!BBHBBH", 0, 0, 8, 0, 0, NotifyType.REDIRECT_SUPPORTED)
+
+
+def test_a_ke_header_is_read_at_once_and_a_truncated_one_named(monkeypatch) -> None:
+    """The KE header is one unpack (no field by field through the Reader); a body too short
+    for it is still the error naming the field."""
+    from pqike.wire.base import Reader
+    from pqike.wire.payloads import GENERIC_HEADER, decode_chain
+
+    def chain(body: bytes) -> bytes:
+        return GENERIC_HEADER.pack(PayloadType.NONE, 0, 4 + len(body)) + body
+
+    for short, field, offset in ((b"\x00", "KE method", 32), (b"\x00\x1f\x00", "KE reserved", 34)):
+        try:
+            decode_chain(PayloadType.KE, chain(short), 28, outer=True)
+        except DecodeError as e:
+            assert f"truncated {field}" in str(e) and e.offset == offset
+        else:
+            raise AssertionError("a truncated KE header decoded")
+
+    def refused(self: Reader, what: str) -> int:
+        raise AssertionError(f"read {what} field by field")
+
+    monkeypatch.setattr(Reader, "u16", refused)
+    for body in (b"\x00\x1f\x00\x00", b"\x00\x23\x12\x34" + b"k" * 1184):
+        (ke,) = decode_chain(PayloadType.KE, chain(body), 28, outer=True)
+        assert (ke.method, ke.reserved, ke.data) == (
+            int.from_bytes(body[:2], "big"),
+            int.from_bytes(body[2:4], "big"),
+            body[4:],
+        )
