@@ -63,6 +63,7 @@ from pqike.wire.traffic_selectors import (
 
 __all__ = [
     "GENERIC_HEADER_LEN",
+    "PAYLOAD_CLASSES",
     "AddressRangeSelector",
     "Authentication",
     "Certificate",
@@ -490,28 +491,27 @@ class UnknownPayload(Payload):
 
 # --- chains -------------------------------------------------------------------------------
 
-_CLASSES: dict[int, type[Payload]] = {
-    cls.TYPE: cls
-    for cls in (
-        SecurityAssociation,
-        KeyExchange,
-        IDi,
-        IDr,
-        Certificate,
-        CertificateRequest,
-        Authentication,
-        Nonce,
-        Notify,
-        Delete,
-        VendorId,
-        TSi,
-        TSr,
-        Encrypted,
-        Configuration,
-        ExtensibleAuthentication,
-        EncryptedFragment,
-    )
-}
+# every payload type the codec decodes, by type number
+PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
+    SecurityAssociation,
+    KeyExchange,
+    IDi,
+    IDr,
+    Certificate,
+    CertificateRequest,
+    Authentication,
+    Nonce,
+    Notify,
+    Delete,
+    VendorId,
+    TSi,
+    TSr,
+    Encrypted,
+    Configuration,
+    ExtensibleAuthentication,
+    EncryptedFragment,
+)
+_CLASSES: dict[int, type[Payload]] = {cls.TYPE: cls for cls in PAYLOAD_CLASSES}
 _SEALED = (Encrypted, EncryptedFragment)
 _NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 

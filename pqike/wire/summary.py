@@ -13,25 +13,13 @@ from collections.abc import Sequence
 from pqike.wire.iana import CfgAttr, CfgType, EapCode, EapType, NotifyType, PayloadType
 from pqike.wire.message import Message
 from pqike.wire.payloads import (
-    Authentication,
-    Certificate,
-    CertificateRequest,
+    PAYLOAD_CLASSES,
     Configuration,
-    Delete,
-    Encrypted,
     EncryptedFragment,
     ExtensibleAuthentication,
-    IDi,
-    IDr,
-    KeyExchange,
-    Nonce,
     Notify,
     Payload,
-    SecurityAssociation,
-    TSi,
-    TSr,
     UnknownPayload,
-    VendorId,
 )
 
 __all__ = ["Described", "describe", "notify_short_name", "payload_summary"]
@@ -212,23 +200,10 @@ def notify_short_name(notify_type: int) -> str:
 
 # the summary of a payload whose text is its type alone, and of each known notify: a log
 # line prints a dozen of them, a lookup each instead of building the same strings again
+# payloads whose summary shows their contents (_one); the others' is their type alone
+_DETAILED = (Notify, ExtensibleAuthentication, Configuration, EncryptedFragment)
 _FIXED: dict[type, str] = {
-    cls: PAYLOAD_SHORT[cls.TYPE]
-    for cls in (
-        SecurityAssociation,
-        KeyExchange,
-        IDi,
-        IDr,
-        Certificate,
-        CertificateRequest,
-        Authentication,
-        Nonce,
-        Delete,
-        VendorId,
-        TSi,
-        TSr,
-        Encrypted,
-    )
+    cls: PAYLOAD_SHORT[cls.TYPE] for cls in PAYLOAD_CLASSES if cls not in _DETAILED
 }
 _NOTIFIES = {int(t): f"N({name})" for t, name in NOTIFY_SHORT.items()}
 

@@ -144,9 +144,7 @@ def test_two_daemons_talk_ike_and_natt_ports():
 
 def test_marker_on_the_wire_keepalive_esp_and_garbage():
     async def run():
-        b = Peer()
-        b.udp.open()
-        b.udp.attach(asyncio.get_running_loop())
+        b = _attached_peer()
         raw = _raw()
         try:
             natt = ("127.0.0.1", b.udp.natt_port)
@@ -213,13 +211,19 @@ def test_handler_exceptions_do_not_kill_the_reader():
     asyncio.run(run())
 
 
+def _attached_peer() -> Peer:
+    """A Peer whose sockets (wildcard) are open and read by the running loop."""
+    b = Peer()
+    b.udp.open()
+    b.udp.attach(asyncio.get_running_loop())
+    return b
+
+
 def test_pktinfo_round_trip_on_wildcard_socket():
     """A wildcard socket learns which address a packet was sent to and answers from it."""
 
     async def run():
-        b = Peer()
-        b.udp.open()
-        b.udp.attach(asyncio.get_running_loop())
+        b = _attached_peer()
         raw = _raw(addr="127.0.0.1")
         try:
             raw.sendto(IKE_HEADER, ("127.0.0.2", b.udp.ike_port))  # 127/8 is all loopback
@@ -257,9 +261,7 @@ def test_pktinfo_converted_per_address_not_per_datagram(monkeypatch):
     udp._pktinfo_dst.cache_clear()
 
     async def run():
-        b = Peer()
-        b.udp.open()
-        b.udp.attach(asyncio.get_running_loop())
+        b = _attached_peer()
         raw = _raw(addr="127.0.0.1")
         try:
             for n, to in enumerate(["127.0.0.2"] * 3 + ["127.0.0.3"] * 2, start=1):
@@ -282,9 +284,7 @@ def test_pktinfo_converted_per_address_not_per_datagram(monkeypatch):
 @pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on loopback")
 def test_ipv6_pktinfo_and_same_ports_for_both_families():
     async def run():
-        b = Peer()
-        b.udp.open()
-        b.udp.attach(asyncio.get_running_loop())
+        b = _attached_peer()
         raw = _raw(socket.AF_INET6, "::1")
         try:
             assert f"::[{b.udp.ike_port}]" in b.udp.listening

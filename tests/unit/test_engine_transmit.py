@@ -23,6 +23,17 @@ PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
 HEADER_EXCHANGE = 18
 
 
+def _relay(carol: Engine, moon: Engine, each: Callable[[], None] | None = None) -> None:
+    """carol initiates; her datagrams go to moon by hand (moon's reach carol from its
+    transmit), ``each`` called after every one moon takes in."""
+    carol.initiate("net", "home", 0.0)
+    for _ in range(10):
+        for d in carol.pop_outgoing():
+            moon.receive(d, 0.0)
+            if each is not None:
+                each()
+
+
 def _pair():  # type: ignore[no-untyped-def]
     return make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
 
@@ -237,12 +248,12 @@ def test_int_auth_chained_after_the_intermediate_response_left() -> None:
         carol.receive(d, 0.0)
 
     moon.set_transmit(transmit)
-    carol.initiate("net", "home", 0.0)
-    for _ in range(10):
-        for d in carol.pop_outgoing():
-            moon.receive(d, 0.0)
-            sa = next(iter(moon.sas.values()))
-            after.append((sa.int_auth_i, sa.int_auth_r))
+
+    def received() -> None:
+        sa = next(iter(moon.sas.values()))
+        after.append((sa.int_auth_i, sa.int_auth_r))
+
+    _relay(carol, moon, received)
     assert [x for x, _, _ in at_send] == [34, 43, 35]
     assert at_send[1][1:] == (None, None)  # nothing chained yet when the response left
     assert all(after[1]) and after[1] == at_send[2][1:]  # both chained right after
@@ -269,9 +280,6 @@ def test_sending_packet_is_logged_once_the_datagram_left(caplog: pytest.LogCaptu
         carol.receive(d, 0.0)
 
     moon.set_transmit(transmit)
-    carol.initiate("net", "home", 0.0)
-    for _ in range(10):
-        for d in carol.pop_outgoing():
-            moon.receive(d, 0.0)
+    _relay(carol, moon)
     assert lines_at_send == [0, 1, 2]  # none for the datagram being sent yet
     assert len(sent_lines()) == 3 and all(line.endswith(" bytes)") for line in sent_lines())

@@ -22,6 +22,21 @@ from tests.exchange.peers import MOON, make_pair, psk_config
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
 
 
+def _moon_responder_sa() -> IkeSa:
+    """A responder IKE_SA of moon's "rw" connection, as an IKE_SA_INIT request makes it."""
+    moon = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL)).peers["moon"]
+    return IkeSa(
+        moon.engine._services(),
+        1,
+        "rw",
+        moon.engine.config.connections["rw"],
+        False,
+        Endpoint(MOON, 500),
+        Endpoint("192.168.0.3", 500),
+        spi_i=bytes(range(8)),
+    )
+
+
 def test_nat_detection_of_the_request_is_checked_after_the_response_left(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -62,17 +77,7 @@ def test_a_method_found_available_is_not_looked_up_again(
 
     monkeypatch.setattr(common, "_AVAILABLE", set(), raising=False)  # none known yet
     monkeypatch.setattr(registry.Method, "available", property(available))
-    sa = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL)).peers["moon"]
-    ike_sa = IkeSa(
-        sa.engine._services(),
-        1,
-        "rw",
-        sa.engine.config.connections["rw"],
-        False,
-        Endpoint(MOON, 500),
-        Endpoint("192.168.0.3", 500),
-        spi_i=bytes(range(8)),
-    )
+    ike_sa = _moon_responder_sa()
     ours = configured_proposals((PROPOSAL, "aes256-sha256-x25519-ke1_mlkem1024"))
     for _ in range(3):
         assert common.computable(ike_sa, ours) == [ours[0]]  # the ML-KEM-1024 one dropped
@@ -112,16 +117,6 @@ def test_a_responder_picks_no_ke_method_of_its_own() -> None:
     IkeInit, made for every IKE_SA_INIT request, answers the peer's and looks none up."""
     from pqike.tasks.ike_init import IkeInit
 
-    moon = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL)).peers["moon"]
-    ike_sa = IkeSa(
-        moon.engine._services(),
-        1,
-        "rw",
-        moon.engine.config.connections["rw"],
-        False,
-        Endpoint(MOON, 500),
-        Endpoint("192.168.0.3", 500),
-        spi_i=bytes(range(8)),
-    )
+    ike_sa = _moon_responder_sa()
     assert IkeInit(ike_sa, True).ke_method == KeMethod.CURVE_25519
     assert IkeInit(ike_sa, False).ke_method == KeMethod.NONE
