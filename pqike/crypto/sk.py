@@ -21,6 +21,7 @@ import os
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _chmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
@@ -62,6 +63,7 @@ class Direction(StrEnum):
     INBOUND = "in"
 
 
+_OUTBOUND: dict[str, bool] = {Direction.OUTBOUND: True, Direction.INBOUND: False}  # and "out"
 _CCM = (EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16)
 _NON_AES = (EncrId.CHACHA20_POLY1305,)
 AeadObject = AESGCM | AESCCM | ChaCha20Poly1305
@@ -70,10 +72,11 @@ AeadObject = AESGCM | AESCCM | ChaCha20Poly1305
 @functools.lru_cache(maxsize=64)
 def _params(
     encr: EncrId, key_bits: int | None, integ: IntegId
-) -> tuple[EncrSpec, int, IntegSpec | None]:
-    """The checked transform specs and encryption key length (incl. salt) of an SkCipher:
-    once per suite, not for each of the two ciphers every key update makes. ``None`` for
-    the INTEG spec of an AEAD cipher. Raises UnsupportedTransform (never cached)."""
+) -> tuple[EncrSpec, int, IntegSpec | None, hashes.HashAlgorithm | None]:
+    """The checked transform specs, encryption key length (incl. salt) and HMAC hash of an
+    SkCipher: once per suite, not for each of the two ciphers every key update makes. ``None``
+    for the INTEG spec of an AEAD cipher and the hash of a non-HMAC one. Raises
+    UnsupportedTransform (never cached)."""
     spec = encr_spec(encr)
     if not spec.sk_capable:
         raise UnsupportedTransform(f"{spec.encr.name} is not supported for the SK payload")
@@ -81,8 +84,9 @@ def _params(
     if spec.is_aead:
         if integ != IntegId.NONE:
             raise UnsupportedTransform(f"{spec.encr.name} is AEAD: INTEG must be NONE")
-        return spec, want, None
-    return spec, want, integ_spec(integ)
+        return spec, want, None, None
+    ispec = integ_spec(integ)
+    return spec, want, ispec, integ_hash(ispec.integ)
 
 
 class SkCipher:
@@ -119,7 +123,7 @@ class SkCipher:
         encr_key: bytes,
         integ_key: bytes = b"",
     ) -> None:
-        spec, want, ispec = _params(encr, key_bits, integ)
+        spec, want, ispec, hash_alg = _params(encr, key_bits, integ)
         if len(encr_key) != want:
             raise ValueError(
                 f"{spec.encr.name} needs a {want}-byte key (incl. salt), got {len(encr_key)}"
@@ -147,12 +151,10 @@ class SkCipher:
             self._integ_key = bytes(integ_key)
             self._iv_counter = 0
             self._aead = None
-        self._integ_hash = integ_hash(self.integ)
+        self._integ_hash = hash_alg
         # HMAC keyed once (set_keys runs after the response that derived the keys has gone
         # out), copied per message: a copy costs half a fresh HMAC's key setup
-        self._mac = (
-            None if self._integ_hash is None else _chmac.HMAC(self._integ_key, self._integ_hash)
-        )
+        self._mac = None if hash_alg is None else _chmac.HMAC(self._integ_key, hash_alg)
         # the key schedule of the cipher set up once per SA and direction, not per message
         self._aes = algorithms.AES(self._key) if self.encr not in _NON_AES else None
 
@@ -162,7 +164,10 @@ class SkCipher:
     ) -> SkCipher:
         """The cipher for one direction: the initiator sends with SK_ei/SK_ai, receives with
         SK_er/SK_ar; the responder the other way round (RFC 7296 §2.14)."""
-        use_i = (Direction(direction) == Direction.OUTBOUND) == is_initiator
+        outbound = _OUTBOUND.get(direction)  # not Direction(): two per key update
+        if outbound is None:
+            raise ValueError(f"{direction!r} is not a valid Direction")
+        use_i = outbound == is_initiator
         if use_i:
             return cls(suite.encr, suite.encr_key_bits, suite.integ, keys.sk_ei, keys.sk_ai)
         return cls(suite.encr, suite.encr_key_bits, suite.integ, keys.sk_er, keys.sk_ar)

@@ -175,6 +175,44 @@ def test_for_ike_direction_selection() -> None:
         i_in.open(ASSOC, i_out.seal(ASSOC, b"reflected"))
 
 
+def test_for_ike_per_key_update_work_is_per_suite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each RFC 9370 key update (three per 3 ML-KEM handshake) makes two SkCiphers: neither
+    converts its direction through Direction() nor asks for the INTEG hash again; a bad
+    direction is still a ValueError."""
+    import pqike.crypto.sk as sk
+
+    calls: list[object] = []
+    real_hash = sk.integ_hash
+
+    class CountingDirection:
+        OUTBOUND, INBOUND = Direction.OUTBOUND, Direction.INBOUND
+
+        def __new__(cls, value: str) -> Direction:  # type: ignore[misc]
+            calls.append(value)
+            return Direction(value)
+
+    def counting_hash(integ: IntegId) -> object:
+        calls.append(integ)
+        return real_hash(integ)
+
+    monkeypatch.setattr(sk, "Direction", CountingDirection)
+    monkeypatch.setattr(sk, "integ_hash", counting_hash)
+    sk._params.cache_clear()
+    suite = IkeSuite(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128, PrfId.HMAC_SHA2_256)
+    keys = IkeKeys(*(os.urandom(32) for _ in range(7)))
+    SkCipher.for_ike(suite, keys, False, "out")  # the suite's first cipher: its hash once
+    calls.clear()
+    pairs = [
+        (SkCipher.for_ike(suite, keys, i, "out"), SkCipher.for_ike(suite, keys, not i, "in"))
+        for i in (True, False)
+    ]
+    assert calls == []  # before: 4 Direction() and 4 integ_hash calls
+    for sender, receiver in pairs:
+        assert receiver.open(ASSOC, sender.seal(ASSOC, b"x")) == b"x"
+    with pytest.raises(ValueError, match="not a valid Direction"):
+        SkCipher.for_ike(suite, keys, True, "sideways")
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.binary(max_size=300), st.binary(max_size=40))
 def test_round_trip_property(plain: bytes, assoc: bytes) -> None:
