@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -191,12 +193,8 @@ def test_for_ike_per_key_update_work_is_per_suite(monkeypatch: pytest.MonkeyPatc
             calls.append(value)
             return Direction(value)
 
-    def counting_hash(integ: IntegId) -> object:
-        calls.append(integ)
-        return real_hash(integ)
-
     monkeypatch.setattr(sk, "Direction", CountingDirection)
-    monkeypatch.setattr(sk, "integ_hash", counting_hash)
+    monkeypatch.setattr(sk, "integ_hash", _counting(real_hash, calls))
     sk._params.cache_clear()
     suite = IkeSuite(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_256_128, PrfId.HMAC_SHA2_256)
     keys = IkeKeys(*(os.urandom(32) for _ in range(7)))
@@ -227,12 +225,7 @@ def test_suite_checked_once_not_per_cipher(monkeypatch: pytest.MonkeyPatch) -> N
     import pqike.crypto.sk as sk
 
     looked_up: list[int] = []
-    real = sk.encr_spec
-
-    def counting(encr: int) -> object:
-        looked_up.append(encr)
-        return real(encr)
-
+    counting = _counting(sk.encr_spec, looked_up)
     monkeypatch.setattr(sk, "encr_spec", counting)
     monkeypatch.setattr(algorithms, "encr_spec", counting)
     sk._params.cache_clear()
@@ -306,3 +299,13 @@ def test_hmac_keyed_once_per_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
         assert icv == std_hmac.new(integ_key, aad + body[:-16], hashlib.sha256).digest()[:16]
         receiver.open(aad, body)
     assert made == []
+
+
+def _counting(real: Callable[[Any], object], log: list[Any]) -> Callable[[Any], object]:
+    """``real``, noting each argument it is called with in ``log``."""
+
+    def counting(arg: Any) -> object:
+        log.append(arg)
+        return real(arg)
+
+    return counting
