@@ -399,10 +399,15 @@ class Engine:
         # a reload that removes a method leaves none of its private keys in memory
         old, self._spare_backends = self._spare_backends, None
         if old is not None:
-            self._spare_backends = _ke_backends(self.config)
-            self._spare_kem = _initiates(self.config)
-            for backend in set(old) - set(self._spare_backends):
+            for backend in set(old) - set(self._plan_spares()):
                 backend.drop_spares()
+
+    def _plan_spares(self) -> tuple[Backend, ...]:
+        """The backends prefill_keys() serves for this configuration, and whether KEM pairs
+        are among what it makes."""
+        self._spare_backends = _ke_backends(self.config)
+        self._spare_kem = _initiates(self.config)
+        return self._spare_backends
 
     def prefill_keys(self, spare: int = SPARE_KEYS) -> bool:
         """Make one ephemeral key pair ahead for a KE method of the configured IKE proposals
@@ -410,13 +415,11 @@ class Engine:
         x25519 and ML-KEM keygen are 50-60 us each); False once each has ``spare`` waiting.
         DH pairs serve both roles; KEM pairs only an initiator, so they are made once a
         connection is started or trapped here, or we initiated with the method before."""
-        if self._spare_backends is None:
-            self._spare_backends = _ke_backends(self.config)
-            self._spare_kem = _initiates(self.config)
+        backends = self._spare_backends
+        if backends is None:
+            backends = self._plan_spares()
         return any(
-            b.prefill(spare)
-            for b in self._spare_backends
-            if b.kind is Kind.DH or b.asked or self._spare_kem
+            b.prefill(spare) for b in backends if b.kind is Kind.DH or b.asked or self._spare_kem
         )
 
     def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
