@@ -225,7 +225,7 @@ class IkeSa:
         self.remote = remote
         self.spi_i = spi_i
         self.spi_r = spi_r
-        ctx = f"{conn_name}|{unique_id}"  # one string for the loggers and reassemblers
+        ctx = f"{conn_name}|{unique_id}"  # one string for the loggers
         self.log = get_logger(Subsystem.IKE, ctx)
         self._state = IkeState.CREATED
         self.enc = get_logger(Subsystem.ENC, ctx)
@@ -267,10 +267,10 @@ class IkeSa:
         self.peer_mid = 0  # next request we expect
         self.request: _Request | None = None
         self.last_response: tuple[int, list[bytes]] | None = None
-        d = services.config.daemon
-        limits = fragment_limits(d.max_fragments, d.max_packet, d.reassembly_memory)
-        self._frag_requests = Reassembler(limits, services.budget, ctx)
-        self._frag_responses = Reassembler(limits, services.budget, ctx)
+        # RFC 7383 reassembly, one per direction, made on the first fragment: most IKE_SAs
+        # never receive one, and half-open ones are what a flood multiplies
+        self._frag_requests: Reassembler | None = None
+        self._frag_responses: Reassembler | None = None
         self._out_cipher: SkCipher | None = None
         self._in_cipher: SkCipher | None = None
 
@@ -1027,7 +1027,7 @@ class IkeSa:
                 r.exchange.name,
             )
             return
-        inner = self._open(message, raw, self._frag_responses)
+        inner = self._open(message, raw)
         if inner is None:
             return
         self.last_inbound = now
@@ -1061,7 +1061,7 @@ class IkeSa:
                 self.label,
             )
             return
-        inner = self._open(message, raw, self._frag_requests)
+        inner = self._open(message, raw)
         if inner is None:
             return
         self.last_inbound = now
@@ -1083,7 +1083,7 @@ class IkeSa:
             return
         self.process_request(inner, src, dst, now)
 
-    def _open(self, message: Message, raw: bytes, frags: Reassembler) -> Incoming | None:
+    def _open(self, message: Message, raw: bytes) -> Incoming | None:
         """Decrypt (and reassemble) a message; None when it must be dropped or waited for."""
         ex = message.exchange
         if not isinstance(ex, ExchangeType):
@@ -1103,7 +1103,7 @@ class IkeSa:
             if isinstance(sealed, Encrypted):
                 opened: wire_sk.Opened | None = wire_sk.open_message(message, raw, self._in_cipher)
             else:
-                opened = self._open_fragment(message, raw, frags, ex.name, role)
+                opened = self._open_fragment(message, raw, ex.name, role)
             if opened is None:
                 return None
         except IntegrityError:
@@ -1131,8 +1131,21 @@ class IkeSa:
                 self._chain_int_auth_later(message, inner)
         return Incoming(ex, message.message_id, message.response, opened.inner, raw)
 
+    def _reassembler(self, response: bool) -> Reassembler:
+        """The reassembly of responses or of requests, made on first use."""
+        frags = self._frag_responses if response else self._frag_requests
+        if frags is None:
+            d = self.svc.config.daemon
+            limits = fragment_limits(d.max_fragments, d.max_packet, d.reassembly_memory)
+            frags = Reassembler(limits, self.svc.budget, self.log.sa)
+            if response:
+                self._frag_responses = frags
+            else:
+                self._frag_requests = frags
+        return frags
+
     def _open_fragment(
-        self, message: Message, raw: bytes, frags: Reassembler, ex_name: str, role: str
+        self, message: Message, raw: bytes, ex_name: str, role: str
     ) -> wire_sk.Opened | None:
         assert self._in_cipher is not None
         frag = wire_sk.unprotect_fragment(raw, self._in_cipher, message)
@@ -1140,7 +1153,7 @@ class IkeSa:
         self.enc("parsed %s %s %d [ EF(%d/%d) ]", ex_name, role, message.message_id, number, total)
         # before IKE_AUTH completes the keys are IKE_SA_INIT's: anybody's (fragments.py)
         authenticated = self.state not in (IkeState.CREATED, IkeState.CONNECTING)
-        res = frags.add(
+        res = self._reassembler(message.response).add(
             message.message_id, number, total, first, chunk, authenticated=authenticated
         )
         if res.verdict is FragmentVerdict.WAITING:
@@ -1234,8 +1247,9 @@ class IkeSa:
             get_logger(Subsystem.KNL, self.log.sa)("deleting virtual IP %s", vip)
             self.svc.kernel.del_vip(vip)
         self.local_vips.clear()
-        self._frag_requests.reset()
-        self._frag_responses.reset()
+        for frags in (self._frag_requests, self._frag_responses):
+            if frags is not None:
+                frags.reset()
         self.request = None
         self.state = IkeState.DESTROYED
 

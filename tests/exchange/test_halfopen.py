@@ -185,7 +185,8 @@ def test_block_threshold_bounds_reassembly_memory_per_address() -> None:
             moon.receive(_forged(sa, number, 255, 78), lan.now)
         for d in _partial_messages([sa]):
             moon.receive(d, lan.now)
-    held = sum(sa._frag_requests.held + sa._frag_responses.held for sa in moon.sas.values())
+    reassemblers = [r for sa in moon.sas.values() for r in (sa._frag_requests, sa._frag_responses)]
+    held = sum(r.held for r in reassemblers if r is not None)
     max_fragments = moon.config.daemon.max_fragments
     per_sa = PENDING_OVERHEAD + 20000 + CHUNK_OVERHEAD * max_fragments
     assert 0 < held <= 3 * per_sa

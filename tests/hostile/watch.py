@@ -135,8 +135,8 @@ def sa_fingerprint(sa: IkeSa) -> tuple[Any, ...]:
         tuple((c.unique_id, c.spi_in, c.spi_out, c.state) for c in sa.children),
         None if sa.request is None else (sa.request.message_id, tuple(sa.request.packets)),
         None if sa.last_response is None else sa.last_response[0],
-        sa._frag_requests.pending_message_id,
-        sa._frag_responses.pending_message_id,
+        sa._frag_requests and sa._frag_requests.pending_message_id,  # made on 1st fragment
+        sa._frag_responses and sa._frag_responses.pending_message_id,
         sa.last_inbound,
         tuple(type(t).__name__ for t in sa.passive),
     )

@@ -1,0 +1,34 @@
+"""What an IKE_SA keeps: a responder holds thousands of established IKE_SAs, and each object
+one of them keeps is one more for the cyclic GC to traverse at every full collection."""
+
+from __future__ import annotations
+
+from pqike.sa.ike_sa import IkeSa
+from tests.exchange.test_ike_sa import MLKEM3, _establish, _need
+
+X25519 = "aes256-sha256-x25519"
+
+
+def _sas(net, name: str) -> list[IkeSa]:  # type: ignore[no-untyped-def]
+    return list(net.peers[name].engine.sas.values())
+
+
+def test_reassemblers_are_made_on_the_first_fragment() -> None:
+    net = _establish(X25519)
+    for name in ("carol", "moon"):
+        (sa,) = _sas(net, name)
+        assert sa.established
+        assert sa._frag_requests is None and sa._frag_responses is None, name
+
+
+def test_fragmented_handshake_reassembles_in_the_direction_it_needs() -> None:
+    _need("mlkem512")
+    net = _establish(MLKEM3, fragment_size=576)
+    (moon,) = _sas(net, "moon")
+    (carol,) = _sas(net, "carol")
+    assert moon.established and carol.established
+    # the responder reassembled requests and no response, the initiator the other way round
+    assert moon._frag_requests is not None and moon._frag_responses is None
+    assert carol._frag_responses is not None and carol._frag_requests is None
+    assert moon._frag_requests.held == carol._frag_responses.held == 0
+    assert moon._frag_requests.owner == moon.log.sa  # the eviction line names the IKE_SA
