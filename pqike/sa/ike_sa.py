@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -81,6 +81,12 @@ class IkeState(Enum):
 
 
 _ESTABLISHED = (IkeState.ESTABLISHED, IkeState.REKEYING)  # a tuple: Enum.__hash__ is Python
+
+
+# A sequence an IKE_SA holds empty most of its life is the shared () until something goes in
+# (whoever adds assigns a new list): a responder keeps thousands of established IKE_SAs, and
+# each empty list of theirs would be one more object for the cyclic GC to traverse.
+_TaskList = list[Task] | tuple[()]  # a list whenever it is not empty
 
 
 @dataclass
@@ -248,7 +254,7 @@ class IkeSa:
         self.pending_secret: bytes | None = None  # ADDKE shared secret to mix in (RFC 9370)
         self.peer_frag = False
         self.peer_intermediate = False
-        self.peer_hash_algs: list[int] = []
+        self.peer_hash_algs: Sequence[int] = ()
         self.peer_strongswan = False  # sent strongSwan's vendor ID (pqike.tasks.ike_vendor)
         self.peer_ppk = False  # sent USE_PPK (RFC 8784; pqike.tasks.ppk)
         self.ppk_used = False  # a PPK is mixed into SK_d/SK_pi/SK_pr (charon's COND_PPK)
@@ -256,8 +262,8 @@ class IkeSa:
         self.nat_remote = False
         self.local_id = ""
         self.remote_id = ""
-        self.local_vips: list[str] = []
-        self.remote_vips: list[str] = []
+        self.local_vips: Sequence[str] = ()
+        self.remote_vips: Sequence[str] = ()
         self.children: list[ChildSa] = []
         self.established_at = 0.0
         self.created_at = 0.0
@@ -275,13 +281,14 @@ class IkeSa:
         self._in_cipher: SkCipher | None = None
 
         # task manager
-        self.queued: list[Task] = []
-        self.active: list[Task] = []
-        self.passive: list[Task] = []
+        self.queued: _TaskList = ()
+        self.active: _TaskList = ()
+        self.passive: Sequence[Task] = ()
         self.restart_init = False  # ike_init asks for a new IKE_SA_INIT (COOKIE/INVALID_KE)
         self.delete_after_exchange = False  # an IKE_SA DELETE was sent/received
         self.followups: dict[bytes, Task] = {}  # responder: IKE_FOLLOWUP_KE link -> task
-        self.after_response: list[Callable[[], object]] = []  # run once a response is sent
+        # run once a response is sent: a list while a request is processed (tasks add to it)
+        self.after_response: list[Callable[[], object]] | tuple[()] = ()
         self.rekey_at: float | None = None
         self.expire_at: float | None = None
         self.reauth_at: float | None = None
@@ -290,12 +297,12 @@ class IkeSa:
         self.start_at: float | None = None  # keyingtries: initiate when the back-off is over
         self.first_child: str | None = None  # what initiate() was asked for
         # inbound SAs of replaced CHILD_SAs kept for delete_rekeyed_delay: (until, spi, dst)
-        self.rekeyed_inbound: list[tuple[float, int, str]] = []
+        self.rekeyed_inbound: Sequence[tuple[float, int, str]] = ()
         self.retry_at: dict[int, float] = {}  # child unique id -> when to retry its rekey
         self.last_inbound = 0.0  # when the peer last sent us an authentic message (DPD)
-        self.restart_children: list[str] = []  # dpd_action = restart after a dead peer
+        self.restart_children: Sequence[str] = ()  # dpd_action = restart after a dead peer
         # (child, why): close_action/dpd_action = trap once the peer deleted us or died
-        self.trap_children: list[tuple[str, str]] = []
+        self.trap_children: Sequence[tuple[str, str]] = ()
         self.restart_reason = ""
         self.unanswered = False  # given up after retransmits (keyingtries may retry)
         self.failure = ""
@@ -475,16 +482,15 @@ class IkeSa:
         new.peer_ppk, new.ppk_used = self.peer_ppk, self.ppk_used
         new.nat_local, new.nat_remote = self.nat_local, self.nat_remote
         new.local_id, new.remote_id = self.local_id, self.remote_id
-        new.local_vips, self.local_vips = self.local_vips, []
-        new.remote_vips, self.remote_vips = self.remote_vips, []
+        new.local_vips, self.local_vips = self.local_vips, ()
+        new.remote_vips, self.remote_vips = self.remote_vips, ()
         new.children, self.children = [c for c in self.children], []
         # queued work (not yet started) continues on the new IKE_SA
         for task in self.queued:
             task.sa = new
-            new.queued.append(task)
-        self.queued = []
+        new.queued, self.queued = self.queued or (), ()
         new.retry_at, self.retry_at = self.retry_at, {}
-        new.rekeyed_inbound, self.rekeyed_inbound = self.rekeyed_inbound, []
+        new.rekeyed_inbound, self.rekeyed_inbound = self.rekeyed_inbound, ()
         self.successor_sa = new
         new.state = IkeState.ESTABLISHED
         new.established_at = self.now
@@ -576,7 +582,7 @@ class IkeSa:
     # ---- task manager: our requests -----------------------------------------------------
 
     def queue(self, task: Task) -> None:
-        self.queued.append(task)
+        self.queued = [*self.queued, task]
 
     def initiate(self, now: float) -> None:
         """Start the next exchange if none is outstanding."""
@@ -588,7 +594,7 @@ class IkeSa:
             if not self.queued:
                 return
             if self.state in (IkeState.CREATED, IkeState.CONNECTING):
-                self.active, self.queued = self.queued, []
+                self.active, self.queued = self.queued, ()
             else:
                 self.active = [self.queued.pop(0)]
         if self.restart_init:
@@ -672,6 +678,8 @@ class IkeSa:
         ):
             self.passive = responder_tasks(self, msg)
         reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+        if not self.after_response:
+            self.after_response = []  # for the hooks the tasks add as they take the request
         failed = self._process_r(self.passive, msg)
         if failed is None:
             failed = self._build_r(self.passive, reply)
@@ -702,7 +710,7 @@ class IkeSa:
         self._send_response(reply, now)
         self.apply_pending_secret()
         self.peer_mid += 1
-        hooks, self.after_response = self.after_response, []
+        hooks, self.after_response = self.after_response, ()
         for hook in hooks:
             hook()
         if self.delete_after_exchange:
@@ -716,7 +724,7 @@ class IkeSa:
             self._deleted(now)
 
     @staticmethod
-    def _process_r(tasks: list[Task], msg: Incoming) -> TaskFailed | None:
+    def _process_r(tasks: Sequence[Task], msg: Incoming) -> TaskFailed | None:
         """Each task takes in the request; the first failure ends it."""
         for task in tasks:  # process_r() removes no task: no copy of the list
             try:
@@ -727,7 +735,7 @@ class IkeSa:
                 return TaskFailed(task.reason or f"{task.name} failed")
         return None
 
-    def _build_r(self, tasks: list[Task], reply: Outgoing) -> TaskFailed | None:
+    def _build_r(self, tasks: Sequence[Task], reply: Outgoing) -> TaskFailed | None:
         """Each task adds to the response; those done (SUCCESS) leave the passive list,
         which is rebuilt once rather than by list.remove() under a copy."""
         failed: TaskFailed | None = None
@@ -746,7 +754,7 @@ class IkeSa:
             if status is not Status.SUCCESS:
                 kept.append(task)
         if self.passive is tasks:  # not if the engine forgot this IKE_SA meanwhile
-            self.passive = kept
+            self.passive = kept or ()
         return failed
 
     # ---- sending ------------------------------------------------------------------------
@@ -952,7 +960,7 @@ class IkeSa:
         self.log("IKE_SA %s reached its hard lifetime, deleting it", self.label)
         if self.request is None:
             self.queued = [IkeDelete(self, True)]
-            self.active = []
+            self.active = ()
             self.initiate(now)
             self.request = None  # sent once, not awaited: not a dead peer for dpd_action
         self.fail("IKE_SA reached its hard lifetime", now)
@@ -1237,8 +1245,8 @@ class IkeSa:
             uninstall_child(self, child)  # (nothing left to do after a hand-over)
         self.children.clear()
         if keeper is not None:  # reauthenticated: what this one kept goes on there
-            keeper.rekeyed_inbound += self.rekeyed_inbound
-            self.rekeyed_inbound = []
+            keeper.rekeyed_inbound = [*keeper.rekeyed_inbound, *self.rekeyed_inbound]
+            self.rekeyed_inbound = ()
         remove_rekeyed_inbound(self)
         for task in {*self.active, *self.passive, *self.queued, *self.followups.values()}:
             task.abort()
@@ -1246,7 +1254,7 @@ class IkeSa:
         for vip in self.local_vips:
             get_logger(Subsystem.KNL, self.log.sa)("deleting virtual IP %s", vip)
             self.svc.kernel.del_vip(vip)
-        self.local_vips.clear()
+        self.local_vips = ()
         for frags in (self._frag_requests, self._frag_responses):
             if frags is not None:
                 frags.reset()

@@ -261,7 +261,8 @@ def retire_rekeyed(sa: IkeSa, child: ChildSa, keeper: IkeSa | None = None) -> No
     uninstall_child(sa, child, keep_inbound=keep)
     if keep:
         assert until is not None
-        (keeper or sa.home()).rekeyed_inbound.append((until, child.spi_in, sa.local.host))
+        home = keeper or sa.home()
+        home.rekeyed_inbound = [*home.rekeyed_inbound, (until, child.spi_in, sa.local.host)]
         sa.log("delay closing of inbound CHILD_SA %s for %ds", child.label, round(until - sa.now))
 
 

@@ -102,7 +102,7 @@ class IkeConfig(Task):
             if old is None or addr not in old.local_vips:
                 self.sa.log("installing new virtual IP %s", addr)
                 self.sa.svc.kernel.add_vip(addr)
-            self.sa.local_vips.append(addr)
+            self.sa.local_vips = [*self.sa.local_vips, addr]
         return Status.SUCCESS
 
     def process_r(self, msg: Incoming) -> Status:

@@ -32,3 +32,17 @@ def test_fragmented_handshake_reassembles_in_the_direction_it_needs() -> None:
     assert carol._frag_responses is not None and carol._frag_requests is None
     assert moon._frag_requests.held == carol._frag_responses.held == 0
     assert moon._frag_requests.owner == moon.log.sa  # the eviction line names the IKE_SA
+
+
+def test_established_responder_keeps_no_empty_list() -> None:
+    net = _establish(X25519)
+    (sa,) = _sas(net, "moon")
+    assert sa.established and sa.children
+    empty = [
+        name
+        for name in IkeSa.__slots__
+        if isinstance(getattr(sa, name, None), list) and not getattr(sa, name)
+    ]
+    assert empty == []
+    # and the shared () it holds instead still reads as an empty sequence
+    assert not sa.queued and not sa.active and not sa.passive and not sa.after_response
