@@ -82,6 +82,11 @@ class IkeState(Enum):
 
 _ESTABLISHED = (IkeState.ESTABLISHED, IkeState.REKEYING)  # a tuple: Enum.__hash__ is Python
 
+# the subsystems an IKE_SA logs in, each bound to its context by __init__
+_IKE, _ENC, _NET, _CFG = (
+    get_logger(s) for s in (Subsystem.IKE, Subsystem.ENC, Subsystem.NET, Subsystem.CFG)
+)
+
 
 # A sequence an IKE_SA holds empty most of its life is the shared () until something goes in
 # (whoever adds assigns a new list): a responder keeps thousands of established IKE_SAs, and
@@ -232,11 +237,11 @@ class IkeSa:
         self.spi_i = spi_i
         self.spi_r = spi_r
         ctx = f"{conn_name}|{unique_id}"  # one string for the loggers
-        self.log = get_logger(Subsystem.IKE, ctx)
+        self.log = _IKE.bind(ctx)
         self._state = IkeState.CREATED
-        self.enc = get_logger(Subsystem.ENC, ctx)
-        self.net = get_logger(Subsystem.NET, ctx)
-        self.cfg = get_logger(Subsystem.CFG, ctx)
+        self.enc = _ENC.bind(ctx)
+        self.net = _NET.bind(ctx)
+        self.cfg = _CFG.bind(ctx)
         self.now = 0.0  # time of the event being handled (tasks read it)
 
         # negotiated

@@ -3,6 +3,11 @@ one of them keeps is one more for the cyclic GC to traverse at every full collec
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+from pqike import log as pqlog
 from pqike.sa.ike_sa import IkeSa
 from tests.exchange.test_ike_sa import MLKEM3, _establish, _need
 
@@ -46,3 +51,19 @@ def test_established_responder_keeps_no_empty_list() -> None:
     assert empty == []
     # and the shared () it holds instead still reads as an empty sequence
     assert not sa.queued and not sa.active and not sa.passive and not sa.after_response
+
+
+def test_ike_sa_binds_its_four_loggers_without_a_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every IKE_SA (a flood's half-open ones too) binds IKE, ENC, NET and CFG to its
+    context: the subsystems' loggers are looked up once, not per IKE_SA."""
+    (sa,) = _sas(_establish(X25519), "moon")
+    looked_up: list[object] = []
+    real = pqlog._py_logger
+    monkeypatch.setattr(pqlog, "_py_logger", lambda s: looked_up.append(s) or real(s))
+    new = IkeSa(sa.svc, 99, sa.name, sa.conn, False, sa.local, sa.remote, bytes(8))
+    monkeypatch.undo()
+    assert looked_up == []
+    for attr, subsystem in (("log", "IKE"), ("enc", "ENC"), ("net", "NET"), ("cfg", "CFG")):
+        bound = getattr(new, attr)
+        assert bound._log is logging.getLogger(f"pqike.{subsystem}"), attr
+        assert bound.sa == f"{sa.name}|99"

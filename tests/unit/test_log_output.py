@@ -113,3 +113,20 @@ def test_subsystem_loggers_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> No
     assert "pqike.ENC" not in looked_up
     assert again._log is first._log and again._log.name == "pqike.ENC"
     assert again.sa == "home|2"
+
+
+def test_bound_logger_writes_the_line_of_its_subsystem_and_context() -> None:
+    """bind() gives what get_logger(subsystem, context) gives, byte for byte."""
+    from io import StringIO
+
+    from pqike.log import Subsystem, batched, configure, get_logger
+
+    out = StringIO()
+    configure({"chd": 4}, stream=out)
+    bound = get_logger(Subsystem.CHD).bind("home|3")
+    with batched():
+        bound.private("encryption initiator key %s", "00ff")
+        get_logger(Subsystem.CHD, "home|3").private("encryption initiator key %s", "00ff")
+    first, second = (line.split(" ", 1)[1] for line in out.getvalue().splitlines())
+    assert first == second == "[CHD] <home|3> encryption initiator key 00ff"
+    assert bound._log is logging.getLogger("pqike.CHD")
