@@ -50,6 +50,8 @@ _FIXED_KEY_PRFS = (PrfId.AES128_XCBC, PrfId.AES128_CMAC)
 
 
 def _spi(spi: bytes | int) -> bytes:
+    if type(spi) is bytes and len(spi) == 8:  # an IKE_SA's own SPIs: four key updates each
+        return spi
     b = spi.to_bytes(8, "big") if isinstance(spi, int) else bytes(spi)
     if len(b) != 8:
         raise ValueError(f"an IKE SPI is 8 bytes, got {len(b)}")
@@ -107,21 +109,23 @@ def derive_ike_keys(
 
     Full nonces in the seed even for XCBC/CMAC (keymat_v2.c "full_nonce").
     """
-    keymat = prf_plus(prf_id, skeyseed, ni + nr + _spi(spi_i) + _spi(spi_r), lengths.total)
-    parts = []
-    pos = 0
-    for n in (
-        lengths.sk_d,
-        lengths.sk_a,
-        lengths.sk_a,
-        lengths.sk_e,
-        lengths.sk_e,
-        lengths.sk_p,
-        lengths.sk_p,
-    ):
-        parts.append(keymat[pos : pos + n])
-        pos += n
-    return IkeKeys(*parts)
+    d, a, e = lengths.sk_d, lengths.sk_a, lengths.sk_e
+    ar = d + a  # the end of SK_ai, then of each key in turn
+    ei = ar + a
+    er = ei + e
+    pi = er + e
+    pr = pi + lengths.sk_p
+    end = pr + lengths.sk_p
+    keymat = prf_plus(prf_id, skeyseed, ni + nr + _spi(spi_i) + _spi(spi_r), end)
+    return IkeKeys(
+        keymat[:d],
+        keymat[d:ar],
+        keymat[ar:ei],
+        keymat[ei:er],
+        keymat[er:pi],
+        keymat[pi:pr],
+        keymat[pr:end],
+    )
 
 
 def skeyseed_additional(prf_id: PrfId, sk_d: bytes, sk_n: bytes, ni: bytes, nr: bytes) -> bytes:
