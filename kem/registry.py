@@ -110,6 +110,9 @@ class Method:
         self.sizes: Sizes = SIZES[method]  # the specification's; providers are checked against it
         self._lock = threading.Lock()
         self._backends: dict[str, Backend | str] = {}  # name -> backend or failure reason
+        # backend()'s answer, fixed once found (_load keeps what it got), with the table
+        # it came from: a table swapped (a test hiding a provider) is asked again
+        self._preferred: tuple[dict[str, Backend | str], Backend] | None = None
 
     @property
     def keyword(self) -> str:
@@ -142,6 +145,9 @@ class Method:
 
     def backend(self, provider: str | None = None) -> Backend:
         """The preferred available backend, or the named provider's; MethodUnavailable if none."""
+        preferred = self._preferred
+        if provider is None and preferred is not None and preferred[0] is self._backends:
+            return preferred[1]  # each key exchange asks: no walk over the providers
         names = self.provider_names if provider is None else (provider,)
         if provider is not None and provider not in self.provider_names:
             raise MethodUnavailable(self.id, f"{provider} does not provide {self.log_name}")
@@ -149,6 +155,8 @@ class Method:
         for name in names:
             result = self._load(name)
             if isinstance(result, Backend):
+                if provider is None:
+                    self._preferred = (self._backends, result)
                 return result
             if result not in reasons:
                 reasons.append(result)
@@ -227,6 +235,9 @@ _METHODS: dict[KeMethod, Method] = {m: Method(m, spec) for m, spec in _SPECS.ite
 
 def get(method: int | KeMethod) -> Method:
     """The entry for an IANA/private ID; UnknownMethod (a KeyError) if there is none."""
+    found = _METHODS.get(method)  # an int finds its KeMethod key: no enum call per KE payload
+    if found is not None:
+        return found
     try:
         return _METHODS[KeMethod(method)]
     except (ValueError, KeyError):

@@ -142,6 +142,22 @@ def test_provider_with_other_sizes_is_refused(monkeypatch: pytest.MonkeyPatch) -
     assert entry.sizes == Sizes(2241, 4433, 32)
 
 
+def test_backend_found_once_is_kept_per_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """backend() keeps the preferred backend it found (each KE payload asks), and asks again
+    when the providers' table is another one, as a test hiding a provider makes it."""
+    entry = registry.get(KeMethod.CURVE_25519)
+    found = entry.backend()
+    assert registry.get(int(KeMethod.CURVE_25519)) is entry  # by int, as a KE payload has it
+    monkeypatch.setattr(entry, "_load", lambda name: pytest.fail("providers walked again"))
+    assert entry.backend() is found
+    monkeypatch.undo()
+    monkeypatch.setattr(entry, "_backends", dict.fromkeys(entry.provider_names, "hidden"))
+    assert not entry.available
+    assert entry.unavailable_reason == "hidden"
+    monkeypatch.undo()
+    assert entry.backend() is found
+
+
 def _run_kem(*args: str, env_extra: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, **env_extra}
     start = time.monotonic()
