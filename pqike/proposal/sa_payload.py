@@ -48,21 +48,26 @@ def from_wire(sa: wire.SecurityAssociation) -> tuple[Proposal, ...]:
         if not isinstance(wp.protocol, ProtocolId):
             continue  # an unknown protocol cannot be selected; RFC 7296 §3.3.1 says skip it
         values = tuple([(t.transform_type, t.transform_id, t.key_length) for t in wp.transforms])
-        out.append(_received(wp.protocol, values).numbered(wp.number, wp.spi))
+        if wp.spi:  # a fresh SPI in each (ESP, an IKE rekey): numbered per message
+            out.append(_received(wp.protocol, values).numbered(wp.number, wp.spi))
+        else:  # IKE_SA_INIT's: kept numbered as it came, no copy per handshake
+            out.append(_received(wp.protocol, values, wp.number))
     return tuple(out)
 
 
-# A received proposal by its values, unnumbered: a peer offers the same in every handshake,
-# and building one sorts and groups its transforms. The key is the values the model takes
-# from the codec, and a Proposal is immutable, so this is a pure function of them; a flood
-# of distinct offers fills at most the memo's 256 entries (as the codec's own caches).
-_RECEIVED: Memo[tuple[ProtocolId, tuple[tuple[int, int, int | None], ...]], Proposal] = Memo(256)
+# A received proposal by its values and number (0: to be numbered with its SPI): a peer
+# offers the same in every handshake, and building one sorts and groups its transforms. The
+# key is the values the model takes from the codec, and a Proposal is immutable, so this is
+# a pure function of them; a flood of distinct offers fills at most the memo's 256 entries
+# (as the codec's own caches).
+_Values = tuple[tuple[int, int, int | None], ...]
+_RECEIVED: Memo[tuple[ProtocolId, _Values, int], Proposal] = Memo(256)
 
 
-def _received(protocol: ProtocolId, values: tuple[tuple[int, int, int | None], ...]) -> Proposal:
-    key = (protocol, values)
+def _received(protocol: ProtocolId, values: _Values, number: int = 0) -> Proposal:
+    key = (protocol, values, number)
     proposal = _RECEIVED.get(key)
     if proposal is None:
         ts = tuple(Transform(int(ttype), int(tid), bits) for ttype, tid, bits in values)
-        proposal = _RECEIVED.keep(key, Proposal(protocol, ts))
+        proposal = _RECEIVED.keep(key, Proposal(protocol, ts, number))
     return proposal

@@ -268,6 +268,24 @@ def test_a_received_offer_becomes_proposals_once(monkeypatch: pytest.MonkeyPatch
     )
 
 
+def test_an_offer_without_spi_is_the_same_numbered_proposal_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """IKE_SA_INIT's offer has no SPI: the numbered proposal is kept, not copied per message;
+    another proposal number is another proposal."""
+    from pqike.proposal import sa_payload
+
+    monkeypatch.setattr(sa_payload, "_RECEIVED", Memo(256))
+    (first,) = sa_payload.from_wire(_sa(b""))
+    (again,) = sa_payload.from_wire(_sa(b""))
+    assert again is first and first.number == 1 and first.spi == b""
+    renumbered = _sa(b"")
+    renumbered.proposals[0].number = 2
+    (other,) = sa_payload.from_wire(renumbered)
+    assert other.number == 2 and other.transforms == first.transforms
+    assert (other.number, first.number) == (2, 1)  # the kept one is not renumbered
+
+
 @pytest.mark.parametrize("flags", [0x00, 0x08, 0x20, 0x28, 0x10, 0xFF])
 @pytest.mark.parametrize("exchange", [34, 43, 99])
 def test_header_fields_decode_as_encoded(flags: int, exchange: int) -> None:
