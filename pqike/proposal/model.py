@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from kem.ids import log_name
 from pqike.wire.iana import (
@@ -25,6 +26,9 @@ from pqike.wire.iana import (
     ProtocolId,
     TransformType,
 )
+
+if TYPE_CHECKING:
+    from pqike.wire.payloads import Transform as WireTransform
 
 __all__ = [
     "KE_TYPES",
@@ -238,6 +242,11 @@ class Proposal:
     _addke: bool | None = field(default=None, init=False, repr=False, compare=False)
     # str(), logged for each selection ("selected proposal: ..."), by numbered() copies too
     _text: str | None = field(default=None, init=False, repr=False, compare=False)
+    # sa_payload.to_wire()'s codec transforms, made at the first answer with this proposal
+    # (a responder's choice is the same object in each handshake: no hashing them per message)
+    _wire: tuple[WireTransform, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         protocol = _PROTOCOLS.get(self.protocol)

@@ -20,7 +20,11 @@ from pqike.wire.iana import ProtocolId, TransformAttr
 def to_wire(proposals: Sequence[Proposal], spi: bytes = b"") -> wire.SecurityAssociation:
     out: list[wire.Proposal] = []
     for i, p in enumerate(proposals):
-        transforms = list(_wire_transforms(p.transforms))  # immutable: shared, not copied
+        made = p._wire
+        if made is None:
+            made = _wire_transforms(p.transforms)
+            object.__setattr__(p, "_wire", made)  # a pure function of the frozen transforms
+        transforms = list(made)  # immutable: shared, not copied
         out.append(wire.Proposal(p.number or i + 1, p.protocol, transforms, spi or p.spi))
     return wire.SecurityAssociation(proposals=out)
 

@@ -196,6 +196,36 @@ def test_our_sa_is_built_and_encoded_once_per_choice(monkeypatch: pytest.MonkeyP
     assert all(x is y for x, y in zip(again, one_sa.proposals[0].transforms, strict=True))  # ours
 
 
+def test_our_choice_is_made_codec_transforms_once_per_proposal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A responder answers with the same proposal object in each handshake: its codec
+    transforms are made (and their tuple hashed) once; another proposal gets its own."""
+    from pqike.proposal import sa_payload
+    from pqike.proposal.parse import parse_proposal
+
+    made: list[int] = []
+    wire_transforms = sa_payload._wire_transforms.__wrapped__
+
+    def counting(transforms: tuple[object, ...]) -> tuple[Transform, ...]:
+        made.append(1)
+        return wire_transforms(transforms)
+
+    monkeypatch.setattr(sa_payload, "_wire_transforms", counting)
+    chosen = parse_proposal(ProtocolId.IKE, "aes256-sha256-x25519-ke1_mlkem768")
+    one = sa_payload.to_wire([chosen])
+    two = sa_payload.to_wire([chosen])
+    assert len(made) == 1 and one == two
+    fewer = chosen.without_ke()  # a proposal made from it: its own transforms
+    sent = sa_payload.to_wire([fewer]).proposals[0].transforms
+    assert sorted(t.transform_type for t in sent) == [
+        TransformType.ENCR,
+        TransformType.PRF,
+        TransformType.INTEG,
+    ]
+    assert len(made) == 2
+
+
 def test_a_transform_shares_no_list_with_its_caller() -> None:
     attrs = [TransformAttribute(TransformAttr.KEY_LENGTH, 256)]
     t = Transform(TransformType.ENCR, EncrId.AES_CBC, attrs)
