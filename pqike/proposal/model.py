@@ -199,11 +199,17 @@ class Transform:
     type: int  # a TransformType; a plain int for types we do not know (matched by ID too)
     id: int
     key_length: int | None = None
+    # the selection memo's keys hash every transform of both offers in each handshake: once
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", _TYPES.get(self.type, self.type))
         if self.key_length == 0:
             object.__setattr__(self, "key_length", None)
+        object.__setattr__(self, "_hash", hash((self.type, self.id, self.key_length)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def is_none(self) -> bool:
@@ -247,6 +253,10 @@ class Proposal:
     _wire: tuple[WireTransform, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # the IDs of its KE and ADDKE transforms but NONE, asked by each responder selection
+    _ke_ids: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
+    # hash(), asked by the selection memo in each handshake; numbered() copies start afresh
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         protocol = _PROTOCOLS.get(self.protocol)
@@ -275,7 +285,15 @@ class Proposal:
             object.__setattr__(other, name, getattr(self, name))
         object.__setattr__(other, "number", number)
         object.__setattr__(other, "spi", spi)
+        object.__setattr__(other, "_hash", None)
         return other
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash((self.protocol, self.transforms, self.number, self.spi))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @property
     def types(self) -> tuple[int, ...]:
@@ -292,6 +310,15 @@ class Proposal:
         """The (most preferred) transform of a type; the one, in a selected proposal."""
         of_type = self._by_type.get(ttype)
         return of_type[0] if of_type else None
+
+    @property
+    def ke_ids(self) -> frozenset[int]:
+        """The key exchange method IDs it names in KE and ADDKE1..7, NONE left out."""
+        ids = self._ke_ids
+        if ids is None:
+            ids = frozenset(t.id for t in self.transforms if is_ke_type(t.type) and t.id)
+            object.__setattr__(self, "_ke_ids", ids)
+        return ids
 
     @property
     def has_additional_ke(self) -> bool:

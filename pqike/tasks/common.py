@@ -81,7 +81,9 @@ def computable(sa: IkeSa, configured: Sequence[Proposal]) -> list[Proposal]:
     fail half-way through the handshake. A type left empty drops its proposal."""
     out = []
     for p in configured:
-        # asked twice per handshake: only the KE types' transforms looked at, by p's index
+        if _AVAILABLE.issuperset(p.ke_ids):  # each method found computable before
+            out.append(p)
+            continue
         gone = [
             t
             for ttype in p.types

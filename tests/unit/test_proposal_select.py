@@ -672,10 +672,44 @@ def test_computable_drops_only_unavailable_ke_transforms(monkeypatch: pytest.Mon
     esp = parse_proposal(ESP, "aes256-sha256")
     assert all(a is b for a, b in zip(common.computable(None, [p, esp]), [p, esp], strict=True))  # type: ignore[arg-type]
     monkeypatch.setattr(common, "_computable_id", lambda m: m != KeMethod.ML_KEM_768)
+    monkeypatch.setattr(common, "_AVAILABLE", set())  # none found computable before
     (kept, kept_esp) = common.computable(None, [p, esp])  # type: ignore[arg-type]
     assert kept_esp is esp
     assert kept.ids(TransformType.ADDKE1) == (KeMethod.ML_KEM_1024,)
     assert kept.transforms == tuple(t for t in p.transforms if t.id != KeMethod.ML_KEM_768)
+
+
+def test_computable_asks_no_method_found_available_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each responder selection asks: methods once found computable are not looked at again,
+    per transform; one never found is (and NONE needs no provider)."""
+    from pqike.tasks import common
+
+    p = parse_proposal(IKE, "aes256-sha256-x25519-ke1_mlkem768-ke2_none")
+    assert p.ke_ids == {KeMethod.CURVE_25519, KeMethod.ML_KEM_768}
+    common.computable(None, [p])  # type: ignore[arg-type]
+    monkeypatch.setattr(common, "_computable_id", lambda m: pytest.fail(f"{m} asked again"))
+    assert common.computable(None, [p])[0] is p  # type: ignore[arg-type]
+    monkeypatch.setattr(common, "_AVAILABLE", {KeMethod.CURVE_25519})
+    with pytest.raises(BaseException, match="asked again"):
+        common.computable(None, [p])  # type: ignore[arg-type]
+
+
+@given(st.sampled_from(["aes256-sha256-x25519", "aes128gcm16-prfsha384-mlkem768-ke1_x25519"]))
+@settings(max_examples=10, deadline=None)
+def test_kept_hashes_follow_equality(text: str) -> None:
+    """Transforms and proposals keep their hash (memo keys ask it in each selection): equal
+    ones hash alike, a numbered() copy as a proposal built with that number and SPI."""
+    p = parse_proposal(IKE, text)
+    built = Proposal(IKE, p.transforms, number=3, spi=b"\x07" * 8)
+    copy = p.numbered(3, b"\x07" * 8)
+    assert hash(p) == hash(p) and copy == built and hash(copy) == hash(built)
+    assert hash(p.numbered(4, b"")) == hash(Proposal(IKE, p.transforms, number=4))
+    for t in p.transforms:
+        same = Transform(int(t.type), t.id, t.key_length)
+        assert same == t and hash(same) == hash(t)
+        assert {t: 1}[same] == 1
 
 
 def test_check_selected_remembers_valid_answers_only(monkeypatch: pytest.MonkeyPatch) -> None:
