@@ -151,8 +151,10 @@ class Backend(ABC):
         if len(value) != self.sizes.public_value:
             raise InvalidPeerValue(self.method, self.sizes.public_value, len(value), "wrong length")
         reply, secret = self._respond(value)
-        _check_len(self.method, "responder value", reply, self.sizes.responder_value)
-        _check_len(self.method, "shared secret", secret, self.sizes.shared_secret)
+        sizes = self.sizes
+        if len(reply) != sizes.responder_value or len(secret) != sizes.shared_secret:
+            _check_len(self.method, "responder value", reply, sizes.responder_value)
+            _check_len(self.method, "shared secret", secret, sizes.shared_secret)
         return reply, secret
 
     def invalid(self, value: bytes, reason: str) -> InvalidPeerValue:

@@ -246,3 +246,22 @@ def test_mlkem_modulus_check(method: KeMethod, provider: str) -> None:
     backend = _available(method, provider)
     with pytest.raises(InvalidPeerValue, match="rejected"):
         backend.respond(b"\xff" * backend.sizes.public_value)
+
+
+@pytest.mark.parametrize(("cut", "what"), [((1, 0), "responder value"), ((0, 1), "shared secret")])
+def test_provider_output_of_other_sizes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, cut: tuple[int, int], what: str
+) -> None:
+    """A provider handing back another size than it advertised (a bug, an ABI mismatch) is
+    refused, naming which output."""
+    backend = registry.get(KeMethod.CURVE_25519).backend()
+    peer = registry.get(KeMethod.CURVE_25519).initiator().public_value
+    respond = backend._respond
+
+    def short(value: bytes) -> tuple[bytes, bytes]:
+        reply, secret = respond(value)
+        return reply[cut[0] :], secret[cut[1] :]
+
+    monkeypatch.setattr(backend, "_respond", short)
+    with pytest.raises(RuntimeError, match=f"provider produced a 31-byte {what}, expected 32"):
+        backend.respond(peer)
