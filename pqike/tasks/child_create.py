@@ -118,8 +118,11 @@ def install_child(
         initiator = sa.initiator
     inbound, outbound = (r_to_i, i_to_r) if initiator else (i_to_r, r_to_i)
     encap = (sa.local.port, sa.remote.port) if child.encap else None
-    local_net = child.local_ts[0].networks()[0]
-    remote_net = child.remote_ts[0].networks()[0]
+    # each selector's blocks once: the SAs take the first, the policies all of them
+    local_nets = [ts.networks() for ts in child.local_ts]
+    remote_nets = [ts.networks() for ts in child.remote_ts]
+    local_net = local_nets[0][0]
+    remote_net = remote_nets[0][0]
     sas = [
         KernelSa(
             child.spi_in,
@@ -154,10 +157,10 @@ def install_child(
     tunnel_out = (sa.local.host, sa.remote.host) if mode == Mode.TUNNEL else None
     tunnel_in = (sa.remote.host, sa.local.host) if mode == Mode.TUNNEL else None
     policies = []
-    for lts in child.local_ts:
-        for rts in child.remote_ts:
-            for ln in lts.networks():
-                for rn in rts.networks():
+    for lts in local_nets:
+        for rts in remote_nets:
+            for ln in lts:
+                for rn in rts:
                     policies += [
                         KernelPolicy(ln, rn, Direction.OUT, child.reqid, tunnel_out),
                         KernelPolicy(rn, ln, Direction.IN, child.reqid, tunnel_in),
