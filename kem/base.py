@@ -157,6 +157,14 @@ class Backend(ABC):
             _check_len(self.method, "shared secret", secret, sizes.shared_secret)
         return reply, secret
 
+    def respond_later(self, initiator_value: bytes) -> tuple[bytes, Callable[[], bytes]]:
+        """Responder side for an answer that may leave before the shared secret is needed
+        (IKE_SA_INIT: SKEYSEED is derived once the response is out): ``(responder_value,
+        secret)``, ``secret()`` the shared secret. The peer's value is refused here as by
+        respond(); only a DH that can check it without the exchange defers the exchange."""
+        reply, secret = self.respond(initiator_value)
+        return reply, partial(bytes, secret)
+
     def invalid(self, value: bytes, reason: str) -> InvalidPeerValue:
         return InvalidPeerValue(self.method, None, len(value), reason)
 
@@ -187,6 +195,25 @@ class DhBackend(Backend):
     def _respond(self, initiator_value: bytes) -> tuple[bytes, bytes]:
         private, public = self._pair()
         return public, self._agree(private, initiator_value)
+
+    def _refuse_early(self, peer_value: bytes) -> bool:
+        """Raise InvalidPeerValue for every peer value _agree() would refuse, without the
+        exchange; False if this curve cannot (respond_later() then agrees at once)."""
+        return False
+
+    def respond_later(self, initiator_value: bytes) -> tuple[bytes, Callable[[], bytes]]:
+        value = _bytes(initiator_value)
+        if len(value) != self.sizes.public_value:
+            raise InvalidPeerValue(self.method, self.sizes.public_value, len(value), "wrong length")
+        if not self._refuse_early(value):
+            return super().respond_later(value)
+        private, public = self._pair()
+        return public, partial(self._agree_checked, private, value)
+
+    def _agree_checked(self, private: Any, peer_value: bytes) -> bytes:
+        secret = self._agree(private, peer_value)
+        _check_len(self.method, "shared secret", secret, self.sizes.shared_secret)
+        return secret
 
 
 class KemBackend(Backend):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +199,10 @@ class Method:
     def respond(self, initiator_value: bytes) -> tuple[bytes, bytes]:
         """Responder side: ``(responder_value, shared_secret)``."""
         return self.backend().respond(initiator_value)
+
+    def respond_later(self, initiator_value: bytes) -> tuple[bytes, Callable[[], bytes]]:
+        """Responder side, the shared secret derived when asked (Backend.respond_later)."""
+        return self.backend().respond_later(initiator_value)
 
     def describe(self) -> dict[str, Any]:
         """Plain data for ``python -m kem --json``."""

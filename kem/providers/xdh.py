@@ -13,6 +13,22 @@ from kem.errors import ProviderUnavailable
 from kem.ids import KeMethod
 from kem.providers import pyca
 
+# RFC 7748 §6.1 / RFC 8031 §2.3: the X25519 u-coordinates of small order, whose shared
+# secret is all-zero for any private key (libsodium's has_small_order() list: 0, 1, the two
+# of order 8, p-1, p, p+1), compared with bit 255 cleared as X25519 itself masks it
+_X25519_SMALL_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "00" * 32,
+        "01" + "00" * 31,
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ec" + "ff" * 30 + "7f",
+        "ed" + "ff" * 30 + "7f",
+        "ee" + "ff" * 30 + "7f",
+    )
+)
+
 _CURVES: dict[KeMethod, tuple[Any, Any, int]] = {
     KeMethod.CURVE_25519: (x25519.X25519PrivateKey, x25519.X25519PublicKey, 32),
     KeMethod.CURVE_448: (x448.X448PrivateKey, x448.X448PublicKey, 56),
@@ -28,6 +44,13 @@ class XdhBackend(DhBackend):
     def _generate(self) -> tuple[Any, bytes]:
         key = self._priv_cls.generate()
         return key, key.public_key().public_bytes_raw()
+
+    def _refuse_early(self, peer_value: bytes) -> bool:
+        if self.method != KeMethod.CURVE_25519:
+            return False  # X448's list is not kept here: it agrees at once
+        if peer_value[:31] + bytes((peer_value[31] & 0x7F,)) in _X25519_SMALL_ORDER:
+            raise self.invalid(peer_value, "small-order point (all-zero shared secret)")
+        return True
 
     def _agree(self, private: Any, peer_value: bytes) -> bytes:
         peer = self._pub_cls.from_public_bytes(peer_value)  # length already checked

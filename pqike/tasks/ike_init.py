@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from kem.base import Initiator
@@ -414,7 +414,9 @@ class IkeInit(Task):
                 struct.pack("!H", ke_t.id),
             )
         try:
-            self.response_value, g_ir = self._method(ke_t.id).respond(ke.data)
+            # our KEr, the peer's value checked; an X25519 exchange runs once the response
+            # is out (only SKEYSEED needs it, derived then)
+            self.response_value, g_ir = self._method(ke_t.id).respond_later(ke.data)
         except KemError as e:
             # unprotected, so not INVALID_SYNTAX (RFC 7296 §3.10.1); charon's answer too
             raise TaskFailed(f"invalid KE payload: {e}", NotifyType.NO_PROPOSAL_CHOSEN) from e
@@ -435,10 +437,12 @@ class IkeInit(Task):
         # keepalives, floating to 4500); our response's NAT-D notifies hash our own addresses
         sa.after_response.append(functools.partial(self._check_natd, msg))
 
-    def _derive_answered(self, selected: Proposal, suite: IkeSuite, g_ir: bytes) -> None:
+    def _derive_answered(
+        self, selected: Proposal, suite: IkeSuite, g_ir: Callable[[], bytes]
+    ) -> None:
         """_derive() once the IKE_SA_INIT response is out; a failure ends the IKE_SA."""
         try:
-            self._derive(selected, suite, g_ir)
+            self._derive(selected, suite, g_ir())
         except Exception as e:
             self.sa.fail(f"deriving IKE_SA keys failed: {type(e).__name__}: {e}", self.sa.now)
 

@@ -10,13 +10,14 @@ import pytest
 
 from kem import registry
 from kem.ids import KeMethod
+from pqike.engine import Engine
 from pqike.events import Datagram, Endpoint
 from pqike.log import Subsystem
 from pqike.proposal import model, parse_proposals
 from pqike.sa.ike_sa import IkeSa
 from pqike.tasks import common
 from pqike.tasks.ike_init import configured_proposals
-from pqike.wire.iana import ProtocolId
+from pqike.wire.iana import NotifyType, ProtocolId
 from tests.exchange.peers import MOON, make_pair, psk_config
 
 PROPOSAL = "aes256-sha256-x25519-ke1_mlkem768"
@@ -120,3 +121,63 @@ def test_a_responder_picks_no_ke_method_of_its_own() -> None:
     ike_sa = _moon_responder_sa()
     assert IkeInit(ike_sa, True).ke_method == KeMethod.CURVE_25519
     assert IkeInit(ike_sa, False).ke_method == KeMethod.NONE
+
+
+def _carol_and_moon() -> tuple[Engine, Engine]:
+    net = make_pair(psk_config("carol", PROPOSAL), psk_config("moon", PROPOSAL))
+    return net.peers["carol"].engine, net.peers["moon"].engine
+
+
+def test_the_x25519_exchange_runs_after_the_response_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KEr is our public value: the exchange only SKEYSEED needs waits until the IKE_SA_INIT
+    response is out, and the keys derived then are the initiator's."""
+    backend = registry.get(KeMethod.CURVE_25519).backend()
+    agreed: list[int] = []
+    agree = backend._agree
+    monkeypatch.setattr(backend, "_agree", lambda *a: agreed.append(1) or agree(*a))
+    carol, moon = _carol_and_moon()
+    seen_when_sent: list[int] = []
+    sent: list[Datagram] = []
+
+    def transmit(d: Datagram) -> None:
+        seen_when_sent.append(len(agreed))
+        sent.append(d)
+
+    moon.set_transmit(transmit)
+    carol.initiate("net", "home", 0.0)
+    (request,) = carol.pop_outgoing()
+    moon.receive(request, 0.0)
+    assert seen_when_sent == [0] and agreed == [1]
+    (sa,) = moon.sas.values()
+    (carol_sa,) = carol.sas.values()
+    carol.receive(sent[0], 0.0)
+    assert sa.keys is not None and sa.keys == carol_sa.keys
+
+
+@pytest.mark.parametrize("u", ["00" * 32, "ec" + "ff" * 30 + "7f"])
+def test_a_small_order_x25519_value_is_refused_before_any_answer(
+    caplog: pytest.LogCaptureFixture, u: str
+) -> None:
+    """A peer's small-order point (all-zero shared secret) gets NO_PROPOSAL_CHOSEN, a log
+    line naming it, and no IKE_SA: checked before the response, not by the exchange after."""
+    for sub in Subsystem:
+        caplog.set_level(logging.DEBUG, logger=f"pqike.{sub.value}")
+    carol, moon = _carol_and_moon()
+    carol.initiate("net", "home", 0.0)
+    (request,) = carol.pop_outgoing()
+    (carol_sa,) = carol.sas.values()
+    (init,) = [t for t in carol_sa.active if getattr(t, "ke", None) is not None]
+    public = init.ke.public_value
+    assert request.data.count(public) == 1
+    forged = Datagram(request.data.replace(public, bytes.fromhex(u)), request.src, request.dst)
+    moon.receive(forged, 0.0)
+    (answer,) = moon.pop_outgoing()
+    assert not moon.sas
+    assert "small-order point" in caplog.text and "Traceback" not in caplog.text
+    from pqike.wire.message import decode_message
+    from pqike.wire.payloads import Notify
+
+    (notify,) = decode_message(answer.data).payloads
+    assert isinstance(notify, Notify) and notify.notify_type == NotifyType.NO_PROPOSAL_CHOSEN

@@ -158,6 +158,48 @@ def test_x25519_small_order_rejected(u: str) -> None:
         entry.initiator().finish(bytes.fromhex(u))
 
 
+@pytest.mark.parametrize("top", [0, 0x80])
+@pytest.mark.parametrize("u", X25519_SMALL_ORDER)
+def test_x25519_small_order_refused_by_respond_later_without_exchange(
+    monkeypatch: pytest.MonkeyPatch, u: str, top: int
+) -> None:
+    """respond_later() refuses what the exchange would (bit 255 is masked by X25519), before
+    any exchange and without handing out a key pair."""
+    value = bytes.fromhex(u)
+    value = value[:31] + bytes((value[31] | top,))
+    backend = registry.get(KeMethod.CURVE_25519).backend()
+    with pytest.raises(InvalidPeerValue, match="small-order"):
+        backend.respond(value)  # the library's own verdict on the listed value
+    monkeypatch.setattr(backend, "_pair", lambda: pytest.fail("a key pair was taken"))
+    monkeypatch.setattr(backend, "_agree", lambda *a: pytest.fail("exchanged"))
+    with pytest.raises(InvalidPeerValue, match="small-order"):
+        backend.respond_later(value)
+
+
+@pytest.mark.parametrize(
+    "method", [KeMethod.CURVE_25519, KeMethod.CURVE_448, KeMethod.ECP_256, KeMethod.ML_KEM_768]
+)
+def test_respond_later_agrees_with_the_initiator(method: KeMethod) -> None:
+    """The secret asked later is the initiator's; X25519 defers its exchange until then,
+    the others (X448 too, whose small-order list is not kept) exchange at once."""
+    backend = _available(method)
+    initiator = backend.initiator()
+    calls: list[int] = []
+    agree = getattr(backend, "_agree", None)
+    if agree is not None:
+        backend._agree = lambda *a: calls.append(1) or agree(*a)  # type: ignore[method-assign]
+    try:
+        reply, secret = backend.respond_later(initiator.public_value)
+        deferred = agree is not None and not calls
+        assert initiator.finish(reply) == secret()
+    finally:
+        if agree is not None:
+            del backend._agree
+    assert deferred == (method == KeMethod.CURVE_25519)
+    with pytest.raises(InvalidPeerValue, match="wrong length"):
+        backend.respond_later(initiator.public_value[1:])
+
+
 def test_x448_zero_rejected() -> None:
     entry = registry.get(KeMethod.CURVE_448)
     for u in (b"\0" * 56, b"\1" + b"\0" * 55):
