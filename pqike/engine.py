@@ -509,9 +509,11 @@ class Engine:
                 sa.timer_at = when
                 self._seq += 1
                 heapq.heappush(self._timers, (when, self._seq, sa.engine_key))
-        if len(self._timers) > 2 * len(self.sas) + 64:
+        live = len(self.sas)  # after each message: one len(), no max()
+        if len(self._timers) > 2 * live + 64:
             self._compact_timers()
-        if self._gone >= max(TRIM_AFTER, len(self.sas)):
+        gone = self._gone
+        if gone >= TRIM_AFTER and gone >= live:
             self._compact_tables()
 
     def _compact_timers(self) -> None:
