@@ -77,7 +77,15 @@ def ike_suite(p: Proposal) -> IkeSuite:
     integ = p.first(TransformType.INTEG)
     if encr is None or prf is None:
         raise TaskFailed(f"selected proposal {p} lacks ENCR or PRF", NotifyType.NO_PROPOSAL_CHOSEN)
-    return IkeSuite(encr.id, encr.key_length, integ.id if integ else 0, prf.id)  # type: ignore[arg-type]
+    return _suite(encr.id, encr.key_length, integ.id if integ else 0, prf.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _suite(encr: int, key_bits: int | None, integ: int, prf: int) -> IkeSuite:
+    # one per negotiated combination (a responder selects among its own proposals), shared
+    # by the IKE_SAs using it, as it is frozen: checked once, and no object per kept IKE_SA
+    # for the garbage collector to walk; an UnsupportedTransform is raised, never kept
+    return IkeSuite(encr, key_bits, integ, prf)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=64)

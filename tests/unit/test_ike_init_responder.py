@@ -181,3 +181,19 @@ def test_a_small_order_x25519_value_is_refused_before_any_answer(
 
     (notify,) = decode_message(answer.data).payloads
     assert isinstance(notify, Notify) and notify.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+
+
+def test_ike_sas_of_one_proposal_share_their_suite() -> None:
+    """The suite is a function of the selected transforms and frozen: IKE_SAs that negotiated
+    the same share one (built and checked once, no object per kept IKE_SA); one that cannot
+    be used is refused every time, not remembered."""
+    from pqike.crypto.algorithms import UnsupportedTransform
+    from pqike.tasks.ike_init import ike_suite
+
+    (p,) = parse_proposals(ProtocolId.IKE, [PROPOSAL])
+    (again,) = parse_proposals(ProtocolId.IKE, [PROPOSAL])
+    assert ike_suite(p) is ike_suite(again)
+    (ctr,) = parse_proposals(ProtocolId.IKE, ["aes128ctr-sha256-x25519"])  # no SK cipher
+    for _ in range(2):
+        with pytest.raises(UnsupportedTransform):
+            ike_suite(ctr)
