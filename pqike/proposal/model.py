@@ -11,6 +11,7 @@ transform.c); an ID without a name prints as ``(<id>)`` like strongSwan's enum p
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -281,11 +282,13 @@ class Proposal:
         if number == self.number and spi == self.spi:
             return self
         other = object.__new__(Proposal)
-        for name in Proposal.__slots__:  # _by_type too: never modified once built
-            object.__setattr__(other, name, getattr(self, name))
-        object.__setattr__(other, "number", number)
-        object.__setattr__(other, "spi", spi)
-        object.__setattr__(other, "_hash", None)
+        put = object.__setattr__  # frozen: past its __setattr__; looked up once
+        # _by_type too: never modified once built; the values read by one C call
+        for name, value in zip(_HANDED_ON, _handed_on(self), strict=True):
+            put(other, name, value)
+        put(other, "number", number)
+        put(other, "spi", spi)
+        put(other, "_hash", None)
         return other
 
     def __hash__(self) -> int:
@@ -359,6 +362,11 @@ class Proposal:
             text = f"{self.protocol.name}:{algs}"
             object.__setattr__(self, "_text", text)
         return text
+
+
+# what numbered() copies of a proposal share with it (all but number, SPI and hash)
+_HANDED_ON = tuple(n for n in Proposal.__slots__ if n not in ("number", "spi", "_hash"))
+_handed_on = operator.attrgetter(*_HANDED_ON)
 
 
 def format_proposals(proposals: Iterable[Proposal]) -> str:
