@@ -325,6 +325,8 @@ class Daemon:
         self._rxq = ReceiveQueue(self._known_spi)
         self._draining = False
         self._prefilling = False  # a _prefill_keys chain is scheduled
+        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
+        self._prefill: Callable[[], bool] | None = prefill if callable(prefill) else None
         self._direct = False  # the engine transmits as it seals (set_transmit)
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -504,7 +506,8 @@ class Daemon:
             self.udp.send(datagram)
 
     def _after_engine(self, ticked_at: float | None = None) -> None:
-        self._flush()
+        if not self._direct:  # else the engine sent each datagram as it sealed it
+            self._flush()
         if self._waiters:  # a command waiting for events; none on a responder's wakeups
             for w in list(self._waiters):
                 w.check()
@@ -522,8 +525,8 @@ class Daemon:
         that arrives waits for one keygen at most; stop as soon as one is queued (under load
         the queue never empties and nothing is made ahead: each INIT makes its own)."""
         assert self._loop is not None
-        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
-        if self._rxq or not callable(prefill) or not self._guard("making keys ahead", prefill):
+        prefill = self._prefill
+        if self._rxq or prefill is None or not self._guard("making keys ahead", prefill):
             self._prefilling = False  # the next engine call with an empty queue starts again
             return
         self._loop.call_soon(self._prefill_keys)
@@ -592,13 +595,14 @@ class Daemon:
         if not self._rxq:  # emptied by stop()
             self._draining = False
             return
+        pop, receive, clock = self._rxq.pop, self.engine.receive, self.clock
         with self.router.engine_call(), batched():
             for _ in range(_BATCH):
-                datagram = self._rxq.pop()
+                datagram = pop()
                 if datagram is None:
                     break
                 try:  # as _guard, but the description is built only on an exception
-                    self.engine.receive(datagram, self.clock())
+                    receive(datagram, clock())
                 except Exception as e:
                     self._log_exception(f"processing a packet from {datagram.src}", e)
                 if not self._direct:  # else the engine sent it already
