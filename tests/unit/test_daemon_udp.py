@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from pqike.daemon.udp import (
+    IP_PKTINFO,
     NON_ESP_MARKER,
     SOL_UDP,
     UDP_ENCAP,
@@ -280,6 +281,30 @@ def test_pktinfo_converted_per_address_not_per_datagram(monkeypatch):
 
     asyncio.run(run())
     assert sorted(converted) == ["aton", "aton", "ntoa", "ntoa"]  # one each per address
+
+
+def test_only_wildcard_sockets_ask_for_each_datagrams_destination():
+    """PKTINFO on a wildcard socket (it must learn the destination), not on a bound one
+    (its address is the destination: the control message would be read for nothing)."""
+    bound = UdpEndpoints(lambda d: got.append(d), ike_port=0, natt_port=0, addresses=["127.0.0.1"])
+    wildcard = UdpEndpoints(lambda d: None, ike_port=0, natt_port=0, addresses=["0.0.0.0"])
+    got: list[Datagram] = []
+    raw = _raw()
+    try:
+        for u in (bound, wildcard):
+            u.open()
+        for u, want in ((bound, 0), (wildcard, 1)):
+            for s in u._socks:
+                assert s.sock.getsockopt(socket.IPPROTO_IP, IP_PKTINFO) == want
+        (s,) = [s for s in bound._socks if s.port == bound.ike_port]
+        raw.sendto(IKE_HEADER, ("127.0.0.1", bound.ike_port))
+        select.select([s.sock], [], [], 2.0)
+        bound._readable(s)
+        assert got == [Datagram(IKE_HEADER, got[0].src, Endpoint("127.0.0.1", bound.ike_port))]
+    finally:
+        raw.close()
+        bound.close()
+        wildcard.close()
 
 
 def test_one_destination_endpoint_per_local_address():
