@@ -512,7 +512,7 @@ class Daemon:
             for w in list(self._waiters):
                 w.check()
         self._reschedule(ticked_at)
-        if not self._prefilling and not self._rxq and self._loop is not None:
+        if not self._prefilling and not self._rxq.count and self._loop is not None:
             # answered and nothing queued: the peer now works on our response (>= 300 us),
             # time enough to make the keys the next handshake takes off its critical path.
             # The first one now: the loop would run it before reading a datagram anyway, and
@@ -526,7 +526,7 @@ class Daemon:
         the queue never empties and nothing is made ahead: each INIT makes its own)."""
         assert self._loop is not None
         prefill = self._prefill
-        if self._rxq or prefill is None or not self._guard("making keys ahead", prefill):
+        if self._rxq.count or prefill is None or not self._guard("making keys ahead", prefill):
             self._prefilling = False  # the next engine call with an empty queue starts again
             return
         self._loop.call_soon(self._prefill_keys)
@@ -587,12 +587,12 @@ class Daemon:
     def _on_burst_end(self) -> None:
         """A socket's burst is queued: drain now, not one loop turn (epoll_wait) later, unless
         a drain is already scheduled; _drain's batch limit still lets timers run."""
-        if self._rxq and not self._draining and self._loop is not None:
+        if self._rxq.count and not self._draining and self._loop is not None:
             self._draining = True
             self._drain()
 
     def _drain(self) -> None:
-        if not self._rxq:  # emptied by stop()
+        if not self._rxq.count:  # emptied by stop()
             self._draining = False
             return
         pop, receive, clock = self._rxq.pop, self.engine.receive, self.clock
@@ -608,7 +608,7 @@ class Daemon:
                 if not self._direct:  # else the engine sent it already
                     self._flush()  # answer now, not after the batch
         self._after_engine()
-        if self._rxq and self._loop is not None:
+        if self._rxq.count and self._loop is not None:
             self._loop.call_soon(self._drain)
         else:
             self._draining = False
