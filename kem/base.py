@@ -97,7 +97,19 @@ def _check_len(method: KeMethod, what: str, value: bytes, expected: int) -> None
 _PREFILLED: weakref.WeakSet[Backend] = weakref.WeakSet()
 
 
+# moves whenever pairs made ahead are handed out or dropped: a caller that found every
+# backend's spares made need not look at them again until it moved (Engine.prefill_keys)
+_spares_taken = 0
+
+
+def spares_taken() -> int:
+    """A counter of pairs handed out or dropped, by any backend of this process."""
+    return _spares_taken
+
+
 def _forget_spares() -> None:
+    global _spares_taken
+    _spares_taken += 1
     for backend in list(_PREFILLED):
         backend._spare.clear()
 
@@ -124,6 +136,8 @@ class Backend(ABC):
 
     def _pair(self) -> tuple[Any, bytes]:
         # RFC 7296 §2.12: a pair made ahead is handed out once, like a fresh one
+        global _spares_taken
+        _spares_taken += 1  # also when none was made ahead: ``asked`` may have turned True
         self.asked = True
         return self._spare.pop() if self._spare else self._new_pair()
 
@@ -135,8 +149,14 @@ class Backend(ABC):
         self._spare.append(self._new_pair())
         return True
 
+    def waiting(self) -> int:
+        """Pairs made ahead and not handed out yet."""
+        return len(self._spare)
+
     def drop_spares(self) -> None:
         """Forget the pairs made ahead (their method is no longer configured)."""
+        global _spares_taken
+        _spares_taken += 1
         self._spare.clear()
 
     @abstractmethod

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from kem import registry
-from kem.base import Backend, Kind
+from kem.base import Backend, Kind, spares_taken
 from kem.errors import MethodUnavailable
 from pqike.config import Config, Connection
 from pqike.counters import Counters
@@ -254,6 +254,7 @@ class Engine:
         self._transmit: Callable[[Datagram], None] | None = None
         self._spare_backends: tuple[Backend, ...] | None = None  # prefill_keys(), per config
         self._spare_kem = False  # prefill_keys() makes KEM pairs before our first initiation
+        self._spares_made: tuple[int, int] | None = None  # (spares_taken(), spare): all made
         self.sas: dict[bytes, IkeSa] = {}  # by our own SPI
         self._half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder IKE_SA_INIT
         self._ids = {"ike": 0, "child": 0, "reqid": 0}
@@ -407,20 +408,35 @@ class Engine:
         are among what it makes."""
         self._spare_backends = _ke_backends(self.config)
         self._spare_kem = _initiates(self.config)
+        self._spares_made = None
         return self._spare_backends
 
     def prefill_keys(self, spare: int = SPARE_KEYS) -> bool:
         """Make one ephemeral key pair ahead for a KE method of the configured IKE proposals
         (the daemon calls this when nothing is queued, so a handshake finds its keys made:
-        x25519 and ML-KEM keygen are 50-60 us each); False once each has ``spare`` waiting.
+        x25519 and ML-KEM keygen are 50-60 us each); True while more are to be made, False
+        once each has ``spare`` waiting (then the daemon spends no loop turn on asking).
         DH pairs serve both roles; KEM pairs only an initiator, so they are made once a
         connection is started or trapped here, or we initiated with the method before."""
+        taken = spares_taken()
+        if self._spares_made == (taken, spare):  # none handed out since all were made
+            return False
         backends = self._spare_backends
         if backends is None:
             backends = self._plan_spares()
-        return any(
-            b.prefill(spare) for b in backends if b.kind is Kind.DH or b.asked or self._spare_kem
-        )
+        made = False
+        for b in backends:
+            if not (b.kind is Kind.DH or b.asked or self._spare_kem):
+                continue
+            if made:
+                if b.waiting() < spare:
+                    return True
+            elif b.prefill(spare):
+                made = True
+                if b.waiting() < spare:
+                    return True
+        self._spares_made = (taken, spare)
+        return False
 
     def set_transmit(self, transmit: Callable[[Datagram], None] | None) -> None:
         """Hand every datagram to ``transmit`` as it is queued (the daemon's UDP send; it

@@ -81,6 +81,9 @@ class ReceiveQueue:
         self._queues: tuple[deque[Datagram], ...] = tuple(deque() for _ in Priority)
         self._bytes = [0] * len(Priority)
         self.dropped = 0
+        # datagrams queued: an attribute, as the daemon asks several times per wakeup
+        # (0.02 us; __bool__, a Python call, 0.09 us)
+        self.count = 0
 
     def push(self, datagram: Datagram) -> Priority | None:
         """Queue a datagram; its class, or None when that class is full (dropped)."""
@@ -91,6 +94,7 @@ class ReceiveQueue:
             return None
         self._queues[prio].append(datagram)
         self._bytes[prio] += size
+        self.count += 1
         return prio
 
     def pop(self) -> Datagram | None:
@@ -98,6 +102,7 @@ class ReceiveQueue:
             if q:
                 datagram = q.popleft()
                 self._bytes[prio] -= len(datagram.data)
+                self.count -= 1
                 return datagram
         return None
 
@@ -105,12 +110,13 @@ class ReceiveQueue:
         for q in self._queues:
             q.clear()
         self._bytes = [0] * len(Priority)
+        self.count = 0
 
     def queued(self, prio: Priority) -> int:
         return len(self._queues[prio])
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._queues)
+        return self.count
 
-    def __bool__(self) -> bool:  # asked ~3 times per datagram: 0.09 us, len() 0.29
-        return any(self._queues)
+    def __bool__(self) -> bool:
+        return self.count > 0

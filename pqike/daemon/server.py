@@ -325,6 +325,8 @@ class Daemon:
         self._rxq = ReceiveQueue(self._known_spi)
         self._draining = False
         self._prefilling = False  # a _prefill_keys chain is scheduled
+        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
+        self._prefill: Callable[[], bool] | None = prefill if callable(prefill) else None
         self._direct = False  # the engine transmits as it seals (set_transmit)
         self._spin_logged = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -504,12 +506,13 @@ class Daemon:
             self.udp.send(datagram)
 
     def _after_engine(self, ticked_at: float | None = None) -> None:
-        self._flush()
+        if not self._direct:  # else the engine sent each datagram as it sealed it
+            self._flush()
         if self._waiters:  # a command waiting for events; none on a responder's wakeups
             for w in list(self._waiters):
                 w.check()
         self._reschedule(ticked_at)
-        if not self._prefilling and not self._rxq and self._loop is not None:
+        if not self._prefilling and not self._rxq.count and self._loop is not None:
             # answered and nothing queued: the peer now works on our response (>= 300 us),
             # time enough to make the keys the next handshake takes off its critical path.
             # The first one now: the loop would run it before reading a datagram anyway, and
@@ -522,8 +525,8 @@ class Daemon:
         that arrives waits for one keygen at most; stop as soon as one is queued (under load
         the queue never empties and nothing is made ahead: each INIT makes its own)."""
         assert self._loop is not None
-        prefill = getattr(self.engine, "prefill_keys", None)  # test fakes may lack it
-        if self._rxq or not callable(prefill) or not self._guard("making keys ahead", prefill):
+        prefill = self._prefill
+        if self._rxq.count or prefill is None or not self._guard("making keys ahead", prefill):
             self._prefilling = False  # the next engine call with an empty queue starts again
             return
         self._loop.call_soon(self._prefill_keys)
@@ -584,27 +587,28 @@ class Daemon:
     def _on_burst_end(self) -> None:
         """A socket's burst is queued: drain now, not one loop turn (epoll_wait) later, unless
         a drain is already scheduled; _drain's batch limit still lets timers run."""
-        if self._rxq and not self._draining and self._loop is not None:
+        if self._rxq.count and not self._draining and self._loop is not None:
             self._draining = True
             self._drain()
 
     def _drain(self) -> None:
-        if not self._rxq:  # emptied by stop()
+        if not self._rxq.count:  # emptied by stop()
             self._draining = False
             return
+        pop, receive, clock = self._rxq.pop, self.engine.receive, self.clock
         with self.router.engine_call(), batched():
             for _ in range(_BATCH):
-                datagram = self._rxq.pop()
+                datagram = pop()
                 if datagram is None:
                     break
                 try:  # as _guard, but the description is built only on an exception
-                    self.engine.receive(datagram, self.clock())
+                    receive(datagram, clock())
                 except Exception as e:
                     self._log_exception(f"processing a packet from {datagram.src}", e)
                 if not self._direct:  # else the engine sent it already
                     self._flush()  # answer now, not after the batch
         self._after_engine()
-        if self._rxq and self._loop is not None:
+        if self._rxq.count and self._loop is not None:
             self._loop.call_soon(self._drain)
         else:
             self._draining = False

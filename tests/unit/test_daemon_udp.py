@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 
 import pytest
 
 from pqike.daemon.udp import (
+    IP_PKTINFO,
     NON_ESP_MARKER,
     SOL_UDP,
     UDP_ENCAP,
@@ -279,6 +281,99 @@ def test_pktinfo_converted_per_address_not_per_datagram(monkeypatch):
 
     asyncio.run(run())
     assert sorted(converted) == ["aton", "aton", "ntoa", "ntoa"]  # one each per address
+
+
+def test_only_wildcard_sockets_ask_for_each_datagrams_destination():
+    """PKTINFO on a wildcard socket (it must learn the destination), not on a bound one
+    (its address is the destination: the control message would be read for nothing)."""
+    bound = UdpEndpoints(lambda d: got.append(d), ike_port=0, natt_port=0, addresses=["127.0.0.1"])
+    wildcard = UdpEndpoints(lambda d: None, ike_port=0, natt_port=0, addresses=["0.0.0.0"])
+    got: list[Datagram] = []
+    raw = _raw()
+    try:
+        for u in (bound, wildcard):
+            u.open()
+        for u, want in ((bound, 0), (wildcard, 1)):
+            for s in u._socks:
+                assert s.sock.getsockopt(socket.IPPROTO_IP, IP_PKTINFO) == want
+        (s,) = [s for s in bound._socks if s.port == bound.ike_port]
+        raw.sendto(IKE_HEADER, ("127.0.0.1", bound.ike_port))
+        select.select([s.sock], [], [], 2.0)
+        bound._readable(s)
+        assert got == [Datagram(IKE_HEADER, got[0].src, Endpoint("127.0.0.1", bound.ike_port))]
+    finally:
+        raw.close()
+        bound.close()
+        wildcard.close()
+
+
+def test_one_destination_endpoint_per_local_address():
+    """What a wildcard socket reads names its destination with the same Endpoint for each
+    local address (built once, not per datagram), and the right one for each."""
+
+    async def run():
+        b = _attached_peer()
+        raw = _raw(addr="127.0.0.1")
+        try:
+            for n, to in enumerate(["127.0.0.2", "127.0.0.3", "127.0.0.2"], start=1):
+                raw.sendto(IKE_HEADER, (to, b.udp.ike_port))
+                await _settle(lambda n=n: len(b.got) == n)
+        finally:
+            raw.close()
+            b.udp.close()
+        dsts = [d.dst for d in b.got]
+        assert [d.host for d in dsts] == ["127.0.0.2", "127.0.0.3", "127.0.0.2"]
+        assert dsts[0] is dsts[2] and dsts[0] is not dsts[1]
+
+    asyncio.run(run())
+
+
+class _CountingSocket:
+    """A socket whose recvmsg calls are counted, the failing ones (EAGAIN) apart."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+        self.failed = 0
+
+    def recvmsg(self, *args: int):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        try:
+            return self.sock.recvmsg(*args)
+        except BlockingIOError:
+            self.failed += 1
+            raise
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.sock, name)
+
+
+def test_a_lone_datagram_is_read_without_a_failing_read():
+    """A wakeup for one datagram (the usual one at low load) learns from poll() that none
+    follows, not from a recvmsg that fails (an exception per wakeup); a burst is read to
+    its end in one wakeup; a spurious wakeup reads nothing and drops nothing."""
+    u = UdpEndpoints(lambda d: got.append(d), ike_port=0, natt_port=0, addresses=["127.0.0.1"])
+    got: list[Datagram] = []
+    u.open()
+    raw = _raw()
+    try:
+        (s,) = [s for s in u._socks if s.port == u.ike_port]
+        counting = _CountingSocket(s.sock)
+        s.sock = counting  # type: ignore[assignment]
+        raw.sendto(IKE_HEADER, ("127.0.0.1", u.ike_port))
+        select.select([counting.sock], [], [], 2.0)
+        u._readable(s)
+        assert len(got) == 1 and counting.reads == 1 and counting.failed == 0
+        for n in range(3):
+            raw.sendto(IKE_HEADER + bytes([n]), ("127.0.0.1", u.ike_port))
+        select.select([counting.sock], [], [], 2.0)  # loopback: all three are queued now
+        u._readable(s)
+        assert [d.data[-1] for d in got[1:]] == [0, 1, 2]
+        u._readable(s)  # nothing there
+        assert len(got) == 4 and u.stats.dropped == 0
+    finally:
+        raw.close()
+        u.close()
 
 
 @pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on loopback")

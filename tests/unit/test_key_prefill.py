@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from kem import registry
 from kem.ids import KeMethod
 from pqike.config import load_config
@@ -64,10 +66,12 @@ def _cleared(*methods: KeMethod) -> list:  # type: ignore[type-arg]
 
 
 def _fill(engine: Engine) -> int:
-    made = 0
+    """Pairs made until prefill_keys() says each method has its spares."""
+    backends = engine._plan_spares()
+    before = sum(b.waiting() for b in backends)
     while engine.prefill_keys():
-        made += 1
-    return made
+        pass
+    return sum(b.waiting() for b in backends) - before
 
 
 def test_the_engine_fills_its_proposals_methods_and_the_responder_uses_them() -> None:
@@ -108,9 +112,46 @@ def test_a_reload_that_drops_a_method_drops_its_pairs_made_ahead() -> None:
 
 def test_an_engine_without_ke_methods_makes_nothing() -> None:
     engine = Engine(psk_config("moon", "aes256-sha256-modp2048"), MemoryKernel())
-    _backend(KeMethod.MODP_2048)._spare.clear()
-    assert engine.prefill_keys() and engine.prefill_keys() and not engine.prefill_keys()
-    _backend(KeMethod.MODP_2048)._spare.clear()
+    modp = _backend(KeMethod.MODP_2048)
+    modp.drop_spares()
+    assert engine.prefill_keys() and not engine.prefill_keys()  # the second makes the last
+    assert modp.waiting() == SPARE_KEYS and not engine.prefill_keys()
+    modp.drop_spares()
+
+
+def test_the_call_that_makes_the_last_pair_says_so() -> None:
+    """False as soon as each method has its spares: the daemon spends no loop turn on a
+    call that would find nothing to make."""
+    (x25519,) = _cleared(KeMethod.CURVE_25519)
+    engine = Engine(psk_config("moon", "aes256-sha256-x25519"), MemoryKernel())
+    said = [engine.prefill_keys() for _ in range(SPARE_KEYS)]
+    assert said == [True] * (SPARE_KEYS - 1) + [False] and x25519.waiting() == SPARE_KEYS
+    x25519.drop_spares()
+
+
+def test_once_all_are_made_no_backend_is_asked_until_a_pair_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (x25519,) = _cleared(KeMethod.CURVE_25519)
+    engine = Engine(psk_config("moon", "aes256-sha256-x25519"), MemoryKernel())
+    _fill(engine)
+    asked: list[str] = []
+    for name in ("prefill", "waiting"):
+        real = getattr(x25519, name)
+
+        def counting(*args: int, _real=real, _name=name) -> object:  # type: ignore[no-untyped-def]
+            asked.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(x25519, name, counting)
+    assert not engine.prefill_keys() and not engine.prefill_keys() and asked == []
+    x25519.initiator()  # a handshake took one pair
+    assert not engine.prefill_keys() and x25519.waiting() == SPARE_KEYS and asked
+    asked.clear()
+    assert not engine.prefill_keys() and asked == []
+    x25519.drop_spares()  # a reload: made again
+    assert engine.prefill_keys() and x25519.waiting() == 1
+    x25519.drop_spares()
 
 
 def test_the_daemon_makes_keys_ahead_once_it_answered_and_nothing_is_queued() -> None:
@@ -142,8 +183,11 @@ def test_the_daemon_makes_keys_ahead_once_it_answered_and_nothing_is_queued() ->
         try:
             await turns(SPARE_KEYS * len(backends) + 2)
             assert all(len(b._spare) == SPARE_KEYS for b in backends) and not d._prefilling
+            backends[0].initiator()  # a handshake took one: made again in the same turn
+            d._after_engine()
+            assert all(len(b._spare) == SPARE_KEYS for b in backends) and not d._prefilling
             for b in backends:
-                b._spare.clear()
+                b.drop_spares()
             d._rxq.push(waiting)  # under load: the engine's next call comes first
             d._after_engine()
             await turns(5)
@@ -155,7 +199,7 @@ def test_the_daemon_makes_keys_ahead_once_it_answered_and_nothing_is_queued() ->
             await turns(5)
             assert sum(len(b._spare) for b in backends) == 1 and not d._prefilling
             for b in backends:
-                b._spare.clear()
+                b.drop_spares()
         finally:
             d._rxq.clear()
             await d.stop()
