@@ -17,6 +17,7 @@ __all__ = [
     "GENERIC_HEADER_LEN",
     "U16",
     "EncodeError",
+    "Fields",
     "Payload",
     "Reader",
     "as_enum",
@@ -48,6 +49,39 @@ def payload_name(ptype: int) -> str:
         return PayloadType(ptype).name
     except ValueError:
         return f"type {ptype}"
+
+
+class Fields:
+    """A fixed run of fields read in one unpack, with the name and size of each, so that a
+    run cut short is the error naming the first field that does not fit (and its offset).
+    A field may span several struct values, or one value several fields (a 24-bit one)."""
+
+    __slots__ = ("fields", "size", "unpack_from")
+
+    def __init__(self, fmt: str, *fields: tuple[str, int]) -> None:
+        packed = struct.Struct(fmt)
+        if sum(size for _, size in fields) != packed.size:
+            raise ValueError(f"{fmt!r} is {packed.size} octets, not the fields' total")
+        self.fields = fields
+        self.size = packed.size
+        self.unpack_from = packed.unpack_from
+
+    def read(self, data: bytes, pos: int, base: int) -> tuple[int, ...]:
+        """The values at ``data[pos:]``; ``base`` is the absolute offset of ``data[0]``."""
+        try:
+            return self.unpack_from(data, pos)  # type: ignore[no-any-return]
+        except struct.error:  # too few bytes: no length check before, on the way of the many
+            raise self._cut_short(data, pos, base) from None
+
+    def _cut_short(self, data: bytes, pos: int, base: int) -> InvalidSyntax:
+        for what, size in self.fields:
+            if pos + size > len(data):
+                left = len(data) - pos
+                return InvalidSyntax(
+                    f"truncated {what}: {size} bytes needed, {left} left", base + pos
+                )
+            pos += size
+        raise AssertionError("the fields fit")  # pragma: no cover
 
 
 class Reader:
@@ -95,7 +129,19 @@ class Reader:
         return (self.data[pos] << 8) | self.data[pos + 1]
 
     def u24(self, what: str) -> int:
-        return int.from_bytes(self.take(3, what), "big")
+        pos = self.pos
+        if pos + 3 > len(self.data):
+            raise self._truncated(3, what)
+        self.pos = pos + 3
+        data = self.data
+        return (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+
+    def unpack(self, fields: Fields) -> tuple[int, ...]:
+        """The fixed fields at once; a run cut short is the error of its first cut field."""
+        pos = self.pos
+        values = fields.read(self.data, pos, self.base)
+        self.pos = pos + fields.size
+        return values
 
     def rest(self) -> bytes:
         # the body of most payloads: no bounds to check, and no copy of a whole reader
@@ -139,7 +185,9 @@ class Payload:
         raise NotImplementedError
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        """The payload from its whole ``body`` (after the generic header), which starts at
+        absolute ``offset``; every byte of it must be accounted for."""
         raise NotImplementedError
 
     def header_next(self, following: int) -> int:

@@ -26,6 +26,7 @@ from pqike.wire.base import (
     GENERIC_HEADER_LEN,
     U16,
     EncodeError,
+    Fields,
     Payload,
     Reader,
     as_enum,
@@ -103,9 +104,25 @@ __all__ = [
 _CP_ATTR_R = 0x8000  # reserved bit in front of the CP attribute type (RFC 7296 §3.15.1)
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 §3.9
 
-_NOTIFY_HEADER = struct.Struct("!BBH")
-_KE_HEADER = struct.Struct("!HH")  # Key Exchange Method, RESERVED
-_NOTIFY_CHAINED = struct.Struct("!BBHBBH")  # the generic header and an IKE notify's (no SPI)
+# the fixed part of each payload body, read in one unpack (RFC 7296 §3.4-§3.15, RFC 7383)
+_KE_HEADER = Fields("!HH", ("KE method", 2), ("KE reserved", 2))
+_ID_HEADER = Fields("!I", ("ID type", 1), ("ID reserved", 3))
+_CERT_HEADER = Fields("!B", ("certificate encoding", 1))
+_AUTH_HEADER = Fields("!I", ("auth method", 1), ("AUTH reserved", 3))
+_NOTIFY_HEADER = Fields(
+    "!BBH", ("notify protocol ID", 1), ("notify SPI size", 1), ("notify message type", 2)
+)
+_DELETE_HEADER = Fields(
+    "!BBH", ("delete protocol ID", 1), ("delete SPI size", 1), ("number of SPIs", 2)
+)
+_SKF_HEADER = Fields("!HH", ("fragment number", 2), ("total fragments", 2))
+_CP_HEADER = Fields("!I", ("CFG type", 1), ("CP reserved", 3))
+_CP_ATTRIBUTE = Fields(
+    "!HH", ("configuration attribute type", 2), ("configuration attribute length", 2)
+)
+_U24 = 0xFFFFFF
+_HH = struct.Struct("!HH").pack
+_BBH = struct.Struct("!BBH").pack
 _NOTIFY_TYPES: dict[int, NotifyType] = NotifyType._value2member_map_  # type: ignore[assignment]
 _PROTOCOL_IDS: dict[int, ProtocolId] = ProtocolId._value2member_map_  # type: ignore[assignment]
 _KE_METHODS: dict[int, KeMethod] = KeMethod._value2member_map_  # type: ignore[assignment]
@@ -129,18 +146,12 @@ class KeyExchange(Payload):
         self.method = _KE_METHODS.get(self.method, self.method)  # as_enum, inlined
 
     def encode_body(self) -> bytes:
-        return struct.pack("!HH", self.method, self.reserved) + self.data
+        return _HH(self.method, self.reserved) + self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        data = r.data
-        if len(data) >= 4:  # the header at once (IKE_SA_INIT, each IKE_INTERMEDIATE)
-            method, reserved = _KE_HEADER.unpack_from(data)
-            r.pos = len(data)
-            return cls(method=method, data=data[4:], reserved=reserved)
-        method = r.u16("KE method")  # truncated: the error names the field
-        reserved = r.u16("KE reserved")
-        return cls(method=method, data=r.rest(), reserved=reserved)
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        method, reserved = _KE_HEADER.read(body, 0, offset)
+        return cls(method=method, data=body[4:], reserved=reserved)
 
 
 @dataclass
@@ -158,10 +169,9 @@ class Identification(Payload):
         return bytes([self.id_type]) + self.reserved.to_bytes(3, "big") + self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        id_type = r.u8("ID type")
-        reserved = r.u24("ID reserved")
-        return cls(id_type=id_type, data=r.rest(), reserved=reserved)
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        (head,) = _ID_HEADER.read(body, 0, offset)
+        return cls(id_type=head >> 24, data=body[4:], reserved=head & _U24)
 
 
 @dataclass
@@ -189,8 +199,9 @@ class Certificate(Payload):
         return bytes([self.encoding]) + self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        return cls(encoding=r.u8("certificate encoding"), data=r.rest())
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        (encoding,) = _CERT_HEADER.read(body, 0, offset)
+        return cls(encoding=encoding, data=body[1:])
 
 
 @dataclass
@@ -216,10 +227,9 @@ class Authentication(Payload):
         return bytes([self.method]) + self.reserved.to_bytes(3, "big") + self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        method = r.u8("auth method")
-        reserved = r.u24("AUTH reserved")
-        return cls(method=method, data=r.rest(), reserved=reserved)
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        (head,) = _AUTH_HEADER.read(body, 0, offset)
+        return cls(method=head >> 24, data=body[4:], reserved=head & _U24)
 
 
 @dataclass
@@ -233,12 +243,12 @@ class Nonce(Payload):
         return self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        if not _NONCE_MIN <= r.left <= _NONCE_MAX:
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        if not _NONCE_MIN <= len(body) <= _NONCE_MAX:
             raise InvalidSyntax(
-                f"nonce of {r.left} bytes (must be {_NONCE_MIN}..{_NONCE_MAX})", r.offset
+                f"nonce of {len(body)} bytes (must be {_NONCE_MIN}..{_NONCE_MAX})", offset
             )
-        return cls(data=r.rest())
+        return cls(data=body)
 
 
 @dataclass
@@ -259,19 +269,16 @@ class Notify(Payload):
     def encode_body(self) -> bytes:
         if len(self.spi) > 0xFF:
             raise EncodeError(f"notify SPI of {len(self.spi)} bytes")
-        head = struct.pack("!BBH", self.protocol, len(self.spi), self.notify_type)
-        return head + self.spi + self.data
+        head = _BBH(self.protocol, len(self.spi), self.notify_type)
+        return head + self.spi + self.data if self.spi else head + self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        data = r.data
-        if len(data) >= 4 and not data[1]:  # no SPI (IKE notifies): the header at once
-            protocol, _, ntype = _NOTIFY_HEADER.unpack_from(data)
-            r.pos = len(data)
-            return cls(notify_type=ntype, data=data[4:], protocol=protocol)
-        protocol = r.u8("notify protocol ID")
-        spi_size = r.u8("notify SPI size")
-        ntype = r.u16("notify message type")
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        protocol, spi_size, ntype = _NOTIFY_HEADER.read(body, 0, offset)
+        if not spi_size:  # IKE notifies, most of those a handshake carries
+            return cls(notify_type=ntype, data=body[4:], protocol=protocol)
+        r = Reader(body, offset)
+        r.pos = 4
         spi = r.take(spi_size, f"notify SPI of {spi_size} bytes")
         return cls(notify_type=ntype, data=r.rest(), protocol=protocol, spi=spi)
 
@@ -298,17 +305,15 @@ class Delete(Payload):
         return struct.pack("!BBH", self.protocol, size, count) + b"".join(self.spis)
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        protocol = r.u8("delete protocol ID")
-        size = r.u8("delete SPI size")
-        count_off = r.offset
-        count = r.u16("number of SPIs")
-        if size * count != r.left or (size == 0 and count):
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        protocol, size, count = _DELETE_HEADER.read(body, 0, offset)
+        left = len(body) - 4
+        if size * count != left or (size == 0 and count):
             raise InvalidSyntax(
-                f"Delete announces {count} SPIs of {size} bytes but carries {r.left} bytes",
-                count_off,
+                f"Delete announces {count} SPIs of {size} bytes but carries {left} bytes",
+                offset + 2,
             )
-        spis = [r.take(size, "SPI") for _ in range(count)]
+        spis = [body[at : at + size] for at in range(4, 4 + left, size)] if size else []
         return cls(protocol=protocol, spis=spis, spi_size=size)
 
 
@@ -323,8 +328,8 @@ class VendorId(Payload):
         return self.data
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        return cls(data=r.rest())
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        return cls(data=body)
 
 
 # --- SK / SKF -----------------------------------------------------------------------------
@@ -349,8 +354,8 @@ class Encrypted(Payload):
         return self.body
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        return cls(first_inner=next_type, body=r.rest())
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        return cls(first_inner=next_type, body=body)
 
 
 @dataclass
@@ -367,19 +372,15 @@ class EncryptedFragment(Payload):
         return self.first_inner
 
     def encode_body(self) -> bytes:
-        head = struct.pack(
-            "!HH", check_u16(self.number, "fragment number"), check_u16(self.total, "total")
-        )
+        head = _HH(check_u16(self.number, "fragment number"), check_u16(self.total, "total"))
         return head + self.body
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        off = r.offset
-        number = r.u16("fragment number")
-        total = r.u16("total fragments")
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        number, total = _SKF_HEADER.read(body, 0, offset)
         if not 1 <= number <= total:
-            raise InvalidSyntax(f"fragment number {number} outside 1..{total}", off)
-        return cls(first_inner=next_type, number=number, total=total, body=r.rest())
+            raise InvalidSyntax(f"fragment number {number} outside 1..{total}", offset)
+        return cls(first_inner=next_type, number=number, total=total, body=body[4:])
 
 
 # --- CP / EAP -----------------------------------------------------------------------------
@@ -422,13 +423,13 @@ class Configuration(Payload):
         return head + b"".join(a.encode() for a in self.attributes)
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        cfg_type = r.u8("CFG type")
-        reserved = r.u24("CP reserved")
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        r = Reader(body, offset)
+        (head,) = r.unpack(_CP_HEADER)
+        cfg_type, reserved = head >> 24, head & _U24
         attrs: list[ConfigAttribute] = []
         while r.left:
-            head = r.u16("configuration attribute type")
-            length = r.u16("configuration attribute length")
+            head, length = r.unpack(_CP_ATTRIBUTE)
             value = r.take(length, f"configuration attribute value of {length} bytes")
             attrs.append(ConfigAttribute(head & ~_CP_ATTR_R, value, bool(head & _CP_ATTR_R)))
         return cls(cfg_type=cfg_type, attributes=attrs, reserved=reserved)
@@ -460,15 +461,15 @@ class ExtensibleAuthentication(Payload):
         return self.message
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        if r.left < 4:
-            raise InvalidSyntax(f"EAP message of {r.left} bytes (header is 4)", r.offset)
-        length = int.from_bytes(r.data[2:4], "big")
-        if length != r.left:
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        if len(body) < 4:
+            raise InvalidSyntax(f"EAP message of {len(body)} bytes (header is 4)", offset)
+        length = int.from_bytes(body[2:4], "big")
+        if length != len(body):
             raise InvalidSyntax(
-                f"EAP Length {length} but the payload carries {r.left} bytes", r.offset + 2
+                f"EAP Length {length} but the payload carries {len(body)} bytes", offset + 2
             )
-        return cls(message=r.rest())
+        return cls(message=body)
 
 
 # --- unknown ------------------------------------------------------------------------------
@@ -536,27 +537,16 @@ def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool)
             )
         cls = _CLASSES.get(ptype)
         sealed = cls in _SEALED
-        if cls is Notify and length >= 8 and not data[pos + 5]:
-            # an IKE notify (no SPI), most payloads of IKE_SA_INIT and of IKE_AUTH: its
-            # header at once, as Notify.decode_body would, without a Reader and a copy
-            protocol, _, ntype = _NOTIFY_HEADER.unpack_from(data, pos + 4)
-            payload: Payload = Notify(
-                notify_type=ntype, data=data[pos + 8 : pos + length], protocol=protocol
-            )
-        elif cls is None:
-            reader = Reader(data[pos + 4 : pos + length], off + 4)
+        if cls is None:
             if flags & CRITICAL:
                 raise UnsupportedCriticalPayload(ptype, off)
-            payload = UnknownPayload(payload_type=ptype, body=reader.rest())
+            payload: Payload = UnknownPayload(payload_type=ptype, body=data[pos + 4 : pos + length])
         else:
-            reader = Reader(data[pos + 4 : pos + length], off + 4)
             if sealed and not outer:
                 raise InvalidSyntax(
                     f"{payload_name(ptype)} payload inside an encrypted payload", off
                 )
-            payload = cls.decode_body(next_type, reader)
-            if reader.pos != length - 4:  # the name only for the error: building it costs
-                reader.done(f"{payload_name(ptype)} payload")
+            payload = cls.decode_body(next_type, data[pos + 4 : pos + length], off + 4)
         if flags:  # else the defaults stand: not critical, no reserved bits
             payload.critical = bool(flags & CRITICAL)
             payload.reserved_bits = flags & ~CRITICAL
@@ -583,19 +573,6 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
     out: list[bytes] = []
     for i, p in enumerate(payloads):
         following = types[i + 1]
-        if type(p) is Notify and not p.spi:
-            # an IKE notify, most payloads of IKE_SA_INIT and IKE_AUTH: both headers in one
-            # pack; a field out of range goes the general way below, to its EncodeError
-            flags = (CRITICAL if p.critical else 0) | (p.reserved_bits & ~CRITICAL)
-            try:
-                head = _NOTIFY_CHAINED.pack(
-                    following, flags, 8 + len(p.data), p.protocol, 0, p.notify_type
-                )
-            except (struct.error, OverflowError):
-                pass
-            else:
-                out.append(head + p.data)
-                continue
         if isinstance(p, _SEALED):
             if not outer or i != last:
                 raise EncodeError("an SK/SKF payload must be the last payload of a message")

@@ -320,5 +320,5 @@ class SecurityAssociation(Payload):
         return b"".join(p.encode(i == n - 1) for i, p in enumerate(self.proposals))
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        return cls(proposals=_substructures(r, Proposal.decode, "proposal"))
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        return cls(proposals=_substructures(Reader(body, offset), Proposal.decode, "proposal"))

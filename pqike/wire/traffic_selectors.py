@@ -112,11 +112,11 @@ class TrafficSelectors(Payload):
         return head + b"".join(s.encode() for s in self.selectors)
 
     @classmethod
-    def decode_body(cls, next_type: int, r: Reader) -> Self:
-        known = _DECODED.get(r.data)
+    def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
+        known = _DECODED.get(body)
         if known is not None:
-            r.pos = len(r.data)
             return cls(selectors=list(known[0]), reserved=known[1])
+        r = Reader(body, offset)
         count = r.u8("number of TSs")
         reserved = r.u24("TS reserved")
         selectors: list[TrafficSelector] = []

@@ -11,16 +11,19 @@ import contextlib
 import ipaddress
 import struct
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pqike.wire.errors import DecodeError
 from pqike.wire.iana import (
     IKE_HEADER_LEN,
+    AuthMethod,
     CfgAttr,
     CfgType,
     EncrId,
     ExchangeType,
+    IdType,
     KeMethod,
     NotifyType,
     PayloadType,
@@ -388,37 +391,13 @@ def test_find_and_notifies() -> None:
     assert notifies(chain, NotifyType.NAT_DETECTION_DESTINATION_IP) == chain[2:]
 
 
-def test_ike_notifies_decode_without_a_reader_to_the_same_payloads(monkeypatch) -> None:
-    """An IKE notify (no SPI) is read straight from the chain; one with an SPI, too short
-    for its header, or flagged, decodes as Notify.decode_body does, to the same errors."""
+def test_payloads_with_a_fixed_header_decode_without_a_reader(monkeypatch) -> None:
+    """Notify, KE, ID, AUTH, CERT, Nonce, VendorId and SK bodies are read straight from the
+    chain (one unpack of their fixed fields, no cursor object): one way for every notify, the
+    flags and SPI kept, truncated ones named by field and offset."""
     import pqike.wire.payloads as payloads_mod
     from pqike.wire.base import Reader
     from pqike.wire.payloads import GENERIC_HEADER, decode_chain, encode_chain
-
-    def chain(body: bytes, flags: int = 0) -> bytes:
-        return GENERIC_HEADER.pack(PayloadType.NONE, flags, 4 + len(body)) + body
-
-    def outcome(data: bytes) -> object:
-        try:
-            return decode_chain(PayloadType.NOTIFY, data, 28, outer=True)
-        except DecodeError as e:
-            return (type(e), str(e), e.offset)
-
-    bodies = [
-        struct.pack("!BBH", ProtocolId.NONE, 0, NotifyType.NAT_DETECTION_SOURCE_IP) + b"x" * 20,
-        struct.pack("!BBH", ProtocolId.IKE, 0, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED),
-        struct.pack("!BBH", ProtocolId.ESP, 4, NotifyType.REKEY_SA) + b"\x01\x02\x03\x04",
-        struct.pack("!BBH", ProtocolId.ESP, 8, NotifyType.REKEY_SA) + b"\x01",
-        b"\x00\x00\x40",
-        b"",
-    ]
-    for body in bodies:
-        for flags in (0, 0x80, 0x01):
-            data = chain(body, flags)
-            got = outcome(data)
-            with monkeypatch.context() as m:  # the old path: every payload through a Reader
-                m.setattr(payloads_mod, "Notify", type("Slow", (Notify,), {}))
-                assert got == outcome(data), (body, flags)
 
     made: list[bytes] = []
 
@@ -428,52 +407,87 @@ def test_ike_notifies_decode_without_a_reader_to_the_same_payloads(monkeypatch) 
             super().__init__(data, base)
 
     monkeypatch.setattr(payloads_mod, "Reader", Counting)
-    nonce = Nonce(data=b"n" * 32)
-    _, data = encode_chain([nonce, Notify(notify_type=NotifyType.REDIRECT_SUPPORTED)], outer=False)
-    assert decode_chain(PayloadType.NONCE, data, 28, outer=True)[1] == Notify(
-        notify_type=NotifyType.REDIRECT_SUPPORTED
+    chain = [
+        Nonce(data=b"n" * 32),
+        Notify(notify_type=NotifyType.REDIRECT_SUPPORTED),
+        Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=b"x" * 20, critical=True),
+        KeyExchange(method=KeMethod.ML_KEM_768, data=b"k" * 1184, reserved=0x1234),
+        IDi(id_type=IdType.ID_FQDN, data=b"carol", reserved=0xABCDEF),
+        Authentication(method=AuthMethod.PSK, data=b"a" * 32),
+        Certificate(data=b"c"),
+        VendorId(data=b"v"),
+        Encrypted(first_inner=PayloadType.IDi, body=b"s" * 48),
+    ]
+    first, data = encode_chain(chain, outer=True)
+    assert decode_chain(first, data, 28, outer=True) == chain
+    assert made == []  # before: a Reader for each payload but the IKE notifies
+
+    def outcome(body: bytes, flags: int = 0) -> object:
+        data = GENERIC_HEADER.pack(PayloadType.NONE, flags, 4 + len(body)) + body
+        try:
+            (n,) = decode_chain(PayloadType.NOTIFY, data, 28, outer=True)
+        except DecodeError as e:
+            return (type(e).__name__, str(e))
+        return (n.protocol, n.spi, n.notify_type, n.data, n.critical, n.reserved_bits)
+
+    rekey = struct.pack("!BBH", ProtocolId.ESP, 4, NotifyType.REKEY_SA)
+    assert outcome(rekey + b"\1\2\3\4" + b"d", 0x81) == (
+        ProtocolId.ESP, b"\1\2\3\4", NotifyType.REKEY_SA, b"d", True, 1
+    )  # fmt: skip
+    assert outcome(rekey + b"\1") == (
+        "InvalidSyntax",
+        "truncated notify SPI of 4 bytes: 4 bytes needed, 1 left at offset 36",
     )
-    assert made == [b"n" * 32]  # the Nonce's only
+    assert outcome(b"\0\0\x40") == (
+        "InvalidSyntax",
+        "truncated notify message type: 2 bytes needed, 1 left at offset 34",
+    )
+    assert outcome(b"") == (
+        "InvalidSyntax",
+        "truncated notify protocol ID: 1 bytes needed, 0 left at offset 32",
+    )
 
 
-def test_ike_notifies_encode_in_one_pack_to_the_same_bytes_and_errors(monkeypatch) -> None:
-    """An IKE notify (no SPI) is packed with its generic header at once; any notify encodes
-    to the bytes, or the error, of the general way (Notify.encode_body, which a subclass
-    still takes)."""
+def test_notifies_encode_to_their_rfc_layout_or_refuse(monkeypatch) -> None:
+    """Every notify, IKE ones (no SPI) too, is encoded the one way: the generic header and
+    RFC 7296 §3.10's Protocol ID, SPI Size, Notify Message Type, SPI, data; values that do
+    not fit their fields are an EncodeError."""
     from pqike.wire.base import EncodeError
     from pqike.wire.payloads import encode_chain
 
-    class General(Notify):
-        pass
-
-    def outcome(cls: type[Notify], kw: dict, flags: tuple[bool, int]) -> object:
-        p = cls(**kw)
+    def encoded(kw: dict, flags: tuple[bool, int]) -> bytes:
+        p = Notify(**kw)
         p.critical, p.reserved_bits = flags
-        try:
-            return encode_chain([Nonce(data=b"n" * 16), p, Nonce(data=b"m" * 16)], outer=True)
-        except (EncodeError, struct.error) as e:
-            return (type(e), str(e))
+        return encode_chain([p, Nonce(data=b"m" * 16)], outer=True)[1][: -(4 + 16)]
 
     cases = [
         {"notify_type": NotifyType.NAT_DETECTION_SOURCE_IP, "data": b"x" * 20},
         {"notify_type": NotifyType.REDIRECT_SUPPORTED},
         {"notify_type": NotifyType.REKEY_SA, "protocol": ProtocolId.ESP, "spi": b"\x01" * 4},
+        {"notify_type": 16384, "data": b"d" * (65535 - 8)},
+    ]
+    for kw in cases:
+        for critical, reserved in ((False, 0), (True, 0), (False, 0x7F)):
+            spi, data = kw.get("spi", b""), kw.get("data", b"")
+            head = struct.pack(
+                "!BBHBBH",
+                PayloadType.NONCE,
+                (0x80 if critical else 0) | reserved,
+                8 + len(spi) + len(data),
+                kw.get("protocol", 0),
+                len(spi),
+                kw["notify_type"],
+            )
+            assert encoded(kw, (critical, reserved)) == head + spi + data
+    for kw in (
         {"notify_type": 0x10000},
         {"notify_type": 16384, "protocol": 256},
         {"notify_type": -1},
-        {"notify_type": 16384, "data": b"d" * (65535 - 8)},
         {"notify_type": 16384, "data": b"d" * (65535 - 7)},
-    ]
-    for kw in cases:
-        for flags in ((False, 0), (True, 0), (False, 0x7F), (True, 0x100)):
-            assert outcome(Notify, kw, flags) == outcome(General, kw, flags), (kw, flags)
-
-    def refused(self: Notify) -> bytes:
-        raise AssertionError("encode_body of an IKE notify")
-
-    monkeypatch.setattr(Notify, "encode_body", refused)
-    _, data = encode_chain([Notify(notify_type=NotifyType.REDIRECT_SUPPORTED)], outer=False)
-    assert data == struct.pack("!BBHBBH", 0, 0, 8, 0, 0, NotifyType.REDIRECT_SUPPORTED)
+        {"notify_type": 16384, "spi": b"s" * 256},
+    ):
+        with pytest.raises(EncodeError):
+            encoded(kw, (False, 0))
 
 
 def test_a_ke_header_is_read_at_once_and_a_truncated_one_named(monkeypatch) -> None:
