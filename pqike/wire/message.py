@@ -32,7 +32,6 @@ _KNOWN_FLAGS = _I | _V | _R
 _EXCHANGE_TYPES: dict[int, ExchangeType] = ExchangeType._value2member_map_  # type: ignore[assignment]
 _MAX_LEN = 0xFFFFFFFF
 _SK = int(PayloadType.SK)
-_CRITICAL = 0x80
 
 
 def encode_header(
@@ -168,18 +167,5 @@ def decode_message(data: bytes) -> Message:
         raise InvalidMajorVersion(message.version >> 4, 17)
     if length != len(data):
         raise InvalidSyntax(f"IKE header Length {length} but the message has {len(data)} bytes", 24)
-    if (
-        first == _SK
-        and length >= IKE_HEADER_LEN + 4
-        and data[30] << 8 | data[31] == length - IKE_HEADER_LEN
-    ):
-        # every protected message but fragments: one SK payload filling the rest, which is
-        # all decode_chain would find (the SK payload ends a chain); without its walk
-        flags = data[29]
-        sk = Encrypted(first_inner=data[28], body=data[IKE_HEADER_LEN + 4 :])
-        if flags:
-            sk.critical, sk.reserved_bits = bool(flags & _CRITICAL), flags & ~_CRITICAL
-        message.payloads = [sk]
-        return message
-    message.payloads = decode_chain(first, data[IKE_HEADER_LEN:], IKE_HEADER_LEN, outer=True)
+    message.payloads = decode_chain(first, data, 0, outer=True, start=IKE_HEADER_LEN)
     return message

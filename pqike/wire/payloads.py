@@ -517,10 +517,13 @@ _SEALED = (Encrypted, EncryptedFragment)
 _NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 
 
-def decode_chain(first_type: int, data: bytes, base_offset: int, *, outer: bool) -> list[Payload]:
-    """Walk a payload chain. ``outer`` allows SK/SKF, which ends the chain (it is last)."""
+def decode_chain(
+    first_type: int, data: bytes, base_offset: int, *, outer: bool, start: int = 0
+) -> list[Payload]:
+    """Walk the payload chain filling ``data[start:]``; ``base_offset`` is the absolute
+    offset of ``data[0]``. ``outer`` allows SK/SKF, which ends the chain (it is last)."""
     payloads: list[Payload] = []
-    ptype, pos, end = first_type, 0, len(data)
+    ptype, pos, end = first_type, start, len(data)
     while ptype != _NONE:
         off = base_offset + pos
         if end - pos < GENERIC_HEADER_LEN:

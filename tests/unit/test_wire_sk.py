@@ -355,32 +355,39 @@ def test_prefix_is_the_encoded_message_up_to_the_body(
 
 
 @pytest.mark.parametrize("flags", [0x00, 0x80, 0x01, 0x81])
-def test_protected_message_decoded_without_the_chain_walk(monkeypatch, flags: int) -> None:  # type: ignore[no-untyped-def]
-    """A message that is one SK payload (every protected one but SKF fragments) is decoded
-    without walking a payload chain, to the same Message the walk gives (flags, first
-    inner type, body) and the same bytes again; an SK length that does not fill the message
-    still goes the long way, to the same error."""
+def test_message_chain_walked_in_place(monkeypatch, flags: int) -> None:  # type: ignore[no-untyped-def]
+    """Every message, one SK payload or more, is decoded by the one chain walk over the
+    datagram itself (no copy of everything after the IKE header): SK flags, first inner
+    type and body kept, the same bytes again; an SK length that does not fill the message
+    is the error naming the bytes after it."""
     import pqike.wire.message as wire_message
     from pqike.wire.payloads import decode_chain
 
-    body = os.urandom(80)
-    sk = struct.pack("!BBH", PayloadType.IDi, flags, 4 + len(body)) + body
-    header = struct.pack("!8s8sBBBBII", b"i" * 8, b"r" * 8, PayloadType.SK, 0x20, 35, 0x08, 1, 28)
-    data = header[:24] + struct.pack("!I", 28 + len(sk)) + sk
-    walked = decode_chain(PayloadType.SK, data[28:], 28, outer=True)
+    walked: list[object] = []
 
     def walk(*args: object, **kwargs: object) -> object:
-        raise AssertionError("payload chain walked for a protected message")
+        walked.append(args[1])
+        return decode_chain(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(wire_message, "decode_chain", walk)
-    message = decode_message(data)
-    assert message.payloads == walked
-    assert isinstance(message.payloads[0], Encrypted) and message.payloads[0].body == body
-    assert message.encode() == data
-    monkeypatch.undo()
-    short = data[:30] + struct.pack("!H", 3 + len(body)) + data[32:]
-    with pytest.raises(InvalidSyntax, match="1 bytes after the encrypted payload"):
+    body = os.urandom(80)
+    nonce = struct.pack("!BBH", PayloadType.SK, 0, 4 + 16) + b"n" * 16
+    sk = struct.pack("!BBH", PayloadType.IDi, flags, 4 + len(body)) + body
+    for first, chain in ((PayloadType.SK, sk), (PayloadType.NONCE, nonce + sk)):
+        head = struct.pack("!8s8sBBBBII", b"i" * 8, b"r" * 8, first, 0x20, 35, 0x08, 1, 28)
+        data = head[:24] + struct.pack("!I", 28 + len(chain)) + chain
+        message = decode_message(data)
+        assert walked.pop() is data  # before: the chain after the header, copied
+        (sealed,) = message.payloads[-1:]
+        assert isinstance(sealed, Encrypted) and sealed.first_inner == PayloadType.IDi
+        assert (sealed.body, sealed.critical, sealed.reserved_bits) == (
+            body, bool(flags & 0x80), flags & 0x7F
+        )  # fmt: skip
+        assert message.encode() == data
+    short = data[: -len(sk) + 2] + struct.pack("!H", 3 + len(body)) + data[-len(body) :]
+    with pytest.raises(InvalidSyntax, match="1 bytes after the encrypted payload") as e:
         decode_message(short)
+    assert e.value.offset == len(data) - 1
 
 
 def test_header_only_message_naming_sk_is_invalid_syntax() -> None:
