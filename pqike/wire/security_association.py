@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from pqike.memo import Memo
-from pqike.wire.base import EncodeError, Payload, Reader, as_enum, check_u16
+from pqike.wire.base import EncodeError, Fields, Payload, Reader, as_enum, check_u16
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
     EncrId,
@@ -29,8 +29,16 @@ __all__ = ["Proposal", "SecurityAssociation", "Transform", "TransformAttribute"]
 _MORE_PROPOSALS = 2  # "Last Substruc" values, RFC 7296 §3.3.1/§3.3.2
 _MORE_TRANSFORMS = 3
 _ATTR_TV = 0x8000  # AF bit: Type/Value format (RFC 7296 §3.3.5)
-_TRANSFORM_HEADER = struct.Struct("!BBHBBH")
-_PROPOSAL_HEADER = struct.Struct("!BBHBBBB")
+# the first four octets of a proposal or transform (Last Substruc, RESERVED, Length); the
+# four after them are there once the Length is checked
+_PROPOSAL_HEAD = Fields(
+    "!BBH", ("proposal Last Substruc", 1), ("proposal header", 1), ("proposal length", 2)
+)
+_PROPOSAL_REST = struct.Struct("!BBBB")  # Proposal Num, Protocol ID, SPI Size, #Transforms
+_TRANSFORM_HEAD = Fields(
+    "!BBH", ("transform Last Substruc", 1), ("transform header", 1), ("transform length", 2)
+)
+_TRANSFORM_REST = struct.Struct("!BBH")  # Transform Type, RESERVED, Transform ID
 S = TypeVar("S")
 
 _TRANSFORM_IDS: dict[int, type[IntEnum]] = {
@@ -119,32 +127,29 @@ class Transform:
     def decode(cls, r: Reader) -> tuple[Transform, bool]:
         """The transform and whether it says it is the last one."""
         start = r.offset
-        if r.left >= 8:  # the whole header at once; shorter ones fail field by field below
-            more, res1, length, ttype, res2, tid = _TRANSFORM_HEADER.unpack_from(r.data, r.pos)
-            if more in (0, _MORE_TRANSFORMS) and 8 <= length <= r.left:
-                attrs: tuple[TransformAttribute, ...] = ()
-                if length > 8:
-                    body = Reader(r.data[r.pos + 8 : r.pos + length], start + 8)
-                    attrs = _attributes(body)
-                r.pos += length
-                return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
-        more = r.u8("transform Last Substruc")
+        more, res1, length = r.unpack(_TRANSFORM_HEAD)
         if more not in (0, _MORE_TRANSFORMS):
             raise InvalidSyntax(f"transform Last Substruc {more} (0 or 3 expected)", start)
-        res1 = r.u8("transform header")
-        length = r.u16("transform length")
-        if length < 8:
-            raise InvalidSyntax(f"transform length {length} < 8", start + 2)
-        if length - 4 > r.left:
-            raise InvalidSyntax(
-                f"transform length {length} exceeds the {r.left + 4} bytes left in the proposal",
-                start + 2,
-            )
-        body = r.sub(length - 4, "transform")
-        ttype = as_enum(TransformType, body.u8("transform type"))
-        res2 = body.u8("transform header")
-        tid = body.u16("transform ID")
-        return cls(ttype, tid, _attributes(body), (res1 << 8) | res2), more == 0
+        _check_length(r, length, "transform", "proposal")
+        data, pos = r.data, r.pos
+        ttype, res2, tid = _TRANSFORM_REST.unpack_from(data, pos)
+        attrs: tuple[TransformAttribute, ...] = ()
+        if length > 8:
+            attrs = _attributes(Reader(data[pos + 4 : pos + length - 4], start + 8))
+        r.pos = pos + length - 4
+        return cls(ttype, tid, attrs, (res1 << 8) | res2), more == 0
+
+
+def _check_length(r: Reader, length: int, what: str, within: str) -> None:
+    """A substructure's Length, read at ``r.offset - 2``: its 8-octet header at least, and
+    within the rest of its ``within``."""
+    if length < 8:
+        raise InvalidSyntax(f"{what} length {length} < 8", r.offset - 2)
+    if length - 4 > r.left:
+        raise InvalidSyntax(
+            f"{what} length {length} exceeds the {r.left + 4} bytes left in the {within}",
+            r.offset - 2,
+        )
 
 
 def _attributes(body: Reader) -> tuple[TransformAttribute, ...]:
@@ -189,34 +194,21 @@ class Proposal:
     @classmethod
     def decode(cls, r: Reader) -> tuple[Proposal, bool]:
         start = r.offset
-        if r.left >= 8:  # the whole header at once; anything amiss goes field by field below
-            data, pos = r.data, r.pos
-            more, reserved, length, number, protocol, spi_size, count = (
-                _PROPOSAL_HEADER.unpack_from(data, pos)
-            )
-            if more in (0, _MORE_PROPOSALS) and 8 + spi_size <= length <= r.left:
-                spi = data[pos + 8 : pos + 8 + spi_size]
-                body = Reader(data[pos + 8 + spi_size : pos + length], start + 8 + spi_size)
-                r.pos = pos + length
-                return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
-        more = r.u8("proposal Last Substruc")
+        more, reserved, length = r.unpack(_PROPOSAL_HEAD)
         if more not in (0, _MORE_PROPOSALS):
             raise InvalidSyntax(f"proposal Last Substruc {more} (0 or 2 expected)", start)
-        reserved = r.u8("proposal header")
-        length = r.u16("proposal length")
-        if length < 8:
-            raise InvalidSyntax(f"proposal length {length} < 8", start + 2)
-        if length - 4 > r.left:
+        _check_length(r, length, "proposal", "SA")
+        data, pos = r.data, r.pos
+        number, protocol, spi_size, count = _PROPOSAL_REST.unpack_from(data, pos)
+        if 8 + spi_size > length:
             raise InvalidSyntax(
-                f"proposal length {length} exceeds the {r.left + 4} bytes left in the SA",
-                start + 2,
+                f"truncated SPI of {spi_size} bytes: {spi_size} bytes needed, {length - 8} left",
+                start + 8,
             )
-        body = r.sub(length - 4, "proposal")
-        number = body.u8("proposal number")
-        protocol = body.u8("protocol ID")
-        spi_size = body.u8("SPI size")
-        count = body.u8("number of transforms")
-        spi = body.take(spi_size, f"SPI of {spi_size} bytes")
+        end = pos + length - 4
+        spi = data[pos + 4 : pos + 4 + spi_size]
+        body = Reader(data[pos + 4 + spi_size : end], start + 8 + spi_size)
+        r.pos = end
         return cls._with(start, number, protocol, body, spi, reserved, count), more == 0
 
     @classmethod

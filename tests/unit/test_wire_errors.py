@@ -137,6 +137,14 @@ CASES: list[tuple[str, bytes, type[DecodeError], int, str]] = [
         BODY + 7,
         "announces 2 transforms but carries 1",
     ),
+    ("proposal header cut", sa(b"\0\0"), InvalidSyntax, BODY + 2, "truncated proposal length"),
+    (
+        "transform header cut",
+        sa(prop(xform()[:3], 1)),
+        InvalidSyntax,
+        BODY + 10,
+        "truncated transform length: 2 bytes needed, 1 left",
+    ),
     ("transform length < 8", sa(prop(xform(length=7), 1)), InvalidSyntax, BODY + 10, "< 8"),
     (
         "transform beyond proposal",
