@@ -12,7 +12,6 @@ from pqike.wire.iana import (
     IKEV2_VERSION,
     ExchangeType,
     HeaderFlag,
-    PayloadType,
 )
 from pqike.wire.payloads import (
     EncodeError,
@@ -31,7 +30,8 @@ _I, _V, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.VERSION), int(HeaderFlag.
 _KNOWN_FLAGS = _I | _V | _R
 _EXCHANGE_TYPES: dict[int, ExchangeType] = ExchangeType._value2member_map_  # type: ignore[assignment]
 _MAX_LEN = 0xFFFFFFFF
-_SK = int(PayloadType.SK)
+# a tuple made once: ``A | B`` in isinstance builds a union object on every call
+_SEALED = (Encrypted, EncryptedFragment)
 
 
 def encode_header(
@@ -87,7 +87,7 @@ class Message:
     def sealed(self) -> Encrypted | EncryptedFragment | None:
         """The SK or SKF payload, if any (always the last one)."""
         last = self.payloads[-1] if self.payloads else None
-        return last if isinstance(last, Encrypted | EncryptedFragment) else None
+        return last if isinstance(last, _SEALED) else None
 
     def header(self, next_payload: int, length: int) -> bytes:
         return encode_header(

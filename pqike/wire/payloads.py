@@ -514,6 +514,7 @@ PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
 )
 _CLASSES: dict[int, type[Payload]] = {cls.TYPE: cls for cls in PAYLOAD_CLASSES}
 _SEALED = (Encrypted, EncryptedFragment)
+_SEALED_TYPES = (PayloadType.SK, PayloadType.SKF)
 _NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 
 
@@ -576,7 +577,7 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
     out: list[bytes] = []
     for i, p in enumerate(payloads):
         following = types[i + 1]
-        if isinstance(p, _SEALED):
+        if types[i] in _SEALED_TYPES:  # ints: cheaper than isinstance for every payload
             if not outer or i != last:
                 raise EncodeError("an SK/SKF payload must be the last payload of a message")
             following = p.header_next(following)

@@ -320,7 +320,7 @@ def int_auth_a_p(
     """
     if not isinstance(message, Message):
         message = decode_message(bytes(message))
-    if not isinstance(plaintext, bytes | bytearray):
+    if not isinstance(plaintext, (bytes, bytearray)):  # a tuple: no union built per call
         first_inner, plaintext = encode_payloads(plaintext)
     if first_inner is None:
         sealed = message.sealed

@@ -26,6 +26,7 @@ from pqike.wire.payloads import (
     Encrypted,
     EncryptedFragment,
     KeyExchange,
+    Nonce,
     Notify,
     Payload,
     VendorId,
@@ -396,3 +397,23 @@ def test_header_only_message_naming_sk_is_invalid_syntax() -> None:
     header = struct.pack("!8s8sBBBBII", b"i" * 8, b"r" * 8, PayloadType.SK, 0x20, 35, 0x08, 3, 28)
     with pytest.raises(InvalidSyntax, match="truncated"):
         decode_message(header)
+
+
+def test_sealed_builds_no_union_per_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Message.sealed (asked a few dozen times per handshake) is the last payload when it is
+    an SK or SKF one, checked against a tuple made once, not an ``A | B`` union each call."""
+    import pqike.wire.message as wire_message
+
+    unions: list[object] = []
+
+    class Meta(type):
+        def __or__(cls, other: object) -> object:
+            unions.append(other)
+            return type.__or__(cls, other)  # type: ignore[operator]
+
+    monkeypatch.setattr(wire_message, "Encrypted", Meta("Encrypted", (Encrypted,), {}))
+    sk, skf = Encrypted(first_inner=PayloadType.IDi), EncryptedFragment(number=1, total=2)
+    for payloads, sealed in (([Nonce(data=b"n" * 16), sk], sk), ([skf], skf), ([], None)):
+        assert header().with_payloads(payloads).sealed is sealed
+    assert header().with_payloads([sk, Nonce(data=b"n" * 16)]).sealed is None
+    assert unions == []  # before: one union built per call
