@@ -70,13 +70,17 @@ def prf_plus(prf_id: PrfId, key: bytes, seed: bytes, length: int) -> bytes:
             t = prf(prf_id, key, t + seed + counter)
             out.append(t)
         return b"".join(out)[:length]
-    # HMAC: the key is set up once and each block starts from a copy of that state
+    # HMAC: the key is set up once and each block but the last starts from a copy of that
+    # state; the last one finishes the keyed HMAC itself (one copy fewer per call)
     keyed = _chmac.HMAC(key, hash_alg)
-    for counter in counters:
+    for counter in counters[:-1]:
         h = keyed.copy()
         h.update(t + seed + counter)
         t = h.finalize()
         out.append(t)
+    if counters:
+        keyed.update(t + seed + counters[-1])
+        out.append(keyed.finalize())
     return b"".join(out)[:length]
 
 

@@ -208,3 +208,41 @@ def test_prf_plus_counter_wraps_nowhere() -> None:
 def test_unsupported_prf(bad: int) -> None:
     with pytest.raises(UnsupportedTransform, match="PRF"):
         prf(bad, b"k", b"d")  # type: ignore[arg-type]
+
+
+def test_prf_plus_keys_once_and_copies_for_all_blocks_but_the_last(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """prf+ with an HMAC PRF keys one HMAC and starts every block but the last from a copy
+    of it; the last block finishes the keyed one (seven SK_* keys: seven blocks, six
+    copies), still RFC 7296 §2.13's T1 | T2 | ..."""
+    from pqike.crypto import prf as prf_mod
+
+    real = prf_mod._chmac.HMAC
+    made: list[bytes] = []
+    copies: list[int] = []
+
+    class Counting:
+        def __init__(self, key: bytes, algorithm: object, _h: object = None) -> None:
+            if _h is None:
+                made.append(key)
+            self._h = _h if _h is not None else real(key, algorithm)  # type: ignore[arg-type]
+
+        def copy(self) -> Counting:
+            copies.append(1)
+            return Counting(b"", None, self._h.copy())  # type: ignore[attr-defined]
+
+        def update(self, data: bytes) -> None:
+            self._h.update(data)  # type: ignore[attr-defined]
+
+        def finalize(self) -> bytes:
+            return self._h.finalize()  # type: ignore[attr-defined,no-any-return]
+
+    key, seed = b"K" * 32, b"Ni | Nr | SPIi | SPIr"
+    expected = prf_plus(S256, key, seed, 7 * 32)
+    monkeypatch.setattr(prf_mod._chmac, "HMAC", Counting)
+    assert prf_plus(S256, key, seed, 7 * 32) == expected
+    assert (made, len(copies)) == ([key], 6)  # before: 7 copies
+    t, blocks = b"", []
+    for n in range(1, 8):
+        t = prf(S256, key, t + seed + bytes([n]))
+        blocks.append(t)
+    assert b"".join(blocks) == expected
