@@ -23,6 +23,7 @@ __all__ = [
     "as_enum",
     "check_u16",
     "payload_name",
+    "truncated",
 ]
 
 GENERIC_HEADER_LEN = 4
@@ -51,6 +52,11 @@ def payload_name(ptype: int) -> str:
         return f"type {ptype}"
 
 
+def truncated(what: str, needed: int, left: int, offset: int) -> InvalidSyntax:
+    """The error for a field cut short by the end of its payload or substructure."""
+    return InvalidSyntax(f"truncated {what}: {needed} bytes needed, {left} left", offset)
+
+
 class Fields:
     """A fixed run of fields read in one unpack, with the name and size of each, so that a
     run cut short is the error naming the first field that does not fit (and its offset).
@@ -70,16 +76,13 @@ class Fields:
         """The values at ``data[pos:]``; ``base`` is the absolute offset of ``data[0]``."""
         try:
             return self.unpack_from(data, pos)  # type: ignore[no-any-return]
-        except struct.error:  # too few bytes: no length check before, on the way of the many
+        except struct.error:  # too few bytes (no length check first: it would cost every read)
             raise self._cut_short(data, pos, base) from None
 
     def _cut_short(self, data: bytes, pos: int, base: int) -> InvalidSyntax:
         for what, size in self.fields:
             if pos + size > len(data):
-                left = len(data) - pos
-                return InvalidSyntax(
-                    f"truncated {what}: {size} bytes needed, {left} left", base + pos
-                )
+                return truncated(what, size, len(data) - pos, base + pos)
             pos += size
         raise AssertionError("the fields fit")  # pragma: no cover
 
@@ -103,7 +106,7 @@ class Reader:
         return len(self.data) - self.pos
 
     def _truncated(self, n: int, what: str) -> InvalidSyntax:
-        return InvalidSyntax(f"truncated {what}: {n} bytes needed, {self.left} left", self.offset)
+        return truncated(what, n, self.left, self.offset)
 
     # take/u8/u16 run for every field of every payload: no property or call in the way
     def take(self, n: int, what: str) -> bytes:

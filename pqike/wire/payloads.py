@@ -32,6 +32,7 @@ from pqike.wire.base import (
     as_enum,
     check_u16,
     payload_name,
+    truncated,
 )
 from pqike.wire.errors import InvalidSyntax, UnsupportedCriticalPayload
 from pqike.wire.iana import (
@@ -275,12 +276,11 @@ class Notify(Payload):
     @classmethod
     def decode_body(cls, next_type: int, body: bytes, offset: int) -> Self:
         protocol, spi_size, ntype = _NOTIFY_HEADER.read(body, 0, offset)
-        if not spi_size:  # IKE notifies, most of those a handshake carries
-            return cls(notify_type=ntype, data=body[4:], protocol=protocol)
-        r = Reader(body, offset)
-        r.pos = 4
-        spi = r.take(spi_size, f"notify SPI of {spi_size} bytes")
-        return cls(notify_type=ntype, data=r.rest(), protocol=protocol, spi=spi)
+        spi = body[4 : 4 + spi_size]  # b"" for IKE notifies, most of those a handshake has
+        if len(spi) != spi_size:
+            what = f"notify SPI of {spi_size} bytes"
+            raise truncated(what, spi_size, len(body) - 4, offset + 4)
+        return cls(notify_type=ntype, data=body[4 + spi_size :], protocol=protocol, spi=spi)
 
 
 @dataclass

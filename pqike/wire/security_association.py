@@ -10,7 +10,15 @@ from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from pqike.memo import Memo
-from pqike.wire.base import EncodeError, Fields, Payload, Reader, as_enum, check_u16
+from pqike.wire.base import (
+    EncodeError,
+    Fields,
+    Payload,
+    Reader,
+    as_enum,
+    check_u16,
+    truncated,
+)
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
     EncrId,
@@ -201,10 +209,7 @@ class Proposal:
         data, pos = r.data, r.pos
         number, protocol, spi_size, count = _PROPOSAL_REST.unpack_from(data, pos)
         if 8 + spi_size > length:
-            raise InvalidSyntax(
-                f"truncated SPI of {spi_size} bytes: {spi_size} bytes needed, {length - 8} left",
-                start + 8,
-            )
+            raise truncated(f"SPI of {spi_size} bytes", spi_size, length - 8, start + 8)
         end = pos + length - 4
         spi = data[pos + 4 : pos + 4 + spi_size]
         body = Reader(data[pos + 4 + spi_size : end], start + 8 + spi_size)
