@@ -10,15 +10,7 @@ from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from pqike.memo import Memo
-from pqike.wire.base import (
-    EncodeError,
-    Fields,
-    Payload,
-    Reader,
-    as_enum,
-    check_u16,
-    truncated,
-)
+from pqike.wire.base import EncodeError, Fields, Payload, Reader, as_enum, check_u16, truncated
 from pqike.wire.errors import InvalidSyntax
 from pqike.wire.iana import (
     EncrId,
