@@ -157,10 +157,6 @@ class Reader:
         start = self.offset
         return Reader(self.take(n, what), start)
 
-    def done(self, what: str) -> None:
-        if self.left:
-            raise InvalidSyntax(f"{self.left} unexpected bytes after {what}", self.offset)
-
 
 def check_u16(value: int, what: str) -> int:
     if not 0 <= value <= U16:
