@@ -514,7 +514,8 @@ PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
 )
 _CLASSES: dict[int, type[Payload]] = {cls.TYPE: cls for cls in PAYLOAD_CLASSES}
 _SEALED = (Encrypted, EncryptedFragment)
-_SEALED_TYPES = (PayloadType.SK, PayloadType.SKF)
+_SEALED_TYPES = frozenset((PayloadType.SK, PayloadType.SKF))
+_GENERIC_PACK = GENERIC_HEADER.pack
 _NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 
 
@@ -577,7 +578,7 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
     out: list[bytes] = []
     for i, p in enumerate(payloads):
         following = types[i + 1]
-        if types[i] in _SEALED_TYPES:  # ints: cheaper than isinstance for every payload
+        if types[i] in _SEALED_TYPES:  # a set of ints: cheaper than isinstance per payload
             if not outer or i != last:
                 raise EncodeError("an SK/SKF payload must be the last payload of a message")
             following = p.header_next(following)
@@ -589,7 +590,7 @@ def encode_chain(payloads: Sequence[Payload], *, outer: bool) -> tuple[int, byte
         if length > U16:
             raise EncodeError(f"{payload_name(p.type)} payload of {length} bytes exceeds 65535")
         flags = (CRITICAL if p.critical else 0) | (p.reserved_bits & ~CRITICAL)
-        out.append(GENERIC_HEADER.pack(following, flags, length) + body)
+        out.append(_GENERIC_PACK(following, flags, length) + body)
     return types[0], b"".join(out)
 
 
