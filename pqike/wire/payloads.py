@@ -516,6 +516,7 @@ _CLASSES: dict[int, type[Payload]] = {cls.TYPE: cls for cls in PAYLOAD_CLASSES}
 _SEALED = (Encrypted, EncryptedFragment)
 _SEALED_TYPES = frozenset((PayloadType.SK, PayloadType.SKF))
 _GENERIC_PACK = GENERIC_HEADER.pack
+_GENERIC_UNPACK = GENERIC_HEADER.unpack_from
 _NONE = int(PayloadType.NONE)  # a plain int: no enum member lookup per payload
 
 
@@ -532,7 +533,7 @@ def decode_chain(
             raise InvalidSyntax(
                 f"truncated {payload_name(ptype)} payload header: {end - pos} of 4 bytes", off
             )
-        next_type, flags, length = GENERIC_HEADER.unpack_from(data, pos)
+        next_type, flags, length = _GENERIC_UNPACK(data, pos)
         if length < GENERIC_HEADER_LEN:
             raise InvalidSyntax(f"{payload_name(ptype)} payload length {length} < 4", off + 2)
         if length > end - pos:
@@ -541,7 +542,7 @@ def decode_chain(
                 off + 2,
             )
         cls = _CLASSES.get(ptype)
-        sealed = cls in _SEALED
+        sealed = ptype in _SEALED_TYPES
         if cls is None:
             if flags & CRITICAL:
                 raise UnsupportedCriticalPayload(ptype, off)
