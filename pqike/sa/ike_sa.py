@@ -70,6 +70,11 @@ _AFTER_AUTH = (
 )
 
 
+def _position(tasks: Sequence[Task], task: Task) -> int:
+    """Where ``task`` (itself, not an equal one) is in ``tasks``."""
+    return next(i for i, t in enumerate(tasks) if t is task)
+
+
 class IkeState(Enum):
     CREATED = "CREATED"
     CONNECTING = "CONNECTING"
@@ -81,6 +86,15 @@ class IkeState(Enum):
 
 
 _ESTABLISHED = (IkeState.ESTABLISHED, IkeState.REKEYING)  # a tuple: Enum.__hash__ is Python
+
+# read for every message: module constants, not an attribute of an Enum class each time
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT
+_IKE_INTERMEDIATE = ExchangeType.IKE_INTERMEDIATE
+_IKE_FOLLOWUP_KE = ExchangeType.IKE_FOLLOWUP_KE
+_SUCCESS, _FAILED = Status.SUCCESS, Status.FAILED
+# a request failing in one of these ends the IKE_SA (RFC 7296 §2.21: no IKE_SA without them)
+_SETUP_EXCHANGES = (_IKE_SA_INIT, _IKE_INTERMEDIATE, ExchangeType.IKE_AUTH)
+_CONTINUED = (_IKE_INTERMEDIATE, ExchangeType.IKE_AUTH)  # the passive tasks go on in these
 
 # the subsystems an IKE_SA logs in, each bound to its context by __init__
 _IKE, _ENC, _NET, _CFG = (
@@ -277,7 +291,9 @@ class IkeSa:
         self.my_mid = 0  # next request we send
         self.peer_mid = 0  # next request we expect
         self.request: _Request | None = None
-        self.last_response: tuple[int, list[bytes]] | None = None
+        # (message ID, packets): tuples of ints and bytes, which the cyclic GC stops tracking
+        # (a list of each kept IKE_SA's last response would be one more object to traverse)
+        self.last_response: tuple[int, tuple[bytes, ...]] | None = None
         # RFC 7383 reassembly, one per direction, made on the first fragment: most IKE_SAs
         # never receive one, and half-open ones are what a flood multiplies
         self._frag_requests: Reassembler | None = None
@@ -661,9 +677,10 @@ class IkeSa:
     # ---- task manager: peer's requests --------------------------------------------------
 
     def process_request(self, msg: Incoming, src: Endpoint, dst: Endpoint, now: float) -> None:
-        if msg.exchange == ExchangeType.IKE_SA_INIT:
+        ex = msg.exchange
+        if ex == _IKE_SA_INIT:
             self.init_request = msg.raw
-        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        if ex == _IKE_FOLLOWUP_KE:
             link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
             task = self.followups.pop(link.data, None) if link is not None else None
             if task is None:
@@ -671,25 +688,24 @@ class IkeSa:
                     "IKE_FOLLOWUP_KE with unknown ADDITIONAL_KEY_EXCHANGE link, "
                     "answering STATE_NOT_FOUND"
                 )
-                reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+                reply = Outgoing(ex, msg.message_id, is_response=True)
                 reply.notify(NotifyType.STATE_NOT_FOUND)
                 self._send_response(reply, now)
                 self.peer_mid += 1
                 return
-            self.passive = [task]
-        elif not self.passive or msg.exchange not in (
-            ExchangeType.IKE_INTERMEDIATE,
-            ExchangeType.IKE_AUTH,
-        ):
-            self.passive = responder_tasks(self, msg)
-        reply = Outgoing(msg.exchange, msg.message_id, is_response=True)
+            self.passive = tasks = [task]
+        else:
+            tasks = self.passive
+            if not tasks or ex not in _CONTINUED:
+                self.passive = tasks = responder_tasks(self, msg)
+        reply = Outgoing(ex, msg.message_id, is_response=True)
         if not self.after_response:
             self.after_response = []  # for the hooks the tasks add as they take the request
-        failed = self._process_r(self.passive, msg)
+        failed = self._process_r(tasks, msg)
         if failed is None:
-            failed = self._build_r(self.passive, reply)
+            failed = self._build_r(self.passive, reply)  # (emptied if the SA was forgotten)
         if failed is not None:
-            if msg.exchange == ExchangeType.IKE_SA_INIT and failed.notify not in _INIT_ERRORS:
+            if ex == _IKE_SA_INIT and failed.notify not in _INIT_ERRORS:
                 # RFC 7296 §3.10.1: INVALID_SYNTAX only ever goes in a protected response;
                 # an unprotected answer to a forged request would make us a reflector
                 self.fail(f"{failed.reason}, IKE_SA_INIT request dropped unanswered", now)
@@ -697,15 +713,11 @@ class IkeSa:
             reply.payloads = []
             if failed.notify is not None:
                 reply.notify(failed.notify, failed.data)
-            if msg.exchange == ExchangeType.IKE_SA_INIT:
+            if ex == _IKE_SA_INIT:
                 self.spi_r = bytes(8)  # we keep no state: RFC 7296 §2.6 / §3.4 answers
             self._send_response(reply, now)
             # INVALID_SYNTAX is fatal in both peers (RFC 7296 §2.21.3), whatever the exchange
-            fatal = failed.notify == NotifyType.INVALID_SYNTAX or msg.exchange in (
-                ExchangeType.IKE_SA_INIT,
-                ExchangeType.IKE_INTERMEDIATE,
-                ExchangeType.IKE_AUTH,
-            )
+            fatal = failed.notify == NotifyType.INVALID_SYNTAX or ex in _SETUP_EXCHANGES
             if fatal:
                 self.fail(failed.reason, now, notify_peer=False)
             else:
@@ -736,7 +748,7 @@ class IkeSa:
                 status = task.process_r(msg)
             except TaskFailed as e:
                 return e
-            if status is Status.FAILED:
+            if status is _FAILED:
                 return TaskFailed(task.reason or f"{task.name} failed")
         return None
 
@@ -745,19 +757,21 @@ class IkeSa:
         which is rebuilt once rather than by list.remove() under a copy."""
         failed: TaskFailed | None = None
         kept: list[Task] = []
-        for i, task in enumerate(tasks):
+        for task in tasks:  # no enumerate(): a failure is the rare case
             try:
                 status = task.build_r(reply)
             except TaskFailed as e:
                 failed = e
             else:
-                if status is Status.FAILED:
-                    failed = TaskFailed(task.reason or f"{task.name} failed")
-            if failed is not None:
-                kept += tasks[i:]  # the failed task and those after it stay, as they were
-                break
-            if status is not Status.SUCCESS:
-                kept.append(task)
+                if status is _SUCCESS:
+                    continue
+                if status is not _FAILED:
+                    kept.append(task)
+                    continue
+                failed = TaskFailed(task.reason or f"{task.name} failed")
+            # the failed task and those after it stay, as they were
+            kept += tasks[_position(tasks, task) :]
+            break
         if self.passive is tasks:  # not if the engine forgot this IKE_SA meanwhile
             self.passive = kept or ()
         return failed
@@ -775,32 +789,33 @@ class IkeSa:
         )
 
     def _encode(self, out: Outgoing) -> list[bytes]:
-        header = self._message(out.exchange, out.message_id, out.is_response)
-        if out.exchange == ExchangeType.IKE_SA_INIT:
-            plain = header.with_payloads(out.payloads)
-            self.enc("generating %s", Described(plain))
+        ex, payloads = out.exchange, out.payloads
+        header = self._message(ex, out.message_id, out.is_response)
+        enc = self.enc
+        if ex == _IKE_SA_INIT:
+            plain = header.with_payloads(payloads)
+            enc("generating %s", Described(plain))
             return [plain.encode()]
-        assert self._out_cipher is not None
-        self.enc("generating %s", Described(header, out.payloads))
-        inner = wire_sk.plain(out.payloads)  # encoded once: sealing, fragments and IntAuth
-        if out.exchange == ExchangeType.IKE_INTERMEDIATE:
+        cipher = self._out_cipher
+        assert cipher is not None
+        enc("generating %s", Described(header, payloads))
+        inner = wire_sk.plain(payloads)  # encoded once: sealing, fragments and IntAuth
+        if ex == _IKE_INTERMEDIATE:
             self._chain_int_auth_later(header, inner)
         limit = self._fragment_limit()
-        size = wire_sk.sealed_message_length(header, inner, self._out_cipher)
-        if limit is None or size <= limit:
-            return [wire_sk.protect(header, inner, self._out_cipher)]
-        packets = wire_sk.protect_fragments(header, inner, self._out_cipher, limit)
-        self.enc("splitting IKE message (%d bytes) into %d fragments", size, len(packets))
-        role = "response" if out.is_response else "request"
-        for i in range(len(packets)):
-            self.enc(
-                "generating %s %s %d [ EF(%d/%d) ]",
-                out.exchange.name,
-                role,
-                out.message_id,
-                i + 1,
-                len(packets),
-            )
+        if limit is None:  # no need of the sealed length
+            return [wire_sk.protect(header, inner, cipher)]
+        size = wire_sk.sealed_message_length(header, inner, cipher)
+        if size <= limit:
+            return [wire_sk.protect(header, inner, cipher)]
+        packets = wire_sk.protect_fragments(header, inner, cipher, limit)
+        total = len(packets)
+        enc("splitting IKE message (%d bytes) into %d fragments", size, total)
+        if enc.enabled(1):  # one check, not one line's arguments per fragment
+            role = "response" if out.is_response else "request"
+            mid = out.message_id
+            for i in range(total):
+                enc("generating %s %s %d [ EF(%d/%d) ]", ex.name, role, mid, i + 1, total)
         return packets
 
     def _natt(self) -> bool:
@@ -839,7 +854,7 @@ class IkeSa:
         assert self.keys is not None
         self._int_auth_later = (*self._int_auth_later, (header, inner, self.keys))
 
-    def _transmit(self, packets: list[bytes]) -> None:
+    def _transmit(self, packets: Sequence[bytes]) -> None:
         for data in packets:
             self.svc.send(Datagram(data=data, src=self.local, dst=self.remote))
             # logged once it is out: the peer waits for the datagram, not for the line
@@ -861,8 +876,8 @@ class IkeSa:
         self._transmit(packets)
 
     def _send_response(self, out: Outgoing, now: float) -> None:
-        packets = self._encode(out)
-        if out.exchange == ExchangeType.IKE_SA_INIT:
+        packets = tuple(self._encode(out))  # kept: see last_response
+        if out.exchange == _IKE_SA_INIT:
             self.init_response = packets[0]
         self.last_response = (out.message_id, packets)
         self._transmit(packets)
@@ -897,7 +912,8 @@ class IkeSa:
                 times.append(self.last_inbound + self.conn.dpd_delay)
         if state is IkeState.REKEYED and self._awaits_peer_delete():
             times.append(self.rekeyed_at + REKEYED_IKE_GRACE)  # type: ignore[operator]
-        times += [until for until, _, _ in self.rekeyed_inbound]
+        if self.rekeyed_inbound:  # mostly empty: no list comprehension per message
+            times += [until for until, _, _ in self.rekeyed_inbound]
         return min(times) if times else None
 
     def _awaits_peer_delete(self) -> bool:
@@ -1050,15 +1066,17 @@ class IkeSa:
         self, message: Message, raw: bytes, src: Endpoint, dst: Endpoint, now: float
     ) -> None:
         mid = message.message_id
-        if self.last_response and mid == self.last_response[0] and mid + 1 == self.peer_mid:
+        expected = self.peer_mid
+        last = self.last_response
+        if last is not None and mid == last[0] and mid + 1 == expected:
             sealed = message.sealed
             # RFC 7383 §2.6.1: only fragment 1 of a retransmitted request triggers a resend
             if not isinstance(sealed, EncryptedFragment) or sealed.number == 1:
                 self.log("received retransmit of request with ID %d, retransmitting response", mid)
-                self._transmit(self.last_response[1])
+                self._transmit(last[1])
             return
-        if mid != self.peer_mid:
-            self.log("received message ID %d, expected %d, ignored", mid, self.peer_mid)
+        if mid != expected:
+            self.log("received message ID %d, expected %d, ignored", mid, expected)
             return
         phase = self.phase
         verdict = request_verdict(phase, not self.initiator, message.exchange, mid)
@@ -1078,7 +1096,7 @@ class IkeSa:
         if inner is None:
             return
         self.last_inbound = now
-        if message.exchange != ExchangeType.IKE_SA_INIT and (src, dst) != (self.remote, self.local):
+        if message.exchange != _IKE_SA_INIT and (src != self.remote or dst != self.local):
             # an authenticated request from a new address/port: the peer floated (NAT-T)
             self.remote, self.local = src, dst
         if verdict is Verdict.TEMPORARY_FAILURE:
@@ -1103,7 +1121,7 @@ class IkeSa:
             self.enc("unsupported exchange type %s, ignored", ex)
             return None
         role = "response" if message.response else "request"  # ex.name: only where logged
-        if ex == ExchangeType.IKE_SA_INIT:
+        if ex == _IKE_SA_INIT:
             self.enc("parsed %s", Described(message))
             return Incoming(ex, message.message_id, message.response, message.payloads, raw)
         sealed = message.sealed
@@ -1136,7 +1154,7 @@ class IkeSa:
             self.enc("invalid %s %s %d: %s, dropped", ex.name, role, message.message_id, e)
             return None
         self.enc("parsed %s", Described(message, opened.inner))
-        if ex == ExchangeType.IKE_INTERMEDIATE:
+        if ex == _IKE_INTERMEDIATE:
             inner = wire_sk.Plain(opened.first_inner, opened.plaintext)
             if message.response:  # the initiator's next request (IKE_AUTH) may need it now
                 self._chain_int_auth(message, inner)

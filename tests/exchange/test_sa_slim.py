@@ -67,3 +67,20 @@ def test_ike_sa_binds_its_four_loggers_without_a_lookup(monkeypatch: pytest.Monk
         bound = getattr(new, attr)
         assert bound._log is logging.getLogger(f"pqike.{subsystem}"), attr
         assert bound.sa == f"{sa.name}|99"
+
+
+@pytest.mark.parametrize("ike", [X25519, MLKEM3])
+def test_last_response_is_left_alone_by_the_cyclic_gc(ike: str) -> None:
+    """The packets of the last response, kept per IKE_SA for retransmits, are a tuple the
+    collector stops tracking once it has seen it (a list would be traversed forever)."""
+    import gc
+
+    if ike == MLKEM3:
+        _need("mlkem512")
+    net = _establish(ike, fragment_size=576)
+    (sa,) = _sas(net, "moon")
+    assert sa.last_response is not None
+    mid, packets = sa.last_response
+    assert mid == sa.peer_mid - 1 and packets and all(isinstance(p, bytes) for p in packets)
+    gc.collect()
+    assert not gc.is_tracked(sa.last_response) and not gc.is_tracked(packets)
