@@ -227,7 +227,7 @@ class Reassembler:
 
         if len(p.chunks) < p.total:
             return FragmentResult(FragmentVerdict.WAITING, "", 0, b"", len(p.chunks), p.total)
-        data = b"".join(p.chunks[i] for i in range(1, p.total + 1))
+        data = b"".join(map(p.chunks.__getitem__, range(1, p.total + 1)))  # no generator
         first = p.first_inner
         self.reset()
         return FragmentResult(FragmentVerdict.COMPLETE, "", first, data, total, total)

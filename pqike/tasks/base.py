@@ -86,9 +86,10 @@ class Incoming:
         index = self._notifies
         if index is None:
             index = {}
+            keep = index.setdefault  # the first of each type
             for p in self.payloads:
-                if isinstance(p, Notify) and p.notify_type not in index:
-                    index[p.notify_type] = p
+                if isinstance(p, Notify):
+                    keep(p.notify_type, p)
             self._notifies = index
         return index.get(ntype)
 

@@ -136,3 +136,23 @@ def test_kernel_backend_lines_are_tagged_knl(
     lines = [format_record(r) for r in log.records]
     assert "[KNL] kernel backend xfrm unusable (kernel has no ESP); trying userspace ESP" in lines
     assert not any(line.startswith("[kernel]") for line in lines)
+
+
+def test_fragmented_response_logs_each_fragment(log: pytest.LogCaptureFixture) -> None:
+    """A fragmented message: the split line, then charon's ``generating ... [ EF(i/n) ]``
+    line for each fragment, in order (their arguments are built only at a logged level)."""
+    net = make_pair(
+        psk_config("carol", "aes256-sha256-x25519-ke1_mlkem1024", fragment_size=576),
+        psk_config("moon", "aes256-sha256-x25519-ke1_mlkem1024", fragment_size=576),
+    )
+    net.peers["carol"].engine.initiate("net", None, 0.0)
+    net.run()
+    moon = _lines(log, "rw|1")
+    split = [i for i, m in enumerate(moon) if m.startswith("splitting IKE message")]
+    assert split, moon
+    i = split[0]
+    n = int(re.search(r"into (\d+) fragments", moon[i]).group(1))  # type: ignore[union-attr]
+    assert n >= 2
+    assert moon[i + 1 : i + 1 + n] == [
+        f"generating IKE_INTERMEDIATE response 1 [ EF({k}/{n}) ]" for k in range(1, n + 1)
+    ]
