@@ -43,6 +43,11 @@ class FragmentVerdict(Enum):
     DROPPED = "dropped"
 
 
+# read per fragment: a global, not FragmentVerdict.WAITING (~120 ns on Python 3.11, whose
+# EnumType.__getattr__ keeps that attribute load from being specialized)
+_WAITING, _COMPLETE = FragmentVerdict.WAITING, FragmentVerdict.COMPLETE
+
+
 @dataclass(frozen=True, slots=True)
 class FragmentLimits:
     max_fragments: int = 255  # Total Fragments field is 16 bits; strongSwan caps at 255
@@ -226,11 +231,11 @@ class Reassembler:
             p.first_inner = first_inner
 
         if len(p.chunks) < p.total:
-            return FragmentResult(FragmentVerdict.WAITING, "", 0, b"", len(p.chunks), p.total)
+            return FragmentResult(_WAITING, "", 0, b"", len(p.chunks), p.total)
         data = b"".join(map(p.chunks.__getitem__, range(1, p.total + 1)))  # no generator
         first = p.first_inner
         self.reset()
-        return FragmentResult(FragmentVerdict.COMPLETE, "", first, data, total, total)
+        return FragmentResult(_COMPLETE, "", first, data, total, total)
 
     def _drop(self, reason: str) -> FragmentResult:
         return FragmentResult(FragmentVerdict.DROPPED, reason)
