@@ -2,7 +2,7 @@
 # Both set up everything on a fresh machine (venv, Python deps, liboqs, system packages and the
 # strongSwan 6.1 test peer when running as root); re-running them is a fast no-op.
 
-PYTHON ?= python3
+PYTHON ?= $(shell sh scripts/python.sh)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pqike-installed
@@ -15,7 +15,10 @@ export PQIKE_LIBOQS_TARBALL
 .PHONY: demo test setup system liboqs clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# without the distribution's venv package (Debian: python3-venv) the first python3 on PATH
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "make: $(PYTHON) -m venv failed; making the venv with python3 instead" >&2; \
+	  python3 -m venv $(VENV); }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,oqs,pqcrypto,bench]'
 	touch $@
