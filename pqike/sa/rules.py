@@ -38,6 +38,7 @@ class Phase(Enum):
 
 P, T = Verdict.PROCESS, Verdict.TEMPORARY_FAILURE
 X = ExchangeType
+_IKE_SA_INIT, _DROP = X.IKE_SA_INIT, Verdict.DROP  # read per request: globals, not Enum attributes
 _WORK = {X.CREATE_CHILD_SA: P, X.IKE_FOLLOWUP_KE: P, X.INFORMATIONAL: P}
 _WIND_DOWN = {X.CREATE_CHILD_SA: T, X.IKE_FOLLOWUP_KE: T, X.INFORMATIONAL: P}
 
@@ -62,7 +63,7 @@ def request_verdict(
     phase: Phase, responder: bool, exchange: ExchangeType | int, message_id: int
 ) -> Verdict:
     """What to do with a peer's request (before decrypting it)."""
-    if exchange == ExchangeType.IKE_SA_INIT and message_id != 0:
-        return Verdict.DROP
+    if exchange == _IKE_SA_INIT and message_id != 0:
+        return _DROP
     verdict = ACCEPT[phase, responder].get(exchange)  # type: ignore[call-overload]
-    return verdict if verdict is not None else Verdict.DROP
+    return verdict if verdict is not None else _DROP
