@@ -86,6 +86,18 @@ def test_address_identity_of_the_wrong_length_is_invalid_not_the_other_family() 
     assert Identity(IdType.ID_FQDN, b"").problem() is None
 
 
+def test_identity_str_per_type_as_charon_prints_it() -> None:
+    # the ID type read off the wire may be a plain int: it prints as its IdType would
+    assert str(Identity(IdType.ID_IPV6_ADDR, bytes(15) + b"\x01")) == "::1"
+    assert str(Identity(IdType.ID_FQDN, b"moon.strongswan.org")) == "moon.strongswan.org"
+    assert str(Identity(3, b"carol@strongswan.org")) == "carol@strongswan.org"  # type: ignore[arg-type]
+    dn = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "moon")]).public_bytes()
+    assert str(Identity(IdType.ID_DER_ASN1_DN, dn)) == "CN=moon"
+    assert str(Identity(IdType.ID_DER_ASN1_DN, b"\x30\x03")) == "(invalid DN 3003)"
+    assert str(Identity(IdType.ID_KEY_ID, b"\x0a\x0b")) == "@#0a0b"
+    assert str(Identity(200, b"\x01")) == "(unknown ID type 200 01)"  # type: ignore[arg-type]
+
+
 @given(st.text(min_size=1, max_size=16))
 def test_dn_values_are_escaped_in_identities_and_certificate_names(value: str) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
