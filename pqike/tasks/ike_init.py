@@ -201,7 +201,7 @@ class IkeInit(Task):
             suite = ike_suite(selected)
         except UnsupportedTransform as e:
             raise TaskFailed(str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
-        self.pending = [t for t in selected.key_exchanges if t.type != TransformType.KE]
+        self.pending = [t for t in selected.key_exchanges if t.type != _KE]
         return suite
 
     def _derive(self, selected: Proposal, suite: IkeSuite, g_ir: bytes) -> None:
