@@ -29,6 +29,10 @@ class Verdict(Enum):
 class Phase(Enum):
     """What an IKE_SA is doing, as far as the peer's requests are concerned."""
 
+    # hashed for every request (the ACCEPT key): members are singletons equal only to
+    # themselves, so object's C hash serves; Enum's own is hash(self._name_) in Python
+    __hash__ = object.__hash__
+
     SETUP = "not authenticated"  # IKE_SA_INIT done, IKE_AUTH not yet completed
     ESTABLISHED = "established"
     REKEYED = "rekeyed"  # replaced by a new IKE_SA, awaiting its DELETE
