@@ -69,7 +69,7 @@ class _Grave(NamedTuple):
     expires: float
     label: str
     message_id: int
-    packets: list[bytes]
+    packets: tuple[bytes, ...]  # IkeSa.last_response keeps a tuple
 
 
 @functools.cache
@@ -569,7 +569,7 @@ class Engine:
         self._gone += 1
         # its tasks point back at it: without them refcounting frees the IKE_SA now, not
         # the cyclic GC at its next full collection (a flood's worth of SAs at once)
-        sa.active, sa.passive, sa.queued, sa.after_response = [], [], [], []
+        sa.active, sa.passive, sa.queued, sa.after_response = (), (), (), ()
         sa.followups = {}
         if self.sas.get(sa.engine_key) is sa:
             del self.sas[sa.engine_key]
