@@ -70,11 +70,6 @@ _AFTER_AUTH = (
 )
 
 
-def _position(tasks: Sequence[Task], task: Task) -> int:
-    """Where ``task`` (itself, not an equal one) is in ``tasks``."""
-    return next(i for i, t in enumerate(tasks) if t is task)
-
-
 class IkeState(Enum):
     CREATED = "CREATED"
     CONNECTING = "CONNECTING"
@@ -767,21 +762,19 @@ class IkeSa:
         which is rebuilt once rather than by list.remove() under a copy."""
         failed: TaskFailed | None = None
         kept: list[Task] = []
-        for task in tasks:  # no enumerate(): a failure is the rare case
+        for i, task in enumerate(tasks):
             try:
                 status = task.build_r(reply)
             except TaskFailed as e:
                 failed = e
             else:
-                if status is _SUCCESS:
-                    continue
-                if status is not _FAILED:
-                    kept.append(task)
-                    continue
-                failed = TaskFailed(task.reason or f"{task.name} failed")
-            # the failed task and those after it stay, as they were
-            kept += tasks[_position(tasks, task) :]
-            break
+                if status is _FAILED:
+                    failed = TaskFailed(task.reason or f"{task.name} failed")
+            if failed is not None:
+                kept += tasks[i:]  # the failed task and those after it stay, as they were
+                break
+            if status is not _SUCCESS:
+                kept.append(task)
         if self.passive is tasks:  # not if the engine forgot this IKE_SA meanwhile
             self.passive = kept or ()
         return failed

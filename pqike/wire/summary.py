@@ -199,8 +199,8 @@ def notify_short_name(notify_type: int) -> str:
 
 
 # the summary of a payload whose text is its type alone, and of each known notify: a log
-# line prints a dozen of them, a lookup each instead of building the same strings again
-# payloads whose summary shows their contents (_one); the others' is their type alone
+# line prints a dozen of them, a lookup each instead of building the same strings again;
+# _DETAILED are the payloads whose summary shows their contents (_one)
 _DETAILED = (Notify, ExtensibleAuthentication, Configuration, EncryptedFragment)
 _FIXED: dict[type, str] = {
     cls: PAYLOAD_SHORT[cls.TYPE] for cls in PAYLOAD_CLASSES if cls not in _DETAILED
